@@ -1,0 +1,81 @@
+"""evsys: LLM post-training experiments composed by Hydra and validated by registry schemas.
+
+The public surface is ``__all__``; names resolve on first use, so ``import evsys`` stays fast and
+never imports pydantic, Hydra or any training library.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    # config models
+    "ExperimentConfig": "evsys.config",
+    "RunConfig": "evsys.config",
+    "DataConfig": "evsys.config",
+    "ModelConfig": "evsys.config",
+    "AlgorithmConfig": "evsys.config",
+    "BackendConfig": "evsys.config",
+    "EvalConfig": "evsys.config",
+    "Metadata": "evsys.config",
+    "BenchmarkSpec": "evsys.config",
+    "SuccessMetric": "evsys.config",
+    "MetricSpec": "evsys.config",
+    "VerifierSpec": "evsys.config",
+    "TransformSpec": "evsys.config",
+    "InferenceSpec": "evsys.config",
+    "DataStoreSpec": "evsys.config",
+    "LogStoreSpec": "evsys.config",
+    # protocols and run records
+    "Algorithm": "evsys.protocols",
+    "Backend": "evsys.protocols",
+    "DataStore": "evsys.protocols",
+    "InferenceClient": "evsys.protocols",
+    "LogStore": "evsys.protocols",
+    "Metric": "evsys.protocols",
+    "Transform": "evsys.protocols",
+    "Verifier": "evsys.protocols",
+    "RunContext": "evsys.protocols",
+    "RunResult": "evsys.protocols",
+    "VerificationResult": "evsys.protocols",
+    # registry
+    "register_algorithm": "evsys.registry",
+    "register_backend": "evsys.registry",
+    "register_metric": "evsys.registry",
+    "register_verifier": "evsys.registry",
+    "register_transform": "evsys.registry",
+    "register_inference": "evsys.registry",
+    "register_data_store": "evsys.registry",
+    "register_log_store": "evsys.registry",
+    "registry_for": "evsys.registry",
+    "resolve_algorithm": "evsys.registry",
+    # composing and running
+    "compose": "evsys.compose.compose",
+    "compose_and_validate": "evsys.compose.compose",
+    "validate_experiment": "evsys.validation",
+    "run_arm": "evsys.run.runner",
+    # errors
+    "EvsysError": "evsys.errors",
+    "ConfigError": "evsys.errors",
+    "DataError": "evsys.errors",
+    "BackendError": "evsys.errors",
+    "Problem": "evsys.errors",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'evsys' has no attribute '{name}'")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

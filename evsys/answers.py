@@ -1,0 +1,66 @@
+"""Pull the answer out of a completion and put answers in a comparable form.
+
+Metrics and verifiers share these helpers so that "correct" means the same thing in an RL
+reward, an eval score and a pass@k estimate.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from evsys.errors import DataError
+
+ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
+"""Matches one ``<answer>…</answer>``; group 1 is its content, possibly spanning lines."""
+_QUOTE_PAIRS = {'"': '"', "'": "'", "`": "`", "\u201c": "\u201d", "\u2018": "\u2019"}
+
+
+def extract_answer(text: str) -> str:
+    """The stripped content of the last ``<answer>…</answer>`` in ``text``; else all of it, stripped.
+
+    The last tag wins because models often restate the format ("reply as <answer>X</answer>")
+    while reasoning, before giving the real answer.
+    """
+    found = ANSWER_TAG.findall(text)
+    return (found[-1] if found else text).strip()
+
+
+def normalize(text: str, *, casefold: bool = True) -> str:
+    """``' "Paris." '`` → ``'paris'``: casefold, collapse whitespace, drop wrapping quotes and a
+    trailing period. ``casefold=False`` keeps the case (for case-sensitive comparisons)."""
+    text = " ".join(text.split())
+    if casefold:
+        text = text.casefold()
+    # The period may sit outside the quotes ("Paris".) or inside them ("Paris."): strip around both.
+    text = text.removesuffix(".").strip()
+    if len(text) >= 2 and _QUOTE_PAIRS.get(text[0]) == text[-1]:
+        text = text[1:-1].strip()
+    return text.removesuffix(".").strip()
+
+
+def target_answer(target: Any) -> str:
+    """The expected answer of a row's target: the scalar itself, or ``target["answer"]``.
+
+    A dict target may also carry ``toolkit`` and ``aliases``; only ``answer`` is returned here.
+    """
+    if isinstance(target, dict):
+        if "answer" not in target:
+            raise DataError(
+                f"target {target!r} has no 'answer' key (keys: {', '.join(map(str, target))}); "
+                "a dict target must look like {'answer': ..., 'toolkit': ..., 'aliases': [...]}"
+            )
+        target = target["answer"]
+    if target is None:
+        raise DataError("target answer is None; every scored row needs an expected answer")
+    return str(target)
+
+
+def is_correct(completion: Any, target: Any) -> bool:
+    """Whether a completion's extracted answer equals the target's answer, after ``normalize``.
+
+    ``None`` (a generation that failed) is never correct; other non-strings are compared as text.
+    """
+    if completion is None:
+        return False
+    return normalize(extract_answer(str(completion))) == normalize(target_answer(target))

@@ -1,0 +1,4 @@
+"""Backends: the engines recipes run on. Each registers itself, its recipe implementations and
+its inference client when imported; heavy engines import their libraries only when a run starts."""
+
+from evsys.backends import mock  # noqa: F401

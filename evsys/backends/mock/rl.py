@@ -1,0 +1,91 @@
+"""RL on the mock backend: group sampling, verifier rewards, group-centred advantages.
+
+The policy answers a prompt correctly with probability ``confidence[prompt]``; a group whose
+completions disagree pushes that probability towards the rewarded answers, a group that agrees
+teaches nothing (as in GRPO, where its advantages are all zero).
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+from typing import Any
+
+from evsys.algorithms.rl import RL
+from evsys.backends.mock.policy import MockPolicy, stable_seed
+from evsys.protocols import RunContext, RunResult
+from evsys.registry import VERIFIERS, register_algorithm
+from evsys.rows import assistant_text, prompt_text
+from evsys.training import is_save_step, iterate_batches, progress_bar
+
+INITIAL_CONFIDENCE = (0.1, 0.4)
+"""Range of the base policy's chance of answering each prompt right."""
+
+
+@register_algorithm("rl", backend="mock")
+class MockRL:
+    def __init__(self, **params: Any):
+        self.cfg = RL.Config(**params)
+
+    def train(self, ctx: RunContext) -> RunResult:
+        cfg, backend = self.cfg, ctx.backend
+        rng = random.Random(stable_seed("mock_rl", ctx.seed))
+        verifier = VERIFIERS.build(cfg.verifier.kind, cfg.verifier.params)
+        policy = ctx.handles.get("policy") or MockPolicy(
+            capacity=backend.cfg.capacity_per_rank * cfg.lora_rank
+        )
+        step_size = min(1.0, 0.5 * cfg.learning_rate / 1e-5)
+        mean_reward = 0.0
+
+        with progress_bar("mock rl", cfg.max_steps) as advance:
+            batches = iterate_batches(ctx.train_rows, cfg.batch_size, cfg.max_steps, ctx.seed)
+            for step, batch in enumerate(batches, start=1):
+                backend.check_step(step)
+                rewards, zero_std_groups = [], 0
+                for row in batch:
+                    prompt, answer = prompt_text(row), assistant_text(row)
+                    if prompt not in policy.answers:
+                        low, high = INITIAL_CONFIDENCE
+                        policy.learn(prompt, answer, rng.uniform(low, high), rng)
+                    group = [
+                        policy.generate(prompt, rng, greedy=False) for _ in range(cfg.group_size)
+                    ]
+                    group_rewards = [
+                        verifier.verify(prompt=prompt, completion=c, target=row).reward
+                        for c in group
+                    ]
+                    rewards += group_rewards
+                    zero_std_groups += len(set(group_rewards)) == 1
+                    _update(policy, prompt, group_rewards, step_size)
+                mean_reward = statistics.fmean(rewards)
+                metrics = {
+                    "train/reward_mean": mean_reward,
+                    "train/reward_std": statistics.pstdev(rewards),
+                    "train/frac_zero_std_groups": zero_std_groups / len(batch),
+                    "train/lr": cfg.learning_rate,
+                }
+                if step % cfg.log_every == 0 or step == cfg.max_steps:
+                    ctx.log_store.log_metrics(metrics, step=step)
+                if is_save_step(step, cfg.save_every):
+                    path = policy.save(ctx.checkpoint_dir / f"step_{step}")
+                    ctx.log_store.log_artifact(f"checkpoint_step_{step}", str(path))
+                advance(reward=mean_reward)
+
+        final = policy.save(ctx.checkpoint_dir / "final")
+        ctx.log_store.log_artifact("final_checkpoint", str(final))
+        return RunResult(
+            run_id=ctx.run_id,
+            status="completed",
+            metrics={"train/final_reward_mean": mean_reward, "train/steps": float(cfg.max_steps)},
+            artifacts={"final_checkpoint": str(final)},
+        )
+
+
+def _update(policy: MockPolicy, prompt: str, rewards: list[float], step_size: float) -> None:
+    """Raise the chance of the right answer by the mean advantage of the better samples."""
+    mean = statistics.fmean(rewards)
+    advantages = [r - mean for r in rewards if r > mean]
+    if not advantages:
+        return  # every sample scored alike: no learning signal
+    p = policy.confidence[prompt]
+    policy.confidence[prompt] = min(0.99, p + step_size * statistics.fmean(advantages) * (1 - p))

@@ -1,0 +1,36 @@
+"""The ``evsys`` command: ``run``, ``validate``, ``list``, ``schema``.
+
+Each subcommand lives in its own module and is imported only when used, so ``evsys --help`` and
+the light commands stay fast (none of them imports torch, transformers, trl, peft or tinker).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# subcommand → (module, one-line help)
+COMMANDS = {
+    "run": ("evsys.cli.run", "compose, validate and run (same as python -m evsys)"),
+    "validate": ("evsys.cli.validate", "compose and validate without running"),
+    "list": ("evsys.cli.listing", "registered extensions and config group options"),
+    "schema": ("evsys.cli.schema", "JSON Schema of one extension, or of everything"),
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "run":  # Hydra parses the rest of a run's command line itself
+        from evsys.app import main as run_main
+
+        run_main(argv[1:])
+        return
+    parser = argparse.ArgumentParser(prog="evsys", description=__doc__.splitlines()[0])
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        sub = subparsers.add_parser(name, help=help_text, description=help_text)
+        if name != "run":
+            importlib.import_module(module).add_arguments(sub)
+    args = parser.parse_args(argv)
+    sys.exit(importlib.import_module(COMMANDS[args.command][0]).execute(args))

@@ -1,0 +1,3 @@
+from evsys.cli import main
+
+main()

@@ -1,0 +1,5 @@
+"""``evsys run [overrides]``: the same as ``python -m evsys [overrides]``."""
+
+from evsys.app import main
+
+__all__ = ["main"]

@@ -1,0 +1,1 @@
+"""Hydra composition for evsys: registry-fed config groups, lenient composition with sources."""

@@ -1,0 +1,142 @@
+"""The registry as Hydra config groups.
+
+Every registered algorithm, backend, data store, log store and inference client becomes an option
+of its config group, served to Hydra by the ``evsys-registry`` config source; its node is ``{kind: <name>, params: <Config defaults>}``
+with ``???`` for required fields. So ``algorithm=my_algo`` works as soon as ``my_algo`` is
+registered, and ``algorithm.params.<field>=v`` needs no ``+``.
+
+Building the nodes imports every extension and pydantic (≈ 0.15 s), which would make commands
+that only print a config (``--cfg job``, ``--help``) slower than a plain Hydra app. So the nodes
+are cached on disk, keyed by the files of every module that contributed one and by the
+directories where new plugins would appear; any change rebuilds them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from evsys import __version__
+from evsys.paths import PACKAGE_DIR
+
+GroupNodes = dict[str, dict[str, dict[str, Any]]]
+"""group → option → node."""
+
+# Hydra group → registry kind. Metrics, verifiers and transforms are not groups: they appear in
+# lists (eval.metrics, data.transforms), which Hydra's defaults lists cannot compose.
+GROUP_KINDS = {
+    "algorithm": "algorithm",
+    "backend": "backend",
+    "data_store": "data_store",
+    "log_store": "log_store",
+    "eval/inference": "inference_client",
+}
+PROVIDER = "evsys-registry"
+MISSING = "???"
+
+
+def build_group_nodes() -> GroupNodes:
+    """Nodes for every registered extension, from the live registries."""
+    from evsys.registry import registry_for
+
+    nodes: GroupNodes = {}
+    for group, kind in GROUP_KINDS.items():
+        registry = registry_for(kind)
+        nodes[group] = {
+            name: {"kind": name, "params": config_defaults(registry.config_class(name))}
+            for name in registry.names()
+        }
+    return nodes
+
+
+def config_defaults(config: type | None) -> dict[str, Any]:
+    """A Config's fields as a plain dict: defaults where there are some, ``???`` elsewhere."""
+    if config is None:
+        return {}
+    from pydantic_core import to_jsonable_python
+
+    out = {}
+    for name, field in config.model_fields.items():
+        if field.is_required():
+            out[name] = MISSING
+        else:
+            out[name] = to_jsonable_python(field.get_default(call_default_factory=True))
+    return out
+
+
+GROUP_NODES: GroupNodes = {}
+"""The nodes Hydra's ``evsys-registry`` config source serves (see hydra_plugins/evsys_plugins)."""
+
+
+def publish_group_nodes(nodes: GroupNodes) -> None:
+    """Make ``nodes`` the registry's group options for every composition from now on."""
+    GROUP_NODES.clear()
+    GROUP_NODES.update(nodes)
+
+
+# -- the on-disk cache --------------------------------------------------------------------------
+
+
+def cached_group_nodes() -> GroupNodes:
+    """The group nodes, from the cache when nothing they depend on has changed."""
+    path = _cache_path()
+    try:
+        cached = json.loads(path.read_text())
+        if cached["stamp"] == _stamp(cached["modules"]):
+            return cached["nodes"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    nodes = build_group_nodes()
+    modules = _contributing_modules()
+    _write_atomically(path, {"stamp": _stamp(modules), "modules": modules, "nodes": nodes})
+    return nodes
+
+
+def _cache_path() -> Path:
+    root = os.environ.get("EVSYS_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "evsys"
+    )
+    # One cache per interpreter environment and evsys install.
+    key = hashlib.sha1(f"{sys.prefix}|{PACKAGE_DIR}".encode()).hexdigest()[:16]
+    return Path(root) / f"group-nodes-{key}.json"
+
+
+def _contributing_modules() -> list[str]:
+    """Files of the modules that define extensions: editing one can change a node."""
+    from evsys.registry import _IMPLEMENTATIONS, REGISTRIES
+
+    files = {PACKAGE_DIR / "config.py", PACKAGE_DIR / "registry.py"}
+    classes = [obj for r in REGISTRIES.values() for _, obj in r.items()]
+    for obj in [*classes, *_IMPLEMENTATIONS.values()]:
+        module = sys.modules.get(getattr(obj, "__module__", ""))
+        if getattr(module, "__file__", None):
+            files.add(Path(module.__file__))
+    return sorted(str(p) for p in files)
+
+
+def _stamp(module_files: list[str]) -> str:
+    """Changes when a contributing module changes, or a plugin may have come or gone: installing
+    or removing a distribution changes its directory's listing, so its mtime."""
+    plugin_dirs = sorted(p for p in sys.path if p and os.path.isdir(p))
+    parts = [__version__, sys.version]
+    for name in [*module_files, *plugin_dirs]:
+        try:
+            st = os.stat(name)
+            parts.append(f"{name}:{st.st_mtime_ns}:{st.st_size}")
+        except OSError:
+            parts.append(f"{name}:gone")
+    return hashlib.sha1("\n".join(parts).encode()).hexdigest()
+
+
+def _write_atomically(path: Path, payload: dict[str, Any]) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(payload))
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only home only costs speed

@@ -1,0 +1,251 @@
+"""The schema of a run: what Hydra composes is validated against these models.
+
+Every model forbids unknown keys, so a misspelt key is an error, not a silently ignored setting.
+Pluggable blocks are ``{kind, params}`` envelopes: ``kind`` is a registry key and ``params`` is
+validated by that extension's own ``Config`` (see :mod:`evsys.validation`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class Strict(BaseModel):
+    """Base of every config model: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+# -- {kind, params} envelopes ---------------------------------------------------------------
+
+
+class ExtensionSpec(Strict):
+    """A registered extension and its parameters."""
+
+    registry_kind: ClassVar[str]
+
+    kind: str = Field(description="Registry key of the extension (see `evsys list`).")
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Validated by the extension's Config (see `evsys schema <kind> <name>`).",
+    )
+
+
+class AlgorithmConfig(ExtensionSpec):
+    registry_kind: ClassVar[str] = "algorithm"
+
+
+class BackendConfig(ExtensionSpec):
+    registry_kind: ClassVar[str] = "backend"
+
+
+class MetricSpec(ExtensionSpec):
+    registry_kind: ClassVar[str] = "metric"
+
+
+class VerifierSpec(ExtensionSpec):
+    registry_kind: ClassVar[str] = "verifier"
+
+
+class TransformSpec(ExtensionSpec):
+    registry_kind: ClassVar[str] = "transform"
+
+
+class InferenceSpec(ExtensionSpec):
+    registry_kind: ClassVar[str] = "inference_client"
+
+
+class DataStoreSpec(ExtensionSpec):
+    registry_kind: ClassVar[str] = "data_store"
+    kind: str = Field("local", description="Registry key of the data store.")
+
+
+class LogStoreSpec(ExtensionSpec):
+    registry_kind: ClassVar[str] = "log_store"
+    kind: str = Field("jsonl", description="Registry key of the log store.")
+
+
+# -- run parts --------------------------------------------------------------------------------
+
+SourceKind = Literal["jsonl", "json", "in_memory", "hf_dataset"]
+
+
+class DataConfig(Strict):
+    """Where the training rows come from and how they are transformed."""
+
+    source_kind: SourceKind = Field("jsonl", description="Which built-in loader reads the rows.")
+    path: str | None = Field(
+        None,
+        description="File for jsonl/json sources, relative to the data store root or absolute.",
+    )
+    eval_path: str | None = Field(
+        None,
+        description=(
+            "Held-out rows (same source kind) that eval scores when eval.eval_data is not set. "
+            "None: eval scores the training rows."
+        ),
+    )
+    rows: list[dict[str, Any]] | None = Field(None, description="Rows for the in_memory source.")
+    hf_dataset: str | None = Field(
+        None,
+        description=(
+            "For hf_dataset: a `datasets` builder name (json, csv, parquet, …) or a local "
+            "dataset directory. Nothing is downloaded."
+        ),
+    )
+    hf_data_files: str | list[str] | None = Field(
+        None, description="For hf_dataset with a builder name: the local files to load."
+    )
+    hf_split: str = Field("train", description="For hf_dataset: the split to read.")
+    transforms: list[TransformSpec] = Field(
+        default_factory=list, description="Applied in order to the loaded rows."
+    )
+    limit: int | None = Field(None, gt=0, description="Keep only the first N rows. None: all.")
+
+    @model_validator(mode="after")
+    def _source_has_its_input(self) -> DataConfig:
+        needed = {"jsonl": "path", "json": "path", "in_memory": "rows", "hf_dataset": "hf_dataset"}
+        field = needed[self.source_kind]
+        if getattr(self, field) is None:
+            raise ValueError(f"source_kind '{self.source_kind}' needs `{field}` to be set")
+        return self
+
+
+class ModelConfig(Strict):
+    """The base model to train."""
+
+    name: str = Field(description="Hugging Face id or local directory of the base model.")
+    load_checkpoint_path: str | None = Field(
+        None, description="Start from this adapter or checkpoint instead of the base weights."
+    )
+    renderer_name: str | None = Field(
+        None, description="Chat renderer hint for backends that need one (e.g. qwen3)."
+    )
+
+
+class EvalConfig(Strict):
+    """Best-effort scoring of the trained model after training."""
+
+    enabled: bool = Field(True, description="Skip eval entirely when false.")
+    metrics: list[MetricSpec] = Field(
+        default_factory=list, description="Metrics to compute; eval is skipped when empty."
+    )
+    inference: InferenceSpec | None = Field(
+        None, description="How to query the trained model. None: the backend's own client."
+    )
+    eval_data: DataConfig | None = Field(
+        None, description="Rows to score. None: data.eval_path, else the training rows."
+    )
+    n_samples: int | None = Field(None, gt=0, description="Score at most N rows. None: all.")
+    max_tokens: int = Field(256, gt=0, description="Generation budget per row.")
+    temperature: float = Field(0.0, ge=0, description="0 means greedy decoding.")
+
+
+# -- experiment metadata ------------------------------------------------------------------------
+
+
+class SuccessMetric(Strict):
+    """The metric that ranks arms, and which way is better."""
+
+    name: str = Field(description="A key of run_result.json metrics, e.g. eval/exact_match.")
+    direction: Literal["max", "min"] = Field("max", description="Whether higher is better.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
+
+
+class BenchmarkSpec(Strict):
+    """A benchmark scored on the model: in the loop (tag ``val``) or after training (``test``)."""
+
+    name: str | None = Field(None, description="Label used in metric names (val/<name>/…).")
+    path: str | None = Field(
+        None, description="Directory holding a harbor-format tasks.jsonl and metadata.yaml."
+    )
+    id: str | None = Field(None, description="Dashboard benchmark id (resolved to a local copy).")
+    tags: list[str] = Field(
+        default_factory=lambda: ["test"],
+        description="`val`: scored during training every run_every steps; `test`: once after.",
+    )
+    run_every: int | None = Field(
+        None, gt=0, description="For `val` benchmarks: score every N training steps."
+    )
+    breakdown_keys: list[str] = Field(
+        default_factory=list, description="Task metadata keys to break the metrics down by."
+    )
+    models: list[str] = Field(
+        default_factory=list, description="API models to also score, as baselines."
+    )
+    metrics: list[MetricSpec] = Field(
+        default_factory=list, description="Metrics for this benchmark. Empty: eval.metrics."
+    )
+
+    @model_validator(mode="after")
+    def _role_matches_cadence(self) -> BenchmarkSpec:
+        if self.path is None and self.id is None:
+            raise ValueError("a benchmark needs `path` (or a dashboard `id`)")
+        if "val" in self.tags and self.run_every is None:
+            raise ValueError("a `val` benchmark needs `run_every` (score every N steps)")
+        if "test" in self.tags and self.run_every is not None:
+            raise ValueError(
+                "a `test` benchmark is scored once after training; drop `run_every` "
+                "or tag it `val` (model selection must never key off the test set)"
+            )
+        return self
+
+
+class Metadata(Strict):
+    """The science around the runs: why they exist and how they are judged."""
+
+    hypothesis: str = Field("", description="The question the experiment answers.")
+    tags: list[str] = Field(default_factory=list, description="Free labels for search.")
+    success_metric: SuccessMetric | None = Field(
+        None, description="Ranks arms into best_arm. A string means direction max."
+    )
+    benchmark: list[BenchmarkSpec] = Field(
+        default_factory=list, description="Validation and test benchmarks."
+    )
+    project_goal_id: str | None = Field(None, description="Dashboard goal this work serves.")
+    notes: dict[str, Any] = Field(
+        default_factory=dict, description="Free-form notes (budget, owner, links)."
+    )
+
+    @field_validator("benchmark", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, dict) else value
+
+
+# -- the composed config ----------------------------------------------------------------------
+
+
+class RunConfig(Strict):
+    """One training run: the cell a sweep varies."""
+
+    name: str = Field(min_length=1, description="Run name; also names its output directory.")
+    data: DataConfig
+    model: ModelConfig
+    algorithm: AlgorithmConfig
+    backend: BackendConfig
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    seed: int = Field(42, description="Seeds every random choice of the run.")
+    tags: list[str] = Field(default_factory=list, description="Labels of this run.")
+
+
+class ExperimentConfig(RunConfig):
+    """What ``python -m evsys`` composes: one arm plus the settings around it."""
+
+    version: Literal[1] = Field(1, description="Schema version; bumped on breaking changes.")
+    description: str = Field("", description="What this configuration is for.")
+    data_store: DataStoreSpec = Field(default_factory=DataStoreSpec)
+    log_store: LogStoreSpec = Field(default_factory=LogStoreSpec)
+    metadata: Metadata = Field(default_factory=Metadata)
+    parent_experiment_id: str | None = Field(
+        None, description="The experiment this one evolved from (lineage)."
+    )
+
+    def run_config(self) -> RunConfig:
+        return RunConfig.model_validate(self.model_dump(include=set(RunConfig.model_fields)))

@@ -1,0 +1,174 @@
+"""Loading the rows a run trains on (``data.source_kind``), then applying ``data.transforms``."""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from evsys.config import DataConfig, TransformSpec
+from evsys.errors import DataError, MissingDependencyError
+from evsys.protocols import DataStore
+from evsys.registry import TRANSFORMS
+
+Row = dict[str, Any]
+
+# What `datasets.save_to_disk` leaves in a directory: a Dataset, or a DatasetDict of splits.
+_SAVED_DATASET_MARKERS = ("dataset_info.json", "state.json", "dataset_dict.json")
+# The `datasets` builders that read local files. Any other name would be a Hub id: a download.
+_LOCAL_BUILDERS = ("arrow", "csv", "json", "parquet", "text")
+
+
+def load_rows(data: DataConfig, store: DataStore, *, path: str | None = None) -> list[Row]:
+    """The rows ``data`` names, as plain dicts, at most ``data.limit`` of them.
+
+    ``path`` overrides where they are read from (``data.eval_path`` for held-out rows): the
+    file of a jsonl/json source, the directory or data files of an hf_dataset source.
+    """
+    loader = _LOADERS[data.source_kind]
+    return loader(data, store, path)[: data.limit]
+
+
+def apply_transforms(rows: list[Row], specs: list[TransformSpec]) -> list[Row]:
+    """Build each transform from the registry and run it on the rows, in order."""
+    for spec in specs:
+        transform = TRANSFORMS.build(spec.kind, spec.params)
+        rows = transform(rows)
+        if not isinstance(rows, list):
+            raise DataError(
+                f"transform '{spec.kind}' returned {type(rows).__name__}, expected a list of "
+                "rows; a transform must return the rows it produces"
+            )
+    return rows
+
+
+# -- one loader per source kind ---------------------------------------------------------------
+
+
+def _load_jsonl(data: DataConfig, store: DataStore, path: str | None) -> list[Row]:
+    return store.read_jsonl(path or data.path)
+
+
+def _load_json(data: DataConfig, store: DataStore, path: str | None) -> list[Row]:
+    content = store.read_json(path or data.path)
+    where = _resolve(path or data.path, store)
+    if not isinstance(content, list):
+        raise DataError(
+            f"{where}: expected a JSON list of row objects, found {type(content).__name__}; "
+            "use source_kind 'jsonl' for one object per line"
+        )
+    for index, row in enumerate(content):
+        if not isinstance(row, dict):
+            raise DataError(f"{where}: item {index} is {type(row).__name__}, expected an object")
+    return content
+
+
+def _load_in_memory(data: DataConfig, store: DataStore, path: str | None) -> list[Row]:
+    if path is not None:
+        raise DataError(
+            f"source_kind 'in_memory' has no file to read, but a path was given ({path!r}); "
+            "put held-out rows in eval.eval_data.rows instead of data.eval_path"
+        )
+    return copy.deepcopy(data.rows)
+
+
+def _load_hf_dataset(data: DataConfig, store: DataStore, path: str | None) -> list[Row]:
+    """Local data only: a builder (json, csv, …) over ``hf_data_files``, or a directory.
+
+    Hub ids are refused here, not left to datasets' offline switch: that switch is read once,
+    when datasets is imported, so it is off if something imported datasets before us.
+    """
+    name = data.hf_dataset
+    if name in _LOCAL_BUILDERS:
+        files = path or data.hf_data_files
+        if files is None:
+            raise DataError(
+                f"data.hf_dataset={name!r} is a builder and reads local files: set "
+                "data.hf_data_files (e.g. data/train.jsonl)"
+            )
+        dataset = _call_datasets(
+            name, "load_dataset", name, data_files=_resolve_files(files, store), split=data.hf_split
+        )
+    else:
+        directory = _resolve(path or name, store)
+        if not directory.is_dir():
+            raise DataError(
+                f"data.hf_dataset={name!r}: not a local builder ({', '.join(_LOCAL_BUILDERS)}) "
+                f"and no directory {directory} exists. Nothing is downloaded: save the dataset "
+                "with save_to_disk and point hf_dataset at that directory, or name a builder "
+                "and set hf_data_files to local files."
+            )
+        if any((directory / marker).is_file() for marker in _SAVED_DATASET_MARKERS):
+            loaded = _call_datasets(name, "load_from_disk", str(directory))
+            dataset = _pick_split(loaded, data.hf_split, directory)
+        else:  # a directory of data files; datasets infers the builder from their extension
+            dataset = _call_datasets(
+                name,
+                "load_dataset",
+                str(directory),
+                data_files=data.hf_data_files,
+                split=data.hf_split,
+            )
+    if data.limit is not None:
+        dataset = dataset.select(range(min(data.limit, len(dataset))))
+    return [dict(row) for row in dataset]
+
+
+_LOADERS: dict[str, Callable[[DataConfig, DataStore, str | None], list[Row]]] = {
+    "jsonl": _load_jsonl,
+    "json": _load_json,
+    "in_memory": _load_in_memory,
+    "hf_dataset": _load_hf_dataset,
+}
+
+
+# -- hf_dataset helpers -----------------------------------------------------------------------
+
+
+def _import_datasets() -> Any:
+    # The offline switches are read when datasets is first imported, so set them before.
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        import datasets
+    except ImportError:
+        raise MissingDependencyError("datasets", "hf", "The hf_dataset source") from None
+    return datasets
+
+
+def _resolve(path: str, store: DataStore) -> Path:
+    # Only a local store has a directory to resolve against; elsewhere paths are as given.
+    resolve = getattr(store, "resolve", None)
+    return Path(resolve(path)) if resolve is not None else Path(path)
+
+
+def _call_datasets(name: str | None, function: str, *args: Any, **kwargs: Any) -> Any:
+    datasets = _import_datasets()
+    try:
+        return getattr(datasets, function)(*args, **kwargs)
+    except Exception as exc:  # datasets raises many types; each means "could not load it"
+        raise DataError(
+            f"data.hf_dataset={name!r}: datasets.{function} failed ({type(exc).__name__}: {exc})"
+        ) from exc
+
+
+def _resolve_files(files: str | list[str], store: DataStore) -> str | list[str]:
+    if isinstance(files, str):
+        return str(_resolve(files, store))
+    return [str(_resolve(f, store)) for f in files]
+
+
+def _pick_split(loaded: Any, split: str, directory: Path) -> Any:
+    """``load_from_disk`` returns a Dataset, or a DatasetDict that holds the split."""
+    from datasets import DatasetDict  # already imported by _import_datasets
+
+    if not isinstance(loaded, DatasetDict):
+        return loaded
+    if split not in loaded:
+        raise DataError(
+            f"data.hf_split={split!r}: {directory} has no such split; "
+            f"it holds: {', '.join(sorted(loaded.keys()))}"
+        )
+    return loaded[split]

@@ -1,0 +1,29 @@
+"""Where evsys finds its bundled config, experiments and data.
+
+In a checkout (and an editable install) they are the top-level ``conf/``, ``experiments/`` and
+``data/`` folders; a wheel carries the same folders inside the package, under ``_bundled/``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def bundled(name: str) -> Path:
+    """The bundled folder ``name`` (``conf``, ``experiments`` or ``data``)."""
+    installed = PACKAGE_DIR / "_bundled" / name
+    return installed if installed.is_dir() else PACKAGE_DIR.parent / name
+
+
+def config_dir() -> Path:
+    return bundled("conf")
+
+
+def experiments_dir() -> Path:
+    return bundled("experiments")
+
+
+def data_dir() -> Path:
+    return bundled("data")

@@ -1,0 +1,168 @@
+"""The contracts extensions satisfy (PEP 544), and the records a run passes around.
+
+No base class to inherit: any class with the right methods (and, for configurable extensions, a
+nested Pydantic ``Config``) is an extension. Register it with the matching ``register_*``
+decorator from :mod:`evsys.registry`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from evsys.config import ExperimentConfig
+
+RunStatus = Literal["completed", "failed", "cancelled"]
+Row = dict[str, Any]
+
+
+@dataclass
+class VerificationResult:
+    """A verifier's verdict on one completion: ``reward`` in [0, 1] by convention."""
+
+    reward: float
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RunResult:
+    """What ``Algorithm.train`` returns, and what ``run_result.json`` records."""
+
+    run_id: str
+    status: RunStatus
+    metrics: dict[str, float] = field(default_factory=dict)
+    artifacts: dict[str, str] = field(default_factory=dict)
+    """Named outputs, e.g. ``{"final_checkpoint": "<run_dir>/checkpoints/final"}``."""
+    error: str | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RunContext:
+    """Everything an algorithm needs to train one arm."""
+
+    run_id: str
+    run_dir: Path
+    config: ExperimentConfig
+    data_store: DataStore
+    log_store: LogStore
+    backend: Backend
+    handles: dict[str, Any]
+    """What ``backend.prepare`` returned: model, tokenizer, clients, …"""
+    train_rows: list[Row]
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.run_dir / "checkpoints"
+
+    @property
+    def seed(self) -> int:
+        return self.config.seed
+
+
+@runtime_checkable
+class Algorithm(Protocol):
+    """Trains one arm.
+
+    Implementors provide ``train``; a nested ``Config`` validates ``algorithm.params``::
+
+        @register_algorithm("cosine_toy")
+        class CosineToy:
+            class Config(BaseModel):
+                model_config = ConfigDict(extra="forbid")
+                steps: int = Field(100, gt=0, description="Optimizer steps.")
+
+            def __init__(self, **params):
+                self.cfg = self.Config(**params)
+
+            def train(self, ctx: RunContext) -> RunResult:
+                for step in range(self.cfg.steps):
+                    ctx.log_store.log_metrics({"loss": 1 / (step + 1)}, step=step)
+                return RunResult(run_id=ctx.run_id, status="completed")
+    """
+
+    name: ClassVar[str]
+
+    def train(self, ctx: RunContext) -> RunResult: ...
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Owns the engine: loads the model before training, releases it after."""
+
+    name: ClassVar[str]
+
+    def prepare(self, *, model: Any, run_dir: Path) -> dict[str, Any]: ...
+
+    def teardown(self, handles: dict[str, Any]) -> None: ...
+
+
+@runtime_checkable
+class Verifier(Protocol):
+    """Scores one completion (RL reward, eval correctness)."""
+
+    def verify(self, *, prompt: str, completion: str, target: Any) -> VerificationResult: ...
+
+
+@runtime_checkable
+class Metric(Protocol):
+    """Aggregates predictions against targets into one number."""
+
+    def compute(self, *, predictions: Sequence[Any], targets: Sequence[Any]) -> float: ...
+
+
+@runtime_checkable
+class InferenceClient(Protocol):
+    """Generates text from a model (the trained one, a base model, or an API model)."""
+
+    def generate(
+        self,
+        *,
+        prompt: str | list[dict[str, Any]],
+        max_tokens: int,
+        temperature: float,
+        stop: Sequence[str] | None = None,
+    ) -> str: ...
+
+
+@runtime_checkable
+class Transform(Protocol):
+    """Rewrites rows: ``transform(rows) -> rows``."""
+
+    def __call__(self, rows: list[Row]) -> list[Row]: ...
+
+
+@runtime_checkable
+class DataStore(Protocol):
+    """Where data is read from and written to."""
+
+    def read_jsonl(self, path: str) -> list[Row]: ...
+
+    def write_jsonl(self, path: str, rows: Sequence[Row]) -> None: ...
+
+    def read_json(self, path: str) -> Any: ...
+
+    def write_json(self, path: str, obj: Any) -> None: ...
+
+    def exists(self, path: str) -> bool: ...
+
+    def list(self, prefix: str = "") -> list[str]: ...
+
+
+@runtime_checkable
+class LogStore(Protocol):
+    """Where metrics, hyperparameters and artifacts of a run are recorded."""
+
+    def log_scalar(self, name: str, value: float, step: int) -> None: ...
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None: ...
+
+    def log_hyperparams(self, params: dict[str, Any]) -> None: ...
+
+    def log_artifact(self, name: str, path: str) -> None: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,66 @@
+"""How evsys tells people (and agents) what went wrong or what happened."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, TextIO
+
+from evsys.errors import Problem
+
+
+def format_problems(problems: list[Problem], header: str | None = None) -> str:
+    """Every problem, one block each: path and message, then value, expectation, fix, source."""
+    count = len(problems)
+    lines = [header or f"evsys: the config has {count} problem{'s' * (count != 1)}:", ""]
+    for p in problems:
+        lines.append(f"  {p.path or '(config)'}: {p.message}")
+        if p.value is not None:
+            lines.append(f"      value:    {_short(p.value)}")
+        if p.expected:
+            lines.append(f"      expected: {p.expected}")
+        if p.suggestion:
+            lines.append(f"      did you mean '{p.suggestion}'?")
+        if p.message == "required value is missing" and p.path:
+            lines.append(f"      set it:   {p.path}=<value>")
+        if p.source:
+            lines.append(f"      from:     {p.source}")
+    return "\n".join(lines)
+
+
+def problems_json(problems: list[Problem]) -> str:
+    return json.dumps(
+        {"ok": False, "problems": [p.to_dict() for p in problems]}, indent=2, default=str
+    )
+
+
+def print_problems(
+    problems: list[Problem], *, as_json: bool = False, stream: TextIO | None = None
+) -> None:
+    if as_json:
+        print(problems_json(problems), file=stream or sys.stdout)
+    else:
+        print(format_problems(problems), file=stream or sys.stderr)
+
+
+def format_run_summary(record: dict[str, Any]) -> str:
+    status = record["status"]
+    lines = [
+        f"evsys: run {record['run_id']} {status} in {record['duration_s']:.1f}s",
+        f"  dir: {record['run_dir']}",
+    ]
+    if record.get("error"):
+        lines.append(f"  error: {record['error']}")
+    metrics = record.get("metrics") or {}
+    width = max((len(k) for k in metrics), default=0)
+    lines += [f"  {k:<{width}}  {_number(v)}" for k, v in sorted(metrics.items())]
+    return "\n".join(lines)
+
+
+def _number(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _short(value: Any, limit: int = 120) -> str:
+    text = repr(value) if not isinstance(value, str) else f"'{value}'"
+    return text if len(text) <= limit else text[: limit - 1] + "…"

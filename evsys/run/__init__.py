@@ -1,0 +1,1 @@
+"""Running one arm: the lifecycle, its eval, and its record."""

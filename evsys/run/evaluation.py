@@ -1,0 +1,101 @@
+"""Post-training eval: generate for each eval row with the trained model and score the outputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from evsys.config import DataConfig, ExperimentConfig, InferenceSpec
+from evsys.data.sources import apply_transforms, load_rows
+from evsys.protocols import DataStore, InferenceClient, Row
+from evsys.registry import BACKENDS, INFERENCE_CLIENTS, METRICS
+from evsys.rows import prompt_messages
+from evsys.training import progress_bar
+
+PREDICTIONS = "predictions.jsonl"
+
+
+def eval_rows(config: ExperimentConfig, store: DataStore, train_rows: list[Row]) -> list[Row]:
+    """eval.eval_data, else data.eval_path, else the training rows; capped at eval.n_samples."""
+    if config.eval.eval_data is not None:
+        data: DataConfig = config.eval.eval_data
+        rows = apply_transforms(load_rows(data, store), data.transforms)
+    elif config.data.eval_path is not None:
+        rows = load_rows(config.data, store, path=config.data.eval_path)
+        rows = apply_transforms(rows, config.data.transforms)
+    else:
+        rows = train_rows
+    return rows[: config.eval.n_samples]
+
+
+def build_inference_client(config: ExperimentConfig, checkpoint: str | None) -> InferenceClient:
+    """eval.inference, else the backend's own client; pointed at the run's model and checkpoint."""
+    spec = config.eval.inference or InferenceSpec(
+        kind=BACKENDS.get(config.backend.kind).inference_client
+    )
+    params = dict(spec.params)
+    fields = getattr(INFERENCE_CLIENTS.config_class(spec.kind), "model_fields", {})
+    # Fill the run's model and checkpoint in, unless the config names others explicitly.
+    if "model" in fields and params.get("model") is None:
+        params["model"] = config.model.name
+    if "checkpoint" in fields and params.get("checkpoint") is None:
+        params["checkpoint"] = checkpoint
+    return INFERENCE_CLIENTS.build(spec.kind, params)
+
+
+def evaluate(
+    config: ExperimentConfig,
+    client: InferenceClient,
+    rows: list[Row],
+    run_dir: Path,
+) -> dict[str, float]:
+    """Score ``client`` on ``rows`` with every metric of ``eval.metrics``; write predictions."""
+    cfg = config.eval
+    predictions = generate_all(client, rows, max_tokens=cfg.max_tokens, temperature=cfg.temperature)
+    metrics: dict[str, float] = {}
+    for spec in cfg.metrics:
+        metric = METRICS.build(spec.kind, spec.params)
+        metrics[metric_name(spec.kind, spec.params, metrics)] = metric.compute(
+            predictions=predictions, targets=rows
+        )
+    _write_predictions(run_dir / PREDICTIONS, rows, predictions)
+    return metrics
+
+
+def generate_all(
+    client: InferenceClient, rows: list[Row], *, max_tokens: int, temperature: float
+) -> list[str]:
+    prompts = [prompt_messages(row) for row in rows]
+    batch = getattr(client, "generate_batch", None)
+    if batch is not None:  # engines that batch (local, tinker) are much faster this way
+        return list(batch(prompts=prompts, max_tokens=max_tokens, temperature=temperature))
+    outputs = []
+    with progress_bar("eval", len(prompts)) as advance:
+        for prompt in prompts:
+            outputs.append(
+                client.generate(prompt=prompt, max_tokens=max_tokens, temperature=temperature)
+            )
+            advance()
+    return outputs
+
+
+def metric_name(kind: str, params: dict[str, Any], taken: dict[str, float]) -> str:
+    """``eval/<kind>``; the same metric twice with other params gets them as a suffix."""
+    name = f"eval/{kind}"
+    if name in taken and params:
+        name += "[" + ",".join(f"{k}={v}" for k, v in sorted(params.items())) + "]"
+    return name
+
+
+def _write_predictions(path: Path, rows: list[Row], predictions: list[str]) -> None:
+    with path.open("w") as f:
+        for index, (row, prediction) in enumerate(zip(rows, predictions, strict=True)):
+            record = {
+                "index": index,
+                "id": row.get("id"),
+                "prompt": prompt_messages(row),
+                "prediction": prediction,
+                "target": row.get("answer", row.get("target_assistant")),
+            }
+            f.write(json.dumps(record, default=str) + "\n")

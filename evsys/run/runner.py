@@ -1,0 +1,142 @@
+"""The lifecycle of one arm.
+
+stores → rows → transforms → backend.prepare → algorithm.train (teardown always) → best-effort
+eval → ``run_result.json``. A failure anywhere is recorded in the result, never lost: the run ends
+``failed`` with the error and its traceback, and eval never fails a run.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from evsys.config import ExperimentConfig
+from evsys.data.sources import apply_transforms, load_rows
+from evsys.errors import ConfigError, DataError
+from evsys.protocols import LogStore, RunContext, RunResult
+from evsys.registry import BACKENDS, DATA_STORES, LOG_STORES, resolve_algorithm
+from evsys.run.evaluation import build_inference_client, eval_rows, evaluate
+from evsys.run.record import new_run_id, write_run_result
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ArmOutcome:
+    result: RunResult
+    record: dict[str, Any]
+
+    @property
+    def bad_input(self) -> bool:
+        """Whether the run failed on its input (config or data) rather than in the engine."""
+        return self.record.get("error_type") in (ConfigError.__name__, DataError.__name__)
+
+
+def run_arm(
+    config: ExperimentConfig, run_dir: Path, *, overrides: list[str] | tuple[str, ...] = ()
+) -> ArmOutcome:
+    """Run one arm in ``run_dir`` and record it there; returns the result and the record."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    started_at = datetime.now(UTC)
+    run_id = new_run_id(config.name)
+    log_store: LogStore | None = None
+    error_type, trace = None, None
+    try:
+        data_store = DATA_STORES.build(config.data_store.kind, config.data_store.params)
+        log_store = LOG_STORES.build(
+            config.log_store.kind, config.log_store.params, run_dir=run_dir
+        )
+        rows = apply_transforms(load_rows(config.data, data_store), config.data.transforms)
+        result = _train(config, run_id, run_dir, data_store, log_store, rows)
+        if result.status == "completed":
+            eval_metrics = _best_effort_eval(config, result, data_store, rows, run_dir)
+            if eval_metrics:
+                result.metrics.update(eval_metrics)
+                log_store.log_metrics(eval_metrics, step=int(result.metrics.get("train/steps", 0)))
+    except Exception as exc:  # recorded, not raised: one arm's failure must not end a sweep
+        error_type, trace = type(exc).__name__, traceback.format_exc()
+        result = RunResult(run_id=run_id, status="failed", error=f"{error_type}: {exc}")
+        log.error("run %s failed: %s", run_id, result.error)
+    finally:
+        if log_store is not None:
+            _close_quietly(log_store)
+
+    record = write_run_result(
+        run_dir,
+        result,
+        name=config.name,
+        config=config.model_dump(mode="json"),
+        overrides=list(overrides),
+        started_at=started_at,
+        traceback=trace,
+        error_type=error_type,
+    )
+    return ArmOutcome(result=result, record=record)
+
+
+def _train(
+    config: ExperimentConfig,
+    run_id: str,
+    run_dir: Path,
+    data_store: Any,
+    log_store: LogStore,
+    rows: list[dict[str, Any]],
+) -> RunResult:
+    backend = BACKENDS.build(config.backend.kind, config.backend.params)
+    algorithm_cls = resolve_algorithm(config.algorithm.kind, config.backend.kind)
+    algorithm = algorithm_cls(**config.algorithm.params)
+    handles = backend.prepare(model=config.model, run_dir=run_dir)
+    ctx = RunContext(
+        run_id=run_id,
+        run_dir=run_dir,
+        config=config,
+        data_store=data_store,
+        log_store=log_store,
+        backend=backend,
+        handles=handles,
+        train_rows=rows,
+    )
+    log_store.log_hyperparams(
+        {
+            "name": config.name,
+            "model": config.model.name,
+            "algorithm": config.algorithm.model_dump(),
+            "backend": config.backend.model_dump(),
+            "seed": config.seed,
+            "tags": config.tags,
+        }
+    )
+    try:
+        return algorithm.train(ctx)
+    finally:
+        backend.teardown(handles)
+
+
+def _best_effort_eval(
+    config: ExperimentConfig,
+    result: RunResult,
+    data_store: Any,
+    train_rows: list[dict[str, Any]],
+    run_dir: Path,
+) -> dict[str, float]:
+    if not config.eval.enabled or not config.eval.metrics:
+        return {}
+    try:
+        rows = eval_rows(config, data_store, train_rows)
+        client = build_inference_client(config, result.artifacts.get("final_checkpoint"))
+        return evaluate(config, client, rows, run_dir)
+    except Exception as exc:  # eval is best effort: it never fails a trained run
+        log.warning("eval of run %s failed and was skipped: %s", result.run_id, exc)
+        result.extras["eval_error"] = f"{type(exc).__name__}: {exc}"
+        return {}
+
+
+def _close_quietly(log_store: LogStore) -> None:
+    try:
+        log_store.close()
+    except Exception as exc:
+        log.warning("closing the log store failed: %s", exc)

@@ -1,0 +1,70 @@
+"""Shared fixtures: registry isolation, subprocess runs of the CLI, a scratch working directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Keep the group-node cache of the test session out of the user's cache."""
+    previous = os.environ.get("EVSYS_CACHE_DIR")
+    os.environ["EVSYS_CACHE_DIR"] = str(tmp_path_factory.mktemp("evsys-cache"))
+    yield
+    if previous is None:
+        os.environ.pop("EVSYS_CACHE_DIR", None)
+    else:
+        os.environ["EVSYS_CACHE_DIR"] = previous
+
+
+@pytest.fixture
+def clean_registries() -> Iterator[None]:
+    """Restore every registry after a test registers throw-away extensions.
+
+    Without it a test's extension leaks into later tests (hydra-zen's ``clean_store`` guards
+    against the same thing for Hydra's ConfigStore).
+    """
+    from evsys import registry
+
+    saved = {kind: r.snapshot() for kind, r in registry.REGISTRIES.items()}
+    implementations = dict(registry._IMPLEMENTATIONS)
+    yield
+    for kind, state in saved.items():
+        registry.REGISTRIES[kind].restore(state)
+    registry._IMPLEMENTATIONS.clear()
+    registry._IMPLEMENTATIONS.update(implementations)
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A scratch project directory as the working directory."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def run_evsys(
+    *args: str,
+    cwd: Path,
+    module: bool = True,
+    env: dict[str, str] | None = None,
+    timeout: int = 120,
+) -> subprocess.CompletedProcess[str]:
+    """``python -m evsys ARGS`` (or the ``evsys`` command with module=False) in ``cwd``."""
+    command = [sys.executable, "-m", "evsys"] if module else [sys.executable, "-m", "evsys.cli"]
+    full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
+    return subprocess.run(
+        [*command, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def run_results(root: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(root.rglob("run_result.json"))]

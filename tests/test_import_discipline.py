@@ -1,0 +1,51 @@
+"""``import evsys`` and the light commands never import the heavy stacks."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HEAVY = ("torch", "transformers", "trl", "peft", "tinker", "datasets", "tensorboard")
+
+PROBE = """
+import sys, runpy
+sys.argv = {argv!r}
+try:
+    runpy.run_module({module!r}, run_name="__main__")
+except SystemExit:
+    pass
+print("HEAVY:" + ",".join(m for m in {heavy!r} if m in sys.modules))
+"""
+
+
+def loaded_heavy_modules(module: str, argv: list[str], cwd: Path) -> list[str]:
+    code = PROBE.format(argv=argv, module=module, heavy=HEAVY)
+    done = subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True)
+    line = next(x for x in done.stdout.splitlines() if x.startswith("HEAVY:"))
+    return [m for m in line.removeprefix("HEAVY:").split(",") if m]
+
+
+def test_import_evsys_is_light() -> None:
+    code = f"import sys, evsys; print([m for m in {HEAVY!r} if m in sys.modules])"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("module", "argv"),
+    [
+        ("evsys", ["evsys", "--cfg", "job"]),
+        ("evsys", ["evsys", "--help"]),
+        ("evsys.cli", ["evsys", "validate"]),
+        ("evsys.cli", ["evsys", "validate", "--all-experiments"]),
+        ("evsys.cli", ["evsys", "list"]),
+        ("evsys.cli", ["evsys", "schema", "algorithm", "sft"]),
+        ("evsys.cli", ["evsys", "schema", "--all"]),
+    ],
+    ids=lambda v: " ".join(v) if isinstance(v, list) else v,
+)
+def test_light_commands_stay_light(module: str, argv: list[str], tmp_path: Path) -> None:
+    assert loaded_heavy_modules(module, argv, tmp_path) == []
