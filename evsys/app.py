@@ -21,8 +21,14 @@ from evsys.paths import config_dir
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
-# Outcomes of the arms this process ran, for the exit code (Hydra drops task return values).
+# Outcomes of the arms this process ran, and of a sweep it drove, for the exit code (Hydra drops
+# task return values; with submitit the arms even run in other processes).
 _outcomes: list = []
+_sweep_exit_codes: list[int] = []
+
+
+def note_sweep_exit_code(code: int) -> None:
+    _sweep_exit_codes.append(code)
 
 
 def run_task(cfg: DictConfig) -> None:
@@ -89,6 +95,8 @@ def _hydra_args(argv: list[str]):
 
 
 def _exit_code() -> int:
+    if _sweep_exit_codes:
+        return max(_sweep_exit_codes)
     failed = [o for o in _outcomes if o.result.status != "completed"]
     if not failed:
         return EXIT_OK

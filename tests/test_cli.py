@@ -111,7 +111,7 @@ def test_validate_all_experiments(workdir: Path) -> None:
 def test_list_and_schema(workdir: Path) -> None:
     listing = json.loads(run_evsys("list", "--json", cwd=workdir, module=False).stdout)
     assert {e["name"] for e in listing["algorithm"]} >= {"sft", "rl"}
-    assert next(e for e in listing["algorithm"] if e["name"] == "sft")["backends"] == ["mock"]
+    assert "mock" in next(e for e in listing["algorithm"] if e["name"] == "sft")["backends"]
     assert {e["name"] for e in listing["log_store"]} == {"jsonl", "tensorboard", "multiplex"}
 
     schema = json.loads(run_evsys("schema", "algorithm", "sft", cwd=workdir, module=False).stdout)

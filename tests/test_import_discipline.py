@@ -44,6 +44,8 @@ def test_import_evsys_is_light() -> None:
         ("evsys.cli", ["evsys", "list"]),
         ("evsys.cli", ["evsys", "schema", "algorithm", "sft"]),
         ("evsys.cli", ["evsys", "schema", "--all"]),
+        ("evsys.cli", ["evsys", "plan", "seed=1,2"]),
+        ("evsys.cli", ["evsys", "results", "."]),
     ],
     ids=lambda v: " ".join(v) if isinstance(v, list) else v,
 )

@@ -122,6 +122,7 @@ def test_secrets_never_reach_the_record(workdir: Path, clean_registries: None) -
     text = "\n".join(p.read_text() for p in (workdir / "r").rglob("*") if p.is_file())
     assert secret not in text
     assert outcome.record["config"]["metadata"]["notes"]["api_key"] == "<redacted>"
+    assert outcome.record["config"]["eval"]["max_tokens"] == 64  # a token count is no secret
 
 
 def test_teardown_runs_even_when_training_raises(workdir: Path, clean_registries: None) -> None:

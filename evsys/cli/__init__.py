@@ -1,4 +1,4 @@
-"""The ``evsys`` command: ``run``, ``validate``, ``list``, ``schema``.
+"""The ``evsys`` command: ``run``, ``validate``, ``plan``, ``resume``, ``results``, ``list``, ``schema``.
 
 Each subcommand lives in its own module and is imported only when used, so ``evsys --help`` and
 the light commands stay fast (none of them imports torch, transformers, trl, peft or tinker).
@@ -16,6 +16,9 @@ COMMANDS = {
     "validate": ("evsys.cli.validate", "compose and validate without running"),
     "list": ("evsys.cli.listing", "registered extensions and config group options"),
     "schema": ("evsys.cli.schema", "JSON Schema of one extension, or of everything"),
+    "plan": ("evsys.cli.plan", "the arms a --multirun would launch, validated, without running"),
+    "resume": ("evsys.cli.resume", "finish a sweep: skip completed arms, re-run the others"),
+    "results": ("evsys.cli.results", "summarise a sweep directory from disk"),
 }
 
 

@@ -9,7 +9,9 @@ from — a command-line override, or which conf file and group option — so a r
 
 from __future__ import annotations
 
+import copy
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cache
@@ -82,12 +84,66 @@ def compose(
     overrides: list[str] | tuple[str, ...] = (), config_name: str = CONFIG_NAME
 ) -> Composition:
     """Compose ``config_name`` with ``overrides``, leniently (see the module docstring)."""
+    problems: list[Problem] = []
+    group_overrides, key_overrides = split_overrides(overrides, problems)
+    defaults = compose_defaults(group_overrides, config_name)
+    return apply_overrides(defaults, key_overrides, overrides, problems)
+
+
+@dataclass
+class Defaults:
+    """A defaults list merged: what every arm with the same group choices shares."""
+
+    cfg: DictConfig | None
+    """The app's config, without the ``hydra`` node; None when the defaults list failed."""
+    hydra: DictConfig | None
+    """``{hydra: ...}``: Hydra's own node, kept apart so arms copy it only when they change it."""
+    sources: dict[str, str]
+    problems: list[Problem]
+    choices: dict[str, str | None]
+    _resolved: tuple[dict[str, Any], list[Problem], set[str] | None] | None = None
+
+    def resolved(self) -> tuple[dict[str, Any], set[str] | None]:
+        """The resolved config with no value overrides, and the paths its interpolations read
+        (None when some interpolation is relative, so any override may change it)."""
+        if self._resolved is None:
+            assert self.cfg is not None and self.hydra is not None
+            _use_hydra_config(self.hydra)
+            problems: list[Problem] = []
+            config = _resolve(copy.deepcopy(self.cfg), self.sources, problems)
+            self._resolved = (config, problems, _interpolated_paths(self.cfg))
+        config, _, reads = self._resolved
+        return config, reads
+
+    def resolve_problems(self) -> list[Problem]:
+        self.resolved()
+        return list(self._resolved[1]) if self._resolved else []
+
+
+def split_overrides(
+    lines: list[str] | tuple[str, ...], problems: list[Problem]
+) -> tuple[list[Override], list[Override]]:
+    """Parse ``lines`` into group choices (``algorithm=rl``) and value overrides (``seed=3``).
+
+    Unparsable lines and unknown group options become problems and are left out.
+    """
     register_resolvers()
     loader = config_loader()
-    problems: list[Problem] = []
-    parsed = _parse(overrides, problems)
-    parsed = [o for o in parsed if _group_choice_is_known(o, loader, problems)]
-    lines = [o.input_line for o in parsed]
+    groups, keys = [], []
+    for override in _parse(lines, problems):
+        value = override.value()
+        if loader.repository.group_exists(override.key_or_group) and not isinstance(value, dict):
+            if _group_choice_is_known(override, loader, problems):
+                groups.append(override)
+        else:
+            keys.append(override)
+    return groups, keys
+
+
+def compose_defaults(group_overrides: list[Override], config_name: str = CONFIG_NAME) -> Defaults:
+    """Merge the defaults list these group choices select, remembering where values came from."""
+    loader = config_loader()
+    lines = [o.input_line for o in group_overrides]
     try:
         # As Hydra's own loader does: one caching repository for the defaults list and the merge.
         parsed, repo = loader._parse_overrides_and_create_caching_repo(config_name, lines)
@@ -99,27 +155,134 @@ def compose(
             skip_missing=False,
         )
     except (HydraException, OmegaConfBaseException, ValueError) as exc:
-        problems.append(Problem(path="defaults", message=_first_line(exc)))
-        return Composition(config={}, problems=problems, overrides=list(overrides))
-
+        problem = Problem(path="defaults", message=_first_line(exc))
+        return Defaults(cfg=None, hydra=None, sources={}, problems=[problem], choices={})
     cfg, sources = _merge_defaults(loader, repo, defaults.defaults)
-    _apply_overrides(cfg, defaults.config_overrides, sources, problems)
-    with open_dict(cfg.hydra):
-        cfg.hydra.runtime.choices.update(defaults.overrides.known_choices)
-    # Values such as ${hydra:runtime.choices.model} resolve as they do in a real run.
-    HydraConfig.instance().set_config(cfg)
-    hydra_node = cfg.hydra
     with open_dict(cfg):
-        del cfg["hydra"]
-    config = _resolve(cfg, sources, problems)
+        hydra = OmegaConf.create({"hydra": cfg.pop("hydra")})
+    with open_dict(hydra.hydra):
+        hydra.hydra.runtime.choices.update(defaults.overrides.known_choices)
+    # Unlike Hydra, let an override add a key that does not exist: the schema then reports it
+    # with its closest valid name. Hydra's own node stays strict: its schema is Hydra's.
+    OmegaConf.set_struct(cfg, False)
+    OmegaConf.set_struct(hydra, True)
+    return Defaults(
+        cfg=cfg,
+        hydra=hydra,
+        sources=sources,
+        problems=[],
+        choices=dict(defaults.overrides.known_choices),
+    )
+
+
+def apply_overrides(
+    defaults: Defaults,
+    key_overrides: list[Override],
+    lines: list[str] | tuple[str, ...],
+    problems: list[Problem] | None = None,
+) -> Composition:
+    """Apply value overrides to a copy of ``defaults`` and resolve: one arm's composition."""
+    problems = [*(problems or []), *defaults.problems]
+    if defaults.cfg is None or defaults.hydra is None:
+        return Composition(config={}, problems=problems, overrides=list(lines))
+    patched = _patch_resolved(defaults, key_overrides)
+    if patched is not None:
+        config, sources = patched
+        return Composition(
+            config=config,
+            sources=sources,
+            problems=problems + defaults.resolve_problems(),
+            choices=defaults.choices,
+            overrides=list(lines),
+            hydra=defaults.hydra.hydra,
+        )
+    sources = dict(defaults.sources)
+    app_overrides = [o for o in key_overrides if o.key_or_group.split(".")[0] != "hydra"]
+    hydra_overrides = [o for o in key_overrides if o not in app_overrides]
+    cfg = copy.deepcopy(defaults.cfg)
+    _apply_overrides(cfg, app_overrides, sources, problems)
+    hydra = defaults.hydra
+    if hydra_overrides:
+        hydra = copy.deepcopy(hydra)
+        _apply_overrides(hydra, hydra_overrides, sources, problems)
+    # Values such as ${hydra:runtime.choices.model} resolve as they do in a real run.
+    _use_hydra_config(hydra)
     return Composition(
-        config=config,
+        config=_resolve(cfg, sources, problems),
         sources=sources,
         problems=problems,
-        choices=dict(defaults.overrides.known_choices),
-        overrides=list(overrides),
-        hydra=hydra_node,
+        choices=defaults.choices,
+        overrides=list(lines),
+        hydra=hydra.hydra,
     )
+
+
+def _patch_resolved(
+    defaults: Defaults, overrides: list[Override]
+) -> tuple[dict[str, Any], dict[str, str]] | None:
+    """The fast path of a sweep: plain values set on the already resolved defaults.
+
+    Exactly what composing and resolving again would give, for overrides that only replace a
+    leaf value no interpolation reads. Anything else (adding, deleting, merging a dict, a value
+    with an interpolation, a ``hydra.`` key, an unknown key) returns None: the full path.
+    """
+    base, reads = defaults.resolved()
+    if reads is None:
+        return None
+    updates = []
+    for override in overrides:
+        key, value = override.key_or_group, override.value()
+        simple = override.type.name == "CHANGE" and override.package is None
+        if not simple or key.split(".")[0] == "hydra":
+            return None
+        if isinstance(value, (dict, list)) or (isinstance(value, str) and "${" in value):
+            return None
+        parent, _, leaf = key.rpartition(".")
+        node = _child(base, parent) if parent else base
+        if not isinstance(node, dict) or leaf not in node or isinstance(node[leaf], (dict, list)):
+            return None
+        if any(r == key or key.startswith(r + ".") or r.startswith(key + ".") for r in reads):
+            return None
+        updates.append((parent, leaf, value, override.input_line))
+    config = copy.deepcopy(base)
+    sources = dict(defaults.sources)
+    for parent, leaf, value, line in updates:
+        (_child(config, parent) if parent else config)[leaf] = value
+        sources[f"{parent}.{leaf}" if parent else leaf] = f"override '{line}'"
+    return config, sources
+
+
+def _child(container: dict[str, Any], dotted_path: str) -> Any:
+    for part in dotted_path.split("."):
+        if not isinstance(container, dict) or part not in container:
+            return None
+        container = container[part]
+    return container
+
+
+_NODE_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_.]*)\}")
+
+
+def _interpolated_paths(cfg: DictConfig) -> set[str] | None:
+    """Config paths that interpolations in ``cfg`` read; None if one is relative (``${.x}``)."""
+    reads: set[str] = set()
+    for path in _leaf_paths(cfg, ""):
+        raw = _raw_value(cfg, path)
+        if isinstance(raw, str) and "${" in raw:
+            if "${." in raw:
+                return None
+            reads.update(_NODE_REFERENCE.findall(raw))
+    return reads
+
+
+_hydra_config_in_use: list[DictConfig] = []
+
+
+def _use_hydra_config(hydra: DictConfig) -> None:
+    # HydraConfig copies the node on every set: arms that share it set it once.
+    if not _hydra_config_in_use or _hydra_config_in_use[0] is not hydra:
+        HydraConfig.instance().set_config(hydra)
+        _hydra_config_in_use[:] = [hydra]
 
 
 def config_loader() -> ConfigLoaderImpl:
@@ -138,12 +301,17 @@ def _loader_for(cwd: str) -> ConfigLoaderImpl:
 # -- overrides ---------------------------------------------------------------------------------
 
 
+@cache
+def _parse_line(line: str) -> Override:
+    # Parsing is Hydra's ANTLR grammar: worth remembering across the arms of a sweep.
+    return OverridesParser.create().parse_override(line)
+
+
 def _parse(lines: list[str] | tuple[str, ...], problems: list[Problem]) -> list[Override]:
-    parser = OverridesParser.create()
     parsed = []
     for line in lines:
         try:
-            override = parser.parse_override(line)
+            override = _parse_line(line)
         except HydraException as exc:
             problems.append(
                 Problem(
@@ -187,7 +355,7 @@ def _group_choice_is_known(
     choice = override.value()
     if not isinstance(choice, str):
         return True  # null (no option) or a list (multi-select): Hydra checks those
-    options = loader.get_group_options(group)
+    options = loader.repository.get_group_options(group)
     if choice in options:
         return True
     problems.append(
@@ -206,10 +374,6 @@ def _group_choice_is_known(
 def _apply_overrides(
     cfg: DictConfig, overrides: list[Override], sources: dict[str, str], problems: list[Problem]
 ) -> None:
-    # Unlike Hydra, let an override add a key that does not exist: the schema then reports it
-    # with its closest valid name. Hydra's own node stays strict: its schema is Hydra's.
-    OmegaConf.set_struct(cfg, False)
-    OmegaConf.set_struct(cfg.hydra, True)
     for override in overrides:
         try:
             ConfigLoaderImpl._apply_overrides_to_config([override], cfg)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from evsys import __version__
+from evsys.files import write_text_atomically
 from evsys.paths import PACKAGE_DIR
 
 GroupNodes = dict[str, dict[str, dict[str, Any]]]
@@ -135,8 +136,6 @@ def _stamp(module_files: list[str]) -> str:
 def _write_atomically(path: Path, payload: dict[str, Any]) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(payload))
-        os.replace(tmp, path)
+        write_text_atomically(path, json.dumps(payload))
     except OSError:
         pass  # a read-only home only costs speed

@@ -6,7 +6,6 @@ import copy
 import json
 import os
 import posixpath
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from pydantic import Field
 from evsys.config import Strict
 from evsys.data.jsonl import dumps_jsonl, missing_file_error, open_text, read_jsonl_lines
 from evsys.errors import DataError
+from evsys.files import write_text_atomically
 from evsys.registry import register_data_store
 
 Row = dict[str, Any]
@@ -90,15 +90,7 @@ class LocalDataStore:
     def _write_text(self, path: str, text: str) -> None:
         target = self.resolve(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        # The temp file sits beside the target so os.replace is a rename on one filesystem.
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(text)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_text_atomically(target, text)
 
 
 @register_data_store("in_memory")

@@ -13,8 +13,6 @@ diverged loss with ``null`` would hide the divergence.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ from typing import Any
 from pydantic import Field
 
 from evsys.config import Strict
+from evsys.files import write_text_atomically
 from evsys.log_stores._common import json_default, resolve_log_dir
 from evsys.registry import register_log_store
 
@@ -78,12 +77,4 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _write_json_atomic(path: Path, obj: Any) -> None:
-    # Write beside the target, then rename: a reader (or a crash) never sees half a file.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=2, default=json_default, allow_nan=True)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomically(path, json.dumps(obj, indent=2, default=json_default, allow_nan=True))

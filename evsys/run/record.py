@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import platform
 import re
 import subprocess
 import uuid
 from datetime import UTC, datetime
+from functools import cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from evsys.files import write_json_atomically
 from evsys.protocols import RunResult
 
 RUN_RESULT = "run_result.json"
@@ -27,7 +28,11 @@ _TRACKED_PACKAGES = (
     "evsys", "hydra-core", "omegaconf", "pydantic", "torch", "transformers", "trl", "peft",
     "accelerate", "datasets", "tinker", "submitit",
 )  # fmt: skip
-_SECRET_KEY = re.compile(r"(api[_-]?key|token|secret|password|credential)", re.IGNORECASE)
+# Key names whose values are secrets: api_key, TINKER_API_KEY, hf_token, client_secret, password…
+# Anchored at the end so that max_tokens or secret_santa_count stay visible.
+_SECRET_KEY = re.compile(
+    r"(^|[._-])(api[_-]?key|token|secret|password|passwd|credentials?|auth)$", re.IGNORECASE
+)
 REDACTED = "<redacted>"
 
 
@@ -60,6 +65,7 @@ def redact_override(line: str) -> str:
     return f"{key}{sep}{REDACTED}" if sep and value and _SECRET_KEY.search(key) else line
 
 
+@cache  # one process runs many arms of a sweep: look once
 def package_versions() -> dict[str, str]:
     versions = {"python": platform.python_version()}
     for name in _TRACKED_PACKAGES:
@@ -70,6 +76,7 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+@cache
 def git_state(cwd: Path | None = None) -> dict[str, Any] | None:
     """Commit and dirtiness of the git work tree the run started in, or None outside one."""
 
@@ -84,12 +91,6 @@ def git_state(cwd: Path | None = None) -> dict[str, Any] | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return {"commit": commit, "dirty": dirty}
-
-
-def write_json_atomically(path: Path, payload: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")
-    os.replace(tmp, path)
 
 
 def write_run_result(

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from evsys.files import write_text_atomically
 
 CHECKPOINT_FILE = "mock_policy.json"
 _WORD = re.compile(r"[a-z0-9]+")
@@ -66,15 +67,12 @@ class MockPolicy:
 
     def save(self, directory: Path) -> Path:
         directory.mkdir(parents=True, exist_ok=True)
-        path = directory / CHECKPOINT_FILE
-        tmp = path.with_suffix(".tmp")
         payload = {
             "capacity": self.capacity,
             "answers": self.answers,
             "confidence": self.confidence,
         }
-        tmp.write_text(json.dumps(payload, sort_keys=True))
-        os.replace(tmp, path)
+        write_text_atomically(directory / CHECKPOINT_FILE, json.dumps(payload, sort_keys=True))
         return directory
 
     @classmethod

@@ -1,0 +1,45 @@
+"""``evsys plan [overrides] [--json]``: the arms a ``--multirun`` would launch, run nothing."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+EXIT_OK, EXIT_BAD_INPUT = 0, 2
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides, sweep values included")
+    parser.add_argument("-m", "--multirun", action="store_true", help="accepted for symmetry")
+    parser.add_argument("--json", action="store_true", help="machine-readable plan")
+
+
+def execute(args: argparse.Namespace) -> int:
+    from evsys.errors import ConfigError
+    from evsys.report import format_problems
+    from evsys.sweep.plan import bad_arms
+    from evsys.sweep.sweeper import format_bad_arms, plan_arms, sweeper_settings
+
+    try:
+        axes, template = sweeper_settings(args.overrides)
+        arms = plan_arms(args.overrides, axes, template)
+    except ConfigError as exc:
+        print(format_problems(exc.problems), file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if args.json:
+        entries = [
+            {**arm.plan_entry(), "problems": [p.to_dict() for p in arm.problems]} for arm in arms
+        ]
+        print(json.dumps({"ok": not bad_arms(arms), "arms": entries}, indent=2, default=str))
+    else:
+        width = max((len(arm.name) for arm in arms), default=3)
+        print(f"{'arm':<{width}}  {'config hash':<16}  overrides")
+        for arm in arms:
+            print(
+                f"{arm.name:<{width}}  {arm.config_hash or 'INVALID':<16}  {' '.join(arm.overrides)}"
+            )
+        print(f"\n{len(arms)} arms")
+        if bad_arms(arms):
+            print("\n" + format_bad_arms(arms), file=sys.stderr)
+    return EXIT_BAD_INPUT if bad_arms(arms) else EXIT_OK

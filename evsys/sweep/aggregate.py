@@ -1,0 +1,341 @@
+"""What a sweep found: a row per arm, run groups across seeds and the best arm.
+
+Everything is read from disk, never from a process's memory, so the same summary comes out at
+multirun end, after a crash, and while arms still run on a cluster: an arm without a finished
+``run_result.json`` is ``missing``. A directory without ``sweep_plan.json`` (a plain Hydra multirun)
+is read too: its arms are the subdirectories holding a ``run_result.json`` or a
+``.hydra/overrides.yaml``, and the success metric is the first run's ``metadata.success_metric``.
+:func:`write_sweep_outputs` writes it down; :mod:`evsys.sweep.summary` draws summary.md and the plot.
+
+Statistics: a group's metrics are the mean and the *sample* standard deviation
+(``statistics.stdev``, n - 1) over its completed arms, because seeds are a sample of the runs one
+could have made; with a single value the std is ``None`` (unknown), not 0.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import statistics
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from evsys.errors import DataError
+from evsys.files import write_json_atomically, write_text_atomically
+from evsys.run.record import RUN_RESULT, config_hash, redact
+
+SWEEP_PLAN = "sweep_plan.json"
+SWEEP_RESULT = "sweep_result.json"
+SUMMARY_MD = "summary.md"
+PLOT_PNG = "success_metric.png"
+SCHEMA_VERSION = 1
+COMPLETED, MISSING = "completed", "missing"
+SEED = "seed"
+_MAX_ARM_DEPTH = 3  # Hydra puts arms one level down (subdir: ${hydra.job.num})
+
+
+def group_id(config: dict[str, Any]) -> str:
+    """The run group of an arm: arms whose resolved configs are equal but for ``seed`` share it.
+
+    A 16-hex hash (:func:`evsys.run.record.config_hash`, canonical JSON with sorted keys) of the
+    resolved config without its top-level ``seed``; every other key, ``name`` included, counts.
+    The config is redacted first, as ``run_result.json`` records it, so the id is the same whether
+    computed from the config in memory (the sweeper) or from the recorded one (this module).
+    """
+    return config_hash(redact({k: v for k, v in config.items() if k != SEED}))
+
+
+@dataclass
+class ArmRow:
+    """One arm as found on disk."""
+
+    name: str
+    dir: str
+    """Relative to the sweep directory."""
+    overrides: list[str]
+    status: str
+    """``completed``, ``failed``, ``cancelled`` (from run_result.json) or ``missing``."""
+    metrics: dict[str, float]
+    error: str | None
+    group_id: str
+    seed: int | None
+    config_hash: str | None
+    run_dir: str | None = None
+
+
+@dataclass
+class MetricStats:
+    mean: float
+    std: float | None
+    """Sample std (n - 1); None when n == 1."""
+    n: int
+
+
+@dataclass
+class GroupRow:
+    """Arms equal but for the seed, with their metrics across seeds."""
+
+    group_id: str
+    label: str
+    """The first arm's overrides without the seed ones."""
+    arms: list[str]
+    n: int
+    """Completed arms: the ones the statistics are over."""
+    metrics: dict[str, MetricStats] = field(default_factory=dict)
+
+
+@dataclass
+class SweepSummary:
+    name: str
+    sweep_dir: Path
+    success_metric: dict[str, str] | None
+    """``{"name": ..., "direction": "max" | "min"}``, or None: no best arm, no plot."""
+    arms: list[ArmRow]
+    groups: list[GroupRow]
+    best_arm: str | None
+    best_value: float | None
+    failed: list[str]
+    """Arms that finished without completing (``failed``, ``cancelled``)."""
+    missing: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``sweep_result.json`` payload."""
+        return {"schema_version": SCHEMA_VERSION, **asdict(self), "sweep_dir": str(self.sweep_dir)}
+
+
+# -- reading ------------------------------------------------------------------------------------
+
+
+def aggregate(sweep_dir: Path) -> SweepSummary:
+    """Summarise the sweep in ``sweep_dir`` from its files. Raises DataError if it is not one."""
+    sweep_dir = Path(sweep_dir).resolve()  # absolute, as the arms' run_dir are
+    if not sweep_dir.is_dir():
+        raise DataError(f"{sweep_dir} is not a directory")
+    plan = _read_json(sweep_dir / SWEEP_PLAN)
+    if plan is not None:
+        name, planned = plan.get("name") or sweep_dir.name, plan.get("arms") or []
+        found = [_read_arm(sweep_dir, a["name"], a["dir"], a) for a in planned]
+    else:
+        dirs = _discover_arm_dirs(sweep_dir)
+        if not dirs:
+            raise DataError(
+                f"{sweep_dir} is not a sweep directory: no {SWEEP_PLAN}, and no subdirectory "
+                f"holds a {RUN_RESULT} or a .hydra/overrides.yaml"
+            )
+        name = sweep_dir.name
+        found = [_read_arm(sweep_dir, d, d, None) for d in dirs]
+    arms = [arm for arm, _ in found]
+    _fill_missing_group_ids(arms)
+
+    declared = (plan or {}).get("success_metric") or next(
+        (_metadata_success_metric(r) for _, r in found if r is not None), None
+    )
+    success = _success_metric(declared)
+    best_arm, best_value = _best(arms, success)
+    return SweepSummary(
+        name=name,
+        sweep_dir=sweep_dir,
+        success_metric=success,
+        arms=arms,
+        groups=_groups(arms),
+        best_arm=best_arm,
+        best_value=best_value,
+        failed=[a.name for a in arms if a.status not in (COMPLETED, MISSING)],
+        missing=[a.name for a in arms if a.status == MISSING],
+    )
+
+
+def _read_arm(
+    sweep_dir: Path, name: str, rel_dir: str, planned: dict[str, Any] | None
+) -> tuple[ArmRow, dict[str, Any] | None]:
+    arm_dir = sweep_dir / rel_dir
+    record = _read_json(arm_dir / RUN_RESULT, tolerate_broken=True)
+    if record is not None and not record.get("finished"):
+        record = None  # only the explicit marker says a run ended
+    planned, recorded = planned or {}, record or {}
+    overrides = list(planned.get("overrides") or recorded.get("overrides") or [])
+    if not overrides and record is None:
+        overrides = _hydra_overrides(arm_dir)
+    config = recorded.get("config") or {}
+    seed = planned.get("seed", config.get(SEED, _override_value(overrides, SEED)))
+    row = ArmRow(
+        name=name,
+        dir=rel_dir,
+        overrides=overrides,
+        status=str(recorded.get("status", MISSING)),
+        metrics=dict(recorded.get("metrics") or {}),
+        error=recorded.get("error"),
+        group_id=planned.get("group_id") or (group_id(config) if config else ""),
+        seed=_int(seed),
+        config_hash=planned.get("config_hash") or recorded.get("config_hash"),
+        run_dir=recorded.get("run_dir") or str(arm_dir),
+    )
+    return row, record
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _read_json(path: Path, *, tolerate_broken: bool = False) -> Any:
+    """The parsed file, or None when it does not exist (or is broken, if tolerated)."""
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        if tolerate_broken:  # an arm whose record cannot be read is as good as missing
+            return None
+        raise DataError(f"{path}: cannot read it: {exc}") from exc
+
+
+def _discover_arm_dirs(sweep_dir: Path) -> list[str]:
+    """Relative paths of the run directories under ``sweep_dir``, in Hydra job-number order.
+
+    A run directory holds a ``run_result.json`` or a ``.hydra/overrides.yaml``; the walk does not
+    enter one (checkpoints can be large trees) nor go deeper than ``_MAX_ARM_DEPTH`` levels, so a
+    wrong path such as a home directory fails fast instead of scanning the disk.
+    """
+    found = []
+    for root, dirs, files in os.walk(sweep_dir):
+        here = Path(root)
+        depth = len(here.relative_to(sweep_dir).parts)
+        if depth and (RUN_RESULT in files or (here / ".hydra" / "overrides.yaml").is_file()):
+            found.append(here.relative_to(sweep_dir).as_posix())
+            dirs.clear()
+        elif depth >= _MAX_ARM_DEPTH:
+            dirs.clear()
+    # natural order, so that arm 10 follows arm 9
+    return sorted(
+        found, key=lambda s: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]
+    )
+
+
+def _hydra_overrides(arm_dir: Path) -> list[str]:
+    import yaml
+
+    path = arm_dir / ".hydra" / "overrides.yaml"
+    if not path.is_file():
+        return []
+    return [str(o) for o in yaml.safe_load(path.read_text()) or []]
+
+
+def split_override(line: str) -> tuple[str, str]:
+    """``+algorithm.params.lora_rank=8`` → ``("algorithm.params.lora_rank", "8")``."""
+    key, _, value = line.partition("=")
+    return key.lstrip("+~"), value
+
+
+def _override_value(overrides: list[str], key: str) -> str | None:
+    return next((v for k, v in map(split_override, overrides) if k == key), None)
+
+
+def _non_seed(overrides: list[str]) -> list[str]:
+    return [o for o in overrides if split_override(o)[0] != SEED]
+
+
+def _fill_missing_group_ids(arms: list[ArmRow]) -> None:
+    """Discovery mode: an arm with no recorded config joins the group of an arm whose overrides
+    are the same but for the seed; failing that, it gets a group of its own overrides."""
+    by_overrides = {tuple(sorted(_non_seed(a.overrides))): a.group_id for a in arms if a.group_id}
+    for arm in arms:
+        if not arm.group_id:
+            key = tuple(sorted(_non_seed(arm.overrides)))
+            arm.group_id = by_overrides.get(key) or config_hash({"overrides": list(key)})
+
+
+def _metadata_success_metric(record: dict[str, Any]) -> Any:
+    return ((record.get("config") or {}).get("metadata") or {}).get("success_metric")
+
+
+def _success_metric(declared: Any) -> dict[str, str] | None:
+    """``"eval/x"`` or ``{"name": "eval/x", "direction": "min"}`` → the dict form, or None."""
+    if not declared:
+        return None
+    if isinstance(declared, str):
+        return {"name": declared, "direction": "max"}
+    if not declared.get("name"):
+        return None
+    direction = declared.get("direction") or "max"
+    if direction not in ("max", "min"):
+        raise DataError(f"success_metric direction {direction!r}: expected 'max' or 'min'")
+    return {"name": str(declared["name"]), "direction": direction}
+
+
+# -- statistics ---------------------------------------------------------------------------------
+
+
+def number(value: Any) -> float | None:
+    """A metric value as a float, or None when it is not a finite number (a bool, NaN, text)."""
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    return float(value) if ok else None
+
+
+def _best(arms: list[ArmRow], success: dict[str, str] | None) -> tuple[str | None, float | None]:
+    """The completed arm with the best value of the success metric; ties go to the first arm."""
+    if success is None:
+        return None, None
+    best: tuple[str, float] | None = None
+    maximise = success["direction"] == "max"
+    for arm in arms:
+        value = number(arm.metrics.get(success["name"])) if arm.status == COMPLETED else None
+        if value is None:
+            continue
+        if best is None or (value > best[1] if maximise else value < best[1]):
+            best = (arm.name, value)
+    return best if best is not None else (None, None)
+
+
+def metric_names(arms: list[ArmRow]) -> list[str]:
+    """Every metric any arm reports, in order of first appearance."""
+    return list(dict.fromkeys(k for arm in arms for k in arm.metrics))
+
+
+def _stats(values: list[float]) -> MetricStats:
+    std = statistics.stdev(values) if len(values) > 1 else None
+    return MetricStats(mean=statistics.fmean(values), std=std, n=len(values))
+
+
+def _groups(arms: list[ArmRow]) -> list[GroupRow]:
+    members: dict[str, list[ArmRow]] = {}
+    for arm in arms:
+        members.setdefault(arm.group_id, []).append(arm)
+    groups = []
+    for gid, group in members.items():
+        done = [a for a in group if a.status == COMPLETED]
+        metrics = {}
+        for metric in metric_names(done):
+            values = [v for a in done if (v := number(a.metrics.get(metric))) is not None]
+            if values:
+                metrics[metric] = _stats(values)
+        label = " ".join(_non_seed(group[0].overrides)) or "(no overrides)"
+        groups.append(GroupRow(gid, label, [a.name for a in group], len(done), metrics))
+    return groups
+
+
+def varying_overrides(arms: list[ArmRow], *, exclude: tuple[str, ...] = ()) -> dict[str, list]:
+    """Override keys whose value differs between arms → each arm's value (None where unset)."""
+    values = [dict(map(split_override, arm.overrides)) for arm in arms]
+    keys = dict.fromkeys(k for v in values for k in v if k not in exclude)
+    columns = {key: [v.get(key) for v in values] for key in keys}
+    return {key: col for key, col in columns.items() if len(set(col)) > 1}
+
+
+# -- writing ------------------------------------------------------------------------------------
+
+
+def write_sweep_outputs(sweep_dir: Path) -> SweepSummary:
+    """Aggregate ``sweep_dir`` and write ``sweep_result.json``, ``summary.md`` and the plot."""
+    from evsys.sweep.summary import plot_success_metric, render_summary  # it imports this module
+
+    summary = aggregate(sweep_dir)
+    plot_note = plot_success_metric(summary, summary.sweep_dir / PLOT_PNG)
+    write_json_atomically(summary.sweep_dir / SWEEP_RESULT, summary.to_dict())
+    write_text_atomically(summary.sweep_dir / SUMMARY_MD, render_summary(summary, plot_note))
+    return summary

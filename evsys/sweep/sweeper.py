@@ -1,0 +1,236 @@
+"""Running a sweep: pre-flight every arm, launch the ones not yet done, record, aggregate.
+
+Called by the evsys Hydra sweeper plugin (``hydra/sweeper=evsys``, the default). The sweep
+directory holds ``sweep_plan.json`` (every arm, written before any starts), one directory per arm
+named after what it varies, and the aggregate outputs. Re-running a sweep into the same directory
+(``evsys resume <dir>``) skips arms that completed and re-runs the others, after checking that
+each arm's config is still the one the plan recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import sys
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from evsys.errors import ConfigError, Problem
+from evsys.files import write_json_atomically
+from evsys.protocols import RunResult
+from evsys.report import format_problems
+from evsys.run.record import RUN_RESULT, new_run_id, write_run_result
+from evsys.sweep.aggregate import write_sweep_outputs
+from evsys.sweep.plan import Arm, SweepAxes, bad_arms, enumerate_arms, preflight
+
+log = logging.getLogger(__name__)
+
+PLAN = "sweep_plan.json"
+EXIT_OK, EXIT_ARM_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def plan_arms(
+    arguments: list[str], axes: SweepAxes, name_template: str | None, config_name: str = "config"
+) -> list[Arm]:
+    """Every arm, named and validated. Raises ConfigError when the axes themselves are wrong."""
+    return preflight(
+        enumerate_arms(arguments, axes), name_template=name_template, config_name=config_name
+    )
+
+
+def sweeper_settings(overrides: list[str]) -> tuple[SweepAxes, str | None]:
+    """``hydra.sweeper`` of the config these overrides compose (an experiment usually sets it)."""
+    from omegaconf import OmegaConf
+
+    from evsys.compose.compose import compose
+
+    fixed = [o for o in overrides if not _is_sweep(o)]
+    sweeper = OmegaConf.to_container(compose(fixed).hydra.sweeper, resolve=True)
+    axes = SweepAxes(
+        params={str(k): str(v) for k, v in (sweeper.get("params") or {}).items()},
+        paired=[{str(k): str(v) for k, v in a.items()} for a in sweeper.get("paired") or []],
+        n_repeats=sweeper.get("n_repeats", 1),
+        base_seed=sweeper.get("base_seed"),
+    )
+    return axes, sweeper.get("name_template")
+
+
+def _is_sweep(line: str) -> bool:
+    from evsys.compose.compose import _parse_line
+
+    try:
+        return _parse_line(line).is_sweep_override()
+    except Exception:
+        return False  # plan_arms reports the unparsable line
+
+
+def format_bad_arms(arms: list[Arm]) -> str:
+    bad = bad_arms(arms)
+    lines = [f"evsys: {len(bad)} of {len(arms)} arms are invalid; no arm was launched.", ""]
+    for arm in bad:
+        header = f"arm #{arm.index} {arm.name} ({' '.join(arm.overrides) or 'no overrides'}):"
+        lines += [format_problems(arm.problems, header=header), ""]
+    return "\n".join(lines).rstrip()
+
+
+def run_sweep(
+    *,
+    config: DictConfig,
+    launcher: Any,
+    arguments: list[str],
+    axes: SweepAxes,
+    name_template: str | None,
+    max_batch_size: int | None,
+) -> int:
+    """Run the sweep; returns the exit code (2 bad arms, 1 an arm failed, 0 all completed)."""
+    sweep_dir = Path(config.hydra.sweep.dir)
+    try:
+        arms = plan_arms(arguments, axes, name_template, config.hydra.job.config_name or "config")
+    except ConfigError as exc:
+        print(format_problems(exc.problems), file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if bad_arms(arms):
+        print(format_bad_arms(arms), file=sys.stderr)
+        return EXIT_BAD_INPUT
+    changed = _changed_since_plan(sweep_dir, arms)
+    if changed:
+        print(
+            format_problems(changed, header=f"evsys: cannot resume {sweep_dir}:"), file=sys.stderr
+        )
+        return EXIT_BAD_INPUT
+
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(config, sweep_dir / "multirun.yaml")
+    _write_plan(sweep_dir, config, arms)
+    pending = [arm for arm in arms if not is_completed(sweep_dir / arm.name)]
+    log.info("sweep %s: %d arms, %d to run", sweep_dir, len(arms), len(pending))
+    for arm in pending:
+        _set_aside_previous_attempt(sweep_dir, arm)
+
+    for batch in _batches(pending, max_batch_size):
+        jobs = [[*arm.overrides, f"hydra.sweep.subdir={arm.name}"] for arm in batch]
+        try:
+            returns = launcher.launch(jobs, initial_job_idx=batch[0].index)
+        except Exception as exc:  # a launcher failure (e.g. a cancelled Slurm job) ends a batch
+            log.error("launching arms %s failed: %s", [a.name for a in batch], exc)
+            returns = [exc] * len(batch)
+        for arm, returned in zip(batch, returns, strict=True):
+            _record_if_unfinished(sweep_dir, arm, returned)
+
+    summary = write_sweep_outputs(sweep_dir)
+    print(f"evsys: sweep {sweep_dir}: {len(arms)} arms, summary in {sweep_dir / 'summary.md'}")
+    if summary.best_arm:
+        print(
+            f"  best arm: {summary.best_arm} ({summary.success_metric['name']} = {summary.best_value:.4g})"
+        )
+    for name in [*summary.failed, *summary.missing]:
+        print(f"  not completed: {name}")
+    return EXIT_OK if not (summary.failed or summary.missing) else EXIT_ARM_FAILED
+
+
+def is_completed(arm_dir: Path) -> bool:
+    """An arm is done when its record says it finished and completed — not when a file exists."""
+    try:
+        record = json.loads((arm_dir / RUN_RESULT).read_text())
+    except (OSError, ValueError):
+        return False
+    return record.get("finished") is True and record.get("status") == "completed"
+
+
+def _changed_since_plan(sweep_dir: Path, arms: list[Arm]) -> list[Problem]:
+    try:
+        previous = json.loads((sweep_dir / PLAN).read_text())
+    except FileNotFoundError:
+        return []
+    except ValueError as exc:
+        return [Problem(path=PLAN, message=f"unreadable plan: {exc}")]
+    recorded = {entry["name"]: entry for entry in previous.get("arms", [])}
+    problems = []
+    for arm in arms:
+        entry = recorded.get(arm.name)
+        if entry is None:
+            problems.append(
+                Problem(
+                    path=arm.name,
+                    message="this arm is not in the sweep being resumed; start a new sweep instead",
+                    value=arm.overrides,
+                )
+            )
+        elif entry.get("config_hash") != arm.config_hash:
+            problems.append(
+                Problem(
+                    path=arm.name,
+                    message="the arm's resolved config changed since the sweep started "
+                    "(config hash differs); start a new sweep, or restore the config",
+                    value=arm.config_hash,
+                    expected=entry.get("config_hash"),
+                )
+            )
+    return problems
+
+
+def _write_plan(sweep_dir: Path, config: DictConfig, arms: list[Arm]) -> None:
+    success = arms[0].config.metadata.success_metric if arms and arms[0].config else None
+    write_json_atomically(
+        sweep_dir / PLAN,
+        {
+            "name": arms[0].config.name if arms and arms[0].config else sweep_dir.name,
+            "created_at": datetime.now(UTC).isoformat(),
+            "success_metric": success.model_dump() if success else None,
+            "launcher": OmegaConf.select(config, "hydra.launcher._target_"),
+            "arms": [arm.plan_entry() for arm in arms],
+        },
+    )
+
+
+def _set_aside_previous_attempt(sweep_dir: Path, arm: Arm) -> None:
+    """Keep a failed or interrupted attempt for inspection instead of mixing it with the next."""
+    arm_dir = sweep_dir / arm.name
+    if not arm_dir.exists():
+        return
+    attempts = sweep_dir / ".attempts"
+    attempts.mkdir(exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    shutil.move(str(arm_dir), attempts / f"{arm.name}.{stamp}")
+
+
+def _record_if_unfinished(sweep_dir: Path, arm: Arm, returned: Any) -> None:
+    """An arm that died without writing its record (killed, cancelled, crashed) is recorded failed."""
+    arm_dir = sweep_dir / arm.name
+    try:
+        if json.loads((arm_dir / RUN_RESULT).read_text()).get("finished") is True:
+            return
+    except (OSError, ValueError):
+        pass
+    error = (
+        returned
+        if isinstance(returned, BaseException)
+        else getattr(returned, "_return_value", None)
+    )
+    message = (
+        f"{type(error).__name__}: {error}"
+        if isinstance(error, BaseException)
+        else "the arm ended without a result"
+    )
+    arm_dir.mkdir(parents=True, exist_ok=True)
+    assert arm.config is not None
+    write_run_result(
+        arm_dir,
+        RunResult(run_id=new_run_id(arm.config.name), status="failed", error=message),
+        name=arm.config.name,
+        config=arm.config.model_dump(mode="json"),
+        overrides=arm.overrides,
+        started_at=datetime.now(UTC),
+        error_type=type(error).__name__ if isinstance(error, BaseException) else None,
+    )
+
+
+def _batches(arms: Sequence[Arm], size: int | None) -> Iterator[list[Arm]]:
+    size = size or len(arms) or 1
+    for start in range(0, len(arms), size):
+        yield list(arms[start : start + size])

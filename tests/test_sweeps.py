@@ -1,0 +1,157 @@
+"""Sweeps: pre-flight of every arm, arm names, isolation, run groups, resume, plan."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import run_evsys
+from evsys.compose.compose import compose
+from evsys.sweep.plan import SweepAxes, enumerate_arms, preflight
+
+EXPERIMENT = """\
+# @package _global_
+name: pairs
+algorithm:
+  params: {max_steps: 3}
+metadata:
+  success_metric: {name: eval/exact_match, direction: max}
+hydra:
+  sweeper:
+    paired:
+      - {algorithm.params.learning_rate: "1e-4,3e-4", algorithm.params.warmup_ratio: "0,0.1"}
+    n_repeats: 3
+    base_seed: 10
+    name_template: "{base}__lr{algorithm.params.learning_rate}__s{seed}"
+"""
+
+
+def sweep_dir(workdir: Path) -> Path:
+    (found,) = (workdir / "outputs" / "sweeps").glob("*/*")
+    return found
+
+
+def test_a_sweep_names_runs_and_aggregates_its_arms(workdir: Path) -> None:
+    done = run_evsys(
+        "--multirun", "experiment=lora_rank", "algorithm.params.max_steps=5", cwd=workdir
+    )
+    assert done.returncode == 0, done.stderr
+    root = sweep_dir(workdir)
+    names = [a["name"] for a in json.loads((root / "sweep_plan.json").read_text())["arms"]]
+    assert names == [f"lora_rank{r}__seed{s}" for r in (8, 32) for s in (1, 2, 3)]
+    for name in names:
+        record = json.loads((root / name / "run_result.json").read_text())
+        assert record["status"] == "completed"
+        assert record["finished"] is True
+    result = json.loads((root / "sweep_result.json").read_text())
+    assert result["best_arm"] in names
+    assert len(result["groups"]) == 2  # one per rank, three seeds each
+    assert (root / "summary.md").read_text().count("| lora_rank") >= 6
+    assert (root / "success_metric.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_one_bad_arm_refuses_the_whole_sweep(workdir: Path) -> None:
+    done = run_evsys(
+        "--multirun",
+        "algorithm.params.lora_rank=8,0",
+        "algorithm.params.batch_size=2,x",
+        cwd=workdir,
+    )
+    assert done.returncode == 2
+    assert "3 of 4 arms are invalid; no arm was launched" in done.stderr
+    assert done.stderr.count("arm #") == 3
+    assert "from:     override 'algorithm.params.batch_size=x'" in done.stderr
+    assert not (workdir / "outputs").exists()
+
+
+def test_a_failing_arm_does_not_stop_the_others(workdir: Path) -> None:
+    done = run_evsys(
+        "--multirun",
+        "backend.params.fail_at_step=null,1",
+        "algorithm.params.max_steps=2",
+        cwd=workdir,
+    )
+    assert done.returncode == 1
+    result = json.loads((sweep_dir(workdir) / "sweep_result.json").read_text())
+    statuses = {arm["name"]: arm["status"] for arm in result["arms"]}
+    assert statuses == {"fail_at_stepnull": "completed", "fail_at_step1": "failed"}
+    assert result["failed"] == ["fail_at_step1"]
+
+
+def test_paired_axes_repeats_and_name_template(workdir: Path) -> None:
+    (workdir / "experiments").mkdir()
+    (workdir / "experiments" / "pairs.yaml").write_text(EXPERIMENT)
+    plan = run_evsys("plan", "experiment=pairs", "--json", cwd=workdir, module=False)
+    assert plan.returncode == 0, plan.stderr
+    arms = json.loads(plan.stdout)["arms"]
+    assert [a["name"] for a in arms] == [
+        f"pairs__lr{lr}__s{seed}" for lr in ("0p0001", "0p0003") for seed in (10, 11, 12)
+    ]
+    # arms equal but for the seed form one run group
+    assert len({a["group_id"] for a in arms}) == 2
+    assert len({a["config_hash"] for a in arms}) == 6
+    second = next(a for a in arms if a["name"] == "pairs__lr0p0003__s10")
+    assert "algorithm.params.warmup_ratio=0.1" in second["overrides"]
+
+
+def test_resume_skips_completed_arms_and_reruns_the_rest(workdir: Path) -> None:
+    (workdir / "good.jsonl").write_text('{"prompt": "a", "answer": "b"}\n')
+    (workdir / "bad.jsonl").write_text('{"prompt": "a", "answer": "b"}\nbroken\n')
+    common = ("data.eval_path=null", "algorithm.params.max_steps=2", "hydra.sweep.dir=sweep")
+    first = run_evsys("--multirun", "data.path=good.jsonl,bad.jsonl", *common, cwd=workdir)
+    assert first.returncode == 1
+    root = workdir / "sweep"
+    done_before = json.loads((root / "pathgood.jsonl" / "run_result.json").read_text())
+
+    (workdir / "bad.jsonl").write_text('{"prompt": "a", "answer": "b"}\n')  # fix the data
+    again = run_evsys("resume", "sweep", cwd=workdir, module=False)
+    assert again.returncode == 0, again.stderr
+    done_after = json.loads((root / "pathgood.jsonl" / "run_result.json").read_text())
+    assert done_after["run_id"] == done_before["run_id"]  # skipped, not re-run
+    rerun = json.loads((root / "pathbad.jsonl" / "run_result.json").read_text())
+    assert rerun["status"] == "completed"
+    (attempt,) = (root / ".attempts").iterdir()  # the failed attempt is kept
+    assert json.loads((attempt / "run_result.json").read_text())["status"] == "failed"
+
+
+def test_resume_refuses_when_an_arm_config_changed(workdir: Path) -> None:
+    (workdir / "experiments").mkdir()
+    experiment = workdir / "experiments" / "small.yaml"
+    experiment.write_text("# @package _global_\nalgorithm:\n  params: {max_steps: 2}\n")
+    first = run_evsys(
+        "--multirun", "experiment=small", "seed=1,2", "hydra.sweep.dir=sweep", cwd=workdir
+    )
+    assert first.returncode == 0, first.stderr
+    experiment.write_text("# @package _global_\nalgorithm:\n  params: {max_steps: 3}\n")
+    again = run_evsys("resume", "sweep", cwd=workdir, module=False)
+    assert again.returncode == 2
+    assert "config changed since the sweep started" in again.stderr
+
+
+def test_plan_marks_invalid_arms(workdir: Path) -> None:
+    done = run_evsys(
+        "plan", "seed=1,2", "algorithm.params.lora_rank=0,4", cwd=workdir, module=False
+    )
+    assert done.returncode == 2
+    assert "INVALID" in done.stdout and "2 of 4 arms are invalid" in done.stderr
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        ["algorithm=sft,rl", "seed=1,2", "algorithm.params.lora_rank=4,16"],
+        ["experiment=lora_rank,rl_arithmetic", "algorithm.params.learning_rate=1e-5,3e-4"],
+        ["data=tool_selection,arithmetic", "eval.max_tokens=8,16", "+metadata.tags=[a]"],
+        ["algorithm.params.max_steps=range(1,4)", "name=x,y", "log_store=jsonl,tensorboard"],
+    ],
+)
+def test_the_fast_preflight_is_exactly_what_compose_gives(
+    workdir: Path, arguments: list[str]
+) -> None:
+    arms = preflight(enumerate_arms(arguments, SweepAxes()))
+    assert len(arms) >= 4
+    for arm in arms:
+        assert not arm.problems, arm.problems
+        assert arm.resolved == compose(arm.overrides).config, arm.overrides
