@@ -1,0 +1,44 @@
+"""An installed evsys (a wheel, not the checkout) composes and runs from any directory."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import REPO, run_results
+
+
+def test_the_wheel_carries_its_config_experiments_and_data(tmp_path: Path) -> None:
+    wheels, target, project = tmp_path / "wheels", tmp_path / "site", tmp_path / "project"
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "wheel", "--no-deps", "-w", str(wheels), str(REPO)], check=True)
+    (wheel,) = wheels.glob("evsys-*.whl")
+    subprocess.run([*pip, "install", "--no-deps", "--target", str(target), str(wheel)], check=True)
+    project.mkdir()
+
+    # The wheel's evsys comes first on the path; its dependencies come from this environment.
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    where = subprocess.run(
+        [sys.executable, "-c", "import evsys.paths as p; print(p.config_dir())"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert Path(where.stdout.strip()) == target / "evsys" / "_bundled" / "conf"
+
+    done = subprocess.run(
+        [sys.executable, "-m", "evsys", "experiment=lora_rank", "algorithm.params.max_steps=3"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    (record,) = run_results(project / "outputs")
+    assert record["status"] == "completed"
+    assert "eval/exact_match" in record["metrics"]
