@@ -37,6 +37,7 @@ def run_task(cfg: DictConfig) -> None:
     from evsys.run.runner import run_arm
     from evsys.validation import validate_experiment
 
+    register_resolvers()  # also in a worker process that never ran main()
     hydra_cfg = HydraConfig.get()
     config = validate_experiment(OmegaConf.to_container(cfg, resolve=True))
     outcome = run_arm(

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import run_evsys
+
 from evsys.compose.compose import compose
 from evsys.sweep.plan import SweepAxes, enumerate_arms, preflight
 

@@ -114,9 +114,13 @@ def run_sweep(
 
     for batch in _batches(pending, max_batch_size):
         jobs = [[*arm.overrides, f"hydra.sweep.subdir={arm.name}"] for arm in batch]
+        if hasattr(launcher, "arm_ended"):  # launchers that report each arm as it ends
+            launcher.arm_ended = lambda position, returned, batch=batch: _record_if_unfinished(
+                sweep_dir, batch[position], returned
+            )
         try:
             returns = launcher.launch(jobs, initial_job_idx=batch[0].index)
-        except Exception as exc:  # a launcher failure (e.g. a cancelled Slurm job) ends a batch
+        except Exception as exc:  # the launcher gave up on the whole batch
             log.error("launching arms %s failed: %s", [a.name for a in batch], exc)
             returns = [exc] * len(batch)
         for arm, returned in zip(batch, returns, strict=True):

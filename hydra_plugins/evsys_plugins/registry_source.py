@@ -1,7 +1,8 @@
 """Serve the registry's extensions as config group options (``algorithm=sft``, ``backend=mock``).
 
 The nodes are published by evsys (:func:`evsys.compose.nodes.publish_group_nodes`) before Hydra
-composes; each becomes an OmegaConf node only when a composition actually loads it.
+composes; each becomes an OmegaConf node only when a composition actually loads it. A process
+that did not start through evsys (a submitit worker composing an arm) loads them on first use.
 """
 
 from __future__ import annotations
@@ -13,6 +14,12 @@ from omegaconf import OmegaConf
 from evsys.compose import nodes as published
 
 
+def _group_nodes() -> published.GroupNodes:
+    if not published.GROUP_NODES:
+        published.publish_group_nodes(published.cached_group_nodes())
+    return published.GROUP_NODES
+
+
 class RegistryConfigSource(ConfigSource):
     @staticmethod
     def scheme() -> str:
@@ -20,7 +27,7 @@ class RegistryConfigSource(ConfigSource):
 
     def load_config(self, config_path: str) -> ConfigResult:
         group, _, name = config_path.removesuffix(".yaml").rpartition("/")
-        node = published.GROUP_NODES.get(group, {}).get(name)
+        node = _group_nodes().get(group, {}).get(name)
         if node is None:
             raise ConfigLoadError(f"no registered extension for {config_path}")
         return ConfigResult(
@@ -34,24 +41,22 @@ class RegistryConfigSource(ConfigSource):
         return True
 
     def is_group(self, config_path: str) -> bool:
-        groups = published.GROUP_NODES
+        groups = _group_nodes()
         return config_path == "" or any(
             g == config_path or g.startswith(config_path + "/") for g in groups
         )
 
     def is_config(self, config_path: str) -> bool:
         group, _, name = config_path.removesuffix(".yaml").rpartition("/")
-        return name in published.GROUP_NODES.get(group, {})
+        return name in _group_nodes().get(group, {})
 
     def list(self, config_path: str, results_filter: ObjectType | None) -> list[str]:
         found: set[str] = set()
         if results_filter in (None, ObjectType.CONFIG):
-            found |= set(published.GROUP_NODES.get(config_path, {}))
+            found |= set(_group_nodes().get(config_path, {}))
         if results_filter in (None, ObjectType.GROUP):
             prefix = f"{config_path}/" if config_path else ""
             found |= {
-                g[len(prefix) :].split("/")[0]
-                for g in published.GROUP_NODES
-                if g.startswith(prefix)
+                g[len(prefix) :].split("/")[0] for g in _group_nodes() if g.startswith(prefix)
             }
         return sorted(found)

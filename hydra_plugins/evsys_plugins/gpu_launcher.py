@@ -1,0 +1,380 @@
+"""A Hydra launcher that runs each arm in its own process, each GPU arm on GPUs of its own.
+
+``hydra/launcher=evsys_gpus`` (or the ``gpus`` preset). Every arm starts in a fresh interpreter
+("spawn": nothing CUDA-related leaks from the parent), at most ``max_parallel`` at once. An arm
+whose backend trains on a GPU waits for ``gpus_per_arm`` free slots and starts with
+``CUDA_VISIBLE_DEVICES`` set to exactly those; the slots return to the pool when its process ends,
+however it ends. Other arms (mock, tinker, or ``backend.params.device=cpu``) start with
+``CUDA_VISIBLE_DEVICES=""`` and take no slot. submitit's local executor, by contrast, gives every
+arm the same GPUs (Hydra issue #2757).
+
+An arm whose process dies (killed, segfault, out of memory) comes back as a failed ``JobReturn``
+that says its exit code; the evsys sweeper records it ``failed``.
+"""
+
+# No `from __future__ import annotations` here: OmegaConf reads the dataclass's annotations as
+# real types (and Optional[...], not `X | None`, which OmegaConf 2.3 does not understand).
+import logging
+import os
+import pickle
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, List, Optional  # noqa: UP035
+
+from hydra.core.config_store import ConfigStore
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.plugins.launcher import Launcher
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+log = logging.getLogger(__name__)
+
+VISIBLE = "CUDA_VISIBLE_DEVICES"
+
+
+@dataclass
+class EvsysGpuLauncherConf:
+    _target_: str = "hydra_plugins.evsys_plugins.gpu_launcher.EvsysGpuLauncher"
+    # GPU slots, as CUDA_VISIBLE_DEVICES entries (indices or UUIDs). None: the devices in this
+    # process's CUDA_VISIBLE_DEVICES when set, else every GPU `nvidia-smi -L` lists, else none.
+    gpus: Optional[List[str]] = None  # noqa: UP006, UP045
+    gpus_per_arm: int = 1
+    # Arms running at once, GPU or not. None: the number of GPU slots (at least 1).
+    max_parallel: Optional[int] = None  # noqa: UP045
+    # An arm needs GPUs when its backend.kind is one of these and backend.params.device != cpu.
+    gpu_backends: List[str] = field(default_factory=lambda: ["local"])  # noqa: UP006
+
+
+ConfigStore.instance().store(
+    group="hydra/launcher", name="evsys_gpus", node=EvsysGpuLauncherConf, provider="evsys"
+)
+
+
+@dataclass
+class _Arm:
+    position: int  # in this launch's job_overrides
+    overrides: List[str]  # noqa: UP006
+    config: DictConfig
+    needs_gpu: bool
+
+    @property
+    def label(self) -> str:
+        return f"#{self.config.hydra.job.num} {OmegaConf.select(self.config, 'hydra.sweep.subdir')}"
+
+
+@dataclass
+class _ChildJob:
+    """What an arm's process needs to run the job as Hydra would in this process."""
+
+    hydra_context: HydraContext
+    task_function: TaskFunction
+    config: DictConfig
+    singleton_state: Any
+
+
+@dataclass
+class _Running:
+    arm: _Arm
+    process: Any  # multiprocessing's SpawnProcess
+    conn: Any  # the parent's end of the pipe the result comes back on
+    slots: List[str]  # noqa: UP006
+    reply: Any = None
+    replied: bool = False
+
+    def receive(self) -> None:
+        """Read the reply if there is one; a dead child's pipe only says EOF."""
+        try:
+            if self.conn.poll():
+                self.reply = self.conn.recv()
+        except (EOFError, OSError):
+            pass
+        self.replied = True
+
+    def finish(self) -> JobReturn:
+        """The arm's JobReturn, failed with the exit code when the process died without one."""
+        code, reply = self.process.exitcode, self.reply
+        self.conn.close()
+        self.process.close()
+        if not isinstance(reply, JobReturn):
+            if reply is None:
+                from evsys.errors import BackendError
+
+                reply = BackendError(
+                    f"the arm's process ended ({_exit_status(code)}) before it returned a "
+                    "result: it was killed, crashed, or ran out of memory"
+                )
+            # else an exception from Hydra itself around the task (the task's own errors come
+            # back inside a JobReturn)
+            reply = JobReturn(
+                overrides=self.arm.overrides, status=JobStatus.FAILED, _return_value=reply
+            )
+        detail = "" if reply.status is JobStatus.COMPLETED else f": {reply._return_value}"
+        freed = f"; GPU slots {','.join(self.slots)} free again" if self.slots else ""
+        log.info(
+            "%s: ended, %s, Hydra job %s%s%s",
+            self.arm.label, _exit_status(code), reply.status.name, detail, freed,
+        )  # fmt: skip
+        return reply
+
+
+def _exit_status(code: int) -> str:
+    import signal
+
+    if code >= 0:
+        return f"exit code {code}"
+    try:
+        return f"signal {signal.Signals(-code).name}"
+    except ValueError:
+        return f"signal {-code}"
+
+
+class EvsysGpuLauncher(Launcher):
+    def __init__(
+        self,
+        gpus: Optional[Sequence[str]] = None,  # noqa: UP045
+        gpus_per_arm: int = 1,
+        max_parallel: Optional[int] = None,  # noqa: UP045
+        gpu_backends: Sequence[str] = ("local",),
+    ) -> None:
+        self.gpus = None if gpus is None else [str(g) for g in gpus]
+        self.gpus_per_arm = gpus_per_arm
+        self.max_parallel = max_parallel
+        self.gpu_backends = [str(b) for b in gpu_backends]
+        self.config: Optional[DictConfig] = None  # noqa: UP045
+        self.hydra_context: Optional[HydraContext] = None  # noqa: UP045
+        self.task_function: Optional[TaskFunction] = None  # noqa: UP045
+
+    def setup(
+        self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
+    ) -> None:
+        self.config = config
+        self.hydra_context = hydra_context
+        self.task_function = task_function
+
+    def launch(
+        self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
+    ) -> Sequence[JobReturn]:
+        # Imported here: Hydra imports every plugin module at start-up, for any app.
+        from pathlib import Path
+
+        from hydra.core.utils import configure_log, setup_globals
+
+        assert self.config is not None and self.hydra_context is not None
+        setup_globals()
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        slots, where = self._slots()
+        arms = [self._compose(i, list(o), initial_job_idx + i) for i, o in enumerate(job_overrides)]
+        self._check(arms, slots, where)  # before anything starts
+        Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+        max_parallel = self.max_parallel or max(1, len(slots))
+        log.info(
+            "Launching %d arms, %d at a time, GPU slots %s (%s)",
+            len(arms), max_parallel, slots, where,
+        )  # fmt: skip
+        return self._run_all(arms, slots, max_parallel)
+
+    # -- planning -----------------------------------------------------------------------------
+
+    def _slots(self) -> tuple[List[str], str]:  # noqa: UP006
+        if self.gpus is not None:
+            return list(self.gpus), "hydra.launcher.gpus"
+        visible = os.environ.get(VISIBLE)
+        if visible is not None:
+            return [d.strip() for d in visible.split(",") if d.strip()], f"{VISIBLE}={visible!r}"
+        count = _nvidia_smi_gpu_count()
+        return [str(i) for i in range(count)], f"nvidia-smi -L lists {count}"
+
+    def _compose(self, position: int, overrides: List[str], job_num: int) -> _Arm:  # noqa: UP006
+        assert self.config is not None and self.hydra_context is not None
+        config = self.hydra_context.config_loader.load_sweep_config(self.config, overrides)
+        with open_dict(config):
+            config.hydra.job.id = job_num
+            config.hydra.job.num = job_num
+        device = OmegaConf.select(config, "backend.params.device", default=None)
+        needs_gpu = (
+            OmegaConf.select(config, "backend.kind", default=None) in self.gpu_backends
+            and device != "cpu"
+        )
+        return _Arm(position=position, overrides=overrides, config=config, needs_gpu=needs_gpu)
+
+    def _check(self, arms: List[_Arm], slots: List[str], where: str) -> None:  # noqa: UP006
+        from evsys.errors import ConfigError, Problem
+
+        def problem(key: str, value: Any, message: str, expected: str) -> Problem:
+            message = f"{message} (got {value!r})"
+            return Problem(f"hydra.launcher.{key}", message, value=value, expected=expected)
+
+        problems = []
+        if self.gpus_per_arm < 1:
+            problems.append(
+                problem("gpus_per_arm", self.gpus_per_arm, "must be at least 1", ">= 1")
+            )
+        if self.max_parallel is not None and self.max_parallel < 1:
+            problems.append(
+                problem("max_parallel", self.max_parallel, "must be at least 1", "null or >= 1")
+            )
+        if len(set(slots)) < len(slots):
+            problems.append(problem("gpus", slots, "names a GPU twice", "distinct entries"))
+        gpu_arms = [a.label for a in arms if a.needs_gpu]
+        if gpu_arms and self.gpus_per_arm > len(slots):
+            names = ", ".join(gpu_arms[:5]) + (", …" if len(gpu_arms) > 5 else "")
+            message = (
+                f"{len(gpu_arms)} arms ({names}) need {self.gpus_per_arm} GPU(s) each "
+                f"(backend.kind in gpu_backends={self.gpu_backends}, backend.params.device "
+                f"!= cpu), but only {len(slots)} GPU slot(s) exist ({where}). Set "
+                "hydra.launcher.gpus=[0,1,…], lower hydra.launcher.gpus_per_arm, or run them "
+                "on CPU with backend.params.device=cpu"
+            )
+            problems.append(problem("gpus", slots, message, f">= {self.gpus_per_arm} slots"))
+        if problems:
+            raise ConfigError(problems, header="hydra/launcher=evsys_gpus: no arm was launched.")
+
+    # -- running ------------------------------------------------------------------------------
+
+    def _run_all(
+        self,
+        arms: List[_Arm],  # noqa: UP006
+        slots: List[str],  # noqa: UP006
+        max_parallel: int,
+    ) -> List[JobReturn]:  # noqa: UP006
+        import multiprocessing
+
+        from hydra.core.singleton import Singleton
+
+        context = multiprocessing.get_context("spawn")
+        # OmegaConf's resolvers are closures, which pickle cannot carry (submitit uses
+        # cloudpickle); the child registers Hydra's and evsys's again.
+        state = {**Singleton.get_state(), "omegaconf_resolvers": {}}
+        free, waiting, running = list(slots), list(arms), []
+        results: dict = {}
+        try:
+            while waiting or running:
+                # Start every waiting arm that fits, in order; a CPU arm need not wait behind a
+                # GPU arm (all GPU arms need the same number of slots, so none starves).
+                for arm in list(waiting):
+                    need = self.gpus_per_arm if arm.needs_gpu else 0
+                    if len(running) >= max_parallel:
+                        break
+                    if need <= len(free):
+                        taken, free = free[:need], free[need:]
+                        running.append(self._start(context, arm, taken, state))
+                        waiting.remove(arm)
+                for done in _wait_for_ends(running):
+                    running.remove(done)
+                    free = [s for s in slots if s in free or s in done.slots]
+                    results[done.arm.position] = done.finish()
+        finally:
+            for still in running:  # the parent is being interrupted: take the arms with it
+                still.process.kill()
+                still.process.join()
+        return [results[arm.position] for arm in arms]
+
+    def _start(self, context: Any, arm: _Arm, slots: List[str], state: Any) -> _Running:  # noqa: UP006
+        job = _ChildJob(
+            hydra_context=self.hydra_context,  # type: ignore[arg-type]
+            task_function=self.task_function,  # type: ignore[arg-type]
+            config=arm.config,
+            singleton_state=state,
+        )
+        receiver, sender = context.Pipe(duplex=False)
+        process = context.Process(target=_run_arm_in_child, args=(pickle.dumps(job), sender))
+        # Set for the exec itself, so that the variable is in place before the child's first
+        # import, whatever that import initialises.
+        with _environment(VISIBLE, ",".join(slots)):
+            process.start()
+        sender.close()  # the child holds its own copy; closing ours lets a dead child read as EOF
+        log.info("%s: started, %s=%r (pid %d)", arm.label, VISIBLE, ",".join(slots), process.pid)
+        return _Running(arm=arm, process=process, conn=receiver, slots=slots)
+
+
+def _wait_for_ends(running: List[_Running]) -> List[_Running]:  # noqa: UP006
+    """Block until at least one arm's process has ended; read replies as they come.
+
+    Replies are read as soon as they are sent: a large one fills the pipe, and its sender would
+    never exit if the parent only waited for the exit.
+    """
+    from multiprocessing.connection import wait
+
+    pending = {r.conn: r for r in running if not r.replied}
+    sentinels = {r.process.sentinel: r for r in running}
+    ready = wait([*pending, *sentinels])
+    for conn in ready:
+        if conn in pending:
+            pending[conn].receive()
+    ended = []
+    for sentinel in ready:
+        if sentinel in sentinels:
+            arm = sentinels[sentinel]
+            arm.process.join()
+            if not arm.replied:
+                arm.receive()  # sent just before it exited
+            ended.append(arm)
+    return ended
+
+
+@contextmanager
+def _environment(name: str, value: str) -> Iterator[None]:
+    previous = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ[name]
+        else:
+            os.environ[name] = previous
+
+
+def _nvidia_smi_gpu_count() -> int:
+    import subprocess
+
+    try:
+        listed = subprocess.run(
+            ["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30, check=True
+        )
+    except (OSError, subprocess.SubprocessError):
+        return 0  # no driver, no GPU
+    return sum(1 for line in listed.stdout.splitlines() if line.startswith("GPU "))
+
+
+def _run_arm_in_child(payload: bytes, conn: Any) -> None:
+    """The arm's process: restore Hydra's state as the parent had it, run the job, reply."""
+    from hydra.core.plugins import Plugins
+    from hydra.core.singleton import Singleton
+    from hydra.core.utils import run_job, setup_globals
+
+    from evsys.compose.resolvers import register_resolvers
+
+    # Hydra's plugin scan re-executes every plugin module, giving its classes new identities;
+    # scan once, before unpickling anything that refers to them (configs built from a plugin's
+    # dataclass), and keep that scan when the parent's singletons are restored.
+    plugins = Plugins.instance()
+    job: _ChildJob = pickle.loads(payload)
+    job.singleton_state["instances"][Plugins] = plugins
+    Singleton.set_state(job.singleton_state)
+    setup_globals()
+    register_resolvers()
+    reply: Any
+    try:
+        reply = run_job(
+            hydra_context=job.hydra_context,
+            task_function=job.task_function,
+            config=job.config,
+            job_dir_key="hydra.sweep.dir",
+            job_subdir_key="hydra.sweep.subdir",
+        )
+    except BaseException as exc:  # Hydra itself failed; run_job catches the task's exceptions
+        reply = exc
+    try:
+        conn.send(reply)
+    except (pickle.PicklingError, TypeError, AttributeError) as exc:
+        # An exception (or return value) that does not pickle comes back as its text.
+        value = reply._return_value if isinstance(reply, JobReturn) else reply
+        stand_in = RuntimeError(f"{type(value).__name__}: {value} (unpicklable: {exc})")
+        if isinstance(reply, JobReturn):
+            reply._return_value = stand_in
+            conn.send(reply)
+        else:
+            conn.send(stand_in)
+    conn.close()
