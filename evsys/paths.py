@@ -6,6 +6,7 @@ In a checkout (and an editable install) they are the top-level ``conf/``, ``expe
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -27,3 +28,12 @@ def experiments_dir() -> Path:
 
 def data_dir() -> Path:
     return bundled("data")
+
+
+def cache_dir() -> Path:
+    """Where evsys keeps what it builds once: ``$EVSYS_CACHE_DIR``, else ``$XDG_CACHE_HOME/evsys``,
+    else ``~/.cache/evsys``."""
+    root = os.environ.get("EVSYS_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "evsys"
+    )
+    return Path(root)

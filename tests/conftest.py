@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -64,6 +66,21 @@ def run_evsys(
     return subprocess.run(
         [*command, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout
     )
+
+
+def require(module: str, install: str, *, declared_by: str = "EVSYS_REQUIRE_LOCAL") -> Any:
+    """Import ``module``, or skip — or fail, in a run that declares it must have it (CI does)."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        unavailable(f"needs {module}: {install}", declared_by=declared_by)
+
+
+def unavailable(message: str, *, declared_by: str = "EVSYS_REQUIRE_LOCAL") -> None:
+    """Skip for a missing resource; fail instead when ``declared_by=1`` says the run must have it."""
+    if os.environ.get(declared_by) == "1":
+        pytest.fail(f"{message} ({declared_by}=1: this run must have it)", pytrace=False)
+    pytest.skip(message, allow_module_level=True)
 
 
 def run_results(root: Path) -> list[dict]:

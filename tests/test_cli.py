@@ -129,3 +129,23 @@ def test_list_and_schema(workdir: Path) -> None:
     assert "mock" in everything["groups"]["eval/inference"]["options"]
     assert set(everything["extensions"]["metric"]) >= {"exact_match", "pass_at_k"}
     assert "ModelConfig" in everything["config"]["$defs"]
+
+
+def test_what_preflight_accepts_hydra_runs(workdir: Path) -> None:
+    # Fields no conf file sets still take plain overrides, and Hydra agrees.
+    done = run_evsys(
+        "eval.n_samples=5", "data.limit=12", "algorithm.params.max_steps=2", cwd=workdir
+    )
+    assert done.returncode == 0, done.stderr
+    (record,) = run_results(workdir / "outputs")
+    assert record["config"]["eval"]["n_samples"] == 5
+    # A new key in a free-form dict needs `+`; evsys says so instead of Hydra's traceback.
+    refused = run_evsys("metadata.notes.owner=me", cwd=workdir)
+    assert refused.returncode == 2
+    assert "+metadata.notes.owner=me" in refused.stderr
+    assert (
+        run_evsys(
+            "+metadata.notes.owner=me", "algorithm.params.max_steps=1", cwd=workdir
+        ).returncode
+        == 0
+    )

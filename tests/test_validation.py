@@ -132,3 +132,16 @@ def test_unparsable_override_is_a_problem_not_a_crash(workdir: Path, line: str) 
     (problem,) = check([line])
     assert problem.value == line
     assert problem.source == f"override '{line}'"
+
+
+def test_every_schema_field_takes_an_override_without_plus(workdir: Path) -> None:
+    # eval.n_samples and metadata.hypothesis are set by no conf file: the schema node provides them.
+    assert check(["eval.n_samples=5", "metadata.hypothesis=why", "data.limit=10"]) == []
+
+
+def test_a_key_hydra_would_refuse_without_plus_is_reported(workdir: Path) -> None:
+    # metadata.notes is a free-form dict: the schema accepts any key, Hydra wants `+` to add one.
+    (problem,) = check(["metadata.notes.owner=me"])
+    assert problem.path == "metadata.notes.owner"
+    assert problem.expected == "+metadata.notes.owner=me"
+    assert check(["+metadata.notes.owner=me"]) == []

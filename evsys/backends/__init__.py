@@ -1,4 +1,7 @@
 """Backends: the engines recipes run on. Each registers itself, its recipe implementations and
 its inference client when imported; heavy engines import their libraries only when a run starts."""
 
-from evsys.backends import mock  # noqa: F401
+from evsys.backends import (
+    local,  # noqa: F401
+    mock,  # noqa: F401
+)

@@ -46,12 +46,37 @@ def compose_and_validate(
 ) -> tuple[Composition, ExperimentConfig]:
     """Compose leniently, then validate; one :class:`ConfigError` lists every problem of both."""
     composition = compose(overrides, config_name)
+    return composition, validate_composition(composition)
+
+
+def validate_composition(composition: Composition) -> ExperimentConfig:
+    """The validated config, or one ConfigError with the composition's and the schema's problems."""
     if composition.hydra is None:  # the defaults list itself failed: nothing to validate
         raise ConfigError(composition.problems)
-    config = validate_experiment(
-        composition.config, source_of=composition.source_of, extra_problems=composition.problems
-    )
-    return composition, config
+    problems: list[Problem] = []
+    try:
+        config = validate_experiment(
+            composition.config, source_of=composition.source_of, extra_problems=composition.problems
+        )
+    except ConfigError as exc:
+        problems = exc.problems
+    # A key the schema accepts but the composed config lacks: Hydra itself would refuse the
+    # override without `+` (a key inside a free-form dict such as backend.params.trl_args).
+    reported = {p.path.replace("[", ".").replace("]", "") for p in problems}
+    for key, line in composition.added:
+        if key not in reported:
+            problems.append(
+                Problem(
+                    path=key,
+                    message="not a key of the composed config; Hydra adds keys only with '+'",
+                    value=line,
+                    expected=f"+{line}",
+                    source=f"override '{line}'",
+                )
+            )
+    if problems:
+        raise ConfigError(problems)
+    return config
 
 
 @dataclass
@@ -65,6 +90,8 @@ class Composition:
     choices: dict[str, str | None] = field(default_factory=dict)
     overrides: list[str] = field(default_factory=list)
     hydra: DictConfig | None = None
+    added: list[tuple[str, str]] = field(default_factory=list)
+    """(key, override) for overrides without ``+`` that added a key Hydra would refuse."""
 
     def source_of(self, path: str) -> str | None:
         """Where the value at ``path`` (or its nearest composed parent) came from."""
@@ -200,7 +227,7 @@ def apply_overrides(
     app_overrides = [o for o in key_overrides if o.key_or_group.split(".")[0] != "hydra"]
     hydra_overrides = [o for o in key_overrides if o not in app_overrides]
     cfg = copy.deepcopy(defaults.cfg)
-    _apply_overrides(cfg, app_overrides, sources, problems)
+    added = _apply_overrides(cfg, app_overrides, sources, problems)
     hydra = defaults.hydra
     if hydra_overrides:
         hydra = copy.deepcopy(hydra)
@@ -214,6 +241,7 @@ def apply_overrides(
         choices=defaults.choices,
         overrides=list(lines),
         hydra=hydra.hydra,
+        added=added,
     )
 
 
@@ -373,8 +401,13 @@ def _group_choice_is_known(
 
 def _apply_overrides(
     cfg: DictConfig, overrides: list[Override], sources: dict[str, str], problems: list[Problem]
-) -> None:
+) -> list[tuple[str, str]]:
+    """Apply ``overrides``; returns the keys that plain (not ``+``) overrides added."""
+    added = []
     for override in overrides:
+        key = override.key_or_group
+        if override.type.name == "CHANGE" and not _exists(cfg, key):
+            added.append((key, override.input_line))
         try:
             ConfigLoaderImpl._apply_overrides_to_config([override], cfg)
         except (HydraException, OmegaConfBaseException) as exc:
@@ -387,12 +420,25 @@ def _apply_overrides(
                 )
             )
             continue
-        key = override.key_or_group
         for path in [k for k in sources if k == key or k.startswith(key + ".")]:
             del sources[path]
         node = OmegaConf.select(cfg, key, throw_on_missing=False, throw_on_resolution_failure=False)
         for path in _leaf_paths(node, key) if OmegaConf.is_config(node) else [key]:
             sources[path] = f"override '{override.input_line}'"
+    return added
+
+
+def _exists(cfg: DictConfig, key: str) -> bool:
+    parent, _, leaf = key.rpartition(".")
+    node = (
+        OmegaConf.select(cfg, parent, throw_on_missing=False, throw_on_resolution_failure=False)
+        if parent
+        else cfg
+    )
+    if OmegaConf.is_list(node):
+        return leaf.isdigit() and int(leaf) < len(node)
+    # `leaf in node` is False for a missing (???) value, which is a key all the same.
+    return OmegaConf.is_dict(node) and leaf in node.keys()  # noqa: SIM118
 
 
 # -- defaults ----------------------------------------------------------------------------------

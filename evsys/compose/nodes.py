@@ -22,7 +22,7 @@ from typing import Any
 
 from evsys import __version__
 from evsys.files import write_text_atomically
-from evsys.paths import PACKAGE_DIR
+from evsys.paths import PACKAGE_DIR, cache_dir
 
 GroupNodes = dict[str, dict[str, dict[str, Any]]]
 """group → option → node."""
@@ -40,11 +40,17 @@ PROVIDER = "evsys-registry"
 MISSING = "???"
 
 
+SCHEMA_NODE = "_schema"
+"""A root config with every field of the schema that has a default, first in conf/config.yaml's
+defaults list: so that any field, even one no conf file sets, takes an override without ``+``."""
+
+
 def build_group_nodes() -> GroupNodes:
-    """Nodes for every registered extension, from the live registries."""
+    """Nodes for every registered extension, from the live registries, and the schema node."""
+    from evsys.config import ExperimentConfig
     from evsys.registry import registry_for
 
-    nodes: GroupNodes = {}
+    nodes: GroupNodes = {"": {SCHEMA_NODE: schema_defaults(ExperimentConfig)}}
     for group, kind in GROUP_KINDS.items():
         registry = registry_for(kind)
         nodes[group] = {
@@ -65,6 +71,26 @@ def config_defaults(config: type | None) -> dict[str, Any]:
         if field.is_required():
             out[name] = MISSING
         else:
+            out[name] = to_jsonable_python(field.get_default(call_default_factory=True))
+    return out
+
+
+def schema_defaults(model: type) -> dict[str, Any]:
+    """The fields of ``model`` that have defaults, nested models expanded; ``{kind, params}``
+    envelopes and required fields are left to the group options that provide them."""
+    from pydantic import BaseModel
+    from pydantic_core import to_jsonable_python
+
+    from evsys.config import ExtensionSpec
+
+    out: dict[str, Any] = {}
+    for name, field in model.model_fields.items():
+        nested = field.annotation if isinstance(field.annotation, type) else None
+        if nested is not None and issubclass(nested, ExtensionSpec):
+            continue
+        if nested is not None and issubclass(nested, BaseModel):
+            out[name] = schema_defaults(nested)
+        elif not field.is_required():
             out[name] = to_jsonable_python(field.get_default(call_default_factory=True))
     return out
 
@@ -98,12 +124,9 @@ def cached_group_nodes() -> GroupNodes:
 
 
 def _cache_path() -> Path:
-    root = os.environ.get("EVSYS_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "evsys"
-    )
     # One cache per interpreter environment and evsys install.
     key = hashlib.sha1(f"{sys.prefix}|{PACKAGE_DIR}".encode()).hexdigest()[:16]
-    return Path(root) / f"group-nodes-{key}.json"
+    return cache_dir() / f"group-nodes-{key}.json"
 
 
 def _contributing_modules() -> list[str]:

@@ -29,12 +29,12 @@ from evsys.compose.compose import (
     compose_defaults,
     config_loader,
     split_overrides,
+    validate_composition,
 )
 from evsys.config import ExperimentConfig
 from evsys.errors import ConfigError, Problem
 from evsys.run.record import config_hash, redact
 from evsys.sweep.aggregate import group_id
-from evsys.validation import validate_experiment
 
 MAX_NAME_LENGTH = 80
 
@@ -154,11 +154,7 @@ def preflight(
         composition = apply_overrides(shared[choice], keys, overrides, problems)
         arm.resolved = composition.config
         try:
-            arm.config = validate_experiment(
-                composition.config,
-                source_of=composition.source_of,
-                extra_problems=composition.problems,
-            )
+            arm.config = validate_composition(composition)
         except ConfigError as exc:
             arm.problems = exc.problems
         else:

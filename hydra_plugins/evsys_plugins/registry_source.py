@@ -57,6 +57,8 @@ class RegistryConfigSource(ConfigSource):
         if results_filter in (None, ObjectType.GROUP):
             prefix = f"{config_path}/" if config_path else ""
             found |= {
-                g[len(prefix) :].split("/")[0] for g in _group_nodes() if g.startswith(prefix)
+                g[len(prefix) :].split("/")[0]
+                for g in _group_nodes()
+                if g and g.startswith(prefix)  # "" holds root configs (the schema node)
             }
         return sorted(found)

@@ -1,0 +1,144 @@
+"""The local engine: a transformers model on this machine's CPU or GPU, trained with TRL + PEFT."""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import sys
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field
+
+from evsys.backends.local.models import load_model, require_local_stack
+from evsys.config import ModelConfig, Strict
+from evsys.errors import ConfigError, Problem
+from evsys.registry import closest, register_backend
+
+Device = Literal["auto", "cpu", "cuda"]
+DType = Literal["auto", "float32", "bfloat16", "float16"]
+
+
+class EngineParams(Strict):
+    """Where and in what precision a model runs; shared by the backend and its inference client."""
+
+    device: Device = Field(
+        "auto", description="Where the model runs. auto: cuda when a GPU is visible, else cpu."
+    )
+    dtype: DType = Field(
+        "auto",
+        description=(
+            "Weights and mixed-precision dtype. auto: bfloat16 on a GPU that supports it, else "
+            "float32 (never the library default: TRL turns bf16 on even on CPUs without fast "
+            "bf16, ≈20× slower)."
+        ),
+    )
+
+    def resolved_device(self) -> str:
+        import torch
+
+        if self.device == "auto":
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        return self.device
+
+    def resolved_dtype(self) -> str:
+        import torch
+
+        if self.dtype != "auto":
+            return self.dtype
+        gpu = self.resolved_device() == "cuda"
+        return "bfloat16" if gpu and torch.cuda.is_bf16_supported() else "float32"
+
+
+@register_backend("local")
+class LocalBackend:
+    """transformers + TRL + PEFT on this machine; offline (see evsys.backends.local.models)."""
+
+    inference_client: ClassVar[str] = "local"
+
+    class Config(EngineParams):
+        gradient_checkpointing: bool = Field(
+            False, description="Recompute activations in the backward pass: less memory, slower."
+        )
+        attn_implementation: str | None = Field(
+            None,
+            description="transformers attention kernel (eager, sdpa, flash_attention_2, …). "
+            "None: the library's choice.",
+        )
+        trl_args: dict[str, Any] = Field(
+            default_factory=dict,
+            description=(
+                "Extra arguments for the TRL trainer config (SFTConfig, GRPOConfig, …), e.g. "
+                "{optim: adamw_torch, max_grad_norm: 0.5}. Keys evsys sets from the recipe or "
+                "from this backend's fields are refused: set them there."
+            ),
+        )
+
+    def __init__(self, **params: Any):
+        self.cfg = self.Config(**params)
+        require_local_stack()  # before any work, not at the first heavy import
+
+    def prepare(self, *, model: ModelConfig, run_dir: Path) -> dict[str, Any]:
+        device, dtype = self.cfg.resolved_device(), self.cfg.resolved_dtype()
+        loaded, tokenizer = load_model(
+            model.name,
+            device=device,
+            dtype=dtype,
+            attn_implementation=self.cfg.attn_implementation,
+            adapter=model.load_checkpoint_path,
+            trainable=True,
+        )
+        return {"model": loaded, "tokenizer": tokenizer, "device": device, "dtype": dtype}
+
+    def trainer_args(self, config_cls: type, handles: dict[str, Any], **ours: Any) -> Any:
+        """``config_cls(**ours, precision, **trl_args)``: a TRL config with this engine's settings.
+
+        Every unknown or evsys-owned key of ``trl_args`` is reported at once.
+        """
+        dtype = handles["dtype"]
+        accepted = {f.name for f in dataclasses.fields(config_cls) if f.init}
+        # transformers 5.2x renamed gradient_checkpointing (the old name warns); older: the old.
+        checkpointing = next(
+            k for k in ("activation_checkpointing", "gradient_checkpointing") if k in accepted
+        )
+        ours |= {
+            "bf16": dtype == "bfloat16",
+            "fp16": dtype == "float16",
+            "use_cpu": handles["device"] == "cpu",
+            checkpointing: self.cfg.gradient_checkpointing,
+            "report_to": "none",
+            "disable_tqdm": True,  # evsys draws its own progress bar
+        }
+        owned = {*ours, "gradient_checkpointing", "activation_checkpointing"}
+        problems = []
+        for key, value in self.cfg.trl_args.items():
+            path = f"backend.params.trl_args.{key}"
+            if key not in accepted:
+                problems.append(
+                    Problem(
+                        path=path,
+                        message=f"{config_cls.__name__} has no argument '{key}'",
+                        value=value,
+                        expected=f"an argument of trl.{config_cls.__name__}",
+                        suggestion=closest(key, accepted),
+                    )
+                )
+            elif key in owned:
+                problems.append(
+                    Problem(
+                        path=path,
+                        message=f"evsys sets '{key}' itself (from algorithm.params or "
+                        "backend.params); change it there",
+                        value=value,
+                    )
+                )
+        if problems:
+            raise ConfigError(problems, header="backend.params.trl_args cannot be used:")
+        return config_cls(**ours, **self.cfg.trl_args)
+
+    def teardown(self, handles: dict[str, Any]) -> None:
+        on_gpu = handles.get("device") == "cuda"
+        handles.clear()
+        gc.collect()
+        if on_gpu and "torch" in sys.modules:
+            sys.modules["torch"].cuda.empty_cache()
