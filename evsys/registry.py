@@ -32,6 +32,20 @@ from evsys.errors import EvsysError, Problem, UnknownExtensionError
 T = TypeVar("T")
 
 
+_generation = 0
+
+
+def generation() -> int:
+    """Changes whenever any registry (or algorithm implementation) changes: lets derived views,
+    such as the Hydra group options built from the registries, be rebuilt only when needed."""
+    return _generation
+
+
+def _changed() -> None:
+    global _generation
+    _generation += 1
+
+
 def closest(name: str, candidates: list[str] | tuple[str, ...] | Any) -> str | None:
     """The candidate a misspelt ``name`` most likely meant, or None."""
     matches = difflib.get_close_matches(str(name), list(candidates), n=1, cutoff=0.6)
@@ -74,9 +88,11 @@ class Registry:
         if isinstance(obj, type):
             obj.name = name  # the registry key is the extension's name, as the reference says
         self._entries[name] = obj
+        _changed()
 
     def remove(self, name: str) -> None:
         self._entries.pop(name, None)
+        _changed()
 
     # -- lookup ------------------------------------------------------------------------------
 
@@ -170,6 +186,7 @@ class Registry:
     def restore(self, state: dict[str, Any]) -> None:
         self._entries = dict(state["entries"])
         self._loaded = state["loaded"]
+        _changed()
 
 
 def _qualname(obj: Any) -> str:
@@ -241,6 +258,7 @@ def register_algorithm(
                 f"{_qualname(existing)}; pass overwrite_ok=True to replace it."
             )
         _IMPLEMENTATIONS[key] = cls
+        _changed()
         return cls
 
     return decorator
