@@ -83,5 +83,23 @@ def unavailable(message: str, *, declared_by: str = "EVSYS_REQUIRE_LOCAL") -> No
     pytest.skip(message, allow_module_level=True)
 
 
+def install_plugin(
+    site: Path, package: str, source: str, entry_points: dict[str, dict[str, str]]
+) -> Path:
+    """An installed distribution in ``site``: ``package`` with ``source`` as its ``__init__``, and
+    a dist-info declaring ``entry_points`` (group → name → object). Put ``site`` on PYTHONPATH."""
+    (site / package).mkdir(parents=True)
+    (site / package / "__init__.py").write_text(source)
+    dist_info = site / f"{package}-0.1.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {package}\nVersion: 0.1\n")
+    sections = [
+        f"[{group}]\n" + "".join(f"{name} = {target}\n" for name, target in names.items())
+        for group, names in entry_points.items()
+    ]
+    (dist_info / "entry_points.txt").write_text("\n".join(sections))
+    return site
+
+
 def run_results(root: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(root.rglob("run_result.json"))]

@@ -10,11 +10,10 @@ from __future__ import annotations
 import itertools
 import json
 import subprocess
-import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import run_evsys
+from conftest import install_plugin, run_evsys
 
 PROBE = '''
 import json, os, signal, time
@@ -53,21 +52,11 @@ GPU_MOCK = ["hydra.launcher.gpus=[0,1]", "hydra.launcher.gpu_backends=[mock]"]
 @pytest.fixture
 def probe_env(tmp_path: Path) -> dict[str, str]:
     """PYTHONPATH with an installed distribution that registers the ``slot_probe`` algorithm."""
-    site = tmp_path / "site"
-    (site / "evsys_slot_probe").mkdir(parents=True)
-    (site / "evsys_slot_probe" / "__init__.py").write_text(PROBE)
-    dist_info = site / "evsys_slot_probe-0.1.dist-info"
-    dist_info.mkdir()
-    (dist_info / "METADATA").write_text(
-        "Metadata-Version: 2.1\nName: evsys-slot-probe\nVersion: 0.1\n"
-    )
-    (dist_info / "entry_points.txt").write_text(
-        textwrap.dedent(
-            """\
-            [evsys.algorithms]
-            slot_probe = evsys_slot_probe:SlotProbe
-            """
-        )
+    site = install_plugin(
+        tmp_path / "site",
+        "evsys_slot_probe",
+        PROBE,
+        {"evsys.algorithms": {"slot_probe": "evsys_slot_probe:SlotProbe"}},
     )
     return {"PYTHONPATH": str(site)}
 

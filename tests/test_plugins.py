@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import run_evsys, run_results
+from conftest import install_plugin, run_evsys, run_results
 
 PLUGIN = '''
 """An installed package that knows nothing of evsys's internals."""
@@ -43,26 +42,15 @@ class DemoMetric:
 @pytest.fixture
 def plugin_site(tmp_path: Path) -> Path:
     """An installed distribution: a package plus its dist-info with entry points."""
-    site = tmp_path / "site"
-    (site / "evsys_demo_plugin").mkdir(parents=True)
-    (site / "evsys_demo_plugin" / "__init__.py").write_text(PLUGIN)
-    dist_info = site / "evsys_demo_plugin-0.1.dist-info"
-    dist_info.mkdir()
-    (dist_info / "METADATA").write_text(
-        "Metadata-Version: 2.1\nName: evsys-demo-plugin\nVersion: 0.1\n"
+    return install_plugin(
+        tmp_path / "site",
+        "evsys_demo_plugin",
+        PLUGIN,
+        {
+            "evsys.algorithms": {"demo_algo": "evsys_demo_plugin:DemoAlgo"},
+            "evsys.metrics": {"demo_metric": "evsys_demo_plugin:DemoMetric"},
+        },
     )
-    (dist_info / "entry_points.txt").write_text(
-        textwrap.dedent(
-            """\
-            [evsys.algorithms]
-            demo_algo = evsys_demo_plugin:DemoAlgo
-
-            [evsys.metrics]
-            demo_metric = evsys_demo_plugin:DemoMetric
-            """
-        )
-    )
-    return site
 
 
 def test_entry_point_extensions_are_group_options(workdir: Path, plugin_site: Path) -> None:
