@@ -97,6 +97,14 @@ def run_sweep(
     if bad_arms(arms):
         print(format_bad_arms(arms), file=sys.stderr)
         return EXIT_BAD_INPUT
+    # Launchers with requirements of their own (GPU slots) check every arm here too.
+    check_launcher = getattr(launcher, "check_arms", None)
+    if check_launcher is not None:
+        try:
+            check_launcher([(arm.name, arm.resolved) for arm in arms])
+        except ConfigError as exc:
+            print(format_problems(exc.problems, header=exc.header), file=sys.stderr)
+            return EXIT_BAD_INPUT
     changed = _changed_since_plan(sweep_dir, arms)
     if changed:
         print(

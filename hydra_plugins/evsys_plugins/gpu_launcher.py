@@ -165,7 +165,7 @@ class EvsysGpuLauncher(Launcher):
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         slots, where = self._slots()
         arms = [self._compose(i, list(o), initial_job_idx + i) for i, o in enumerate(job_overrides)]
-        self._check(arms, slots, where)  # before anything starts
+        self._check([a.label for a in arms if a.needs_gpu], slots, where)  # before anything starts
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
         max_parallel = self.max_parallel or max(1, len(slots))
         log.info(
@@ -191,14 +191,23 @@ class EvsysGpuLauncher(Launcher):
         with open_dict(config):
             config.hydra.job.id = job_num
             config.hydra.job.num = job_num
-        device = OmegaConf.select(config, "backend.params.device", default=None)
-        needs_gpu = (
-            OmegaConf.select(config, "backend.kind", default=None) in self.gpu_backends
-            and device != "cpu"
-        )
+        backend = OmegaConf.to_container(config.backend) if "backend" in config else {}
+        needs_gpu = self._needs_gpu(backend)
         return _Arm(position=position, overrides=overrides, config=config, needs_gpu=needs_gpu)
 
-    def _check(self, arms: List[_Arm], slots: List[str], where: str) -> None:  # noqa: UP006
+    def _needs_gpu(self, backend: Any) -> bool:
+        """An arm trains on GPUs when its backend is a GPU backend not told to use the CPU."""
+        params = backend.get("params") or {}
+        return backend.get("kind") in self.gpu_backends and params.get("device") != "cpu"
+
+    def check_arms(self, arms: Sequence[Any]) -> None:
+        """Pre-flight, called by the evsys sweeper with ``(name, resolved config)`` of every arm
+        before any arm directory exists: too few GPU slots refuse the sweep there."""
+        slots, where = self._slots()
+        needing = [name for name, config in arms if self._needs_gpu(config.get("backend") or {})]
+        self._check(needing, slots, where)
+
+    def _check(self, gpu_arms: List[str], slots: List[str], where: str) -> None:  # noqa: UP006
         from evsys.errors import ConfigError, Problem
 
         def problem(key: str, value: Any, message: str, expected: str) -> Problem:
@@ -216,7 +225,6 @@ class EvsysGpuLauncher(Launcher):
             )
         if len(set(slots)) < len(slots):
             problems.append(problem("gpus", slots, "names a GPU twice", "distinct entries"))
-        gpu_arms = [a.label for a in arms if a.needs_gpu]
         if gpu_arms and self.gpus_per_arm > len(slots):
             names = ", ".join(gpu_arms[:5]) + (", …" if len(gpu_arms) > 5 else "")
             message = (
