@@ -28,6 +28,20 @@ def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         os.environ["EVSYS_CACHE_DIR"] = previous
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _offline_hub() -> Iterator[None]:
+    """Nothing may be downloaded: the Hugging Face hub client is told it is offline."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HF_HUB_OFFLINE", "1")
+        try:
+            import huggingface_hub.constants
+        except ImportError:
+            pass  # without the local stack nothing could download anyway
+        else:
+            mp.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+        yield
+
+
 @pytest.fixture
 def clean_registries() -> Iterator[None]:
     """Restore every registry after a test registers throw-away extensions.

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import re
-import time
-from contextlib import ExitStack
 from typing import Any
 
 from evsys.algorithms.sft import SFT
-from evsys.backends.local.models import quiet_libraries
+from evsys.backends.local.trainer import train_adapter
 from evsys.errors import ConfigError
 from evsys.protocols import RunContext, RunResult
 from evsys.registry import register_algorithm
 from evsys.rows import assistant_text, prompt_messages
-from evsys.training import is_save_step, progress_bar
 
 # `{% generation %}` (any whitespace control): TRL masks the tokens inside it for assistant_only_loss.
 _GENERATION_BLOCK = re.compile(r"\{%-?\s*generation\s*-?%\}")
@@ -35,12 +32,11 @@ class LocalSFT:
 
     def train(self, ctx: RunContext) -> RunResult:
         from datasets import Dataset
-        from peft import LoraConfig, PeftModel
-        from transformers import PrinterCallback, set_seed
+        from transformers import set_seed
         from trl import SFTConfig, SFTTrainer
 
         cfg, handles = self.cfg, ctx.handles
-        model, tokenizer = handles["model"], handles["tokenizer"]
+        tokenizer = handles["tokenizer"]
 
         # Check: the loss mask needs generation markers (TRL's own error says less).
         if cfg.assistant_only_loss and not _GENERATION_BLOCK.search(tokenizer.chat_template or ""):
@@ -77,39 +73,19 @@ class LocalSFT:
             save_strategy="no",  # evsys saves adapters itself, as step_N/ and final/
         )
 
-        # LoRA: a fresh adapter, unless model.load_checkpoint_path already put one on the model.
-        peft_config = None
-        if not isinstance(model, PeftModel):
-            peft_config = LoraConfig(
-                r=cfg.lora_rank,
-                lora_alpha=cfg.lora_alpha,
-                lora_dropout=cfg.lora_dropout,
-                target_modules=cfg.target_modules,
-                task_type="CAUSAL_LM",
-            )
-
-        with ExitStack() as stack:
-            stack.enter_context(quiet_libraries())
-            callback = _evsys_callback(ctx, cfg.save_every, stack)
-            trainer = SFTTrainer(
-                model=model,
-                args=args,
-                train_dataset=dataset,
-                processing_class=tokenizer,
-                peft_config=peft_config,
-                callbacks=[callback],
-            )
-            trainer.remove_callback(PrinterCallback)  # it prints every log dict to stdout
-            output = trainer.train()
-
-        # Final adapter: what eval and the next phase load.
-        final = ctx.checkpoint_dir / "final"
-        trainer.model.save_pretrained(final)
-        ctx.log_store.log_artifact("final_checkpoint", str(final))
-        metrics = {"train/steps": float(trainer.state.global_step)}
-        metrics["train/runtime_s"] = output.metrics.get("train_runtime", 0.0)
-        if callback.last_loss is not None:
-            metrics["train/final_loss"] = callback.last_loss
+        # Train: a LoRA adapter, metrics and checkpoints through the shared evsys callback.
+        final, metrics, last = train_adapter(
+            ctx,
+            SFTTrainer,
+            cfg,
+            label="local sft",
+            metric_names=_METRICS,
+            headline="loss",
+            args=args,
+            train_dataset=dataset,
+        )
+        if "train/loss" in last:
+            metrics["train/final_loss"] = last["train/loss"]
         return RunResult(
             run_id=ctx.run_id,
             status="completed",
@@ -123,40 +99,3 @@ def _conversation(row: dict[str, Any]) -> list[dict[str, Any]]:
     if row.get("messages"):
         return row["messages"]
     return [*prompt_messages(row), {"role": "assistant", "content": assistant_text(row)}]
-
-
-def _evsys_callback(ctx: RunContext, save_every: int | None, stack: ExitStack) -> Any:
-    """A TrainerCallback: per-step metrics to the log store, the progress bar, adapter saves."""
-    from transformers import TrainerCallback
-
-    class EvsysCallback(TrainerCallback):
-        def __init__(self) -> None:
-            self.advance: Any = None
-            self.last_loss: float | None = None
-            self.last_log = (time.perf_counter(), 0.0)  # (time, num_tokens) at the last log
-
-        def on_train_begin(self, args: Any, state: Any, control: Any, **_: Any) -> None:
-            self.advance = stack.enter_context(progress_bar("local sft", state.max_steps))
-            self.last_log = (time.perf_counter(), 0.0)
-
-        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            if is_save_step(state.global_step, save_every):
-                path = ctx.checkpoint_dir / f"step_{state.global_step}"
-                kwargs["model"].save_pretrained(path)
-                ctx.log_store.log_artifact(f"checkpoint_step_{state.global_step}", str(path))
-            self.advance()
-
-        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **_: Any) -> None:
-            if not logs or "loss" not in logs:  # the end-of-training summary has no loss
-                return
-            metrics = {name: float(logs[key]) for key, name in _METRICS.items() if key in logs}
-            now, tokens = time.perf_counter(), float(logs.get("num_tokens", 0.0))
-            then, tokens_then = self.last_log
-            if tokens:
-                metrics["train/tokens_per_s"] = (tokens - tokens_then) / max(now - then, 1e-9)
-            self.last_log = (now, tokens)
-            self.last_loss = metrics["train/loss"]
-            ctx.log_store.log_metrics(metrics, step=state.global_step)
-            self.advance(0, loss=self.last_loss)
-
-    return EvsysCallback()

@@ -1,0 +1,113 @@
+"""What the local recipes share around a TRL trainer.
+
+A fresh LoRA adapter (unless the model already carries one), an evsys callback that logs every
+step to the run's log store, moves the progress bar and saves adapters every ``save_every``
+steps, a quiet run, and the final adapter saved where eval and the next phase load it.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+from evsys.backends.local.models import quiet_libraries
+from evsys.protocols import RunContext
+from evsys.training import is_save_step, progress_bar
+
+
+def train_adapter(
+    ctx: RunContext,
+    trainer_cls: type,
+    cfg: Any,
+    *,
+    label: str,
+    metric_names: dict[str, str],
+    headline: str,
+    **trainer_kwargs: Any,
+) -> tuple[Path, dict[str, float], dict[str, float]]:
+    """Train with TRL's ``trainer_cls``; returns the final adapter, the run's metrics and the
+    last logged step's metrics.
+
+    ``cfg`` is a recipe Config with the LoRA fields and ``save_every``; ``metric_names`` maps
+    TRL's log keys to evsys metric names; ``headline`` is the TRL key shown on the progress bar
+    (a log without it, such as the end-of-training summary, is not a step).
+    """
+    from peft import LoraConfig, PeftModel
+    from transformers import PrinterCallback
+
+    model = ctx.handles["model"]
+    peft_config = None
+    if not isinstance(model, PeftModel):  # model.load_checkpoint_path already put one on
+        peft_config = LoraConfig(
+            r=cfg.lora_rank,
+            lora_alpha=cfg.lora_alpha,
+            lora_dropout=cfg.lora_dropout,
+            target_modules=cfg.target_modules,
+            task_type="CAUSAL_LM",
+        )
+    with ExitStack() as stack:
+        stack.enter_context(quiet_libraries())
+        callback = _evsys_callback(ctx, label, cfg.save_every, metric_names, headline, stack)
+        trainer = trainer_cls(
+            model=model,
+            processing_class=ctx.handles["tokenizer"],
+            peft_config=peft_config,
+            callbacks=[callback],
+            **trainer_kwargs,
+        )
+        trainer.remove_callback(PrinterCallback)  # it prints every log dict to stdout
+        output = trainer.train()
+
+    final = ctx.checkpoint_dir / "final"
+    trainer.model.save_pretrained(final)
+    ctx.log_store.log_artifact("final_checkpoint", str(final))
+    metrics = {
+        "train/steps": float(trainer.state.global_step),
+        "train/runtime_s": output.metrics.get("train_runtime", 0.0),
+    }
+    return final, metrics, callback.last
+
+
+def _evsys_callback(
+    ctx: RunContext,
+    label: str,
+    save_every: int | None,
+    metric_names: dict[str, str],
+    headline: str,
+    stack: ExitStack,
+) -> Any:
+    from transformers import TrainerCallback
+
+    class EvsysCallback(TrainerCallback):
+        def __init__(self) -> None:
+            self.advance: Any = None
+            self.last: dict[str, float] = {}
+            self.last_log = (time.perf_counter(), 0.0)  # (time, num_tokens) at the last log
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **_: Any) -> None:
+            self.advance = stack.enter_context(progress_bar(label, state.max_steps))
+            self.last_log = (time.perf_counter(), 0.0)
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if is_save_step(state.global_step, save_every):
+                path = ctx.checkpoint_dir / f"step_{state.global_step}"
+                kwargs["model"].save_pretrained(path)
+                ctx.log_store.log_artifact(f"checkpoint_step_{state.global_step}", str(path))
+            self.advance()
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **_: Any) -> None:
+            if not logs or headline not in logs:
+                return
+            metrics = {name: float(logs[key]) for key, name in metric_names.items() if key in logs}
+            now, tokens = time.perf_counter(), float(logs.get("num_tokens", 0.0))
+            then, tokens_then = self.last_log
+            if tokens:
+                metrics["train/tokens_per_s"] = (tokens - tokens_then) / max(now - then, 1e-9)
+            self.last_log = (now, tokens)
+            self.last = metrics
+            ctx.log_store.log_metrics(metrics, step=state.global_step)
+            self.advance(0, **{headline: float(logs[headline])})
+
+    return EvsysCallback()

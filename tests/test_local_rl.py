@@ -1,0 +1,119 @@
+"""RL on the local backend (TRL's GRPOTrainer + PEFT) with the tiny model, offline on CPU."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+from conftest import require  # noqa: E402
+
+require("trl", "pip install 'evsys[local]'")
+require("peft", "pip install 'evsys[local]'")
+
+from evsys.backends.local.inference import LocalInferenceClient  # noqa: E402
+from evsys.backends.local.rl import verifier_reward  # noqa: E402
+from evsys.compose.compose import compose_and_validate  # noqa: E402
+from evsys.registry import VERIFIERS  # noqa: E402
+from evsys.run.runner import ArmOutcome, run_arm  # noqa: E402
+from evsys.verifiers import register_verifier_fn  # noqa: E402
+
+TINY = "evsys/tiny-llama"
+STEPS = 3
+
+
+@pytest.fixture(scope="module")
+def rl_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[ArmOutcome, Path]:
+    """Three GRPO steps of the tiny model on arithmetic: 2 prompts × 2 completions of 8 tokens."""
+    run_dir = tmp_path_factory.mktemp("local-rl") / "run"
+    overrides = [
+        "algorithm=rl",
+        "data=arithmetic",
+        "backend=local",
+        "model=tiny",
+        "eval=none",
+        f"algorithm.params.max_steps={STEPS}",
+        "algorithm.params.batch_size=2",
+        "algorithm.params.group_size=2",
+        "algorithm.params.max_tokens=8",
+        "algorithm.params.kl_coef=0.05",
+        "algorithm.params.save_every=2",
+    ]
+    _, config = compose_and_validate(overrides)
+    return run_arm(config, run_dir, overrides=overrides), run_dir
+
+
+def test_rl_trains_logs_rewards_and_checkpoints(rl_run: tuple[ArmOutcome, Path]) -> None:
+    outcome, run_dir = rl_run
+    record = outcome.record
+    assert record["status"] == "completed", record["error"]
+
+    lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    steps = [m for m in lines if "train/reward_mean" in m]
+    assert [m["step"] for m in steps] == list(range(1, STEPS + 1))
+    for m in steps:
+        assert 0.0 <= m["train/reward_mean"] <= 1.0
+        assert 0.0 <= m["train/frac_zero_std_groups"] <= 1.0
+        assert all(math.isfinite(m[k]) for k in ("train/reward_std", "train/loss", "train/kl"))
+        assert m["train/lr"] > 0
+    assert record["metrics"]["train/steps"] == STEPS
+    assert record["metrics"]["train/final_reward_mean"] == steps[-1]["train/reward_mean"]
+
+    checkpoints = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
+    assert checkpoints == ["final", "step_2"]
+    final = run_dir / "checkpoints" / "final"
+    assert record["artifacts"]["final_checkpoint"] == str(final)
+    assert (final / "adapter_model.safetensors").is_file()
+
+
+def test_the_rl_adapter_reloads_for_inference(rl_run: tuple[ArmOutcome, Path]) -> None:
+    final = str(rl_run[1] / "checkpoints" / "final")
+    client = LocalInferenceClient(model=TINY, checkpoint=final, device="cpu")
+    (text,) = client.generate_batch(prompts=["What is 2 + 3?"], max_tokens=6, temperature=0.0)
+    assert isinstance(text, str)
+
+
+def test_the_reward_is_the_registered_verifiers() -> None:
+    rows = [{"prompt": "What is 40 + 2?", "answer": "42"}]
+    reward = verifier_reward(VERIFIERS.build("exact_match", {}), rows, name="exact_match")
+    completions = [
+        [{"role": "assistant", "content": "<answer>42</answer>"}],  # conversational
+        "so <answer>42</answer>",  # plain text
+        [{"role": "assistant", "content": "<answer>41</answer>"}],
+    ]
+    scores = reward(completions=completions, row_index=[0, 0, 0], prompts=[None] * 3)
+    assert scores == [1.0, 1.0, 0.0]
+    assert reward.__name__ == "exact_match"
+
+
+@pytest.mark.usefixtures("clean_registries")
+def test_a_graded_verifier_moves_the_adapter(workdir: Path) -> None:
+    """Rewards that differ within a group give non-zero advantages, so the update is not empty."""
+
+    @register_verifier_fn("distinct_chars")
+    def distinct_chars(completion: str, expected: object) -> float:
+        return min(1.0, len(set(completion)) / 16)
+
+    overrides = [
+        "algorithm=rl",
+        "data=arithmetic",
+        "backend=local",
+        "model=tiny",
+        "eval=none",
+        "algorithm.params.verifier.kind=distinct_chars",
+        "algorithm.params.loss=ppo",
+        "algorithm.params.learning_rate=1e-3",
+        "algorithm.params.max_steps=2",
+        "algorithm.params.batch_size=2",
+        "algorithm.params.group_size=3",
+        "algorithm.params.max_tokens=8",
+    ]
+    _, config = compose_and_validate(overrides)
+    outcome = run_arm(config, workdir / "run", overrides=overrides)
+    assert outcome.record["status"] == "completed", outcome.record["error"]
+    lines = (workdir / "run" / "metrics.jsonl").read_text().splitlines()
+    steps = [m for m in map(json.loads, lines) if "train/reward_mean" in m]
+    assert len(steps) == 2
+    assert any(m["train/reward_std"] > 0 and m["train/grad_norm"] > 0 for m in steps)
+    assert all(0.0 <= m["train/reward_mean"] <= 1.0 for m in steps)
