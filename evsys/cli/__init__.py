@@ -10,11 +10,11 @@ import argparse
 import importlib
 import sys
 
-# subcommand → (module, one-line help)
+# subcommand → (module, one-line help); `run` hands its whole command line to Hydra (evsys.app)
 COMMANDS = {
-    "run": ("evsys.cli.run", "compose, validate and run (same as python -m evsys)"),
+    "run": ("evsys.app", "compose, validate and run (same as python -m evsys)"),
     "validate": ("evsys.cli.validate", "compose and validate without running"),
-    "list": ("evsys.cli.listing", "registered extensions and config group options"),
+    "list": ("evsys.cli.listing", "registered extensions, and the backends each recipe runs on"),
     "schema": ("evsys.cli.schema", "JSON Schema of one extension, or of everything"),
     "plan": ("evsys.cli.plan", "the arms a --multirun would launch, validated, without running"),
     "resume": ("evsys.cli.resume", "finish a sweep: skip completed arms, re-run the others"),
@@ -29,7 +29,9 @@ def main(argv: list[str] | None = None) -> None:
 
         run_main(argv[1:])
         return
-    parser = argparse.ArgumentParser(prog="evsys", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="evsys", description="Compose, validate, sweep and inspect LLM post-training runs."
+    )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
         sub = subparsers.add_parser(name, help=help_text, description=help_text)

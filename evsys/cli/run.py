@@ -1,5 +1,0 @@
-"""``evsys run [overrides]``: the same as ``python -m evsys [overrides]``."""
-
-from evsys.app import main
-
-__all__ = ["main"]
