@@ -129,6 +129,11 @@ class EvalConfig(Strict):
     """Best-effort scoring of the trained model after training."""
 
     enabled: bool = Field(True, description="Skip eval entirely when false.")
+    baseline: bool = Field(
+        False,
+        description="Also score the starting model before training (as baseline/<metric>), so "
+        "the run shows before and after side by side.",
+    )
     metrics: list[MetricSpec] = Field(
         default_factory=list, description="Metrics to compute; eval is skipped when empty."
     )
@@ -166,6 +171,7 @@ class BenchmarkSpec(Strict):
         None, description="Directory holding a harbor-format tasks.jsonl and metadata.yaml."
     )
     id: str | None = Field(None, description="Dashboard benchmark id (resolved to a local copy).")
+    engine: Literal["harbor"] = Field("harbor", description="Task format of the benchmark.")
     tags: list[str] = Field(
         default_factory=lambda: ["test"],
         description="`val`: scored during training every run_every steps; `test`: once after.",

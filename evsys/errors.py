@@ -75,6 +75,10 @@ class BackendError(EvsysError, RuntimeError):
     """A training or inference engine that failed or cannot be reached."""
 
 
+class TrainingError(EvsysError, RuntimeError):
+    """Training that cannot go on: a phase that did not complete, no usable samples."""
+
+
 class MissingDependencyError(EvsysError, ImportError):
     """An optional dependency that is not installed; the message says which extra provides it."""
 

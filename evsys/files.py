@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -38,3 +39,9 @@ def write_text_atomically(path: Path, text: str) -> None:
 def write_json_atomically(path: Path, payload: Any) -> None:
     """Write ``payload`` as indented JSON with a trailing newline; unknown types become strings."""
     write_text_atomically(path, json.dumps(payload, indent=2, default=str) + "\n")
+
+
+def write_jsonl_atomically(path: Path, rows: Iterable[Any]) -> None:
+    """One JSON object per line; the directory is created when missing."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomically(path, "".join(json.dumps(row, default=str) + "\n" for row in rows))

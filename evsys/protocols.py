@@ -7,12 +7,13 @@ decorator from :mod:`evsys.registry`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
+    from evsys.benchmarks import InLoopValidation
     from evsys.config import ExperimentConfig
 
 RunStatus = Literal["completed", "failed", "cancelled"]
@@ -54,6 +55,16 @@ class RunContext:
     """What ``backend.prepare`` returned: model, tokenizer, clients, …"""
     train_rows: list[Row]
     extras: dict[str, Any] = field(default_factory=dict)
+    validation: InLoopValidation | None = None
+    """The ``val`` benchmarks of ``metadata.benchmark``; None when there are none."""
+
+    def validate(self, step: int, make_client: Callable[[], InferenceClient]) -> dict[str, float]:
+        """Score the ``val`` benchmarks due at ``step`` on the live model and log them as
+        ``val/<name>/<metric>``. Training loops call it after every optimizer step;
+        ``make_client()`` (called only when a benchmark is due) wraps the live weights."""
+        if self.validation is None:
+            return {}
+        return self.validation.run(step, make_client, self.log_store)
 
     @property
     def checkpoint_dir(self) -> Path:

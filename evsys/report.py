@@ -51,10 +51,30 @@ def format_run_summary(record: dict[str, Any]) -> str:
     ]
     if record.get("error"):
         lines.append(f"  error: {record['error']}")
-    metrics = record.get("metrics") or {}
+    metrics = dict(record.get("metrics") or {})
+    before = {
+        k.removeprefix("baseline/"): metrics.pop(k)
+        for k in list(metrics)
+        if k.startswith("baseline/")
+    }
     width = max((len(k) for k in metrics), default=0)
-    lines += [f"  {k:<{width}}  {_number(v)}" for k, v in sorted(metrics.items())]
+    lines += [
+        f"  {k:<{width}}  {_number(v)}" for k, v in sorted(metrics.items()) if k not in before
+    ]
+    if before:
+        lines += ["", "  before and after training:", *_before_after(before, metrics)]
     return "\n".join(lines)
+
+
+def _before_after(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    width = max(len(k) for k in before)
+    lines = [f"    {'metric':<{width}}  {'before':>8}  {'after':>8}  {'change':>8}"]
+    for key, was in sorted(before.items()):
+        now = after.get(key)
+        change = f"{now - was:+.4g}" if isinstance(now, int | float) else "-"
+        now_text = _number(now) if now is not None else "-"
+        lines.append(f"    {key:<{width}}  {_number(was):>8}  {now_text:>8}  {change:>8}")
+    return lines
 
 
 def _number(value: Any) -> str:

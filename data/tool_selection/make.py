@@ -1,7 +1,8 @@
 """Generate the tool-selection dataset: a user request → the tool slug that serves it.
 
 Deterministic (seeded), standard library only. Rewrites train.jsonl and test.jsonl beside this
-file, or in --out:
+file, or in --out, and two harbor-format benchmarks: benchmark/ (the test rows, scored after
+training) and validation/ (other requests, scored during training):
 
     python data/tool_selection/make.py [--out DIR]
 """
@@ -18,6 +19,7 @@ from pathlib import Path
 SEED = 1234
 TRAIN_PER_TOOL = 16
 TEST_PER_TOOL = 4
+VALIDATION_PER_TOOL = 2
 
 SLOTS = {
     "name": ["Dana", "Priya", "Marcus", "Elena", "Tom", "Aiko", "Jonas", "Fatima", "Luis", "Grace"],
@@ -172,22 +174,25 @@ def expand(template: str) -> list[str]:
     return [template.format(**dict(zip(slots, combo, strict=True))) for combo in combos]
 
 
-def build(rng: random.Random) -> tuple[list[dict], list[dict]]:
-    train, test = [], []
+def build(rng: random.Random) -> tuple[list[dict], list[dict], list[dict]]:
+    train, test, validation = [], [], []
     for toolkit, tools in TOOLS.items():
         for slug, templates in tools.items():
             # Take templates in turn, so a template with many slot combinations doesn't crowd
             # out the others; each sentence is used once, so no test prompt is also in train.
             pools = [rng.sample(expand(t), len(expand(t))) for t in templates]
             interleaved = (s for group in itertools.zip_longest(*pools) for s in group if s)
-            picked = list(dict.fromkeys(interleaved))[: TRAIN_PER_TOOL + TEST_PER_TOOL]
+            unique = list(dict.fromkeys(interleaved))
+            picked = unique[: TRAIN_PER_TOOL + TEST_PER_TOOL]
+            spare = unique[len(picked) : len(picked) + VALIDATION_PER_TOOL]
             rng.shuffle(picked)
             rows = [{"prompt": p, "answer": slug, "toolkit": toolkit} for p in picked]
             train += rows[:TRAIN_PER_TOOL]
             test += rows[TRAIN_PER_TOOL:]
+            validation += [{"prompt": p, "answer": slug, "toolkit": toolkit} for p in spare]
     rng.shuffle(train)
     rng.shuffle(test)
-    return train, test
+    return train, test, validation
 
 
 def write(rows: list[dict], path: Path, split: str) -> None:
@@ -196,15 +201,41 @@ def write(rows: list[dict], path: Path, split: str) -> None:
             handle.write(json.dumps({"id": f"tool_selection-{split}-{i:03d}", **row}) + "\n")
 
 
+def write_benchmark(rows: list[dict], directory: Path, name: str, description: str) -> None:
+    """A harbor-format benchmark: tasks.jsonl (harbor tasks) and metadata.yaml."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with (directory / "tasks.jsonl").open("w", encoding="utf-8") as handle:
+        for i, row in enumerate(rows):
+            task = {
+                "task_id": f"{name}-{i:03d}",
+                "instruction": row["prompt"],
+                "verifier": {
+                    "kind": "in_process",
+                    "fn_name": "exact_match",
+                    "expected": row["answer"],
+                },
+                "metadata": {"toolkit": row["toolkit"]},
+            }
+            handle.write(json.dumps(task) + "\n")
+    metadata = f"name: {name}\ndescription: {description}\nbreakdown_keys: [toolkit]\n"
+    (directory / "metadata.yaml").write_text(metadata, encoding="utf-8")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path(__file__).parent)
     out = parser.parse_args().out
     out.mkdir(parents=True, exist_ok=True)
-    train, test = build(random.Random(SEED))
+    train, test, validation = build(random.Random(SEED))
     write(train, out / "train.jsonl", "train")
     write(test, out / "test.jsonl", "test")
-    print(f"wrote {len(train)} train and {len(test)} test rows to {out}")
+    write_benchmark(test, out / "benchmark", "tool_selection", "the test rows as harbor tasks")
+    write_benchmark(
+        validation, out / "validation", "tool_selection_val", "requests in neither train nor test"
+    )
+    print(
+        f"wrote {len(train)} train, {len(test)} test and {len(validation)} validation rows to {out}"
+    )
 
 
 if __name__ == "__main__":

@@ -232,6 +232,8 @@ def apply_overrides(
     hydra = defaults.hydra
     if hydra_overrides:
         hydra = copy.deepcopy(hydra)
+        # HydraConfig.set_config marks the node it was given read-only, and the copy keeps that.
+        OmegaConf.set_readonly(hydra.hydra, False)
         _apply_overrides(hydra, hydra_overrides, sources, problems)
     # Values such as ${hydra:runtime.choices.model} resolve as they do in a real run.
     _use_hydra_config(hydra)

@@ -53,7 +53,7 @@ def _load_jsonl(data: DataConfig, store: DataStore, path: str | None) -> list[Ro
 
 def _load_json(data: DataConfig, store: DataStore, path: str | None) -> list[Row]:
     content = store.read_json(path or data.path)
-    where = _resolve(path or data.path, store)
+    where = resolve_path(path or data.path, store)
     if not isinstance(content, list):
         raise DataError(
             f"{where}: expected a JSON list of row objects, found {type(content).__name__}; "
@@ -92,7 +92,7 @@ def _load_hf_dataset(data: DataConfig, store: DataStore, path: str | None) -> li
             name, "load_dataset", name, data_files=_resolve_files(files, store), split=data.hf_split
         )
     else:
-        directory = _resolve(path or name, store)
+        directory = resolve_path(path or name, store)
         if not directory.is_dir():
             raise DataError(
                 f"data.hf_dataset={name!r}: not a local builder ({', '.join(_LOCAL_BUILDERS)}) "
@@ -138,7 +138,8 @@ def _import_datasets() -> Any:
     return datasets
 
 
-def _resolve(path: str, store: DataStore) -> Path:
+def resolve_path(path: str, store: DataStore) -> Path:
+    """``path`` as the data store sees it (relative paths against a local store's root)."""
     # Only a local store has a directory to resolve against; elsewhere paths are as given.
     resolve = getattr(store, "resolve", None)
     return Path(resolve(path)) if resolve is not None else Path(path)
@@ -156,8 +157,8 @@ def _call_datasets(name: str | None, function: str, *args: Any, **kwargs: Any) -
 
 def _resolve_files(files: str | list[str], store: DataStore) -> str | list[str]:
     if isinstance(files, str):
-        return str(_resolve(files, store))
-    return [str(_resolve(f, store)) for f in files]
+        return str(resolve_path(files, store))
+    return [str(resolve_path(f, store)) for f in files]
 
 
 def _pick_split(loaded: Any, split: str, directory: Path) -> Any:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from evsys.config import DataConfig, ExperimentConfig, InferenceSpec
 from evsys.data.sources import apply_transforms, load_rows
+from evsys.files import write_jsonl_atomically
 from evsys.protocols import DataStore, InferenceClient, Row
 from evsys.registry import BACKENDS, INFERENCE_CLIENTS, METRICS
 from evsys.rows import prompt_messages
@@ -49,29 +49,37 @@ def evaluate(
     client: InferenceClient,
     rows: list[Row],
     run_dir: Path,
+    label: str = "eval",
 ) -> dict[str, float]:
     """Score ``client`` on ``rows`` with every metric of ``eval.metrics``; write predictions."""
     cfg = config.eval
-    predictions = generate_all(client, rows, max_tokens=cfg.max_tokens, temperature=cfg.temperature)
+    predictions = generate_all(
+        client, rows, max_tokens=cfg.max_tokens, temperature=cfg.temperature, label=label
+    )
     metrics: dict[str, float] = {}
     for spec in cfg.metrics:
         metric = METRICS.build(spec.kind, spec.params)
         metrics[metric_name(spec.kind, spec.params, metrics)] = metric.compute(
             predictions=predictions, targets=rows
         )
-    _write_predictions(run_dir / PREDICTIONS, rows, predictions)
+    write_predictions(run_dir / PREDICTIONS, rows, predictions)
     return metrics
 
 
 def generate_all(
-    client: InferenceClient, rows: list[Row], *, max_tokens: int, temperature: float
+    client: InferenceClient,
+    rows: list[Row],
+    *,
+    max_tokens: int,
+    temperature: float,
+    label: str = "eval",
 ) -> list[str]:
     prompts = [prompt_messages(row) for row in rows]
     batch = getattr(client, "generate_batch", None)
     if batch is not None:  # engines that batch (local, tinker) are much faster this way
         return list(batch(prompts=prompts, max_tokens=max_tokens, temperature=temperature))
     outputs = []
-    with progress_bar("eval", len(prompts)) as advance:
+    with progress_bar(label, len(prompts)) as advance:
         for prompt in prompts:
             outputs.append(
                 client.generate(prompt=prompt, max_tokens=max_tokens, temperature=temperature)
@@ -80,22 +88,26 @@ def generate_all(
     return outputs
 
 
-def metric_name(kind: str, params: dict[str, Any], taken: dict[str, float]) -> str:
-    """``eval/<kind>``; the same metric twice with other params gets them as a suffix."""
-    name = f"eval/{kind}"
+def metric_name(
+    kind: str, params: dict[str, Any], taken: dict[str, float], prefix: str = "eval"
+) -> str:
+    """``<prefix>/<kind>``; the same metric twice with other params gets them as a suffix."""
+    name = f"{prefix}/{kind}"
     if name in taken and params:
         name += "[" + ",".join(f"{k}={v}" for k, v in sorted(params.items())) + "]"
     return name
 
 
-def _write_predictions(path: Path, rows: list[Row], predictions: list[str]) -> None:
-    with path.open("w") as f:
-        for index, (row, prediction) in enumerate(zip(rows, predictions, strict=True)):
-            record = {
-                "index": index,
-                "id": row.get("id"),
-                "prompt": prompt_messages(row),
-                "prediction": prediction,
-                "target": row.get("answer", row.get("target_assistant")),
-            }
-            f.write(json.dumps(record, default=str) + "\n")
+def write_predictions(path: Path, rows: list[Row], predictions: list[str]) -> None:
+    """One record per row: its prompt, the prediction and the target."""
+    records = (
+        {
+            "index": index,
+            "id": row.get("id"),
+            "prompt": prompt_messages(row),
+            "prediction": prediction,
+            "target": row.get("answer", row.get("target_assistant")),
+        }
+        for index, (row, prediction) in enumerate(zip(rows, predictions, strict=True))
+    )
+    write_jsonl_atomically(path, records)

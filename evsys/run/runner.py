@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import logging
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from evsys.benchmarks import Benchmark, InLoopValidation, load_benchmarks
 from evsys.config import ExperimentConfig
 from evsys.data.sources import apply_transforms, load_rows
 from evsys.errors import ConfigError, DataError
@@ -51,9 +54,34 @@ def run_arm(
             config.log_store.kind, config.log_store.params, run_dir=run_dir
         )
         rows = apply_transforms(load_rows(config.data, data_store), config.data.transforms)
-        result = _train(config, run_id, run_dir, data_store, log_store, rows)
+        benchmarks = load_benchmarks(config, data_store)  # a bad path fails now, not after training
+        baseline, baseline_errors = {}, {}
+        if config.eval.baseline:  # the starting model, scored as the trained one will be
+            baseline = _best_effort_eval(
+                config,
+                config.model.load_checkpoint_path,
+                data_store,
+                rows,
+                benchmarks,
+                run_dir,
+                label="baseline",
+                errors=baseline_errors,
+            )
+            log_store.log_metrics(baseline, step=0)
+        result = _train(config, run_id, run_dir, data_store, log_store, rows, benchmarks)
+        result.metrics.update(baseline)
+        result.extras.update(baseline_errors)
         if result.status == "completed":
-            eval_metrics = _best_effort_eval(config, result, data_store, rows, run_dir)
+            eval_metrics = _best_effort_eval(
+                config,
+                result.artifacts.get("final_checkpoint"),
+                data_store,
+                rows,
+                benchmarks,
+                run_dir,
+                label=None,
+                errors=result.extras,
+            )
             if eval_metrics:
                 result.metrics.update(eval_metrics)
                 log_store.log_metrics(eval_metrics, step=int(result.metrics.get("train/steps", 0)))
@@ -85,6 +113,7 @@ def _train(
     data_store: Any,
     log_store: LogStore,
     rows: list[dict[str, Any]],
+    benchmarks: list[Benchmark],
 ) -> RunResult:
     backend = BACKENDS.build(config.backend.kind, config.backend.params)
     algorithm_cls = resolve_algorithm(config.algorithm.kind, config.backend.kind)
@@ -100,6 +129,9 @@ def _train(
         handles=handles,
         train_rows=rows,
     )
+    validation = InLoopValidation(benchmarks, config.eval)
+    if validation.benchmarks:
+        ctx.validation = validation
     log_store.log_hyperparams(
         {
             "name": config.name,
@@ -111,28 +143,58 @@ def _train(
         }
     )
     try:
-        return algorithm.train(ctx)
+        result = algorithm.train(ctx)
     finally:
         backend.teardown(handles)
+    result.metrics.update(validation.latest())
+    return result
 
 
 def _best_effort_eval(
     config: ExperimentConfig,
-    result: RunResult,
+    checkpoint: str | None,
     data_store: Any,
     train_rows: list[dict[str, Any]],
+    benchmarks: list[Benchmark],
     run_dir: Path,
+    *,
+    label: str | None,
+    errors: dict[str, Any],
 ) -> dict[str, float]:
-    if not config.eval.enabled or not config.eval.metrics:
+    """Eval rows and ``test`` benchmarks scored on ``checkpoint``; with a ``label`` (e.g.
+    ``baseline``) every name and file gets it as a prefix. Failures are kept in ``errors``."""
+    tests = [b for b in benchmarks if "test" in b.spec.tags]
+    scored = config.eval.enabled and config.eval.metrics
+    if not scored and not tests:
         return {}
+    out_dir = run_dir / label if label else run_dir
+    prefix = f"{label}_" if label else ""
+    client, metrics = None, {}
+    with _best_effort(f"{prefix}eval", config.name, errors):
+        client = build_inference_client(config, checkpoint)
+    if client is None:
+        return {}
+    if scored:
+        with _best_effort(f"{prefix}eval", config.name, errors):
+            rows = eval_rows(config, data_store, train_rows)
+            metrics |= evaluate(config, client, rows, out_dir, label=label or "eval")
+    for benchmark in tests:
+        # One benchmark that cannot be scored costs only its own scores.
+        with _best_effort(f"{prefix}benchmark_{benchmark.name}", config.name, errors):
+            metrics |= benchmark.score(
+                client, config.eval, split="test", predictions_dir=out_dir / "benchmarks"
+            )
+    return {f"{label}/{k}" if label else k: v for k, v in metrics.items()}
+
+
+@contextmanager
+def _best_effort(what: str, run_name: str, errors: dict[str, Any]) -> Iterator[None]:
+    """Eval is best effort: it never fails a trained run; a failure is logged and kept."""
     try:
-        rows = eval_rows(config, data_store, train_rows)
-        client = build_inference_client(config, result.artifacts.get("final_checkpoint"))
-        return evaluate(config, client, rows, run_dir)
-    except Exception as exc:  # eval is best effort: it never fails a trained run
-        log.warning("eval of run %s failed and was skipped: %s", result.run_id, exc)
-        result.extras["eval_error"] = f"{type(exc).__name__}: {exc}"
-        return {}
+        yield
+    except Exception as exc:
+        log.warning("%s of run %s failed and was skipped: %s", what, run_name, exc)
+        errors[f"{what}_error"] = f"{type(exc).__name__}: {exc}"
 
 
 def _close_quietly(log_store: LogStore) -> None:

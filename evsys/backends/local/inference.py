@@ -57,7 +57,15 @@ class LocalInferenceClient:
         )
         if self.cfg.checkpoint is not None:
             self.model = self.model.merge_and_unload()  # plain weights generate faster
-        self.tokenizer.padding_side = "left"  # new tokens follow every prompt directly
+
+    @classmethod
+    def live(cls, model: Any, tokenizer: Any, **params: Any) -> LocalInferenceClient:
+        """A client of a model being trained (in-loop validation): no copy, no merge; the
+        model's train mode and the tokenizer's padding side are restored after each batch."""
+        client = cls.__new__(cls)
+        client.cfg, client.calls = cls.Config(**params), 0
+        client.model, client.tokenizer = model, tokenizer
+        return client
 
     def generate(
         self,
@@ -106,8 +114,15 @@ class LocalInferenceClient:
     ) -> list[str]:
         import torch
 
-        # The chat template already wrote every special token the prompt needs.
-        batch = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        # The chat template already wrote every special token the prompt needs; left padding:
+        # new tokens follow every prompt directly.
+        batch = self.tokenizer(
+            texts,
+            return_tensors="pt",
+            padding=True,
+            padding_side="left",
+            add_special_tokens=False,
+        )
         batch = batch.to(self.model.device)
         options: dict[str, Any] = {"do_sample": False}
         if temperature > 0:
@@ -118,15 +133,20 @@ class LocalInferenceClient:
         self.calls += 1
         device = self.model.device
         gpus = [device.index or 0] if device.type == "cuda" else []
-        with torch.random.fork_rng(devices=gpus), torch.inference_mode():
-            torch.manual_seed(hash((self.cfg.seed, self.calls)))
-            out = self.model.generate(
-                **batch,
-                max_new_tokens=max_tokens,
-                pad_token_id=self.tokenizer.pad_token_id,
-                eos_token_id=self.tokenizer.eos_token_id,
-                **options,
-            )
+        training = self.model.training
+        self.model.eval()  # no dropout while generating; a live model goes back to training
+        try:
+            with torch.random.fork_rng(devices=gpus), torch.inference_mode():
+                torch.manual_seed(hash((self.cfg.seed, self.calls)))
+                out = self.model.generate(
+                    **batch,
+                    max_new_tokens=max_tokens,
+                    pad_token_id=self.tokenizer.pad_token_id,
+                    eos_token_id=self.tokenizer.eos_token_id,
+                    **options,
+                )
+        finally:
+            self.model.train(training)
         new_tokens = out[:, batch["input_ids"].shape[1] :]
         return self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
 

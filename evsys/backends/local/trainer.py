@@ -1,8 +1,8 @@
 """What the local recipes share around a TRL trainer.
 
 A fresh LoRA adapter (unless the model already carries one), an evsys callback that logs every
-step to the run's log store, moves the progress bar and saves adapters every ``save_every``
-steps, a quiet run, and the final adapter saved where eval and the next phase load it.
+step to the run's log store, moves the progress bar, saves adapters every ``save_every`` steps
+and scores the ``val`` benchmarks on the live model when they are due, a quiet run, and the final adapter saved where eval and the next phase load it.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+from evsys.backends.local.inference import LocalInferenceClient
 from evsys.backends.local.models import quiet_libraries
 from evsys.protocols import RunContext
 from evsys.training import is_save_step, progress_bar
@@ -91,10 +92,12 @@ def _evsys_callback(
             self.last_log = (time.perf_counter(), 0.0)
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            if is_save_step(state.global_step, save_every):
-                path = ctx.checkpoint_dir / f"step_{state.global_step}"
-                kwargs["model"].save_pretrained(path)
-                ctx.log_store.log_artifact(f"checkpoint_step_{state.global_step}", str(path))
+            model, step = kwargs["model"], state.global_step
+            if is_save_step(step, save_every):
+                path = ctx.checkpoint_dir / f"step_{step}"
+                model.save_pretrained(path)
+                ctx.log_store.log_artifact(f"checkpoint_step_{step}", str(path))
+            ctx.validate(step, lambda: LocalInferenceClient.live(model, ctx.handles["tokenizer"]))
             self.advance()
 
         def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **_: Any) -> None:

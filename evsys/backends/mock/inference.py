@@ -31,6 +31,13 @@ class MockInferenceClient:
             MockPolicy.load(self.cfg.checkpoint) if self.cfg.checkpoint else MockPolicy(capacity=0)
         )
 
+    @classmethod
+    def for_policy(cls, policy: MockPolicy, seed: int = 0) -> MockInferenceClient:
+        """A client of a live policy (in-loop validation); it sees the policy as it learns."""
+        client = cls(seed=seed)
+        client.policy = policy
+        return client
+
     def generate(
         self,
         *,

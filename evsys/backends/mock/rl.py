@@ -12,6 +12,7 @@ import statistics
 from typing import Any
 
 from evsys.algorithms.rl import RL
+from evsys.backends.mock.inference import MockInferenceClient
 from evsys.backends.mock.policy import MockPolicy, stable_seed
 from evsys.protocols import RunContext, RunResult
 from evsys.registry import VERIFIERS, register_algorithm
@@ -69,6 +70,7 @@ class MockRL:
                 if is_save_step(step, cfg.save_every):
                     path = policy.save(ctx.checkpoint_dir / f"step_{step}")
                     ctx.log_store.log_artifact(f"checkpoint_step_{step}", str(path))
+                ctx.validate(step, lambda: MockInferenceClient.for_policy(policy))
                 advance(reward=mean_reward)
 
         final = policy.save(ctx.checkpoint_dir / "final")

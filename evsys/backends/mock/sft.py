@@ -6,6 +6,7 @@ import random
 from typing import Any
 
 from evsys.algorithms.sft import SFT
+from evsys.backends.mock.inference import MockInferenceClient
 from evsys.backends.mock.policy import MockPolicy, stable_seed
 from evsys.protocols import RunContext, RunResult
 from evsys.registry import register_algorithm
@@ -59,6 +60,7 @@ class MockSFT:
                 if is_save_step(step, cfg.save_every):
                     path = policy.save(ctx.checkpoint_dir / f"step_{step}")
                     ctx.log_store.log_artifact(f"checkpoint_step_{step}", str(path))
+                ctx.validate(step, lambda: MockInferenceClient.for_policy(policy))
                 advance(loss=loss)
 
         final = policy.save(ctx.checkpoint_dir / "final")

@@ -1,0 +1,73 @@
+"""Phases chained: each recipe starts from the adapter the previous one ended with."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from evsys.config import AlgorithmConfig, DataConfig, Strict
+from evsys.data.sources import apply_transforms, load_rows
+from evsys.phases import phase_steps, run_phase
+from evsys.protocols import RunContext, RunResult
+from evsys.registry import register_algorithm
+
+
+class Phase(AlgorithmConfig):
+    """One recipe of the chain (``kind`` and ``params`` as in ``algorithm``)."""
+
+    data: DataConfig | None = Field(
+        None, description="Rows this phase trains on. None: the run's training rows."
+    )
+
+
+@register_algorithm("combo")
+class Combo:
+    """Runs ``phases`` in order on any backend, e.g. SFT to teach the format, then RL.
+
+    Each phase gets a fresh optimizer and starts from the previous phase's final checkpoint; its
+    metrics are kept as ``phase/<i>_<kind>/<metric>`` and its steps continue the run's curves.
+    """
+
+    class Config(Strict):
+        phases: list[Phase] = Field(
+            min_length=1,
+            description="Recipes to run in order, e.g. [{kind: sft, params: {...}}, "
+            "{kind: rl, params: {...}}].",
+        )
+
+    def __init__(self, **params: Any):
+        self.cfg = self.Config(**params)
+
+    def train(self, ctx: RunContext) -> RunResult:
+        checkpoint, steps = ctx.config.model.load_checkpoint_path, 0
+        metrics: dict[str, float] = {}
+        last: dict[str, float] = {}
+        for index, phase in enumerate(self.cfg.phases):
+            rows = ctx.train_rows
+            if phase.data is not None:
+                rows = apply_transforms(
+                    load_rows(phase.data, ctx.data_store), phase.data.transforms
+                )
+            name = f"{index}_{phase.kind}"
+            result = run_phase(
+                ctx,
+                recipe=phase.kind,
+                params=phase.params,
+                rows=rows,
+                start_from=checkpoint,
+                directory=name,
+                step_offset=steps,
+            )
+            checkpoint, steps = result.artifacts["final_checkpoint"], steps + phase_steps(result)
+            metrics |= {f"phase/{name}/{key}": value for key, value in result.metrics.items()}
+            last = result.metrics
+        metrics |= last  # the last phase's values stand for the run
+        metrics["train/steps"] = float(steps)
+        ctx.log_store.log_artifact("final_checkpoint", checkpoint)
+        return RunResult(
+            run_id=ctx.run_id,
+            status="completed",
+            metrics=metrics,
+            artifacts={"final_checkpoint": checkpoint},
+        )

@@ -1,0 +1,213 @@
+"""Benchmarks of ``metadata.benchmark``: scored in the loop (``val``) or once after training (``test``).
+
+A benchmark is a directory in the harbor format: ``tasks.jsonl`` (one task per line: harbor
+tasks, chat rows or prompt/answer rows) and an optional ``metadata.yaml`` (``name``,
+``description``, ``breakdown_keys``). Its rows pass through the run's ``data.transforms`` (so
+they are presented as the training rows are) and are scored like eval rows, with the
+benchmark's ``metrics`` (else ``eval.metrics``), as ``<split>/<name>/<metric>``;
+``breakdown_keys`` add one score per value of a task's metadata key,
+``<split>/<name>/<metric>/<key>=<value>``.
+
+Benchmarks are read before training starts, so a wrong path fails the run at once, not after
+hours of training.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from evsys.config import BenchmarkSpec, EvalConfig, ExperimentConfig, MetricSpec
+from evsys.data.jsonl import iter_numbered_objects, open_text
+from evsys.data.sources import apply_transforms, resolve_path
+from evsys.data.types import (
+    ChatMessagesRow,
+    HarborTask,
+    InProcessVerifier,
+    detect_format,
+    from_dict,
+    to_dict,
+)
+from evsys.errors import DataError
+from evsys.protocols import DataStore, InferenceClient, LogStore, Row
+from evsys.registry import METRICS
+
+log = logging.getLogger(__name__)
+
+TASKS_FILE, METADATA_FILE = "tasks.jsonl", "metadata.yaml"
+
+
+@dataclass
+class Benchmark:
+    name: str
+    spec: BenchmarkSpec
+    rows: list[Row]
+    metrics: list[MetricSpec]
+    breakdown_keys: list[str]
+
+    def score(
+        self,
+        client: InferenceClient,
+        eval_cfg: EvalConfig,
+        split: str,
+        predictions_dir: Path | None = None,
+    ) -> dict[str, float]:
+        """Generate for every task and score: ``{<split>/<name>/<metric>[/<key>=<value>]: …}``."""
+        from evsys.run.evaluation import generate_all, metric_name, write_predictions
+
+        predictions = generate_all(
+            client,
+            self.rows,
+            max_tokens=eval_cfg.max_tokens,
+            temperature=eval_cfg.temperature,
+            label=f"{split} {self.name}",
+        )
+        prefix = f"{split}/{self.name}"
+        scores: dict[str, float] = {}
+        for spec in self.metrics:
+            metric = METRICS.build(spec.kind, spec.params)
+            name = metric_name(spec.kind, spec.params, scores, prefix=prefix)
+            scores[name] = metric.compute(predictions=predictions, targets=self.rows)
+            for key in self.breakdown_keys:
+                for value, indices in _groups(self.rows, key).items():
+                    scores[f"{name}/{key}={value}"] = metric.compute(
+                        predictions=[predictions[i] for i in indices],
+                        targets=[self.rows[i] for i in indices],
+                    )
+        if predictions_dir is not None:
+            write_predictions(predictions_dir / f"{self.name}.jsonl", self.rows, predictions)
+        return scores
+
+
+def load_benchmarks(config: ExperimentConfig, store: DataStore) -> list[Benchmark]:
+    """Every benchmark of ``metadata.benchmark``, read now; a problem raises DataError naming it."""
+    benchmarks = []
+    for index, spec in enumerate(config.metadata.benchmark):
+        where = f"metadata.benchmark[{index}]"
+        if spec.path is None:
+            raise DataError(
+                f"{where}: benchmark id '{spec.id}' needs the dashboard to fetch it, and this "
+                "run has none; give the benchmark's local directory as `path`"
+            )
+        directory = resolve_path(spec.path, store)
+        metadata = _read_metadata(directory, where)
+        # Presented as the training rows are (a system prompt, a chat format, …).
+        rows = apply_transforms(_read_tasks(directory, where), config.data.transforms)
+        metrics = spec.metrics or config.eval.metrics
+        if not metrics:
+            raise DataError(
+                f"{where}: no metrics: give the benchmark `metrics`, or set eval.metrics"
+            )
+        benchmarks.append(
+            Benchmark(
+                name=spec.name or metadata.get("name") or directory.name,
+                spec=spec,
+                rows=rows,
+                metrics=metrics,
+                breakdown_keys=spec.breakdown_keys or list(metadata.get("breakdown_keys", [])),
+            )
+        )
+    names = [b.name for b in benchmarks]
+    if len(set(names)) != len(names):
+        raise DataError(f"metadata.benchmark: two benchmarks share a name ({names}); set `name`")
+    return benchmarks
+
+
+class InLoopValidation:
+    """Scores the ``val`` benchmarks on the live model every ``run_every`` steps."""
+
+    def __init__(self, benchmarks: list[Benchmark], eval_cfg: EvalConfig):
+        self.benchmarks = [b for b in benchmarks if "val" in b.spec.tags]
+        self.eval_cfg = eval_cfg
+        self.history: list[tuple[int, dict[str, float]]] = []
+
+    def due(self, step: int) -> list[Benchmark]:
+        return [b for b in self.benchmarks if step % (b.spec.run_every or 1) == 0]
+
+    def run(
+        self, step: int, make_client: Callable[[], InferenceClient], log_store: LogStore
+    ) -> dict[str, float]:
+        due = self.due(step)
+        if not due:
+            return {}
+        client = make_client()
+        scores: dict[str, float] = {}
+        for benchmark in due:
+            scores |= benchmark.score(client, self.eval_cfg, split="val")
+        log_store.log_metrics(scores, step=step)
+        self.history.append((step, scores))
+        return scores
+
+    def latest(self) -> dict[str, float]:
+        """The last score of every val metric: what the run's result keeps."""
+        out: dict[str, float] = {}
+        for _, scores in self.history:
+            out |= scores
+        return out
+
+
+def _read_tasks(directory: Path, where: str) -> list[Row]:
+    """Eval rows of ``tasks.jsonl``: harbor tasks and chat rows, or plain prompt/answer rows."""
+    path = directory / TASKS_FILE
+    if not path.is_file():
+        raise DataError(
+            f"{where}: no benchmark at '{directory}': expected a directory holding {TASKS_FILE} "
+            f"(and optionally {METADATA_FILE})"
+        )
+    rows = []
+    try:
+        with open_text(path) as handle:
+            for number, obj in iter_numbered_objects(handle, str(path)):
+                try:
+                    rows.append(_as_row(obj))
+                except DataError as exc:
+                    raise DataError(f"{path}:{number}: {exc}") from None
+    except DataError as exc:
+        raise DataError(f"{where}: {exc}") from None
+    if not rows:
+        raise DataError(f"{where}: {path} holds no tasks")
+    return rows
+
+
+def _read_metadata(directory: Path, where: str) -> dict[str, Any]:
+    import yaml
+
+    path = directory / METADATA_FILE
+    if not path.is_file():
+        return {}
+    try:
+        metadata = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise DataError(f"{where}: {path} is not valid YAML: {exc}") from None
+    if not isinstance(metadata, dict):
+        raise DataError(f"{where}: {path} must be a mapping, found {type(metadata).__name__}")
+    return metadata
+
+
+def _as_row(obj: Row) -> Row:
+    """An eval row (prompt, answer, metadata keys on top) of one line of ``tasks.jsonl``."""
+    if "prompt" in obj and detect_format(obj) == "unknown":
+        return obj  # already an eval row
+    task = from_dict(obj)
+    if isinstance(task, HarborTask):
+        row: Row = {"id": task.task_id, "prompt": task.instruction}
+        if isinstance(task.verifier, InProcessVerifier) and task.verifier.expected is not None:
+            row["answer"] = task.verifier.expected
+        return {**task.metadata, **row, "metadata": task.metadata}
+    if isinstance(task, ChatMessagesRow):
+        return {**task.metadata, **to_dict(task)}
+    raise DataError(
+        "a prompt_dataset row has no prompt to generate from; benchmarks take harbor tasks, "
+        "chat rows or prompt/answer rows"
+    )
+
+
+def _groups(rows: list[Row], key: str) -> dict[str, list[int]]:
+    groups: dict[str, list[int]] = {}
+    for index, row in enumerate(rows):
+        value = row.get(key, (row.get("metadata") or {}).get(key))
+        groups.setdefault(str(value), []).append(index)
+    return groups
