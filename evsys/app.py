@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from evsys.compose.nodes import cached_group_nodes, publish_group_nodes
 from evsys.compose.resolvers import register_resolvers
-from evsys.paths import config_dir
+from evsys.paths import config_dir, primary_config_name
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -70,11 +70,13 @@ def main(argv: list[str] | None = None) -> None:
     if _starts_a_run(sys.argv[1:]):
         args = _hydra_args(sys.argv[1:])
         if not args.multirun:
-            code = preflight(args.overrides, args.config_name or "config")
+            code = preflight(args.overrides, args.config_name or primary_config_name())
             if code != EXIT_OK:
                 sys.exit(code)
 
-    hydra.main(config_path=str(config_dir()), config_name="config", version_base="1.3")(run_task)()
+    hydra.main(
+        config_path=str(config_dir()), config_name=primary_config_name(), version_base="1.3"
+    )(run_task)()
     sys.exit(_exit_code())
 
 

@@ -37,3 +37,9 @@ def cache_dir() -> Path:
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "evsys"
     )
     return Path(root)
+
+
+def primary_config_name() -> str:
+    """The primary config: ``config`` (the default experiment), or the one ``EVSYS_CONFIG_NAME``
+    names, e.g. ``base`` (every group's default option and no experiment)."""
+    return os.environ.get("EVSYS_CONFIG_NAME") or "config"

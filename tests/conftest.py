@@ -15,6 +15,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 
+# Tests compose from base.yaml (mock backend, tiny model, no experiment), not from the default
+# experiment, which trains SmolLM2; a test of the default experiment names config.yaml itself.
+os.environ["EVSYS_CONFIG_NAME"] = "base"
+
 
 @pytest.fixture(autouse=True, scope="session")
 def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:

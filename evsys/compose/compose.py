@@ -35,15 +35,13 @@ from evsys.compose.nodes import MISSING, PROVIDER, build_group_nodes, publish_gr
 from evsys.compose.resolvers import register_resolvers
 from evsys.config import ExperimentConfig
 from evsys.errors import ConfigError, Problem
-from evsys.paths import config_dir
+from evsys.paths import config_dir, primary_config_name
 from evsys.registry import closest
 from evsys.validation import validate_experiment
 
-CONFIG_NAME = "config"
-
 
 def compose_and_validate(
-    overrides: list[str] | tuple[str, ...] = (), config_name: str = CONFIG_NAME
+    overrides: list[str] | tuple[str, ...] = (), config_name: str | None = None
 ) -> tuple[Composition, ExperimentConfig]:
     """Compose leniently, then validate; one :class:`ConfigError` lists every problem of both."""
     composition = compose(overrides, config_name)
@@ -109,7 +107,7 @@ class Composition:
 
 
 def compose(
-    overrides: list[str] | tuple[str, ...] = (), config_name: str = CONFIG_NAME
+    overrides: list[str] | tuple[str, ...] = (), config_name: str | None = None
 ) -> Composition:
     """Compose ``config_name`` with ``overrides``, leniently (see the module docstring)."""
     problems: list[Problem] = []
@@ -168,8 +166,9 @@ def split_overrides(
     return groups, keys
 
 
-def compose_defaults(group_overrides: list[Override], config_name: str = CONFIG_NAME) -> Defaults:
+def compose_defaults(group_overrides: list[Override], config_name: str | None = None) -> Defaults:
     """Merge the defaults list these group choices select, remembering where values came from."""
+    config_name = config_name or primary_config_name()
     loader = config_loader()
     lines = [o.input_line for o in group_overrides]
     try:

@@ -23,7 +23,6 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 
 from evsys.compose.compose import (
-    CONFIG_NAME,
     Defaults,
     apply_overrides,
     compose_defaults,
@@ -139,7 +138,7 @@ def preflight(
     arms_overrides: list[list[str]],
     *,
     name_template: str | None = None,
-    config_name: str = CONFIG_NAME,
+    config_name: str | None = None,
 ) -> list[Arm]:
     """Compose and validate every arm; name them. Problems stay on each arm (see ``bad_arms``)."""
     shared: dict[tuple[str, ...], Defaults] = {}

