@@ -108,7 +108,9 @@ def main() -> None:
         elif limit:
             ok = "ok" if seconds <= limit else "MISSED"
         print(f"{label:<40} {seconds:>8.3f} {ratio:>10.2f}×  {target} {ok}")
-    print(f"evsys --cfg job against the same config tree in plain Hydra: {evsys_cfg / same_tree:.2f}×")
+    print(
+        f"evsys --cfg job against the same config tree in plain Hydra: {evsys_cfg / same_tree:.2f}×"
+    )
 
 
 if __name__ == "__main__":

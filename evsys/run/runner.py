@@ -116,6 +116,8 @@ def _train(
     benchmarks: list[Benchmark],
 ) -> RunResult:
     backend = BACKENDS.build(config.backend.kind, config.backend.params)
+    if getattr(backend, "launches_ranks", lambda: False)():  # data-parallel: ranks of its own
+        return backend.train_in_ranks(config, run_id, run_dir, rows)
     algorithm_cls = resolve_algorithm(config.algorithm.kind, config.backend.kind)
     algorithm = algorithm_cls(**config.algorithm.params)
     handles = backend.prepare(model=config.model, run_dir=run_dir)

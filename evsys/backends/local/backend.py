@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import os
 import sys
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
+from evsys.backends.local import distributed
 from evsys.backends.local.models import load_model, require_local_stack
 from evsys.config import ModelConfig, Strict
-from evsys.errors import ConfigError, Problem
+from evsys.errors import BackendError, ConfigError, Problem
 from evsys.registry import closest, register_backend
 
 Device = Literal["auto", "cpu", "cuda"]
@@ -65,6 +67,13 @@ class LocalBackend:
             description="transformers attention kernel (eager, sdpa, flash_attention_2, …). "
             "None: the library's choice.",
         )
+        num_processes: int = Field(
+            1,
+            ge=1,
+            description="Data-parallel training processes (DDP through accelerate, launched with "
+            "torch.distributed.run): one per GPU the arm holds. The recipe's batch_size stays the "
+            "rows per optimizer step, split across the processes.",
+        )
         trl_args: dict[str, Any] = Field(
             default_factory=dict,
             description=(
@@ -77,6 +86,25 @@ class LocalBackend:
     def __init__(self, **params: Any):
         self.cfg = self.Config(**params)
         require_local_stack()  # before any work, not at the first heavy import
+
+    def launches_ranks(self) -> bool:
+        """Whether this process starts the data-parallel ranks rather than training itself."""
+        return self.cfg.num_processes > 1 and not distributed.in_worker()
+
+    def train_in_ranks(
+        self, config: Any, run_id: str, run_dir: Path, rows: list[dict[str, Any]]
+    ) -> Any:
+        import torch
+
+        wanted = self.cfg.num_processes
+        if self.cfg.resolved_device() == "cuda" and wanted > torch.cuda.device_count():
+            raise BackendError(
+                f"backend.params.num_processes={wanted} needs {wanted} GPUs, and this arm sees "
+                f"{torch.cuda.device_count()} (CUDA_VISIBLE_DEVICES="
+                f"{os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}); with hydra/launcher=gpus set "
+                f"hydra.launcher.gpus_per_arm={wanted}"
+            )
+        return distributed.train_in_ranks(config, run_id, run_dir, rows, wanted)
 
     def prepare(self, *, model: ModelConfig, run_dir: Path) -> dict[str, Any]:
         device, dtype = self.cfg.resolved_device(), self.cfg.resolved_dtype()
@@ -97,6 +125,17 @@ class LocalBackend:
         """
         dtype = handles["dtype"]
         accepted = {f.name for f in dataclasses.fields(config_cls) if f.init}
+        ranks = distributed.world_size()
+        if ranks > 1:  # the recipe's batch is per optimizer step: each rank takes its share
+            per_rank, rest = divmod(ours["per_device_train_batch_size"], ranks)
+            if rest or not per_rank:
+                raise ConfigError(
+                    f"a batch of {ours['per_device_train_batch_size']} rows does not split "
+                    f"evenly over backend.params.num_processes={ranks}; make the recipe's "
+                    "batch a multiple of it"
+                )
+            ours["per_device_train_batch_size"] = per_rank
+            ours["ddp_find_unused_parameters"] = False  # every LoRA weight is used each step
         # transformers 5.2x renamed gradient_checkpointing (the old name warns); older: the old.
         checkpointing = next(
             k for k in ("activation_checkpointing", "gradient_checkpointing") if k in accepted

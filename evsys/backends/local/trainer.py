@@ -62,8 +62,9 @@ def train_adapter(
         output = trainer.train()
 
     final = ctx.checkpoint_dir / "final"
-    trainer.model.save_pretrained(final)
-    ctx.log_store.log_artifact("final_checkpoint", str(final))
+    if trainer.is_world_process_zero():  # data-parallel ranks hold the same weights
+        trainer.model.save_pretrained(final)
+        ctx.log_store.log_artifact("final_checkpoint", str(final))
     metrics = {
         "train/steps": float(trainer.state.global_step),
         "train/runtime_s": output.metrics.get("train_runtime", 0.0),
@@ -88,12 +89,15 @@ def _evsys_callback(
             self.last_log = (time.perf_counter(), 0.0)  # (time, num_tokens) at the last log
 
         def on_train_begin(self, args: Any, state: Any, control: Any, **_: Any) -> None:
-            self.advance = stack.enter_context(progress_bar(label, state.max_steps))
+            if state.is_world_process_zero:  # one bar per run, not one per data-parallel rank
+                self.advance = stack.enter_context(progress_bar(label, state.max_steps))
+            else:
+                self.advance = lambda *_, **__: None
             self.last_log = (time.perf_counter(), 0.0)
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             model, step = kwargs["model"], state.global_step
-            if is_save_step(step, save_every):
+            if is_save_step(step, save_every) and state.is_world_process_zero:
                 path = ctx.checkpoint_dir / f"step_{step}"
                 model.save_pretrained(path)
                 ctx.log_store.log_artifact(f"checkpoint_step_{step}", str(path))
