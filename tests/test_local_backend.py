@@ -209,8 +209,19 @@ def test_an_unknown_model_says_how_to_provide_it(monkeypatch: pytest.MonkeyPatch
         models.resolve_model_path("nobody/no-such-model")
     message = str(caught.value)
     assert "not found locally" in message
-    assert "downloads nothing at run time" in message
+    assert "the hub is off (HF_HUB_OFFLINE)" in message  # the suite never downloads
     assert "model.name=<dir>" in message
+
+    # Where the hub is on, a model it cannot provide says why, with the same way out.
+    def unreachable(name: str) -> None:
+        raise OSError("Name or service not known")
+
+    monkeypatch.setattr(models, "_hub_offline", lambda: False)
+    monkeypatch.setattr("huggingface_hub.snapshot_download", unreachable)
+    with pytest.raises(
+        BackendError, match=r"hub could not provide it \(Name or service not known\)"
+    ):
+        models.resolve_model_path("nobody/no-such-model")
 
     monkeypatch.setattr(models, "_smollm2_gguf", lambda: None)
     monkeypatch.setattr(models, "_hub_cache_snapshot", lambda name: None)
