@@ -83,7 +83,9 @@ def test_its_experiment_runs_on_mock_with_the_project_extensions(
     project: tuple[Path, dict[str, str]],
 ) -> None:
     root, env = project
-    done = run_evsys(f"experiment={EXPERIMENT}", cwd=root, env=env)
+    # As a researcher runs it: from the primary config.yaml (whose default experiment trains
+    # SmolLM2 locally), not the test suite's base.yaml; the experiment itself picks mock and tiny.
+    done = run_evsys(f"experiment={EXPERIMENT}", cwd=root, env={**env, "EVSYS_CONFIG_NAME": ""})
     assert done.returncode == 0, done.stderr + done.stdout
     (record,) = run_results(root / "outputs")
     assert record["status"] == "completed"
