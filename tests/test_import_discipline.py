@@ -46,6 +46,9 @@ def test_import_evsys_is_light() -> None:
         ("evsys.cli", ["evsys", "schema", "--all"]),
         ("evsys.cli", ["evsys", "plan", "seed=1,2"]),
         ("evsys.cli", ["evsys", "results", "."]),
+        ("evsys.cli", ["evsys", "diff", ".", "."]),
+        ("evsys.cli", ["evsys", "init-project", "light"]),
+        ("evsys.cli", ["evsys", "new-experiment", "light"]),
     ],
     ids=lambda v: " ".join(v) if isinstance(v, list) else v,
 )

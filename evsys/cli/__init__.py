@@ -1,4 +1,5 @@
-"""The ``evsys`` command: ``run``, ``validate``, ``plan``, ``resume``, ``results``, ``list``, ``schema``.
+"""The ``evsys`` command: ``run``, ``validate``, ``plan``, ``resume``, ``results``, ``list``,
+``schema``, ``diff``, ``init-project``, ``new-experiment``.
 
 Each subcommand lives in its own module and is imported only when used, so ``evsys --help`` and
 the light commands stay fast (none of them imports torch, transformers, trl, peft or tinker).
@@ -19,6 +20,9 @@ COMMANDS = {
     "plan": ("evsys.cli.plan", "the arms a --multirun would launch, validated, without running"),
     "resume": ("evsys.cli.resume", "finish a sweep: skip completed arms, re-run the others"),
     "results": ("evsys.cli.results", "summarise a sweep directory from disk"),
+    "diff": ("evsys.cli.diff", "what differs between two runs: resolved config and metrics"),
+    "init-project": ("evsys.cli.init_project", "scaffold a researcher's project that runs at once"),
+    "new-experiment": ("evsys.cli.new_experiment", "write experiments/<yyyymmdd>_<slug>.yaml"),
 }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import re
 import subprocess
@@ -19,7 +20,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from evsys.files import write_json_atomically
+from evsys.files import write_bytes_atomically, write_json_atomically
 from evsys.protocols import RunResult
 
 RUN_RESULT = "run_result.json"
@@ -34,6 +35,14 @@ _SECRET_KEY = re.compile(
     r"(^|[._-])(api[_-]?key|token|secret|password|passwd|credentials?|auth)$", re.IGNORECASE
 )
 REDACTED = "<redacted>"
+
+GIT_DIFF = "git_diff.patch"
+"""Beside run_result.json when the run started from a work tree with uncommitted changes."""
+GIT_TIMEOUT_S = 10
+MAX_PATCH_BYTES = 10 * 2**20
+MAX_UNTRACKED_LISTED = 200
+EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+"""git's empty tree: what a repository without commits is diffed against."""
 
 
 def new_run_id(name: str) -> str:
@@ -76,21 +85,77 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-@cache
 def git_state(cwd: Path | None = None) -> dict[str, Any] | None:
-    """Commit and dirtiness of the git work tree the run started in, or None outside one."""
+    """The git work tree the process runs in (or ``cwd``): commit, whether tracked files changed,
+    untracked files, and the uncommitted changes as a patch. None outside a work tree or without
+    git. Looked up once per directory and process: a sweep's arms all ran the same code."""
+    try:
+        where = Path(cwd or Path.cwd()).resolve()
+    except OSError:  # the working directory was removed
+        return None
+    return _git_state(where)
 
-    def git(*args: str) -> str:
+
+@cache
+def _git_state(cwd: Path) -> dict[str, Any] | None:
+    # GIT_OPTIONAL_LOCKS=0: never take the index lock, so a run cannot break the user's own git.
+    env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0"}
+
+    def git(*args: str, where: Path = cwd) -> bytes:
         return subprocess.run(
-            ["git", *args], cwd=cwd, capture_output=True, text=True, check=True, timeout=10
-        ).stdout.strip()
+            ["git", *args], cwd=where, env=env, capture_output=True, check=True,
+            timeout=GIT_TIMEOUT_S,
+        ).stdout  # fmt: skip
 
     try:
-        commit = git("rev-parse", "HEAD")
-        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
-    except (OSError, subprocess.SubprocessError):
+        top = Path(git("rev-parse", "--show-toplevel").decode().strip())
+    except (OSError, subprocess.SubprocessError, UnicodeDecodeError):
+        return None  # no git, or not inside a work tree
+    try:
+        commit = git("rev-parse", "--verify", "--quiet", "HEAD").decode().strip() or None
+    except subprocess.CalledProcessError:
+        commit = None  # a repository without commits yet
+    try:
+        # Staged and unstaged changes of the whole work tree against HEAD (the empty tree before
+        # the first commit), as bytes: --binary and no decoding, so `git apply` restores them all.
+        diff = ("diff", commit or EMPTY_TREE, "--binary", "--no-color", "--no-ext-diff")
+        patch = git(*diff, where=top)
+        listed = git("ls-files", "--others", "--exclude-standard", "-z", where=top)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return {"commit": commit, "dirty": None, "error": f"{type(exc).__name__}: {exc}"}
+    untracked = [p for p in listed.decode(errors="replace").split("\0") if p]
+    return {
+        "commit": commit,
+        "dirty": bool(patch),
+        "untracked": untracked[:MAX_UNTRACKED_LISTED],
+        "n_untracked": len(untracked),
+        "_patch": patch,
+    }
+
+
+def record_git_state(run_dir: Path) -> dict[str, Any] | None:
+    """The ``git`` entry of a run record. Uncommitted changes go to ``git_diff.patch`` in
+    ``run_dir``, named by ``diff``; reproduce the run's code with
+    ``git checkout <commit> && git apply git_diff.patch`` (untracked files are only listed).
+    Never raises: a run is not failed for its bookkeeping."""
+    try:
+        state = git_state()
+    except Exception as exc:  # any surprise from git must not fail the run
+        return {"commit": None, "error": f"{type(exc).__name__}: {exc}"}
+    if state is None:
         return None
-    return {"commit": commit, "dirty": dirty}
+    entry = {k: v for k, v in state.items() if not k.startswith("_")}
+    patch: bytes = state.get("_patch") or b""
+    entry["diff"] = None
+    if len(patch) > MAX_PATCH_BYTES:
+        entry["diff_skipped"] = f"the uncommitted diff is over {MAX_PATCH_BYTES} bytes"
+    elif patch:
+        try:
+            write_bytes_atomically(run_dir / GIT_DIFF, patch)
+            entry["diff"] = GIT_DIFF
+        except OSError as exc:
+            entry["diff_skipped"] = f"could not write {GIT_DIFF}: {exc}"
+    return entry
 
 
 def write_run_result(
@@ -127,7 +192,7 @@ def write_run_result(
         "config_hash": config_hash(safe_config),
         "overrides": [redact_override(o) for o in overrides],
         "versions": package_versions(),
-        "git": git_state(),
+        "git": record_git_state(run_dir),
         "host": platform.node(),
     }
     write_json_atomically(run_dir / RUN_RESULT, record)

@@ -23,7 +23,7 @@ from evsys.errors import ConfigError, DataError
 from evsys.protocols import LogStore, RunContext, RunResult
 from evsys.registry import BACKENDS, DATA_STORES, LOG_STORES, resolve_algorithm
 from evsys.run.evaluation import build_inference_client, eval_rows, evaluate
-from evsys.run.record import new_run_id, write_run_result
+from evsys.run.record import git_state, new_run_id, write_run_result
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,7 @@ def run_arm(
     run_dir.mkdir(parents=True, exist_ok=True)
     started_at = datetime.now(UTC)
     run_id = new_run_id(config.name)
+    git_state()  # looked up now, so the record names the code the run started from
     log_store: LogStore | None = None
     error_type, trace = None, None
     try:
