@@ -18,6 +18,7 @@ import json
 import queue
 import re
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -52,7 +53,9 @@ class TinkerTestServer:
         self.engine = Engine(root=root, base_models=base_models)
         self.events: list[tuple[str, ...]] = []
         self._pending: dict[str, _Pending] = {}
-        self._jobs: queue.Queue[tuple[Future, Callable[[], Any]] | None] = queue.Queue()
+        self.delays: dict[str, float] = {}
+        """Seconds a kind of request ("forward_backward", …) takes at least: makes overlap visible."""
+        self._jobs: queue.Queue[tuple[str, str, Future, Callable[[], Any]] | None] = queue.Queue()
         self._ids = itertools.count()
         self._seed = itertools.count()
         handler = type("Handler", (_Handler,), {"app": self})
@@ -78,13 +81,15 @@ class TinkerTestServer:
 
     def _work(self) -> None:
         while (job := self._jobs.get()) is not None:
-            future, fn = job
+            kind, request_id, future, fn = job
+            time.sleep(self.delays.get(kind, 0.0))
             try:
                 future.set_result(fn())
             except UserError as exc:
                 future.set_result({"error": str(exc), "category": "user"})
             except Exception as exc:  # reported to the client, like a server-side failure
                 future.set_result({"error": f"{type(exc).__name__}: {exc}", "category": "server"})
+            self.events.append(("done", kind, request_id))
 
     def submit(
         self, kind: str, fn: Callable[[], Any], *, proto: bool = False, **extra: Any
@@ -93,7 +98,7 @@ class TinkerTestServer:
         future: Future = Future()
         self._pending[request_id] = _Pending(future, proto)
         self.events.append(("submit", kind, request_id))
-        self._jobs.put((future, fn))
+        self._jobs.put((kind, request_id, future, fn))
         return {"request_id": request_id, **extra}
 
     def retrieve(self, request_id: str) -> tuple[int, Any, bool]:

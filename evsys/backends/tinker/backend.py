@@ -112,7 +112,8 @@ def check_state_path(path: str) -> None:
         raise ConfigError(
             Problem(
                 path="model.load_checkpoint_path",
-                message="the tinker backend starts from a Tinker training state",
+                message="the tinker backend starts from a Tinker training state, "
+                "tinker://<run>/weights/<name> (a run's final_checkpoint)",
                 value=path,
                 expected="tinker://<run>/weights/<name> (a run's final_checkpoint artifact)",
             )
@@ -129,7 +130,8 @@ def lora_parts(target_modules: list[str] | str) -> dict[str, bool]:
         raise ConfigError(
             Problem(
                 path="algorithm.params.target_modules",
-                message="Tinker's LoRA adapts attention, MLP and unembedding layers as groups",
+                message="Tinker's LoRA adapts attention, MLP and unembedding layers as groups: "
+                f"use 'all-linear' or names among {sorted(_ATTENTION | _MLP | _UNEMBED)}",
                 value=target_modules,
                 expected=f"'all-linear', or names among {sorted(_ATTENTION | _MLP | _UNEMBED)}",
             )

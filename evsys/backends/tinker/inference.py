@@ -144,7 +144,8 @@ def _checkpoint_kind(path: str | None) -> str | None:
     raise ConfigError(
         Problem(
             path="eval.inference.params.checkpoint",
-            message="the tinker inference client samples Tinker weights",
+            message="the tinker inference client samples Tinker weights: "
+            "tinker://<run>/sampler_weights/<name> or tinker://<run>/weights/<name>",
             value=path,
             expected="tinker://<run>/sampler_weights/<name> or tinker://<run>/weights/<name>",
         )
