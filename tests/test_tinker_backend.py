@@ -190,22 +190,30 @@ def test_the_inference_client_samples_the_saved_weights(
     server: TinkerTestServer, sft_run: tuple[ArmOutcome, Path, Any]
 ) -> None:
     artifacts = sft_run[0].record["artifacts"]
+    final = artifacts["final_checkpoint"]
+    last_step = final.replace("/weights/final", f"/weights/step_{SFT_STEPS}")
     common = {"base_url": server.url, "model": TINY}
+    start = len(server.events)
     clients = {
-        "state": TinkerInferenceClient(**common, checkpoint=artifacts["final_checkpoint"]),
+        "final": TinkerInferenceClient(**common, checkpoint=final),
         "sampler": TinkerInferenceClient(
             **common, checkpoint=artifacts["final_sampler_checkpoint"]
         ),
+        "last_step": TinkerInferenceClient(**common, checkpoint=last_step),
         "base": TinkerInferenceClient(**common),
     }
+    # The final state is sampled from the sampler weights saved beside it; a state without
+    # them (step_N) is loaded into a training client first.
+    submitted = [e[1] for e in server.events[start:] if e[0] == "submit"]
+    assert submitted == ["load_weights", "save_weights_for_sampler"]
     try:
         greedy = {
             name: c.generate_batch(prompts=PROMPTS, max_tokens=12, temperature=0.0)
             for name, c in clients.items()
         }
-        # The training state and the sampler weights saved from it are the same weights.
-        assert greedy["state"] == greedy["sampler"]
-        assert greedy["state"] != greedy["base"]
+        # The last step's state and the final sampler weights are the same weights.
+        assert greedy["final"] == greedy["sampler"] == greedy["last_step"]
+        assert greedy["final"] != greedy["base"]
         # One prompt at a time answers as the batch does.
         one = clients["sampler"].generate(prompt=PROMPTS[1], max_tokens=12, temperature=0.0)
         assert one == greedy["sampler"][1]

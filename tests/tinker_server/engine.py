@@ -15,6 +15,7 @@ import copy
 import math
 import threading
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -198,6 +199,22 @@ class Engine:
         self.runs[model_id] = TrainingRun(
             model_id, payload["base_model"], payload["lora_rank"], model, opt
         )
+
+    def checkpoints(self, model_id: str) -> list[dict[str, Any]]:
+        """The run's saved checkpoints, as ``GET /training_runs/{id}/checkpoints`` lists them."""
+        found = []
+        for kind, label in (("weights", "training"), ("sampler_weights", "sampler")):
+            for file in sorted((self.root / model_id.replace(":", "_") / kind).glob("*.pt")):
+                found.append(
+                    {
+                        "checkpoint_id": f"{kind}/{file.stem}",
+                        "checkpoint_type": label,
+                        "time": datetime.fromtimestamp(file.stat().st_mtime, UTC).isoformat(),
+                        "tinker_path": f"tinker://{model_id}/{kind}/{file.stem}",
+                        "size_bytes": file.stat().st_size,
+                    }
+                )
+        return found
 
     def _file(self, path: str) -> Path:
         run_id, kind, name = _parse(path)

@@ -37,6 +37,7 @@ PROTO = "application/x-protobuf"
 LONG_POLL_S = 5.0
 _FINISH = re.compile(r"^/api/v1/sessions/([^/]+)/finish$")
 _SAMPLER = re.compile(r"^/api/v1/samplers/([^/]+)$")
+_CHECKPOINTS = re.compile(r"^/api/v1/training_runs/([^/]+)/checkpoints$")
 
 
 @dataclass
@@ -134,6 +135,8 @@ class TinkerTestServer:
                 "base_model": s.base_model,
                 "model_path": s.model_path,
             }
+        if method == "GET" and (m := _CHECKPOINTS.match(path)):
+            return 200, {"checkpoints": e.checkpoints(m.group(1))}
         if m := _FINISH.match(path):
             self.events.append(("finish", m.group(1)))
             return 200, {}

@@ -96,6 +96,8 @@ class Service:
 
     client: Any
     """The ``tinker.ServiceClient``."""
+    rest: Any
+    """A ``tinker.RestClient`` of the same service."""
     url: str
     models: list[str]
     """The base models it serves (empty: it did not say)."""
@@ -120,7 +122,7 @@ def connect(params: ConnectionParams) -> Service:
         rest = tinker.RestClient(base_url=url, api_key=key)
         capabilities = wait(rest.get_server_capabilities(), params, "its capabilities")
     models = [m.model_name for m in capabilities.supported_models if m.model_name]
-    return Service(tinker.ServiceClient(base_url=url, api_key=key), url, models)
+    return Service(tinker.ServiceClient(base_url=url, api_key=key), rest, url, models)
 
 
 def wait(future: Any, params: ConnectionParams, what: str) -> Any:

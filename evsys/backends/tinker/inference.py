@@ -1,8 +1,9 @@
 """Sampling from a Tinker service, for eval and benchmarks: a base model, or trained weights.
 
 ``checkpoint`` may be sampler weights (``tinker://…/sampler_weights/…``, sampled directly) or a
-training state (``tinker://…/weights/…``, a run's ``final_checkpoint``: loaded into a training
-client whose weights are then published to a sampler). Prompts are rendered with the model's own
+training state (``tinker://…/weights/…``, a run's ``final_checkpoint``): the sampler weights saved
+under the same name in its run when there are some, else the state loaded into a training client
+whose weights are then published to a sampler. Prompts are rendered with the model's own
 chat template and every prompt of a batch is submitted before any answer is read.
 """
 
@@ -62,6 +63,8 @@ class TinkerInferenceClient:
             with sdk_errors(f"opening a sampler of {cfg.checkpoint or cfg.model}", cfg):
                 if kind == "sampler_weights":
                     future = client.create_sampling_client(model_path=cfg.checkpoint)
+                elif kind == "weights" and (sampler := self._saved_sampler(cfg.checkpoint)):
+                    future = client.create_sampling_client(model_path=sampler)
                 elif kind == "weights":
                     trainer = wait(
                         client.create_training_client_from_state(cfg.checkpoint), cfg, "the state"
@@ -73,6 +76,17 @@ class TinkerInferenceClient:
         except BaseException:
             self.close()
             raise
+
+    def _saved_sampler(self, state: str) -> str | None:
+        """The sampler weights saved under the state's name in its run, if any (evsys saves a
+        run's final weights both ways): sampling them needs no training client."""
+        run, _, name = state.removeprefix("tinker://").split("/")
+        sampler = f"tinker://{run}/sampler_weights/{name}"
+        try:
+            listed = wait(self.service.rest.list_checkpoints(run), self.cfg, "the checkpoints")
+        except Exception:  # a service that cannot list them: load the state instead
+            return None
+        return sampler if any(c.tinker_path == sampler for c in listed.checkpoints) else None
 
     def generate(
         self,
