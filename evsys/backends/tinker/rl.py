@@ -93,8 +93,9 @@ class TinkerRL:
                         opt = client.optim_step(types.AdamParams(learning_rate=cfg.learning_rate))
                         output = backend.wait(fwd, f"the result of step {step}")
                         backend.wait(opt, f"the optimizer step {step}")
-                    tokens = sum(len(s.tokens) for s in learning)
-                    metrics["train/loss"] = output.metrics.get("loss:sum", 0.0) / tokens
+                    if "loss:sum" in output.metrics:  # not every Tinker server reports it
+                        tokens = sum(len(s.tokens) for s in learning)
+                        metrics["train/loss"] = output.metrics["loss:sum"] / tokens
                 if is_save_step(step, cfg.save_every):
                     checkpoints.submit_save(step)
                     checkpoints.collect(step)
