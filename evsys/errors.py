@@ -31,6 +31,16 @@ class Problem:
     source: str | None = None
     """Where the value came from: a command-line override, or a conf file and group option."""
 
+    def __post_init__(self) -> None:
+        # A misplaced secret (backend.params.api_key=tml-…) must not be echoed back.
+        from evsys.run.record import REDACTED, is_secret_key, redact_override
+
+        if self.value is not None and is_secret_key(self.path):
+            object.__setattr__(self, "value", REDACTED)
+        if self.source and self.source.startswith("override '"):
+            line = self.source.removeprefix("override '").removesuffix("'")
+            object.__setattr__(self, "source", f"override '{redact_override(line)}'")
+
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None or k == "value"}
 

@@ -4,4 +4,5 @@ its inference client when imported; heavy engines import their libraries only wh
 from evsys.backends import (
     local,  # noqa: F401
     mock,  # noqa: F401
+    tinker,  # noqa: F401
 )

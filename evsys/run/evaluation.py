@@ -36,6 +36,11 @@ def build_inference_client(config: ExperimentConfig, checkpoint: str | None) -> 
     )
     params = dict(spec.params)
     fields = getattr(INFERENCE_CLIENTS.config_class(spec.kind), "model_fields", {})
+    if spec.kind == BACKENDS.get(config.backend.kind).inference_client:
+        # The backend's own client shares its settings (the service it talks to, the device it
+        # runs on), unless the eval config sets them itself.
+        shared = {k: v for k, v in config.backend.params.items() if k in fields}
+        params = shared | params
     # Fill the run's model and checkpoint in, unless the config names others explicitly.
     if "model" in fields and params.get("model") is None:
         params["model"] = config.model.name

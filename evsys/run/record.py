@@ -56,6 +56,11 @@ def config_hash(config: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
+def is_secret_key(name: str) -> bool:
+    """Whether a key (or a dotted path ending in one) names a secret."""
+    return bool(_SECRET_KEY.search(str(name)))
+
+
 def redact(value: Any) -> Any:
     """A copy of ``value`` with the values of secret-looking keys replaced."""
     if isinstance(value, dict):

@@ -1,0 +1,144 @@
+"""SFT on the tinker backend: cross-entropy on the assistant tokens, one Tinker step per batch.
+
+Each step submits ``forward_backward`` and ``optim_step`` together and only then reads the
+previous step's result, so the service always has the next step queued while the client logs.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from evsys.algorithms.sft import SFT
+from evsys.backends.tinker.rendering import datum
+from evsys.backends.tinker.training import Checkpoints, nll_per_token
+from evsys.errors import ConfigError, DataError
+from evsys.protocols import RunContext, RunResult
+from evsys.registry import register_algorithm
+from evsys.training import is_save_step, iterate_batches, progress_bar, total_steps
+
+
+@dataclass
+class _Step:
+    """A submitted step whose results the client has not read yet."""
+
+    number: int
+    forward_backward: Any
+    optim: Any
+    batch: list[tuple[Any, int]]
+    lr: float
+    submitted_at: float
+
+
+@register_algorithm("sft", backend="tinker")
+class TinkerSFT:
+    def __init__(self, **params: Any):
+        self.cfg = SFT.Config(**params)
+
+    def train(self, ctx: RunContext) -> RunResult:
+        from tinker import types
+
+        cfg, backend = self.cfg, ctx.backend
+        if cfg.packing:
+            raise ConfigError(
+                "algorithm.params.packing=true: the tinker backend sends each row as its own "
+                "sequence; set algorithm.params.packing=false"
+            )
+
+        # Data: every row rendered with the model's chat template, weights on assistant tokens.
+        tokenizer = ctx.handles["tokenizer"]
+        data = [
+            d
+            for row in ctx.train_rows
+            if (
+                d := datum(
+                    tokenizer,
+                    row,
+                    max_length=cfg.max_seq_length,
+                    assistant_only=cfg.assistant_only_loss,
+                )
+            )
+        ]
+        if not data:
+            raise DataError(
+                f"no training row keeps an assistant token within max_seq_length="
+                f"{cfg.max_seq_length}; raise algorithm.params.max_seq_length"
+            )
+        steps = total_steps(len(data), cfg.batch_size, cfg.num_epochs, cfg.max_steps)
+
+        # Client: the loaded checkpoint's, or a new LoRA of the recipe's rank.
+        client = backend.training_client(ctx.handles, cfg, ctx.seed)
+        checkpoints = Checkpoints(ctx, client)
+        last: dict[str, float] = {}
+        pending: _Step | None = None
+
+        with progress_bar("tinker sft", steps) as advance:
+            batches = iterate_batches(data, cfg.batch_size, steps, ctx.seed)
+            for number, batch in enumerate(batches, start=1):
+                lr = learning_rate(cfg, number, steps)
+                with checkpoints.errors(f"submitting step {number}"):
+                    step = _Step(
+                        number,
+                        client.forward_backward([d for d, _ in batch], "cross_entropy"),
+                        client.optim_step(
+                            types.AdamParams(learning_rate=lr, weight_decay=cfg.weight_decay)
+                        ),
+                        batch,
+                        lr,
+                        time.perf_counter(),
+                    )
+                if is_save_step(number, cfg.save_every):
+                    checkpoints.submit_save(number)
+                if pending is not None:  # read the previous step while this one runs
+                    last = self._finish(ctx, pending, steps, checkpoints, advance)
+                pending = step
+            if pending is not None:
+                last = self._finish(ctx, pending, steps, checkpoints, advance)
+
+        final = checkpoints.save_final()
+        return RunResult(
+            run_id=ctx.run_id,
+            status="completed",
+            metrics={
+                "train/final_loss": last.get("train/loss", math.nan),
+                "train/steps": float(steps),
+            },
+            artifacts=final,
+        )
+
+    def _finish(
+        self, ctx: RunContext, step: _Step, steps: int, checkpoints: Checkpoints, advance: Any
+    ) -> dict[str, float]:
+        """Read a step's results, log its metrics and the checkpoints saved after it."""
+        backend = ctx.backend
+        with checkpoints.errors(f"training step {step.number}"):
+            output = backend.wait(step.forward_backward, f"the result of step {step.number}")
+            backend.wait(step.optim, f"the optimizer step {step.number}")
+        checkpoints.collect(step.number)
+        tokens = sum(n for _, n in step.batch)
+        metrics = {
+            "train/loss": nll_per_token(output, [d for d, _ in step.batch]),
+            "train/lr": step.lr,
+            "train/num_tokens": float(tokens),
+            "train/tokens_per_s": tokens / max(time.perf_counter() - step.submitted_at, 1e-9),
+        }
+        if step.number % self.cfg.log_every == 0 or step.number == steps:
+            ctx.log_store.log_metrics(metrics, step=step.number)
+        advance(loss=metrics["train/loss"])
+        return metrics
+
+
+def learning_rate(cfg: SFT.Config, step: int, steps: int) -> float:
+    """The learning rate of 1-based ``step``: linear warmup to the peak, then the schedule's
+    decay, measured before the step, so the last step still learns (at peak / decay steps)."""
+    warmup = int(steps * cfg.warmup_ratio)
+    if step <= warmup:
+        return cfg.learning_rate * step / warmup
+    progress = (step - 1 - warmup) / max(1, steps - warmup)
+    if cfg.lr_schedule == "linear":
+        return cfg.learning_rate * (1 - progress)
+    if cfg.lr_schedule == "cosine":
+        return cfg.learning_rate * 0.5 * (1 + math.cos(math.pi * progress))
+    return cfg.learning_rate
