@@ -318,3 +318,61 @@ def test_importing_the_backend_does_not_import_tinker() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=os.environ
     )
     assert done.stdout.split() == ["False", "False"]
+
+
+VALIDATION = Path(__file__).resolve().parent.parent / "data" / "tool_selection" / "validation"
+
+
+def test_combo_chains_tinker_states_and_validates_in_the_loop(
+    server: TinkerTestServer, digit_verifier: str, tmp_path: Path
+) -> None:
+    phases = (
+        "[{kind: sft, params: {max_steps: 3, learning_rate: 5e-3, batch_size: 2}},"
+        f" {{kind: rl, params: {{max_steps: 2, batch_size: 2, group_size: 2, max_tokens: 8,"
+        f" verifier: {{kind: {digit_verifier}}}}}}}]"
+    )
+    val = f"[{{path: '{VALIDATION}', tags: [val], run_every: 2, metrics: [{{kind: exact_match}}]}}]"
+    seen = len(server.events)
+    outcome = run(
+        server,
+        tmp_path / "run",
+        "algorithm=combo",
+        f"+algorithm.params.phases={phases}",
+        f"+metadata.benchmark={val}",
+        "eval.n_samples=4",
+        "eval.max_tokens=8",
+    )
+    record = outcome.record
+    assert record["status"] == "completed", record["error"]
+    final = record["artifacts"]["final_checkpoint"]
+    assert final.startswith("tinker://") and "/weights/" in final
+    assert record["metrics"]["train/steps"] == 5
+    # The RL phase's training client was loaded from the SFT phase's final state.
+    assert any(e[:2] == ("submit", "load_weights") for e in server.events[seen:])
+    # val every 2 steps of each phase, on the live weights: SFT's 2, then RL's 2 (step 5).
+    key = "val/tool_selection_val/exact_match"
+    assert [m["step"] for m in metrics_of(tmp_path / "run", key)] == [2, 5]
+
+
+def test_sdft_keeps_verified_samples_on_tinker(
+    server: TinkerTestServer, digit_verifier: str, tmp_path: Path
+) -> None:
+    outcome = run(
+        server,
+        tmp_path / "run",
+        "algorithm=sdft",
+        "data=arithmetic",
+        "data.limit=4",
+        "eval=none",
+        f"algorithm.params.verifier.kind={digit_verifier}",
+        "algorithm.params.min_reward=0.01",
+        "algorithm.params.samples_per_prompt=2",
+        "algorithm.params.max_tokens=8",
+        "algorithm.params.max_steps=2",
+        "algorithm.params.batch_size=2",
+    )
+    record = outcome.record
+    assert record["status"] == "completed", record["error"]
+    samples = (tmp_path / "run/phases/0_sft/samples.jsonl").read_text().splitlines()
+    assert len(samples) == record["metrics"]["phase/0_sft/sdft/accepted"] > 0
+    assert record["artifacts"]["final_checkpoint"].startswith("tinker://")

@@ -77,6 +77,15 @@ class TinkerInferenceClient:
             self.close()
             raise
 
+    @classmethod
+    def live(cls, sampler: Any, tokenizer: Any, **params: Any) -> TinkerInferenceClient:
+        """A client of a sampling client the caller holds (in-loop validation of the weights
+        being trained); it opens no session of its own."""
+        client = cls.__new__(cls)
+        client.cfg, client.calls = cls.Config(**params), 0
+        client.sampler, client.tokenizer, client.service = sampler, tokenizer, None
+        return client
+
     def _saved_sampler(self, state: str) -> str | None:
         """The sampler weights saved under the state's name in its run, if any (evsys saves a
         run's final weights both ways): sampling them needs no training client."""

@@ -15,7 +15,7 @@ from typing import Any
 
 from evsys.algorithms.rl import RL
 from evsys.backends.tinker.rendering import prompt_tokens
-from evsys.backends.tinker.training import Checkpoints
+from evsys.backends.tinker.training import Checkpoints, validate_live
 from evsys.protocols import RunContext, RunResult
 from evsys.registry import VERIFIERS, register_algorithm
 from evsys.rows import prompt_messages, prompt_text
@@ -101,6 +101,7 @@ class TinkerRL:
                     checkpoints.collect(step)
                 if step % cfg.log_every == 0 or step == cfg.max_steps:
                     ctx.log_store.log_metrics(metrics, step=step)
+                validate_live(ctx, client, step)
                 advance(reward=mean_reward)
 
         final = checkpoints.save_final()

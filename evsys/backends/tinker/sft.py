@@ -13,7 +13,12 @@ from typing import Any
 
 from evsys.algorithms.sft import SFT
 from evsys.backends.tinker.rendering import datum
-from evsys.backends.tinker.training import Checkpoints, nll_per_token
+from evsys.backends.tinker.training import (
+    Checkpoints,
+    nll_per_token,
+    validate_live,
+    validation_due,
+)
 from evsys.errors import ConfigError, DataError
 from evsys.protocols import RunContext, RunResult
 from evsys.registry import register_algorithm
@@ -77,6 +82,11 @@ class TinkerSFT:
         with progress_bar("tinker sft", steps) as advance:
             batches = iterate_batches(data, cfg.batch_size, steps, ctx.seed)
             for number, batch in enumerate(batches, start=1):
+                if pending is not None and validation_due(ctx, pending.number):
+                    # Validate the weights of that step, before the next one changes them.
+                    last = self._finish(ctx, pending, steps, checkpoints, advance)
+                    validate_live(ctx, client, pending.number)
+                    pending = None
                 lr = learning_rate(cfg, number, steps)
                 with checkpoints.errors(f"submitting step {number}"):
                     step = _Step(
@@ -96,6 +106,7 @@ class TinkerSFT:
                 pending = step
             if pending is not None:
                 last = self._finish(ctx, pending, steps, checkpoints, advance)
+                validate_live(ctx, client, pending.number)
 
         final = checkpoints.save_final()
         return RunResult(

@@ -65,3 +65,20 @@ def nll_per_token(output: Any, data: list[Any]) -> float:
         total -= float((result["logprobs"].to_numpy() * weights).sum())
         weight += float(weights.sum())
     return total / max(weight, 1e-9)
+
+
+def validate_live(ctx: RunContext, client: Any, step: int) -> None:
+    """Score the ``val`` benchmarks due at ``step`` on the weights ``client`` trains now."""
+    from evsys.backends.tinker.inference import TinkerInferenceClient
+
+    def live() -> TinkerInferenceClient:
+        sampler = ctx.backend.wait(
+            client.save_weights_and_get_sampling_client(), "the weights to validate"
+        )
+        return TinkerInferenceClient.live(sampler, ctx.handles["tokenizer"])
+
+    ctx.validate(step, live)
+
+
+def validation_due(ctx: RunContext, step: int) -> bool:
+    return ctx.validation is not None and bool(ctx.validation.due(step))
