@@ -19,6 +19,7 @@ COMMANDS = {
     "plan": ("evsys.cli.plan", "the arms a --multirun would launch, validated, without running"),
     "resume": ("evsys.cli.resume", "finish a sweep: skip completed arms, re-run the others"),
     "results": ("evsys.cli.results", "summarise a sweep directory from disk"),
+    "eval": ("evsys.cli.eval", "score a model on an eval set: evsys eval model --dataset …"),
 }
 
 
