@@ -98,14 +98,14 @@ def evaluate_model(
     breakdown = config.breakdown_keys
     if breakdown is None:
         breakdown = list(metadata.get("breakdown_keys", []))
+    report = RetryReport()
     if client is None:
-        client = build_client(config, sleep=sleep)
+        client = build_client(config, sleep=sleep, on_retry=report.record_retry)
 
     prompts = [
         render_prompt(row, system=config.system_prompt, template=config.prompt_template)
         for row in rows
     ]
-    report = RetryReport()
     samples = generate_samples(client, prompts, rows, config, report, sleep=sleep)
     scored = score_rows(
         rows,
@@ -155,10 +155,14 @@ def write_outputs(out: Path, summary: EvalSummary, records: list[Row]) -> dict[s
 
 
 def build_client(
-    config: ModelEvalConfig, *, sleep: Callable[[float], None] = time.sleep
+    config: ModelEvalConfig,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    on_retry: Callable[[int, BaseException, float], None] | None = None,
 ) -> InferenceClient:
     """The registered client ``config.inference_kind``, with the model, checkpoint and retry
-    settings filled into the params its Config declares."""
+    settings filled into the params its Config declares; a client that retries its own calls
+    also gets ``sleep`` and ``on_retry``, so its retries are counted in the report."""
     cls = INFERENCE_CLIENTS.get(config.inference_kind)  # unknown kind: a ConfigError listing all
     fields = getattr(getattr(cls, "Config", None), "model_fields", {})
     params = dict(config.client_params)
@@ -176,7 +180,9 @@ def build_client(
     for name in ("max_attempts", "backoff_s", "max_backoff_s", "batch_size"):
         if name in fields:
             params.setdefault(name, getattr(config, name))
-    runtime = {"sleep": sleep} if "sleep" in inspect.signature(cls).parameters else {}
+    accepted = inspect.signature(cls).parameters
+    hooks = {"sleep": sleep, "on_retry": on_retry}
+    runtime = {name: hook for name, hook in hooks.items() if name in accepted}
     try:
         return cls(**params, **runtime)
     except ValidationError as exc:

@@ -67,7 +67,14 @@ class OpenAICompatibleClient:
             description="Extra request fields (top_p, seed, a vendor's options), sent as given.",
         )
 
-    def __init__(self, *, sleep: Callable[[float], None] = time.sleep, **params: Any):
+    def __init__(
+        self,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        on_retry: Callable[[int, BaseException, float], None] | None = None,
+        **params: Any,
+    ):
+        """``sleep`` and ``on_retry`` (told of every retry) are for tests and the eval harness."""
         self.cfg = self.Config(**params)
         if not self.cfg.model:
             raise ConfigError(
@@ -75,7 +82,7 @@ class OpenAICompatibleClient:
             )
         base = self.cfg.base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
         self.url = base.rstrip("/") + "/chat/completions"
-        self._sleep = sleep
+        self._sleep, self._on_retry = sleep, on_retry
 
     def generate(
         self,
@@ -102,6 +109,7 @@ class OpenAICompatibleClient:
             backoff_s=self.cfg.backoff_s,
             max_backoff_s=self.cfg.max_backoff_s,
             retry_if=lambda exc: isinstance(exc, TransientHTTPError),
+            on_retry=self._on_retry,
             sleep=self._sleep,
         )
 
