@@ -30,7 +30,8 @@ def arithmetic_answer(prompt: str) -> str:
 
 class FakeChatServer:
     """``failures``: how the next calls fail, in order (``500``, ``503``, ``429``, ``400``,
-    ``reset``); ``always_fail``: prompts containing this text fail every time (with ``500``)."""
+    ``reset``); ``always_fail``: requests whose prompt contains this text, or that name this
+    model, fail every time (with ``500``)."""
 
     def __init__(
         self,
@@ -59,9 +60,11 @@ class FakeChatServer:
         self.server.server_close()
         self.thread.join()
 
-    def next_failure(self, prompt: str) -> str | None:
+    def next_failure(self, prompt: str, model: str) -> str | None:
         with self.lock:
-            if self.always_fail is not None and self.always_fail in prompt:
+            if self.always_fail is not None and (
+                self.always_fail in prompt or self.always_fail == model
+            ):
                 return "500"
             return self.failures.pop(0) if self.failures else None
 
@@ -82,7 +85,7 @@ def _handler(fake: FakeChatServer) -> type[BaseHTTPRequestHandler]:
             if not isinstance(body.get("messages"), list) or "model" not in body:
                 return self._json(400, {"error": {"message": "model and messages required"}})
             prompt = body["messages"][-1]["content"]
-            failure = fake.next_failure(prompt)
+            failure = fake.next_failure(prompt, body["model"])
             if failure == "reset":  # a connection reset: close with RST, answer nothing
                 self.connection.setsockopt(
                     socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
