@@ -149,6 +149,16 @@ class InLoopValidation:
         return out
 
 
+def read_benchmark(directory: Path, where: str) -> tuple[list[Row], dict[str, Any]]:
+    """The tasks (as eval rows, not yet transformed) and the metadata of a benchmark directory."""
+    return _read_tasks(directory, where), _read_metadata(directory, where)
+
+
+def as_eval_row(obj: Row) -> Row:
+    """One line of ``tasks.jsonl`` (a harbor task, a chat row or a prompt/answer row) as an eval row."""
+    return _as_row(obj)
+
+
 def _read_tasks(directory: Path, where: str) -> list[Row]:
     """Eval rows of ``tasks.jsonl``: harbor tasks and chat rows, or plain prompt/answer rows."""
     path = directory / TASKS_FILE

@@ -57,6 +57,26 @@ class InferenceSpec(ExtensionSpec):
     registry_kind: ClassVar[str] = "inference_client"
 
 
+class BaselineModelSpec(InferenceSpec):
+    """An API model scored on a test benchmark as a baseline (``metadata.benchmark[].models``)."""
+
+    name: str | None = Field(
+        None, description="Label in metric names (…@<name>). None: params.model, else kind."
+    )
+
+    @property
+    def label(self) -> str:
+        return self.name or str(self.params.get("model") or self.kind)
+
+
+def baseline_model(entry: str | BaselineModelSpec) -> BaselineModelSpec:
+    """``"openai_compatible:gpt-4o-mini"`` → ``{kind: openai_compatible, params: {model: …}}``."""
+    if isinstance(entry, BaselineModelSpec):
+        return entry
+    kind, _, model = entry.partition(":")
+    return BaselineModelSpec(kind=kind, params={"model": model})
+
+
 class DataStoreSpec(ExtensionSpec):
     registry_kind: ClassVar[str] = "data_store"
     kind: str = Field("local", description="Registry key of the data store.")
@@ -182,12 +202,39 @@ class BenchmarkSpec(Strict):
     breakdown_keys: list[str] = Field(
         default_factory=list, description="Task metadata keys to break the metrics down by."
     )
-    models: list[str] = Field(
-        default_factory=list, description="API models to also score, as baselines."
+    models: list[str | BaselineModelSpec] = Field(
+        default_factory=list,
+        description="Models also scored on this `test` benchmark, as baselines: "
+        "test/<name>/<metric>@<model>. Each is `<inference kind>:<model>` (e.g. "
+        "openai_compatible:gpt-4o-mini, its base URL and key from OPENAI_BASE_URL and "
+        "OPENAI_API_KEY) or {kind, params, name}.",
     )
     metrics: list[MetricSpec] = Field(
         default_factory=list, description="Metrics for this benchmark. Empty: eval.metrics."
     )
+
+    @field_validator("models")
+    @classmethod
+    def _model_strings_name_a_client(
+        cls, models: list[str | BaselineModelSpec]
+    ) -> list[str | BaselineModelSpec]:
+        for entry in models:
+            if isinstance(entry, str):
+                kind, sep, model = entry.partition(":")
+                if not (sep and kind and model):
+                    raise ValueError(
+                        f"model '{entry}': expected '<inference kind>:<model>', e.g. "
+                        "'openai_compatible:gpt-4o-mini', or {kind, params, name}"
+                    )
+                from evsys.registry import INFERENCE_CLIENTS  # here: config loads before plugins
+
+                if kind not in INFERENCE_CLIENTS:
+                    problem = INFERENCE_CLIENTS.unknown(kind).problems[0]
+                    hint = f"; did you mean '{problem.suggestion}'?" if problem.suggestion else ""
+                    raise ValueError(
+                        f"model '{entry}': {problem.message}, expected {problem.expected}{hint}"
+                    )
+        return models
 
     @model_validator(mode="after")
     def _role_matches_cadence(self) -> BenchmarkSpec:
@@ -195,6 +242,8 @@ class BenchmarkSpec(Strict):
             raise ValueError("a benchmark needs `path` (or a dashboard `id`)")
         if "val" in self.tags and self.run_every is None:
             raise ValueError("a `val` benchmark needs `run_every` (score every N steps)")
+        if self.models and "test" not in self.tags:
+            raise ValueError("`models` are scored once, on a `test` benchmark; tag it `test`")
         if "test" in self.tags and self.run_every is not None:
             raise ValueError(
                 "a `test` benchmark is scored once after training; drop `run_every` "

@@ -203,7 +203,9 @@ BACKENDS = Registry("backend", "backends", ("evsys.backends",))
 METRICS = Registry("metric", "metrics", ("evsys.metrics",))
 VERIFIERS = Registry("verifier", "verifiers", ("evsys.verifiers",))
 TRANSFORMS = Registry("transform", "transforms", ("evsys.data.transforms",))
-INFERENCE_CLIENTS = Registry("inference_client", "inference", ("evsys.backends",))
+INFERENCE_CLIENTS = Registry(
+    "inference_client", "inference", ("evsys.backends", "evsys.harness.openai_compatible")
+)
 DATA_STORES = Registry("data_store", "data_stores", ("evsys.data.stores",))
 LOG_STORES = Registry("log_store", "log_stores", ("evsys.log_stores",))
 

@@ -23,6 +23,7 @@ COMMANDS = {
     "diff": ("evsys.cli.diff", "what differs between two runs: resolved config and metrics"),
     "init-project": ("evsys.cli.init_project", "scaffold a researcher's project that runs at once"),
     "new-experiment": ("evsys.cli.new_experiment", "write experiments/<yyyymmdd>_<slug>.yaml"),
+    "eval": ("evsys.cli.eval", "score a model on an eval set: evsys eval model --dataset …"),
 }
 
 

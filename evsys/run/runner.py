@@ -20,6 +20,7 @@ from evsys.benchmarks import Benchmark, InLoopValidation, load_benchmarks
 from evsys.config import ExperimentConfig
 from evsys.data.sources import apply_transforms, load_rows
 from evsys.errors import ConfigError, DataError
+from evsys.harness.baselines import score_api_baselines
 from evsys.protocols import LogStore, RunContext, RunResult
 from evsys.registry import BACKENDS, DATA_STORES, LOG_STORES, resolve_algorithm
 from evsys.run.evaluation import build_inference_client, eval_rows, evaluate
@@ -68,6 +69,9 @@ def run_arm(
                 label="baseline",
                 errors=baseline_errors,
             )
+        # API models under a test benchmark's `models`: scored once, whatever training does.
+        baseline |= score_api_baselines(config, benchmarks, run_dir, baseline_errors)
+        if baseline:
             log_store.log_metrics(baseline, step=0)
         result = _train(config, run_id, run_dir, data_store, log_store, rows, benchmarks)
         result.metrics.update(baseline)

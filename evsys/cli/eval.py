@@ -1,0 +1,167 @@
+"""``evsys eval model --dataset … --output-dir … --inference-kind …``: score one model.
+
+The dataset is a JSONL file of rows or a harbor benchmark directory; predictions.jsonl,
+summary.json and summary.md go to --output-dir. Exit codes: 0 scored (calls that exhausted their
+retries are scored as wrong and listed in the summary), 1 with --fail-on-retries when any did,
+2 bad input (a missing file, a broken line, an unknown client kind, bad client params), with
+nothing written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+from typing import Any
+
+EXIT_OK, EXIT_RETRIES_EXHAUSTED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    subcommands = parser.add_subparsers(dest="eval_command", required=True, metavar="WHAT")
+    model = subcommands.add_parser(
+        "model",
+        help="score a model (a checkpoint, a base model or an API model) on an eval set",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add = model.add_argument
+    add("--dataset", required=True, help="JSONL file of rows, or a benchmark directory")
+    add("--output-dir", required=True, help="where predictions.jsonl and the summary go")
+    add(
+        "--inference-kind",
+        default="mock",
+        help="registered inference client: mock, local, openai_compatible, … (default: mock)",
+    )
+    add("--model-name", help="model the client serves: base model name/path or API model id")
+    add("--aliases", help="alias file (JSON/YAML): answer → accepted spellings")
+    add("--secondary-aliases", help="looser alias file, scored as secondary_pass@k")
+    add("--checkpoint-path", help="checkpoint to load (mock checkpoint, LoRA adapter)")
+    add("--adapter-path", help="LoRA adapter directory (same as --checkpoint-path)")
+    add("--max-tokens", type=int, default=256, help="most tokens per completion (default 256)")
+    add("--temperature", type=float, default=0.0, help="sampling temperature (default 0)")
+    add("--max-attempts", type=int, default=3, help="tries per call, first included (default 3)")
+    add("--backoff", type=float, default=1.0, help="first retry wait in seconds (default 1)")
+    add("--batch-size", type=int, default=8, help="rows generated at once (default 8)")
+    add(
+        "--fail-on-retries",
+        action="store_true",
+        help="exit 1 when any call exhausted its retries (the summary is written anyway)",
+    )
+    add("--num-samples", type=int, default=1, help="completions per row (default 1)")
+    add("--pass-at", default="1", help="comma-separated k of pass@k (default 1)")
+    add("--metric", action="append", help="registered metric (repeatable; default exact_match)")
+    add("--breakdown-keys", help="comma-separated row keys to break metrics down by")
+    add("--system-prompt", help="system turn for rows without one")
+    add("--prompt-template", default="messages", help="messages | qwen | qwen3")
+    add("--extract", default="answer", help="answer | slug: how the answer is read")
+    add("--limit", type=int, help="score only the first N rows")
+    add("--label", help="name of the model in the summary")
+    add("--base-url", help="openai_compatible: API root up to /v1")
+    add("--api-key-env", help="openai_compatible: NAME of the variable holding the API key")
+    add(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="another client param (YAML value), e.g. --param timeout_s=30",
+    )
+
+
+def execute(args: argparse.Namespace) -> int:
+    from evsys.errors import ConfigError, DataError
+    from evsys.report import format_problems
+
+    try:
+        config = _config(args)
+        from evsys.harness import evaluate_model
+
+        artifacts = evaluate_model(config)
+    except ConfigError as exc:
+        header = f"evsys eval model: {exc.header or 'bad input'}:"
+        print(format_problems(exc.problems, header=header), file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except DataError as exc:
+        print(f"evsys eval model: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    from evsys.harness import format_summary_markdown
+
+    summary = artifacts.summary
+    print(format_summary_markdown(summary), end="")
+    print(
+        f"\npredictions: {artifacts.paths['predictions']}\nsummary: {artifacts.paths['summary_md']}"
+    )
+    if config.fail_on_retries and summary.retry_report.total_failures:
+        print(
+            f"evsys eval model: {summary.retry_report.total_failures} calls exhausted their "
+            "retries (--fail-on-retries)",
+            file=sys.stderr,
+        )
+        return EXIT_RETRIES_EXHAUSTED
+    return EXIT_OK
+
+
+def _config(args: argparse.Namespace) -> Any:
+    """The ModelEvalConfig the flags describe; a ConfigError names each bad flag."""
+    from pydantic import ValidationError
+
+    from evsys.errors import ConfigError, Problem
+    from evsys.harness import ModelEvalConfig
+    from evsys.registry import INFERENCE_CLIENTS
+    from evsys.validation import problems_from_validation_error
+
+    if args.inference_kind not in INFERENCE_CLIENTS:
+        raise INFERENCE_CLIENTS.unknown(args.inference_kind, path="--inference-kind")
+    client_params: dict[str, Any] = {}
+    for flag, key in (("base_url", "base_url"), ("api_key_env", "api_key_env")):
+        if getattr(args, flag) is not None:
+            client_params[key] = getattr(args, flag)
+    for item in args.param:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(Problem("--param", "expected KEY=VALUE", value=item))
+        import yaml
+
+        client_params[key] = yaml.safe_load(value)
+    try:
+        pass_at = [int(k) for k in args.pass_at.split(",") if k.strip()]
+    except ValueError:
+        raise ConfigError(
+            Problem("--pass-at", "expected comma-separated integers", value=args.pass_at)
+        ) from None
+    values = {
+        "dataset": args.dataset,
+        "output_dir": args.output_dir,
+        "inference_kind": args.inference_kind,
+        "model_name": args.model_name,
+        "checkpoint_path": args.checkpoint_path,
+        "adapter_path": args.adapter_path,
+        "client_params": client_params,
+        "aliases": args.aliases,
+        "secondary_aliases": args.secondary_aliases,
+        "max_tokens": args.max_tokens,
+        "temperature": args.temperature,
+        "num_samples": args.num_samples,
+        "pass_at": pass_at,
+        "system_prompt": args.system_prompt,
+        "prompt_template": args.prompt_template,
+        "extract": args.extract,
+        "limit": args.limit,
+        "max_attempts": args.max_attempts,
+        "backoff_s": args.backoff,
+        "batch_size": args.batch_size,
+        "fail_on_retries": args.fail_on_retries,
+        "label": args.label,
+    }
+    if args.metric:
+        values["metrics"] = [{"kind": kind} for kind in args.metric]
+    if args.breakdown_keys is not None:
+        values["breakdown_keys"] = [k for k in args.breakdown_keys.split(",") if k]
+    try:
+        return ModelEvalConfig(**values)
+    except ValidationError as exc:
+        problems = [  # named by flag, as the user typed them
+            replace(p, path="--" + p.path.replace("_", "-"))
+            for p in problems_from_validation_error(exc, ModelEvalConfig)
+        ]
+        raise ConfigError(problems) from None

@@ -1,0 +1,154 @@
+"""An inference client for any OpenAI-compatible chat-completions HTTP API.
+
+OpenAI itself, vLLM, SGLang, llama.cpp's server, LiteLLM, OpenRouter, … all serve
+``POST <base_url>/chat/completions``. Only the standard library is used (no SDK to install).
+The API key is read from the environment variable *named* by ``api_key_env`` when a request is
+made: it is never part of a config, a log line or an error message.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from http.client import HTTPException
+from typing import Any
+
+from pydantic import Field
+
+from evsys.config import Strict
+from evsys.errors import BackendError, ConfigError
+from evsys.harness.retry import call_with_retry
+from evsys.registry import register_inference
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+BASE_URL_ENV = "OPENAI_BASE_URL"
+# Worth another try: timeouts, conflicts, rate limits and every server-side error.
+TRANSIENT_STATUS = {408, 409, 425, 429}
+
+
+class TransientHTTPError(BackendError):
+    """A failure that may well go away when the same request is sent again."""
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+@register_inference("openai_compatible")
+class OpenAICompatibleClient:
+    """Chat completions from an OpenAI-compatible endpoint, retried with exponential backoff."""
+
+    class Config(Strict):
+        model: str | None = Field(
+            None, description="Model id the endpoint serves (e.g. gpt-4o-mini). Required."
+        )
+        base_url: str | None = Field(
+            None,
+            description=f"API root, up to /v1. None: ${BASE_URL_ENV}, else {DEFAULT_BASE_URL}.",
+        )
+        api_key_env: str | None = Field(
+            "OPENAI_API_KEY",
+            description="NAME of the environment variable holding the API key (the key itself "
+            "never goes in a config). Unset variable or None: no Authorization header (local "
+            "servers).",
+        )
+        timeout_s: float = Field(60.0, gt=0, description="Seconds to wait for one response.")
+        max_attempts: int = Field(3, ge=1, description="Tries per call, the first included.")
+        backoff_s: float = Field(
+            1.0, ge=0, description="Wait after the first failed try; doubles per try."
+        )
+        max_backoff_s: float = Field(30.0, ge=0, description="Longest wait between tries.")
+        extra_body: dict[str, Any] = Field(
+            default_factory=dict,
+            description="Extra request fields (top_p, seed, a vendor's options), sent as given.",
+        )
+
+    def __init__(
+        self,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        on_retry: Callable[[int, BaseException, float], None] | None = None,
+        **params: Any,
+    ):
+        """``sleep`` and ``on_retry`` (told of every retry) are for tests and the eval harness."""
+        self.cfg = self.Config(**params)
+        if not self.cfg.model:
+            raise ConfigError(
+                "the openai_compatible inference client needs `model` (the API's model id)"
+            )
+        base = self.cfg.base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
+        self.url = base.rstrip("/") + "/chat/completions"
+        self._sleep, self._on_retry = sleep, on_retry
+
+    def generate(
+        self,
+        *,
+        prompt: str | list[dict[str, Any]],
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        stop: Sequence[str] | None = None,
+    ) -> str:
+        messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+        body: dict[str, Any] = {
+            **self.cfg.extra_body,
+            "model": self.cfg.model,
+            "messages": messages,
+            "max_tokens": max_tokens,
+            "temperature": temperature,
+        }
+        if stop:
+            body["stop"] = list(stop)
+        payload = json.dumps(body).encode("utf-8")
+        return call_with_retry(
+            lambda: self._post(payload),
+            max_attempts=self.cfg.max_attempts,
+            backoff_s=self.cfg.backoff_s,
+            max_backoff_s=self.cfg.max_backoff_s,
+            retry_if=lambda exc: isinstance(exc, TransientHTTPError),
+            on_retry=self._on_retry,
+            sleep=self._sleep,
+        )
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        key = os.environ.get(self.cfg.api_key_env) if self.cfg.api_key_env else None
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        return headers
+
+    def _post(self, payload: bytes) -> str:
+        request = urllib.request.Request(self.url, data=payload, headers=self._headers())
+        try:
+            with urllib.request.urlopen(request, timeout=self.cfg.timeout_s) as response:
+                raw = response.read()
+        except urllib.error.HTTPError as exc:
+            raise self._http_error(exc) from None
+        except (urllib.error.URLError, HTTPException, OSError) as exc:  # refused, reset, timeout
+            reason = getattr(exc, "reason", exc)
+            raise TransientHTTPError(f"{self.url}: {type(reason).__name__}: {reason}") from None
+        try:
+            content = json.loads(raw)["choices"][0]["message"].get("content")
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+            raise BackendError(
+                f"{self.url}: not a chat-completions response: {raw[:200]!r}"
+            ) from None
+        return content or ""  # None when the model refused or only called tools
+
+    def _http_error(self, exc: urllib.error.HTTPError) -> BackendError:
+        detail = exc.read()[:300].decode("utf-8", "replace").strip()
+        message = f"{self.url}: HTTP {exc.code} {exc.reason}: {detail}"
+        if exc.code in TRANSIENT_STATUS or exc.code >= 500:
+            retry_after = exc.headers.get("Retry-After") if exc.headers else None
+            try:
+                seconds = float(retry_after) if retry_after else None
+            except ValueError:  # an HTTP date: fall back to the backoff schedule
+                seconds = None
+            return TransientHTTPError(message, retry_after=seconds)
+        if exc.code in (401, 403) and self.cfg.api_key_env:
+            present = "is set" if os.environ.get(self.cfg.api_key_env) else "is NOT set"
+            message += f" (the API key variable {self.cfg.api_key_env} {present})"
+        return BackendError(message)

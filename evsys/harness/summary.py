@@ -1,0 +1,52 @@
+"""``format_summary_markdown``: an eval summary for people (summary.md)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from evsys.harness.evaluate import EvalSummary
+
+MAX_FAILURES_LISTED = 20
+
+
+def format_summary_markdown(summary: EvalSummary, title: str | None = None) -> str:
+    """Headline metrics, then per-key breakdowns, then the retry report: every failed call."""
+    s = summary
+    lines = [
+        f"# {title or f'Eval of {s.model}'}",
+        "",
+        f"- model: `{s.model}` (inference: `{s.inference_kind}`)",
+        f"- dataset: `{s.dataset or '(rows given directly)'}`",
+        f"- rows: {s.n_rows} × {s.num_samples} sample{'s' * (s.num_samples != 1)}, "
+        f"{s.seconds:.1f} s",
+        "",
+        "| metric | value |",
+        "| --- | ---: |",
+    ]
+    headline = {k: v for k, v in s.metrics.items() if "/" not in k}
+    breakdowns = {k: v for k, v in s.metrics.items() if "/" in k}
+    lines += [f"| {k} | {v:.4g} |" for k, v in headline.items()]
+    if breakdowns:
+        lines += ["", "## Breakdown", "", "| metric | value |", "| --- | ---: |"]
+        lines += [f"| {k} | {v:.4g} |" for k, v in sorted(breakdowns.items())]
+    report = s.retry_report
+    lines += ["", "## Retries", ""]
+    if not report.total_failures:
+        lines.append(f"Every call succeeded ({report.retries} retried attempts).")
+    else:
+        lines += [
+            f"**{report.total_failures} calls failed after all attempts** "
+            f"(rows {', '.join(map(str, report.failed_rows))}; scored as wrong); "
+            f"{report.retries} retried attempts in all.",
+            "",
+            "| row | id | sample | attempts | error |",
+            "| ---: | --- | ---: | ---: | --- |",
+        ]
+        shown = sorted(report.failures, key=lambda f: (f.index, f.sample))[:MAX_FAILURES_LISTED]
+        for f in shown:
+            error = f.error.replace("|", "\\|").replace("\n", " ")
+            lines.append(f"| {f.index} | {f.row_id} | {f.sample} | {f.attempts} | {error} |")
+        if report.total_failures > len(shown):
+            lines.append(f"\n… and {report.total_failures - len(shown)} more in summary.json.")
+    return "\n".join(lines) + "\n"
