@@ -62,6 +62,17 @@ def phase_steps(result: RunResult) -> int:
     return int(result.metrics.get("train/steps", 0))
 
 
+def chained_result(ctx: RunContext, checkpoint: str | None, metrics: dict[str, float]) -> RunResult:
+    """The run's result after its last phase: that phase's checkpoint stands for the run."""
+    ctx.log_store.log_artifact("final_checkpoint", str(checkpoint))
+    return RunResult(
+        run_id=ctx.run_id,
+        status="completed",
+        metrics=metrics,
+        artifacts={"final_checkpoint": str(checkpoint)},
+    )
+
+
 class StepOffsetLogStore:
     """A log store whose steps continue after ``offset`` (the steps of earlier phases)."""
 

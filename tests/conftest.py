@@ -119,5 +119,19 @@ def install_plugin(
     return site
 
 
+def run_in_process(overrides: list[str], run_dir: Path) -> Any:
+    """Compose, validate and run one arm in this process, as ``python -m evsys`` would."""
+    from evsys.compose.compose import compose_and_validate
+    from evsys.run.runner import run_arm
+
+    _, config = compose_and_validate(overrides)
+    return run_arm(config, run_dir, overrides=overrides)
+
+
+def metrics_lines(run_dir: Path) -> list[dict[str, Any]]:
+    """Every line of a run's metrics.jsonl."""
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
 def run_results(root: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(root.rglob("run_result.json"))]

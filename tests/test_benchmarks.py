@@ -7,22 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO, run_evsys
+from conftest import REPO, metrics_lines, run_evsys, run_in_process
 
 from evsys.compose.compose import compose_and_validate
-from evsys.run.runner import ArmOutcome, run_arm
 
 VALIDATION = REPO / "data" / "tool_selection" / "validation"
 BENCHMARK = REPO / "data" / "tool_selection" / "benchmark"
-
-
-def run(overrides: list[str], run_dir: Path) -> ArmOutcome:
-    _, config = compose_and_validate(overrides)
-    return run_arm(config, run_dir, overrides=overrides)
-
-
-def metrics_lines(run_dir: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
 def benchmarks(*entries: str) -> str:
@@ -35,7 +25,7 @@ TEST = f"{{path: '{BENCHMARK}'}}"
 
 def test_val_is_scored_in_the_loop_and_test_after_training(workdir: Path) -> None:
     overrides = ["algorithm.params.max_steps=40", "eval.baseline=true", benchmarks(VAL, TEST)]
-    record = run(overrides, workdir / "r").record
+    record = run_in_process(overrides, workdir / "r").record
     assert record["status"] == "completed", record["error"]
 
     # The val curve: every 10 steps, on the live policy, so it climbs as the policy learns.
@@ -82,7 +72,7 @@ def test_plain_prompt_rows_and_a_metadata_name_work(workdir: Path) -> None:
     rows = [{"prompt": "Email Dana the report is ready", "answer": "GMAIL_SEND_EMAIL", "k": "a"}]
     (bench / "tasks.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (bench / "metadata.yaml").write_text("name: mini\nbreakdown_keys: [k]\n")
-    record = run(
+    record = run_in_process(
         [
             "algorithm.params.max_steps=2",
             "eval.enabled=false",

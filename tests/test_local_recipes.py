@@ -4,31 +4,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
-from conftest import REPO, require  # noqa: E402
+from conftest import REPO, metrics_lines, require, run_in_process  # noqa: E402
 
 require("trl", "pip install 'evsys[local]'")
 require("peft", "pip install 'evsys[local]'")
 
 from evsys.backends.local.inference import LocalInferenceClient  # noqa: E402
-from evsys.compose.compose import compose_and_validate  # noqa: E402
-from evsys.run.runner import ArmOutcome, run_arm  # noqa: E402
+from evsys.run.runner import ArmOutcome  # noqa: E402
 from evsys.verifiers import register_verifier_fn  # noqa: E402
 
 TINY = "evsys/tiny-llama"
 LOCAL = ["backend=local", "model=tiny", "eval.max_tokens=8", "eval.n_samples=4"]
 VALIDATION = REPO / "data" / "tool_selection" / "validation"
-
-
-def run(overrides: list[str], run_dir: Path) -> ArmOutcome:
-    _, config = compose_and_validate(overrides)
-    return run_arm(config, run_dir, overrides=overrides)
-
-
-def metrics_lines(run_dir: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +35,7 @@ def combo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[ArmOutcome, Pat
         f"+algorithm.params.phases={phases}",
         f"+metadata.benchmark={val}",
     ]
-    return run(overrides, run_dir), run_dir
+    return run_in_process(overrides, run_dir), run_dir
 
 
 def test_combo_rl_starts_from_the_sft_adapter(combo_run: tuple[ArmOutcome, Path]) -> None:
@@ -98,7 +87,7 @@ def test_sdft_trains_on_the_samples_its_verifier_keeps(
         "algorithm.params.rounds=2",
         "data.limit=8",
     ]
-    record = run(overrides, workdir / "r").record
+    record = run_in_process(overrides, workdir / "r").record
     assert record["status"] == "completed", record["error"]
     samples = (workdir / "r/phases/0_sft/samples.jsonl").read_text().splitlines()
     assert 0 < len(samples) == record["metrics"]["phase/0_sft/sdft/accepted"] <= 8
@@ -123,7 +112,7 @@ def test_distill_pulls_the_student_towards_its_teacher(
         "algorithm.params.max_tokens=8",
         "algorithm.params.learning_rate=5e-3",
     ]
-    record = run(overrides, workdir / "r").record
+    record = run_in_process(overrides, workdir / "r").record
     assert record["status"] == "completed", record["error"]
     losses = [m["train/loss"] for m in metrics_lines(workdir / "r") if "train/loss" in m]
     assert len(losses) == 4 and losses[-1] < losses[0]

@@ -4,40 +4,31 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
-from conftest import REPO
+from conftest import REPO, metrics_lines, run_in_process
 
 from evsys.answers import extract_answer
 from evsys.compose.compose import compose_and_validate
 from evsys.errors import ConfigError
-from evsys.run.runner import ArmOutcome, run_arm
 
 TRAIN = REPO / "data" / "tool_selection" / "train.jsonl"
-
-
-def run(overrides: list[str], run_dir: Path) -> ArmOutcome:
-    _, config = compose_and_validate(overrides)
-    return run_arm(config, run_dir, overrides=overrides)
-
-
-def metrics_lines(run_dir: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
 @pytest.fixture(scope="module")
 def teacher(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A trained mock checkpoint: the starting point of sdft and the teacher of distill."""
     run_dir = tmp_path_factory.mktemp("teacher")
-    record = run(["algorithm.params.max_steps=40"], run_dir).record
+    record = run_in_process(["algorithm.params.max_steps=40"], run_dir).record
     assert record["metrics"]["eval/exact_match"] >= 0.7
     return record["artifacts"]["final_checkpoint"]
 
 
 def test_combo_chains_phases_from_checkpoint_to_checkpoint(workdir: Path) -> None:
     phases = "[{kind: sft, params: {max_steps: 20}}, {kind: rl, params: {max_steps: 6}}]"
-    record = run(["algorithm=combo", f"+algorithm.params.phases={phases}"], workdir / "r").record
+    record = run_in_process(
+        ["algorithm=combo", f"+algorithm.params.phases={phases}"], workdir / "r"
+    ).record
     assert record["status"] == "completed", record["error"]
 
     phase_dirs = workdir / "r" / "phases"
@@ -68,7 +59,7 @@ def test_a_bad_phase_is_reported_with_its_path() -> None:
 
 
 def test_sdft_learns_from_its_own_verified_samples(workdir: Path, teacher: str) -> None:
-    record = run(
+    record = run_in_process(
         [
             "algorithm=sdft",
             f"model.load_checkpoint_path={teacher}",
@@ -94,7 +85,7 @@ def test_sdft_learns_from_its_own_verified_samples(workdir: Path, teacher: str) 
 
 
 def test_sdft_with_nothing_accepted_says_what_to_change(workdir: Path) -> None:
-    record = run(["algorithm=sdft", "algorithm.params.rounds=1"], workdir / "r").record
+    record = run_in_process(["algorithm=sdft", "algorithm.params.rounds=1"], workdir / "r").record
     assert record["status"] == "failed"
     assert "accepted none of" in record["error"]
     assert "samples_per_prompt" in record["error"]
@@ -102,7 +93,7 @@ def test_sdft_with_nothing_accepted_says_what_to_change(workdir: Path) -> None:
 
 def test_distill_moves_the_student_towards_the_teacher(workdir: Path, teacher: str) -> None:
     common = ["algorithm=distill", "algorithm.params.teacher=mock"]
-    record = run(
+    record = run_in_process(
         [
             *common,
             f"algorithm.params.teacher_checkpoint={teacher}",
@@ -116,6 +107,6 @@ def test_distill_moves_the_student_towards_the_teacher(workdir: Path, teacher: s
     assert losses[-1] < losses[0]
     assert record["metrics"]["eval/exact_match"] >= 0.5
 
-    no_teacher = run(common, workdir / "s").record
+    no_teacher = run_in_process(common, workdir / "s").record
     assert no_teacher["status"] == "failed"
     assert "teacher_checkpoint" in no_teacher["error"]

@@ -7,22 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from evsys.compose.compose import compose_and_validate
-from evsys.run.runner import ArmOutcome, run_arm
-
-
-def run(overrides: list[str], run_dir: Path) -> ArmOutcome:
-    _, config = compose_and_validate(overrides)
-    return run_arm(config, run_dir, overrides=overrides)
-
-
-def metrics_lines(run_dir: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+from conftest import metrics_lines, run_in_process
 
 
 def test_sft_trains_checkpoints_and_evaluates(workdir: Path) -> None:
-    outcome = run(
+    outcome = run_in_process(
         ["algorithm.params.max_steps=30", "algorithm.params.save_every=10"], workdir / "r"
     )
     record = outcome.record
@@ -45,23 +34,31 @@ def test_sft_trains_checkpoints_and_evaluates(workdir: Path) -> None:
 
 
 def test_training_beats_the_untrained_model(workdir: Path) -> None:
-    trained = run(["algorithm.params.max_steps=40"], workdir / "a").record
-    untrained = run(
+    trained = run_in_process(["algorithm.params.max_steps=40"], workdir / "a").record
+    untrained = run_in_process(
         ["algorithm.params.max_steps=1", "algorithm.params.learning_rate=1e-9"], workdir / "b"
     ).record
     assert trained["metrics"]["eval/exact_match"] > untrained["metrics"]["eval/exact_match"] + 0.3
 
 
 def test_runs_are_deterministic_by_seed(workdir: Path) -> None:
-    first = run(["seed=3", "algorithm.params.max_steps=12"], workdir / "a").record["metrics"]
-    again = run(["seed=3", "algorithm.params.max_steps=12"], workdir / "b").record["metrics"]
-    other = run(["seed=4", "algorithm.params.max_steps=12"], workdir / "c").record["metrics"]
+    first = run_in_process(["seed=3", "algorithm.params.max_steps=12"], workdir / "a").record[
+        "metrics"
+    ]
+    again = run_in_process(["seed=3", "algorithm.params.max_steps=12"], workdir / "b").record[
+        "metrics"
+    ]
+    other = run_in_process(["seed=4", "algorithm.params.max_steps=12"], workdir / "c").record[
+        "metrics"
+    ]
     assert first == again
     assert first != other
 
 
 def test_rl_rewards_rise(workdir: Path) -> None:
-    outcome = run(["experiment=rl_arithmetic", "algorithm.params.max_steps=40"], workdir / "r")
+    outcome = run_in_process(
+        ["experiment=rl_arithmetic", "algorithm.params.max_steps=40"], workdir / "r"
+    )
     assert outcome.record["status"] == "completed", outcome.record["error"]
     rewards = [
         m["train/reward_mean"] for m in metrics_lines(workdir / "r") if "train/reward_mean" in m
@@ -72,7 +69,7 @@ def test_rl_rewards_rise(workdir: Path) -> None:
 
 
 def test_a_failing_run_is_recorded_with_its_error(workdir: Path) -> None:
-    outcome = run(["backend.params.fail_at_step=3"], workdir / "r")
+    outcome = run_in_process(["backend.params.fail_at_step=3"], workdir / "r")
     record = json.loads((workdir / "r" / "run_result.json").read_text())
     assert record["status"] == "failed"
     assert record["error"] == "BackendError: mock backend failed at step 3 (fail_at_step=3)"
@@ -85,14 +82,14 @@ def test_a_failing_run_is_recorded_with_its_error(workdir: Path) -> None:
 def test_a_broken_data_line_fails_the_run_as_bad_input(workdir: Path) -> None:
     data = workdir / "train.jsonl"
     data.write_text('{"prompt": "a", "answer": "b"}\n{"prompt": oops}\n')
-    outcome = run([f"data.path={data}", "data.eval_path=null"], workdir / "r")
+    outcome = run_in_process([f"data.path={data}", "data.eval_path=null"], workdir / "r")
     assert outcome.record["status"] == "failed"
     assert f"{data}:2" in outcome.record["error"]
     assert outcome.bad_input
 
 
 def test_eval_failure_does_not_fail_the_run(workdir: Path) -> None:
-    outcome = run(["data.eval_path=missing.jsonl"], workdir / "r")
+    outcome = run_in_process(["data.eval_path=missing.jsonl"], workdir / "r")
     assert outcome.record["status"] == "completed"
     assert "missing.jsonl" in outcome.record["extras"]["eval_error"]
     assert not any(k.startswith("eval/") for k in outcome.record["metrics"])
@@ -100,23 +97,25 @@ def test_eval_failure_does_not_fail_the_run(workdir: Path) -> None:
 
 def test_the_record_makes_the_run_reproducible(workdir: Path) -> None:
     overrides = ["seed=5", "algorithm.params.max_steps=2"]
-    record = run(overrides, workdir / "r").record
+    record = run_in_process(overrides, workdir / "r").record
     assert record["overrides"] == overrides
     assert record["config"]["seed"] == 5
     assert len(record["config_hash"]) == 16
     assert record["versions"]["hydra-core"].startswith("1.3")
     assert {"python", "evsys", "pydantic", "omegaconf"} <= set(record["versions"])
-    same = run(overrides, workdir / "again").record
+    same = run_in_process(overrides, workdir / "again").record
     assert same["config_hash"] == record["config_hash"]
     assert (
-        run(["seed=6", "algorithm.params.max_steps=2"], workdir / "x").record["config_hash"]
+        run_in_process(["seed=6", "algorithm.params.max_steps=2"], workdir / "x").record[
+            "config_hash"
+        ]
         != record["config_hash"]
     )
 
 
 def test_secrets_never_reach_the_record(workdir: Path, clean_registries: None) -> None:
     secret = "tml-very-secret-key"
-    outcome = run(
+    outcome = run_in_process(
         ["+metadata.notes.api_key=" + secret, "algorithm.params.max_steps=1"], workdir / "r"
     )
     text = "\n".join(p.read_text() for p in (workdir / "r").rglob("*") if p.is_file())
@@ -140,14 +139,14 @@ def test_teardown_runs_even_when_training_raises(workdir: Path, clean_registries
     from evsys.registry import register_algorithm
 
     register_algorithm("sft", backend="mock_spy")(MockSFT)
-    outcome = run(["backend=mock_spy", "backend.params.fail_at_step=1"], workdir / "r")
+    outcome = run_in_process(["backend=mock_spy", "backend.params.fail_at_step=1"], workdir / "r")
     assert outcome.record["status"] == "failed"
     assert torn_down == [True]
 
 
 @pytest.mark.parametrize("store", ["jsonl", "tensorboard"])
 def test_log_store_choice(workdir: Path, store: str) -> None:
-    outcome = run([f"log_store={store}", "algorithm.params.max_steps=3"], workdir / "r")
+    outcome = run_in_process([f"log_store={store}", "algorithm.params.max_steps=3"], workdir / "r")
     assert outcome.record["status"] == "completed", outcome.record["error"]
     expected = workdir / "r" / ("metrics.jsonl" if store == "jsonl" else "tensorboard")
     assert expected.exists()

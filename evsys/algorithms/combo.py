@@ -8,7 +8,7 @@ from pydantic import Field
 
 from evsys.config import AlgorithmConfig, DataConfig, Strict
 from evsys.data.sources import apply_transforms, load_rows
-from evsys.phases import phase_steps, run_phase
+from evsys.phases import chained_result, phase_steps, run_phase
 from evsys.protocols import RunContext, RunResult
 from evsys.registry import register_algorithm
 
@@ -64,10 +64,4 @@ class Combo:
             last = result.metrics
         metrics |= last  # the last phase's values stand for the run
         metrics["train/steps"] = float(steps)
-        ctx.log_store.log_artifact("final_checkpoint", checkpoint)
-        return RunResult(
-            run_id=ctx.run_id,
-            status="completed",
-            metrics=metrics,
-            artifacts={"final_checkpoint": checkpoint},
-        )
+        return chained_result(ctx, checkpoint, metrics)

@@ -10,7 +10,7 @@ from evsys.algorithms.sft import SFT
 from evsys.config import VerifierSpec
 from evsys.errors import TrainingError
 from evsys.files import write_jsonl_atomically
-from evsys.phases import phase_steps, run_phase
+from evsys.phases import chained_result, phase_steps, run_phase
 from evsys.protocols import Row, RunContext, RunResult
 from evsys.registry import VERIFIERS, register_algorithm
 from evsys.rows import prompt_messages, prompt_text
@@ -93,13 +93,7 @@ class SDFT:
             metrics |= {f"phase/{name}/{k}": v for k, v in result.metrics.items()}
             metrics |= result.metrics
         metrics |= {"train/steps": float(steps), "sdft/rounds": float(round_index + 1)}
-        ctx.log_store.log_artifact("final_checkpoint", str(checkpoint))
-        return RunResult(
-            run_id=ctx.run_id,
-            status="completed",
-            metrics=metrics,
-            artifacts={"final_checkpoint": str(checkpoint)},
-        )
+        return chained_result(ctx, checkpoint, metrics)
 
     def _accepted(self, verifier: Any, rows: list[Row], completions: list[str]) -> list[Row]:
         """Chat rows of the accepted completions, at most ``max_accepted_per_prompt`` distinct
