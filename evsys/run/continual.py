@@ -116,6 +116,10 @@ def run_continual(
             log_store.log_metrics(
                 {k: v for k, v in prefixed.items() if "/train/" not in k}, step=steps
             )
+    except Exception:
+        # The stages that did train stay on record; the runner records the failure itself.
+        write_text_atomically(run_dir / CONTINUAL_MD, render_matrix(config.name, stages, matrix))
+        raise
     finally:
         train.close()
 
@@ -123,8 +127,7 @@ def run_continual(
     metrics |= trained | final | summary_metrics(stages, [s for _, s in matrix[-len(stages) :]])
     metrics["train/steps"] = float(steps)
     log_store.log_artifact("final_checkpoint", checkpoint)
-    table = render_matrix(config.name, stages, matrix)
-    write_text_atomically(run_dir / CONTINUAL_MD, table)
+    write_text_atomically(run_dir / CONTINUAL_MD, render_matrix(config.name, stages, matrix))
     extras: dict[str, Any] = dict(scorer.errors)
     extras["continual"] = {
         "stages": [stage.label for stage in stages],
