@@ -57,6 +57,9 @@ _EXPORTS = {
     "compose_and_validate": "evsys.compose.compose",
     "validate_experiment": "evsys.validation",
     "run_arm": "evsys.run.runner",
+    "Experiment": "evsys.experiment",
+    "ExperimentResult": "evsys.experiment",
+    "ArmResult": "evsys.experiment",
     # errors
     "EvsysError": "evsys.errors",
     "ConfigError": "evsys.errors",
