@@ -252,6 +252,24 @@ def test_a_bad_arm_refuses_the_run_before_anything_is_written(tmp_path: Path) ->
     assert not (tmp_path / "run").exists()
 
 
+def test_a_continual_sweep_concludes_on_the_chains(tmp_path: Path) -> None:
+    """Two adapter sizes, each chain (tool selection, then arithmetic) over the file's 3 seeds."""
+    experiment = Experiment.from_file("continual_mock", ["algorithm.params.lora_rank=8,24"])
+    result = experiment.run(tmp_path / "sweep")
+
+    assert len(result.arms) == 6 and not result.failed
+    tools = "eval/tool_selection/exact_match"
+    for arm in result.arms:
+        assert arm.run_dir is not None and (arm.run_dir / "continual.md").is_file()
+        learnt = arm.metrics[f"stage/0_tool_selection/{tools}"]
+        kept = arm.metrics[f"stage/1_arithmetic/{tools}"]
+        if arm.config is not None and arm.config.algorithm.params["lora_rank"] == 8:
+            assert kept < learnt  # the small adapter forgets tool selection
+    outcome = result.conclusion.splitlines()[1]
+    assert outcome.startswith("`algorithm.params.lora_rank=24` is best on `eval/exact_match`")
+    assert "The difference exceeds the spread across seeds" in outcome
+
+
 # -- injected dependencies ----------------------------------------------------------------------
 
 
