@@ -23,6 +23,8 @@ _EXPORTS = {
     "Metadata": "evsys.config",
     "BenchmarkSpec": "evsys.config",
     "SuccessMetric": "evsys.config",
+    "ContinualConfig": "evsys.config",
+    "ContinualStage": "evsys.config",
     "MetricSpec": "evsys.config",
     "VerifierSpec": "evsys.config",
     "TransformSpec": "evsys.config",
