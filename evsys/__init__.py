@@ -23,6 +23,8 @@ _EXPORTS = {
     "Metadata": "evsys.config",
     "BenchmarkSpec": "evsys.config",
     "SuccessMetric": "evsys.config",
+    "ContinualConfig": "evsys.config",
+    "ContinualStage": "evsys.config",
     "MetricSpec": "evsys.config",
     "VerifierSpec": "evsys.config",
     "TransformSpec": "evsys.config",
@@ -74,6 +76,9 @@ _EXPORTS = {
     "load_eval_dataset": "evsys.harness",
     "DEFAULT_SYSTEM": "evsys.harness",
     "DEFAULT_SYSTEM_NO_THINK": "evsys.harness",
+    "Experiment": "evsys.experiment",
+    "ExperimentResult": "evsys.experiment",
+    "ArmResult": "evsys.experiment",
     # errors
     "EvsysError": "evsys.errors",
     "ConfigError": "evsys.errors",

@@ -274,6 +274,40 @@ class Metadata(Strict):
         return [value] if isinstance(value, dict) else value
 
 
+# -- continual learning --------------------------------------------------------------------------
+
+STAGE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+
+class ContinualStage(DataConfig):
+    """One stage of a continual run: a dataset, named, trained on after the stages before it."""
+
+    name: str = Field(
+        pattern=STAGE_NAME_PATTERN,
+        description="Names the stage in metric keys (stage/<i>_<name>/…) and directories.",
+    )
+
+
+class ContinualConfig(Strict):
+    """Train once per dataset, in order, each stage from the previous stage's final checkpoint."""
+
+    datasets: list[ContinualStage] = Field(
+        min_length=1,
+        description="One training stage per entry, chained in order. After every stage the "
+        "model is scored on every stage's eval set (eval_path, else its training rows) and on "
+        "the `test` benchmarks. The run's own `data` is not trained on.",
+    )
+
+    @field_validator("datasets")
+    @classmethod
+    def _unique_names(cls, stages: list[ContinualStage]) -> list[ContinualStage]:
+        names = [stage.name for stage in stages]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"stage names must be unique; repeated: {', '.join(repeated)}")
+        return stages
+
+
 # -- the composed config ----------------------------------------------------------------------
 
 
@@ -300,6 +334,11 @@ class ExperimentConfig(RunConfig):
     metadata: Metadata = Field(default_factory=Metadata)
     parent_experiment_id: str | None = Field(
         None, description="The experiment this one evolved from (lineage)."
+    )
+    continual: ContinualConfig | None = Field(
+        None,
+        description="Continual learning: train on these datasets in order instead of on `data`, "
+        "scoring every stage on every stage's eval set. None: one training run on `data`.",
     )
 
     def run_config(self) -> RunConfig:

@@ -63,6 +63,12 @@ def format_run_summary(record: dict[str, Any]) -> str:
     ]
     if before:
         lines += ["", "  before and after training:", *_before_after(before, metrics)]
+    continual = (record.get("extras") or {}).get("continual")
+    if continual:  # the stage × eval-set matrix of a continual run
+        from evsys.run.continual import format_matrix
+
+        table = format_matrix(record.get("name", ""), continual["eval_sets"], continual["rows"])
+        lines += ["", *("  " + line if line else "" for line in table.splitlines()[2:])]
     return "\n".join(lines)
 
 

@@ -58,7 +58,7 @@ def test_hydra_flags_behave_as_in_any_hydra_app(workdir: Path) -> None:
     assert (
         "algorithm: combo, distill, rl, sdft, sft, sft_quick, sft_small_model" in help_text.stdout
     )
-    assert "experiment: lora_rank, quickstart, rl_arithmetic" in help_text.stdout
+    assert "experiment: continual_mock, lora_rank, quickstart, rl_arithmetic" in help_text.stdout
 
     info = run_evsys("--info", "searchpath", cwd=workdir)
     assert info.returncode == 0

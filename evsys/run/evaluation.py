@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +16,20 @@ from evsys.registry import BACKENDS, INFERENCE_CLIENTS, METRICS
 from evsys.rows import prompt_messages
 from evsys.training import progress_bar
 
+log = logging.getLogger(__name__)
+
 PREDICTIONS = "predictions.jsonl"
+
+
+@contextmanager
+def best_effort(what: str, run_name: str, errors: dict[str, Any]) -> Iterator[None]:
+    """Eval is best effort: it never fails a trained run; a failure is logged and kept in
+    ``errors`` as ``<what>_error``."""
+    try:
+        yield
+    except Exception as exc:
+        log.warning("%s of run %s failed and was skipped: %s", what, run_name, exc)
+        errors[f"{what}_error"] = f"{type(exc).__name__}: {exc}"
 
 
 def eval_rows(config: ExperimentConfig, store: DataStore, train_rows: list[Row]) -> list[Row]:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import logging
 import traceback
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,7 +21,9 @@ from evsys.errors import ConfigError, DataError
 from evsys.harness.baselines import score_api_baselines
 from evsys.protocols import LogStore, RunContext, RunResult
 from evsys.registry import BACKENDS, DATA_STORES, LOG_STORES, resolve_algorithm
-from evsys.run.evaluation import build_inference_client, eval_rows, evaluate
+from evsys.run.continual import run_continual
+from evsys.run.dependencies import DEFAULT, ArmDependencies
+from evsys.run.evaluation import best_effort, eval_rows, evaluate
 from evsys.run.record import git_state, new_run_id, write_run_result
 
 log = logging.getLogger(__name__)
@@ -41,9 +41,18 @@ class ArmOutcome:
 
 
 def run_arm(
-    config: ExperimentConfig, run_dir: Path, *, overrides: list[str] | tuple[str, ...] = ()
+    config: ExperimentConfig,
+    run_dir: Path,
+    *,
+    overrides: list[str] | tuple[str, ...] = (),
+    dependencies: ArmDependencies = DEFAULT,
 ) -> ArmOutcome:
-    """Run one arm in ``run_dir`` and record it there; returns the result and the record."""
+    """Run one arm in ``run_dir`` and record it there; returns the result and the record.
+
+    ``dependencies`` replace the training, the inference client or the benchmarks (tests, and
+    :class:`evsys.Experiment` callers who inject their own); the lifecycle stays the same.
+    """
+    deps = dependencies
     run_dir.mkdir(parents=True, exist_ok=True)
     started_at = datetime.now(UTC)
     run_id = new_run_id(config.name)
@@ -55,41 +64,16 @@ def run_arm(
         log_store = LOG_STORES.build(
             config.log_store.kind, config.log_store.params, run_dir=run_dir
         )
-        rows = apply_transforms(load_rows(config.data, data_store), config.data.transforms)
-        benchmarks = load_benchmarks(config, data_store)  # a bad path fails now, not after training
-        baseline, baseline_errors = {}, {}
-        if config.eval.baseline:  # the starting model, scored as the trained one will be
-            baseline = _best_effort_eval(
-                config,
-                config.model.load_checkpoint_path,
-                data_store,
-                rows,
-                benchmarks,
-                run_dir,
-                label="baseline",
-                errors=baseline_errors,
+        # A bad benchmark path fails now, not after training.
+        benchmarks = (
+            deps.benchmarks if deps.benchmarks is not None else load_benchmarks(config, data_store)
+        )
+        if config.continual is not None:  # a chain of stages, each scored on every eval set
+            result = run_continual(config, run_id, run_dir, data_store, log_store, benchmarks, deps)
+        else:
+            result = _train_and_score(
+                config, run_id, run_dir, data_store, log_store, benchmarks, deps
             )
-        # API models under a test benchmark's `models`: scored once, whatever training does.
-        baseline |= score_api_baselines(config, benchmarks, run_dir, baseline_errors)
-        if baseline:
-            log_store.log_metrics(baseline, step=0)
-        result = _train(config, run_id, run_dir, data_store, log_store, rows, benchmarks)
-        result.metrics.update(baseline)
-        result.extras.update(baseline_errors)
-        if result.status == "completed":
-            eval_metrics = _best_effort_eval(
-                config,
-                result.artifacts.get("final_checkpoint"),
-                data_store,
-                rows,
-                benchmarks,
-                run_dir,
-                label=None,
-                errors=result.extras,
-            )
-            if eval_metrics:
-                result.metrics.update(eval_metrics)
-                log_store.log_metrics(eval_metrics, step=int(result.metrics.get("train/steps", 0)))
     except Exception as exc:  # recorded, not raised: one arm's failure must not end a sweep
         error_type, trace = type(exc).__name__, traceback.format_exc()
         result = RunResult(run_id=run_id, status="failed", error=f"{error_type}: {exc}")
@@ -109,6 +93,58 @@ def run_arm(
         error_type=error_type,
     )
     return ArmOutcome(result=result, record=record)
+
+
+def _train_and_score(
+    config: ExperimentConfig,
+    run_id: str,
+    run_dir: Path,
+    data_store: Any,
+    log_store: LogStore,
+    benchmarks: list[Benchmark],
+    deps: ArmDependencies,
+) -> RunResult:
+    """Baseline (if asked), training, then best-effort eval and test benchmarks."""
+    rows = apply_transforms(load_rows(config.data, data_store), config.data.transforms)
+    baseline, baseline_errors = {}, {}
+    if config.eval.baseline:  # the starting model, scored as the trained one will be
+        baseline = _best_effort_eval(
+            config,
+            config.model.load_checkpoint_path,
+            data_store,
+            rows,
+            benchmarks,
+            run_dir,
+            deps,
+            label="baseline",
+            errors=baseline_errors,
+        )
+    # API models under a test benchmark's `models`: scored once, whatever training does.
+    baseline |= score_api_baselines(config, benchmarks, run_dir, baseline_errors)
+    if baseline:
+        log_store.log_metrics(baseline, step=0)
+    if deps.train is not None:
+        result = deps.train(config, run_dir)
+    else:
+        result = _train(config, run_id, run_dir, data_store, log_store, rows, benchmarks)
+    result.metrics.update(baseline)
+    result.extras.update(baseline_errors)
+    if result.status == "completed":
+        eval_metrics = _best_effort_eval(
+            config,
+            result.artifacts.get("final_checkpoint"),
+            data_store,
+            rows,
+            benchmarks,
+            run_dir,
+            deps,
+            label=None,
+            errors=result.extras,
+        )
+        if eval_metrics:
+            result.metrics.update(eval_metrics)
+            log_store.log_metrics(eval_metrics, step=int(result.metrics.get("train/steps", 0)))
+    return result
 
 
 def _train(
@@ -164,6 +200,7 @@ def _best_effort_eval(
     train_rows: list[dict[str, Any]],
     benchmarks: list[Benchmark],
     run_dir: Path,
+    deps: ArmDependencies,
     *,
     label: str | None,
     errors: dict[str, Any],
@@ -177,31 +214,21 @@ def _best_effort_eval(
     out_dir = run_dir / label if label else run_dir
     prefix = f"{label}_" if label else ""
     client, metrics = None, {}
-    with _best_effort(f"{prefix}eval", config.name, errors):
-        client = build_inference_client(config, checkpoint)
+    with best_effort(f"{prefix}eval", config.name, errors):
+        client = deps.inference_client(config, checkpoint)
     if client is None:
         return {}
     if scored:
-        with _best_effort(f"{prefix}eval", config.name, errors):
+        with best_effort(f"{prefix}eval", config.name, errors):
             rows = eval_rows(config, data_store, train_rows)
             metrics |= evaluate(config, client, rows, out_dir, label=label or "eval")
     for benchmark in tests:
         # One benchmark that cannot be scored costs only its own scores.
-        with _best_effort(f"{prefix}benchmark_{benchmark.name}", config.name, errors):
+        with best_effort(f"{prefix}benchmark_{benchmark.name}", config.name, errors):
             metrics |= benchmark.score(
                 client, config.eval, split="test", predictions_dir=out_dir / "benchmarks"
             )
     return {f"{label}/{k}" if label else k: v for k, v in metrics.items()}
-
-
-@contextmanager
-def _best_effort(what: str, run_name: str, errors: dict[str, Any]) -> Iterator[None]:
-    """Eval is best effort: it never fails a trained run; a failure is logged and kept."""
-    try:
-        yield
-    except Exception as exc:
-        log.warning("%s of run %s failed and was skipped: %s", what, run_name, exc)
-        errors[f"{what}_error"] = f"{type(exc).__name__}: {exc}"
 
 
 def _close_quietly(log_store: LogStore) -> None:

@@ -100,6 +100,10 @@ class SweepSummary:
     failed: list[str]
     """Arms that finished without completing (``failed``, ``cancelled``)."""
     missing: list[str]
+    hypothesis: str = ""
+    """``metadata.hypothesis`` of the experiment."""
+    conclusion: str = ""
+    """What the results say about it (:func:`evsys.sweep.conclusion.conclude`)."""
 
     def to_dict(self) -> dict[str, Any]:
         """The ``sweep_result.json`` payload."""
@@ -133,19 +137,57 @@ def aggregate(sweep_dir: Path) -> SweepSummary:
     declared = (plan or {}).get("success_metric") or next(
         (_metadata_success_metric(r) for _, r in found if r is not None), None
     )
-    success = _success_metric(declared)
+    hypothesis = (plan or {}).get("hypothesis") or next(
+        (h for _, r in found if r is not None and (h := _metadata(r).get("hypothesis"))), ""
+    )
+    return summarize(name, sweep_dir, arms, declared, str(hypothesis))
+
+
+def summarize(
+    name: str,
+    directory: Path,
+    arms: list[ArmRow],
+    success_metric: Any,
+    hypothesis: str = "",
+) -> SweepSummary:
+    """Run groups, best arm and conclusion of ``arms``; ``success_metric`` as a config gives it
+    (a name, or ``{name, direction}``, or None)."""
+    success = _success_metric(success_metric)
     best_arm, best_value = _best(arms, success)
-    return SweepSummary(
+    summary = SweepSummary(
         name=name,
-        sweep_dir=sweep_dir,
+        sweep_dir=directory,
         success_metric=success,
         arms=arms,
-        groups=_groups(arms),
+        groups=run_groups(arms),
         best_arm=best_arm,
         best_value=best_value,
         failed=[a.name for a in arms if a.status not in (COMPLETED, MISSING)],
         missing=[a.name for a in arms if a.status == MISSING],
+        hypothesis=hypothesis,
     )
+    summary.conclusion = conclude_summary(summary)
+    return summary
+
+
+def conclude_summary(summary: SweepSummary) -> str:
+    from evsys.sweep.conclusion import conclude  # it imports this module
+
+    return conclude(
+        hypothesis=summary.hypothesis,
+        success_metric=summary.success_metric,
+        arms=summary.arms,
+        groups=summary.groups,
+        best_arm=summary.best_arm,
+        best_value=summary.best_value,
+    )
+
+
+def read_arm(
+    run_dir: Path, name: str, planned: dict[str, Any] | None = None
+) -> tuple[ArmRow, dict[str, Any] | None]:
+    """One run directory as an arm, and its finished ``run_result.json`` (None: none yet)."""
+    return _read_arm(run_dir.parent, name, run_dir.name, planned)
 
 
 def _read_arm(
@@ -250,8 +292,12 @@ def _fill_missing_group_ids(arms: list[ArmRow]) -> None:
             arm.group_id = by_overrides.get(key) or config_hash({"overrides": list(key)})
 
 
+def _metadata(record: dict[str, Any]) -> dict[str, Any]:
+    return (record.get("config") or {}).get("metadata") or {}
+
+
 def _metadata_success_metric(record: dict[str, Any]) -> Any:
-    return ((record.get("config") or {}).get("metadata") or {}).get("success_metric")
+    return _metadata(record).get("success_metric")
 
 
 def _success_metric(declared: Any) -> dict[str, str] | None:
@@ -302,7 +348,8 @@ def _stats(values: list[float]) -> MetricStats:
     return MetricStats(mean=statistics.fmean(values), std=std, n=len(values))
 
 
-def _groups(arms: list[ArmRow]) -> list[GroupRow]:
+def run_groups(arms: list[ArmRow]) -> list[GroupRow]:
+    """Arms grouped by ``group_id``, in order of first appearance, with mean ± std per metric."""
     members: dict[str, list[ArmRow]] = {}
     for arm in arms:
         members.setdefault(arm.group_id, []).append(arm)

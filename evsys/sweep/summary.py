@@ -69,6 +69,8 @@ def render_summary(summary: SweepSummary, plot_note: str | None = None) -> str:
         ],
     )
     lines += ["", _best_line(summary), ""]
+    if summary.conclusion:
+        lines += ["## Conclusion", "", *_markdown_lines(summary.conclusion), ""]
     if summary.failed:
         lines += ["## Failed arms", ""]
         for arm in summary.arms:
@@ -79,6 +81,12 @@ def render_summary(summary: SweepSummary, plot_note: str | None = None) -> str:
         lines += ["Missing (no finished run_result.json yet): " + ", ".join(summary.missing), ""]
     lines += [plot_note if plot_note is not None else _plot_on_disk(summary), ""]
     return "\n".join(lines)
+
+
+def _markdown_lines(text: str) -> list[str]:
+    """Lines of ``text`` as separate markdown lines (a trailing double space breaks the line)."""
+    lines = text.splitlines()
+    return [line + "  " for line in lines[:-1]] + lines[-1:]
 
 
 def _success_line(success: dict[str, str] | None) -> str:

@@ -25,7 +25,7 @@ from evsys.files import write_json_atomically
 from evsys.protocols import RunResult
 from evsys.report import format_problems
 from evsys.run.record import RUN_RESULT, new_run_id, write_run_result
-from evsys.sweep.aggregate import write_sweep_outputs
+from evsys.sweep.aggregate import SweepSummary, write_sweep_outputs
 from evsys.sweep.plan import Arm, SweepAxes, bad_arms, enumerate_arms, preflight
 
 log = logging.getLogger(__name__)
@@ -43,14 +43,19 @@ def plan_arms(
     )
 
 
-def sweeper_settings(overrides: list[str]) -> tuple[SweepAxes, str | None]:
+def sweeper_settings(
+    overrides: list[str], config_name: str | None = None
+) -> tuple[SweepAxes, str | None]:
     """``hydra.sweeper`` of the config these overrides compose (an experiment usually sets it)."""
     from omegaconf import OmegaConf
 
     from evsys.compose.compose import compose
 
-    fixed = [o for o in overrides if not _is_sweep(o)]
-    sweeper = OmegaConf.to_container(compose(fixed).hydra.sweeper, resolve=True)
+    fixed = [o for o in overrides if not is_sweep_override(o)]
+    composition = compose(fixed, config_name)
+    if composition.hydra is None:  # the defaults list failed: planning the arms reports why
+        return SweepAxes(), None
+    sweeper = OmegaConf.to_container(composition.hydra.sweeper, resolve=True)
     axes = SweepAxes(
         params={str(k): str(v) for k, v in (sweeper.get("params") or {}).items()},
         paired=[{str(k): str(v) for k, v in a.items()} for a in sweeper.get("paired") or []],
@@ -60,7 +65,8 @@ def sweeper_settings(overrides: list[str]) -> tuple[SweepAxes, str | None]:
     return axes, sweeper.get("name_template")
 
 
-def _is_sweep(line: str) -> bool:
+def is_sweep_override(line: str) -> bool:
+    """Whether an override line sweeps (``seed=1,2``, ``range(…)``, ``choice(…)``, ``glob(…)``)."""
     from evsys.compose.compose import _parse_line
 
     try:
@@ -105,13 +111,38 @@ def run_sweep(
         except ConfigError as exc:
             print(format_problems(exc.problems, header=exc.header), file=sys.stderr)
             return EXIT_BAD_INPUT
-    changed = _changed_since_plan(sweep_dir, arms)
+    changed = changed_since_plan(sweep_dir, arms)
     if changed:
         print(
             format_problems(changed, header=f"evsys: cannot resume {sweep_dir}:"), file=sys.stderr
         )
         return EXIT_BAD_INPUT
 
+    summary = launch_arms(sweep_dir, config, launcher, arms, max_batch_size)
+    print(f"evsys: sweep {sweep_dir}: {len(arms)} arms, summary in {sweep_dir / 'summary.md'}")
+    if summary.best_arm:
+        print(
+            f"  best arm: {summary.best_arm} ({summary.success_metric['name']} = {summary.best_value:.4g})"
+        )
+    for name in [*summary.failed, *summary.missing]:
+        print(f"  not completed: {name}")
+    if summary.conclusion:
+        print("", *(f"  {line}" for line in summary.conclusion.splitlines()), sep="\n")
+    return EXIT_OK if not (summary.failed or summary.missing) else EXIT_ARM_FAILED
+
+
+def launch_arms(
+    sweep_dir: Path,
+    config: DictConfig,
+    launcher: Any,
+    arms: list[Arm],
+    max_batch_size: int | None,
+) -> SweepSummary:
+    """Launch the arms of a validated sweep that have not completed yet; aggregate them all.
+
+    ``config`` is the sweep's config with its ``hydra`` node (saved as ``multirun.yaml``, which
+    ``evsys resume`` replays); ``launcher`` has Hydra's ``launch(jobs, initial_job_idx)``.
+    """
     sweep_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(config, sweep_dir / "multirun.yaml")
     _write_plan(sweep_dir, config, arms)
@@ -134,15 +165,7 @@ def run_sweep(
         for arm, returned in zip(batch, returns, strict=True):
             _record_if_unfinished(sweep_dir, arm, returned)
 
-    summary = write_sweep_outputs(sweep_dir)
-    print(f"evsys: sweep {sweep_dir}: {len(arms)} arms, summary in {sweep_dir / 'summary.md'}")
-    if summary.best_arm:
-        print(
-            f"  best arm: {summary.best_arm} ({summary.success_metric['name']} = {summary.best_value:.4g})"
-        )
-    for name in [*summary.failed, *summary.missing]:
-        print(f"  not completed: {name}")
-    return EXIT_OK if not (summary.failed or summary.missing) else EXIT_ARM_FAILED
+    return write_sweep_outputs(sweep_dir)
 
 
 def is_completed(arm_dir: Path) -> bool:
@@ -154,7 +177,8 @@ def is_completed(arm_dir: Path) -> bool:
     return record.get("finished") is True and record.get("status") == "completed"
 
 
-def _changed_since_plan(sweep_dir: Path, arms: list[Arm]) -> list[Problem]:
+def changed_since_plan(sweep_dir: Path, arms: list[Arm]) -> list[Problem]:
+    """Why the arms cannot resume the sweep in ``sweep_dir`` (none when it has no plan yet)."""
     try:
         previous = json.loads((sweep_dir / PLAN).read_text())
     except FileNotFoundError:
@@ -187,12 +211,14 @@ def _changed_since_plan(sweep_dir: Path, arms: list[Arm]) -> list[Problem]:
 
 
 def _write_plan(sweep_dir: Path, config: DictConfig, arms: list[Arm]) -> None:
-    success = arms[0].config.metadata.success_metric if arms and arms[0].config else None
+    first = arms[0].config if arms else None
+    success = first.metadata.success_metric if first else None
     write_json_atomically(
         sweep_dir / PLAN,
         {
-            "name": arms[0].config.name if arms and arms[0].config else sweep_dir.name,
+            "name": first.name if first else sweep_dir.name,
             "created_at": datetime.now(UTC).isoformat(),
+            "hypothesis": first.metadata.hypothesis if first else "",
             "success_metric": success.model_dump() if success else None,
             "launcher": OmegaConf.select(config, "hydra.launcher._target_"),
             "arms": [arm.plan_entry() for arm in arms],
