@@ -149,10 +149,23 @@ def _extension_problems(raw: dict[str, Any]) -> Iterator[Problem]:
     if isinstance(algorithm, dict) and isinstance(backend, dict):
         recipe, engine = algorithm.get("kind"), backend.get("kind")
         if _known("algorithm", recipe) and _known("backend", engine):
-            try:
-                resolve_algorithm(recipe, engine)
-            except UnknownExtensionError as exc:
-                yield from exc.problems
+            yield from _runs_on(recipe, engine, ("algorithm",))
+            # Recipes nested in the recipe's params (combo's phases) run on the same backend.
+            params = algorithm.get("params")
+            config = registry_for("algorithm").config_class(recipe)
+            if isinstance(params, dict) and config is not None:
+                for loc, spec_type, value in _specs_in(config, params, ("algorithm", "params")):
+                    nested = value.get("kind") if isinstance(value, dict) else None
+                    if spec_type.registry_kind == "algorithm" and _known("algorithm", nested):
+                        yield from _runs_on(nested, engine, loc)
+
+
+def _runs_on(recipe: str, backend: str, loc: Loc) -> Iterator[Problem]:
+    try:
+        resolve_algorithm(recipe, backend)
+    except UnknownExtensionError as exc:
+        for p in exc.problems:
+            yield Problem(**{**p.__dict__, "path": dotted(loc + ("kind",))})
 
 
 def _specs_in(model: type[BaseModel], raw: Any, loc: Loc) -> Iterator[tuple[Loc, type, Any]]:

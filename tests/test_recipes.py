@@ -110,3 +110,14 @@ def test_distill_moves_the_student_towards_the_teacher(workdir: Path, teacher: s
     no_teacher = run_in_process(common, workdir / "s").record
     assert no_teacher["status"] == "failed"
     assert "teacher_checkpoint" in no_teacher["error"]
+
+
+def test_a_phase_the_backend_cannot_run_is_refused_before_running() -> None:
+    phases = "[{kind: sft}, {kind: distill, params: {teacher: x}}]"
+    with pytest.raises(ConfigError) as info:
+        compose_and_validate(
+            ["algorithm=combo", "backend=tinker", f"+algorithm.params.phases={phases}"]
+        )
+    (problem,) = info.value.problems
+    assert problem.path == "algorithm.params.phases[1].kind"
+    assert "no implementation on backend 'tinker'" in problem.message
