@@ -63,7 +63,7 @@ class LocalDistill:
             logging_steps=cfg.log_every,
             save_strategy="no",  # evsys saves adapters itself, as step_N/ and final/
         )
-        final, metrics, last = train_adapter(
+        return train_adapter(
             ctx,
             DistillationTrainer,
             cfg,
@@ -73,12 +73,4 @@ class LocalDistill:
             teacher_model=teacher,
             args=args,
             train_dataset=dataset,
-        )
-        if "train/loss" in last:
-            metrics["train/final_loss"] = last["train/loss"]
-        return RunResult(
-            run_id=ctx.run_id,
-            status="completed",
-            metrics=metrics,
-            artifacts={"final_checkpoint": str(final)},
         )

@@ -93,7 +93,7 @@ class LocalRL:
         )
 
         # Train: a LoRA adapter, metrics and checkpoints through the shared evsys callback.
-        final, metrics, last = train_adapter(
+        return train_adapter(
             ctx,
             GRPOTrainer,
             cfg,
@@ -103,14 +103,6 @@ class LocalRL:
             reward_funcs=reward,
             args=args,
             train_dataset=dataset,
-        )
-        if "train/reward_mean" in last:
-            metrics["train/final_reward_mean"] = last["train/reward_mean"]
-        return RunResult(
-            run_id=ctx.run_id,
-            status="completed",
-            metrics=metrics,
-            artifacts={"final_checkpoint": str(final)},
         )
 
 

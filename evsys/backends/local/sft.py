@@ -70,7 +70,7 @@ class LocalSFT:
         )
 
         # Train: a LoRA adapter, metrics and checkpoints through the shared evsys callback.
-        final, metrics, last = train_adapter(
+        return train_adapter(
             ctx,
             SFTTrainer,
             cfg,
@@ -79,14 +79,6 @@ class LocalSFT:
             headline="loss",
             args=args,
             train_dataset=dataset,
-        )
-        if "train/loss" in last:
-            metrics["train/final_loss"] = last["train/loss"]
-        return RunResult(
-            run_id=ctx.run_id,
-            status="completed",
-            metrics=metrics,
-            artifacts={"final_checkpoint": str(final)},
         )
 
 

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import time
 from contextlib import ExitStack
-from pathlib import Path
 from typing import Any
 
 from evsys.backends.local.inference import LocalInferenceClient
 from evsys.backends.local.models import quiet_libraries
-from evsys.protocols import RunContext
+from evsys.protocols import RunContext, RunResult
 from evsys.training import is_save_step, progress_bar
 
 
@@ -27,13 +26,13 @@ def train_adapter(
     metric_names: dict[str, str],
     headline: str,
     **trainer_kwargs: Any,
-) -> tuple[Path, dict[str, float], dict[str, float]]:
-    """Train with TRL's ``trainer_cls``; returns the final adapter, the run's metrics and the
-    last logged step's metrics.
+) -> RunResult:
+    """Train with TRL's ``trainer_cls``; the result names the final adapter.
 
     ``cfg`` is a recipe Config with the LoRA fields and ``save_every``; ``metric_names`` maps
     TRL's log keys to evsys metric names; ``headline`` is the TRL key shown on the progress bar
-    (a log without it, such as the end-of-training summary, is not a step).
+    (a log without it, such as the end-of-training summary, is not a step), and its last value
+    is the run's ``train/final_<name>`` (``loss`` → ``train/final_loss``).
     """
     from peft import LoraConfig, PeftModel
     from transformers import PrinterCallback
@@ -69,7 +68,15 @@ def train_adapter(
         "train/steps": float(trainer.state.global_step),
         "train/runtime_s": output.metrics.get("train_runtime", 0.0),
     }
-    return final, metrics, callback.last
+    last = metric_names[headline]
+    if last in callback.last:
+        metrics[last.replace("train/", "train/final_", 1)] = callback.last[last]
+    return RunResult(
+        run_id=ctx.run_id,
+        status="completed",
+        metrics=metrics,
+        artifacts={"final_checkpoint": str(final)},
+    )
 
 
 def _evsys_callback(
