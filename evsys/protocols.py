@@ -56,7 +56,8 @@ class RunContext:
     train_rows: list[Row]
     extras: dict[str, Any] = field(default_factory=dict)
     validation: InLoopValidation | None = None
-    """The ``val`` benchmarks of ``metadata.benchmark``; None when there are none."""
+    """The ``val`` benchmarks of ``metadata.benchmark`` (the runner always sets it; it may hold
+    none). None: a context built outside a run."""
 
     def validate(self, step: int, make_client: Callable[[], InferenceClient]) -> dict[str, float]:
         """Score the ``val`` benchmarks due at ``step`` on the live model and log them as

@@ -34,6 +34,7 @@ from evsys.protocols import DataStore, LogStore, Row, RunContext, RunResult
 from evsys.registry import BACKENDS
 from evsys.run.dependencies import ArmDependencies, TrainFn
 from evsys.run.evaluation import best_effort, eval_rows, evaluate
+from evsys.run.record import run_hyperparams
 
 log = logging.getLogger(__name__)
 
@@ -178,21 +179,10 @@ class _PhaseStageTrainer:
             backend=backend,
             handles={},
             train_rows=[],
+            validation=InLoopValidation(benchmarks, config.eval),
         )
-        validation = InLoopValidation(benchmarks, config.eval)
-        if validation.benchmarks:
-            self.ctx.validation = validation
-        log_store.log_hyperparams(
-            {
-                "name": config.name,
-                "model": config.model.name,
-                "algorithm": config.algorithm.model_dump(),
-                "backend": config.backend.model_dump(),
-                "seed": config.seed,
-                "tags": config.tags,
-                "continual": [spec.name for spec in config.continual.datasets],
-            }
-        )
+        stages = [spec.name for spec in config.continual.datasets]
+        log_store.log_hyperparams(run_hyperparams(config) | {"continual": stages})
 
     def __call__(self, stage: Stage, start_from: str | None, step_offset: int) -> RunResult:
         config = self.ctx.config

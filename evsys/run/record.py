@@ -163,6 +163,18 @@ def record_git_state(run_dir: Path) -> dict[str, Any] | None:
     return entry
 
 
+def run_hyperparams(config: Any) -> dict[str, Any]:
+    """What a run logs to its log store as hyperparameters."""
+    return {
+        "name": config.name,
+        "model": config.model.name,
+        "algorithm": config.algorithm.model_dump(),
+        "backend": config.backend.model_dump(),
+        "seed": config.seed,
+        "tags": config.tags,
+    }
+
+
 def write_run_result(
     run_dir: Path,
     result: RunResult,

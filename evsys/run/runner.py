@@ -24,7 +24,7 @@ from evsys.registry import BACKENDS, DATA_STORES, LOG_STORES, resolve_algorithm
 from evsys.run.continual import run_continual
 from evsys.run.dependencies import DEFAULT, ArmDependencies
 from evsys.run.evaluation import best_effort, eval_rows, evaluate
-from evsys.run.record import git_state, new_run_id, write_run_result
+from evsys.run.record import git_state, new_run_id, run_hyperparams, write_run_result
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +162,7 @@ def _train(
     algorithm_cls = resolve_algorithm(config.algorithm.kind, config.backend.kind)
     algorithm = algorithm_cls(**config.algorithm.params)
     handles = backend.prepare(model=config.model, run_dir=run_dir)
+    validation = InLoopValidation(benchmarks, config.eval)
     ctx = RunContext(
         run_id=run_id,
         run_dir=run_dir,
@@ -171,20 +172,9 @@ def _train(
         backend=backend,
         handles=handles,
         train_rows=rows,
+        validation=validation,
     )
-    validation = InLoopValidation(benchmarks, config.eval)
-    if validation.benchmarks:
-        ctx.validation = validation
-    log_store.log_hyperparams(
-        {
-            "name": config.name,
-            "model": config.model.name,
-            "algorithm": config.algorithm.model_dump(),
-            "backend": config.backend.model_dump(),
-            "seed": config.seed,
-            "tags": config.tags,
-        }
-    )
+    log_store.log_hyperparams(run_hyperparams(config))
     try:
         result = algorithm.train(ctx)
     finally:

@@ -50,6 +50,9 @@ def _run_rank(job_dir: Path, run_dir: Path) -> None:
         **config.algorithm.params
     )
     handles = backend.prepare(model=config.model, run_dir=run_dir)
+    # Rank 0 alone validates (and logs): the other ranks need no benchmark.
+    benchmarks = load_benchmarks(config, data_store) if main else []
+    validation = InLoopValidation(benchmarks, config.eval)
     ctx = RunContext(
         run_id=job["run_id"],
         run_dir=run_dir,
@@ -59,10 +62,8 @@ def _run_rank(job_dir: Path, run_dir: Path) -> None:
         backend=backend,
         handles=handles,
         train_rows=rows,
+        validation=validation,
     )
-    validation = InLoopValidation(load_benchmarks(config, data_store), config.eval)
-    if main and validation.benchmarks:
-        ctx.validation = validation
     try:
         result = algorithm.train(ctx)
     finally:
