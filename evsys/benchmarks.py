@@ -34,6 +34,7 @@ from evsys.data.types import (
 from evsys.errors import DataError
 from evsys.protocols import DataStore, InferenceClient, LogStore, Row
 from evsys.registry import METRICS
+from evsys.rows import indices_by_value
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ class Benchmark:
             name = metric_name(spec.kind, spec.params, scores, prefix=prefix)
             scores[name] = metric.compute(predictions=predictions, targets=self.rows)
             for key in self.breakdown_keys:
-                for value, indices in _groups(self.rows, key).items():
+                for value, indices in indices_by_value(self.rows, key).items():
                     scores[f"{name}/{key}={value}"] = metric.compute(
                         predictions=[predictions[i] for i in indices],
                         targets=[self.rows[i] for i in indices],
@@ -213,11 +214,3 @@ def _as_row(obj: Row) -> Row:
         "a prompt_dataset row has no prompt to generate from; benchmarks take harbor tasks, "
         "chat rows or prompt/answer rows"
     )
-
-
-def _groups(rows: list[Row], key: str) -> dict[str, list[int]]:
-    groups: dict[str, list[int]] = {}
-    for index, row in enumerate(rows):
-        value = row.get(key, (row.get("metadata") or {}).get(key))
-        groups.setdefault(str(value), []).append(index)
-    return groups

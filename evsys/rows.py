@@ -6,6 +6,7 @@ Rows are plain dicts: prompt/answer rows (``{"prompt", "answer"}``) or chat rows
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from evsys.errors import DataError
@@ -45,6 +46,15 @@ def assistant_text(row: dict[str, Any]) -> str:
     raise DataError(
         f"row has no assistant turn, 'target_assistant' or 'answer' (keys: {sorted(row)})"
     )
+
+
+def indices_by_value(rows: Sequence[dict[str, Any]], key: str) -> dict[str, list[int]]:
+    """Row indices grouped by the value of ``key`` (on the row, else in its ``metadata``)."""
+    groups: dict[str, list[int]] = {}
+    for index, row in enumerate(rows):
+        value = row.get(key, (row.get("metadata") or {}).get(key))
+        groups.setdefault(str(value), []).append(index)
+    return groups
 
 
 def _text(content: Any) -> str:

@@ -13,7 +13,8 @@ from evsys.harness.aliases import AliasMatcher, row_aliases
 from evsys.harness.prompts import extract_predicted_slug
 from evsys.metrics import pass_at_k_estimate
 from evsys.registry import METRICS
-from evsys.rows import assistant_text
+from evsys.rows import assistant_text, indices_by_value
+from evsys.run.evaluation import metric_name
 
 Row = dict[str, Any]
 EXTRACTORS: dict[str, Callable[[str | None], str | None]] = {
@@ -94,7 +95,7 @@ def score_rows(
     everything = scores(list(range(len(rows))))
     out = dict(everything)
     for key in breakdown_keys:
-        for value, indices in _groups(rows, key).items():
+        for value, indices in indices_by_value(rows, key).items():
             out |= {f"{name}/{key}={value}": v for name, v in scores(indices).items()}
     return ScoredRows(records=records, metrics=out)
 
@@ -110,7 +111,9 @@ def _scores(
             predictions: list[Any] = [r["predictions"] for r in records]
         else:
             predictions = [r["predictions"][0] for r in records]
-        out[_metric_name(spec, out)] = metric.compute(predictions=predictions, targets=rows)
+        out[metric_name(spec.kind, spec.params, out, prefix=None)] = metric.compute(
+            predictions=predictions, targets=rows
+        )
     for k in pass_at:
         out[f"pass@{k}"] = _mean_pass_at(k, [_correct_counts(r, "match") for r in records])
         if records and "secondary_correct" in records[0]:
@@ -126,19 +129,3 @@ def _correct_counts(record: Row, field: str) -> tuple[int, int]:
 
 def _mean_pass_at(k: int, counts: list[tuple[int, int]]) -> float:
     return sum(pass_at_k_estimate(n, c, k) for n, c in counts) / len(counts)
-
-
-def _metric_name(spec: MetricSpec, taken: dict[str, float]) -> str:
-    """``<kind>``; the same metric twice with other params gets them as a suffix."""
-    name = spec.kind
-    if name in taken and spec.params:
-        name += "[" + ",".join(f"{k}={v}" for k, v in sorted(spec.params.items())) + "]"
-    return name
-
-
-def _groups(rows: Sequence[Row], key: str) -> dict[str, list[int]]:
-    groups: dict[str, list[int]] = {}
-    for index, row in enumerate(rows):
-        value = row.get(key, (row.get("metadata") or {}).get(key))
-        groups.setdefault(str(value), []).append(index)
-    return groups

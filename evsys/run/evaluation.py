@@ -110,10 +110,11 @@ def generate_all(
 
 
 def metric_name(
-    kind: str, params: dict[str, Any], taken: dict[str, float], prefix: str = "eval"
+    kind: str, params: dict[str, Any], taken: dict[str, float], prefix: str | None = "eval"
 ) -> str:
-    """``<prefix>/<kind>``; the same metric twice with other params gets them as a suffix."""
-    name = f"{prefix}/{kind}"
+    """``<prefix>/<kind>`` (``<kind>`` without a prefix); the same metric twice with other
+    params gets them as a suffix."""
+    name = f"{prefix}/{kind}" if prefix else kind
     if name in taken and params:
         name += "[" + ",".join(f"{k}={v}" for k, v in sorted(params.items())) + "]"
     return name
