@@ -7,6 +7,7 @@ reward, an eval score and a pass@k estimate.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from evsys.errors import DataError
@@ -24,6 +25,12 @@ def extract_answer(text: str) -> str:
     """
     found = ANSWER_TAG.findall(text)
     return (found[-1] if found else text).strip()
+
+
+def cut_at_stops(text: str, stops: Sequence[str]) -> str:
+    """``text`` up to the first of the stop strings it holds (all of it when it holds none)."""
+    cuts = [i for i in (text.find(s) for s in stops if s) if i >= 0]
+    return text[: min(cuts)] if cuts else text
 
 
 def normalize(text: str, *, casefold: bool = True) -> str:

@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import Field
 
+from evsys.answers import cut_at_stops
 from evsys.backends.local.backend import EngineParams
 from evsys.backends.local.models import load_model
 from evsys.errors import ConfigError
@@ -99,7 +100,7 @@ class LocalInferenceClient:
                 chunk_texts = [texts[i] for i in chunk]
                 completions = self._generate(chunk_texts, max_tokens, temperature, stops)
                 for i, completion in zip(chunk, completions, strict=True):
-                    outputs[i] = _cut(completion, stops)
+                    outputs[i] = cut_at_stops(completion, stops)
                 advance(len(chunk))
         return outputs
 
@@ -149,9 +150,3 @@ class LocalInferenceClient:
             self.model.train(training)
         new_tokens = out[:, batch["input_ids"].shape[1] :]
         return self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
-
-
-def _cut(text: str, stops: Sequence[str]) -> str:
-    """``text`` up to the first stop string."""
-    cuts = [i for i in (text.find(s) for s in stops if s) if i >= 0]
-    return text[: min(cuts)] if cuts else text

@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import Field
 
+from evsys.answers import cut_at_stops
 from evsys.backends.tinker.connection import ConnectionParams, connect, sdk_errors, wait
 from evsys.backends.tinker.rendering import load_tokenizer, prompt_tokens
 from evsys.errors import ConfigError, Problem
@@ -140,7 +141,7 @@ class TinkerInferenceClient:
             for future in futures:
                 tokens = wait(future, self.cfg, "a completion").sequences[0].tokens
                 text = self.tokenizer.decode(tokens, skip_special_tokens=True)
-                outputs.append(_cut(text, stops))
+                outputs.append(cut_at_stops(text, stops))
                 advance()
         return outputs
 
@@ -173,9 +174,3 @@ def _checkpoint_kind(path: str | None) -> str | None:
             expected="tinker://<run>/sampler_weights/<name> or tinker://<run>/weights/<name>",
         )
     )
-
-
-def _cut(text: str, stops: Sequence[str]) -> str:
-    """``text`` up to the first stop string."""
-    cuts = [i for i in (text.find(s) for s in stops if s) if i >= 0]
-    return text[: min(cuts)] if cuts else text
