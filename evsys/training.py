@@ -67,13 +67,24 @@ def progress_bar(description: str, total: int) -> Iterator[Any]:
 
 
 def scheduled_lr(
-    peak: float, schedule: str, step: int, steps: int, warmup_ratio: float = 0.0
+    peak: float,
+    schedule: str,
+    step: int,
+    steps: int,
+    warmup_ratio: float = 0.0,
+    *,
+    before_step: bool = False,
 ) -> float:
-    """Learning rate at 1-based ``step``: linear warmup, then constant, linear or cosine decay."""
+    """Learning rate at 1-based ``step``: linear warmup, then constant, linear or cosine decay.
+
+    The decay is measured after the step (the last step's rate is 0), or with ``before_step``
+    before it, for an optimizer that is handed the rate the step trains with (the last step
+    still learns, at peak / decay steps).
+    """
     warmup = int(steps * warmup_ratio)
     if step <= warmup:
         return peak * step / warmup
-    progress = (step - warmup) / max(1, steps - warmup)
+    progress = (step - before_step - warmup) / max(1, steps - warmup)
     if schedule == "linear":
         return peak * (1 - progress)
     if schedule == "cosine":

@@ -22,7 +22,7 @@ from evsys.backends.tinker.training import (
 from evsys.errors import ConfigError, DataError
 from evsys.protocols import RunContext, RunResult
 from evsys.registry import register_algorithm
-from evsys.training import is_save_step, iterate_batches, progress_bar, total_steps
+from evsys.training import is_save_step, iterate_batches, progress_bar, scheduled_lr, total_steps
 
 
 @dataclass
@@ -87,7 +87,14 @@ class TinkerSFT:
                     last = self._finish(ctx, pending, steps, checkpoints, advance)
                     validate_live(ctx, client, pending.number)
                     pending = None
-                lr = learning_rate(cfg, number, steps)
+                lr = scheduled_lr(
+                    cfg.learning_rate,
+                    cfg.lr_schedule,
+                    number,
+                    steps,
+                    cfg.warmup_ratio,
+                    before_step=True,  # the rate this step trains with
+                )
                 with checkpoints.errors(f"submitting step {number}"):
                     step = _Step(
                         number,
@@ -139,17 +146,3 @@ class TinkerSFT:
             ctx.log_store.log_metrics(metrics, step=step.number)
         advance(loss=metrics["train/loss"])
         return metrics
-
-
-def learning_rate(cfg: SFT.Config, step: int, steps: int) -> float:
-    """The learning rate of 1-based ``step``: linear warmup to the peak, then the schedule's
-    decay, measured before the step, so the last step still learns (at peak / decay steps)."""
-    warmup = int(steps * cfg.warmup_ratio)
-    if step <= warmup:
-        return cfg.learning_rate * step / warmup
-    progress = (step - 1 - warmup) / max(1, steps - warmup)
-    if cfg.lr_schedule == "linear":
-        return cfg.learning_rate * (1 - progress)
-    if cfg.lr_schedule == "cosine":
-        return cfg.learning_rate * 0.5 * (1 + math.cos(math.pi * progress))
-    return cfg.learning_rate
