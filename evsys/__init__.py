@@ -6,8 +6,7 @@ never imports pydantic, Hydra or any training library.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from evsys._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -90,14 +89,4 @@ _EXPORTS = {
 __all__ = list(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'evsys' has no attribute '{name}'")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -5,39 +5,33 @@ row silently, alias-aware pass@k, per-row predictions and a summary (reference Â
 (``call_with_retry``, ``AliasMatcher``, ``score_rows``, the prompt helpers) work on their own.
 """
 
-from evsys.harness.aliases import AliasMatcher
-from evsys.harness.config import ModelEvalConfig
-from evsys.harness.evaluate import EvalArtifacts, EvalSummary, build_client, evaluate_model
-from evsys.harness.prompts import (
-    DEFAULT_SYSTEM,
-    DEFAULT_SYSTEM_NO_THINK,
-    extract_predicted_slug,
-    load_eval_dataset,
-    qwen3_chat_template_prompt,
-    qwen_chat_prompt,
-)
-from evsys.harness.retry import RetriesExhausted, RetryFailure, RetryReport, call_with_retry
-from evsys.harness.scoring import ScoredRows, score_rows
-from evsys.harness.summary import format_summary_markdown
+from __future__ import annotations
 
-__all__ = [
-    "DEFAULT_SYSTEM",
-    "DEFAULT_SYSTEM_NO_THINK",
-    "AliasMatcher",
-    "EvalArtifacts",
-    "EvalSummary",
-    "ModelEvalConfig",
-    "RetriesExhausted",
-    "RetryFailure",
-    "RetryReport",
-    "ScoredRows",
-    "build_client",
-    "call_with_retry",
-    "evaluate_model",
-    "extract_predicted_slug",
-    "format_summary_markdown",
-    "load_eval_dataset",
-    "qwen3_chat_template_prompt",
-    "qwen_chat_prompt",
-    "score_rows",
-]
+from evsys._lazy import lazy_exports
+
+# Imported on first use: the inference-client registry loads openai_compatible from this
+# package whenever a config is validated, and needs none of the rest.
+_EXPORTS = {
+    "AliasMatcher": "evsys.harness.aliases",
+    "ModelEvalConfig": "evsys.harness.config",
+    "EvalArtifacts": "evsys.harness.evaluate",
+    "EvalSummary": "evsys.harness.evaluate",
+    "build_client": "evsys.harness.evaluate",
+    "evaluate_model": "evsys.harness.evaluate",
+    "DEFAULT_SYSTEM": "evsys.harness.prompts",
+    "DEFAULT_SYSTEM_NO_THINK": "evsys.harness.prompts",
+    "extract_predicted_slug": "evsys.harness.prompts",
+    "load_eval_dataset": "evsys.harness.prompts",
+    "qwen3_chat_template_prompt": "evsys.harness.prompts",
+    "qwen_chat_prompt": "evsys.harness.prompts",
+    "RetriesExhausted": "evsys.harness.retry",
+    "RetryFailure": "evsys.harness.retry",
+    "RetryReport": "evsys.harness.retry",
+    "call_with_retry": "evsys.harness.retry",
+    "ScoredRows": "evsys.harness.scoring",
+    "score_rows": "evsys.harness.scoring",
+    "format_summary_markdown": "evsys.harness.summary",
+}
+
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
