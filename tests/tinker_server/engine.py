@@ -12,6 +12,7 @@ the tiny model is small enough that the difference is not what the tests are abo
 from __future__ import annotations
 
 import copy
+import inspect
 import math
 import threading
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 
 LOSSES = ("cross_entropy", "importance_sampling", "ppo")
 
@@ -275,12 +276,14 @@ class Engine:
         generator = torch.Generator().manual_seed(params.get("seed") or seed)
 
         ids = torch.tensor([prompt] * num_samples)
-        out = model(input_ids=ids, use_cache=True)
+        # The KV cache is filled in place, so the same object feeds every later step.
+        cache = {_cache_keyword(model): DynamicCache(config=model.config)}
+        out = model(input_ids=ids, use_cache=True, **cache)
         scored = None
         if prompt_logprobs:
             logp = torch.log_softmax(out.logits[0, :-1].float(), dim=-1)
             scored = [math.nan] + logp.gather(1, ids[0, 1:, None])[:, 0].tolist()
-        past, logits = out.past_key_values, out.logits[:, -1].float()
+        logits = out.logits[:, -1].float()
         sequences = [SampledSequence([], [], "length") for _ in range(num_samples)]
         done = [False] * num_samples
         for _ in range(max_tokens):
@@ -301,9 +304,16 @@ class Engine:
                     done[i], seq.stop_reason = True, "stop"
             if all(done):
                 break
-            out = model(input_ids=chosen[:, None], past_key_values=past, use_cache=True)
-            past, logits = out.past_key_values, out.logits[:, -1].float()
+            out = model(input_ids=chosen[:, None], use_cache=True, **cache)
+            logits = out.logits[:, -1].float()
         return sequences, scored
+
+
+def _cache_keyword(model: Any) -> str:
+    """The forward argument that takes the KV cache: transformers 5.24 renamed
+    ``past_key_values`` to ``cache`` (the old name warns until its removal in 5.40)."""
+    parameters = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in parameters else "past_key_values"
 
 
 def _adamw(model: Any) -> torch.optim.Optimizer:
