@@ -42,3 +42,23 @@ def test_the_wheel_carries_its_config_experiments_and_data(tmp_path: Path) -> No
     (record,) = run_results(project / "outputs")
     assert record["status"] == "completed"
     assert "eval/exact_match" in record["metrics"]
+
+
+def test_every_dependency_the_install_scripts_install_is_pinned() -> None:
+    """A fresh clone installs what the suite passed with: constraints.txt pins every requirement
+    of the extras scripts/test and scripts/quickstart install (scripts/lock writes it)."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    wanted = [*project["dependencies"], *extras["dev"], *extras["local"], *extras["tinker"]]
+    pinned = {
+        canonicalize_name(line.split("==")[0])
+        for line in (REPO / "constraints.txt").read_text().splitlines()
+        if "==" in line and not line.startswith("#")
+    }
+    unpinned = {canonicalize_name(Requirement(r).name) for r in wanted} - pinned
+    assert not unpinned, f"run scripts/lock after a green suite: {sorted(unpinned)} are not pinned"
