@@ -258,13 +258,23 @@ class _Scorer:
             name = stage.spec.name
             with best_effort(f"{label}_eval_{name}", config.name, self.errors):
                 found = evaluate(
-                    config, client, stage.eval_rows, out_dir / "eval" / name, label=f"eval {name}"
+                    config,
+                    client,
+                    stage.eval_rows,
+                    out_dir / "eval" / name,
+                    label=f"eval {name}",
+                    errors=self.errors,
                 )
                 scores |= {f"eval/{name}/{k.removeprefix('eval/')}": v for k, v in found.items()}
         for benchmark in self.tests:
             with best_effort(f"{label}_benchmark_{benchmark.name}", config.name, self.errors):
                 scores |= benchmark.score(
-                    client, config.eval, split="test", predictions_dir=out_dir / "benchmarks"
+                    client,
+                    config.eval,
+                    split="test",
+                    predictions_dir=out_dir / "benchmarks",
+                    errors=self.errors,
+                    run_name=config.name,
                 )
         return scores
 
