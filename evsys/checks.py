@@ -100,7 +100,8 @@ def recipe_metrics(recipe: str, params: dict[str, Any], backend: str) -> list[st
 
 def _eval_input_problems(config: ExperimentConfig) -> list[Problem]:
     where: list[tuple[str, list[MetricSpec]]] = [("eval.metrics", config.eval.metrics)]
-    where += [(f"metadata.benchmark[{i}].metrics", b.metrics) for i, b in _indexed_benchmarks(config)]
+    for index, benchmark in enumerate(config.metadata.benchmark):
+        where.append((f"metadata.benchmark[{index}].metrics", benchmark.metrics))
     problems = []
     for path, specs in where:
         for index, spec in enumerate(specs):
@@ -136,10 +137,6 @@ def _scored_metrics(config: ExperimentConfig) -> list[str]:
 
 
 # -- benchmarks ------------------------------------------------------------------------------
-
-
-def _indexed_benchmarks(config: ExperimentConfig) -> list[tuple[int, BenchmarkSpec]]:
-    return list(enumerate(config.metadata.benchmark))
 
 
 def _tests(config: ExperimentConfig) -> list[BenchmarkSpec]:
