@@ -32,6 +32,7 @@ from evsys.files import write_text_atomically
 from evsys.phases import phase_steps, run_phase
 from evsys.protocols import DataStore, LogStore, Row, RunContext, RunResult
 from evsys.registry import BACKENDS
+from evsys.report import format_number
 from evsys.run.dependencies import ArmDependencies, TrainFn
 from evsys.run.evaluation import best_effort, eval_rows, evaluate
 from evsys.run.record import run_hyperparams
@@ -356,4 +357,4 @@ def _row(cells: list[str]) -> str:
 
 
 def _fmt(value: float | None) -> str:
-    return "" if value is None else f"{value:.4g}"
+    return "" if value is None else format_number(value)
