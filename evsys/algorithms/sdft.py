@@ -19,7 +19,9 @@ from evsys.rows import prompt_messages, prompt_text
 
 @register_algorithm("sdft")
 class SDFT:
-    """Each round samples ``samples_per_prompt`` completions per training prompt from the current
+    """Self-distillation: SFT on the model's own samples that the verifier accepts, by rounds.
+
+    Each round samples ``samples_per_prompt`` completions per training prompt from the current
     weights, keeps those the verifier accepts, and SFTs on them (the ``sft`` recipe of this
     backend, with this recipe's SFT fields). Runs on every backend that runs ``sft``.
 
