@@ -14,7 +14,9 @@ Names that only the data can tell (a breakdown's values, a benchmark named in it
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Container
+from collections.abc import Container, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,21 @@ _WHY_NOT = {
     "reward": "it averages rewards, and a run's eval generates completions, not rewards; "
     "an RL run reports its own train/final_reward_mean",
 }
+
+
+_metrics_from_code: ContextVar[bool] = ContextVar("evsys_metrics_from_code", default=False)
+
+
+@contextmanager
+def metrics_from_code() -> Iterator[None]:
+    """Validation inside: training or benchmarks come from Python (``evsys.Experiment``'s
+    ``train_fn``, ``benchmarks``), so what a run reports cannot be read from its config and the
+    success metric is not checked against it."""
+    token = _metrics_from_code.set(True)
+    try:
+        yield
+    finally:
+        _metrics_from_code.reset(token)
 
 
 def metric_name(
@@ -46,7 +63,7 @@ def check_run(config: ExperimentConfig) -> list[Problem]:
     """Problems the schema cannot see: metrics eval cannot compute, an unreported success metric."""
     problems = list(_eval_input_problems(config))
     success = config.metadata.success_metric
-    if success is not None:
+    if success is not None and not _metrics_from_code.get():
         names = reported_metrics(config)
         if not any(fnmatch.fnmatchcase(success.name, pattern) for pattern in names):
             problems.append(
