@@ -27,7 +27,7 @@ from evsys.registry import ALGORITHMS, METRICS, closest, resolve_algorithm
 EVAL_INPUT = "completion"  # what a run's eval and its benchmarks generate: one per row
 _WHY_NOT = {
     "samples": "it scores several sampled completions per row, and a run's eval generates one; "
-    "score a checkpoint with `evsys eval --num-samples N --pass-at K` instead",
+    "score a checkpoint with `evsys eval model --num-samples N --pass-at K` instead",
     "reward": "it averages rewards, and a run's eval generates completions, not rewards; "
     "an RL run reports its own train/final_reward_mean",
 }

@@ -19,7 +19,8 @@ from evsys.errors import DataError
 from evsys.registry import register_metric
 
 # What one prediction of a row is: the completion generated for it (what a run's eval and its
-# benchmarks produce), every completion sampled for it (`evsys eval --num-samples`), or a reward.
+# benchmarks produce), every completion sampled for it (`evsys eval model --num-samples`), or a
+# reward.
 PredictionKind = Literal["completion", "samples", "reward"]
 
 
