@@ -33,8 +33,6 @@ from evsys.data.types import (
 )
 from evsys.errors import DataError
 from evsys.protocols import DataStore, InferenceClient, LogStore, Row
-from evsys.registry import METRICS
-from evsys.rows import indices_by_value
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +53,12 @@ class Benchmark:
         eval_cfg: EvalConfig,
         split: str,
         predictions_dir: Path | None = None,
+        errors: dict[str, Any] | None = None,
+        run_name: str = "",
     ) -> dict[str, float]:
-        """Generate for every task and score: ``{<split>/<name>/<metric>[/<key>=<value>]: …}``."""
-        from evsys.run.evaluation import generate_all, metric_name, write_predictions
+        """Generate for every task and score: ``{<split>/<name>/<metric>[/<key>=<value>]: …}``.
+        A metric that fails costs only its own scores (kept in ``errors``)."""
+        from evsys.run.evaluation import generate_all, score_metrics, write_predictions
 
         predictions = generate_all(
             client,
@@ -66,21 +67,17 @@ class Benchmark:
             temperature=eval_cfg.temperature,
             label=f"{split} {self.name}",
         )
-        prefix = f"{split}/{self.name}"
-        scores: dict[str, float] = {}
-        for spec in self.metrics:
-            metric = METRICS.build(spec.kind, spec.params)
-            name = metric_name(spec.kind, spec.params, scores, prefix=prefix)
-            scores[name] = metric.compute(predictions=predictions, targets=self.rows)
-            for key in self.breakdown_keys:
-                for value, indices in indices_by_value(self.rows, key).items():
-                    scores[f"{name}/{key}={value}"] = metric.compute(
-                        predictions=[predictions[i] for i in indices],
-                        targets=[self.rows[i] for i in indices],
-                    )
         if predictions_dir is not None:
             write_predictions(predictions_dir / f"{self.name}.jsonl", self.rows, predictions)
-        return scores
+        return score_metrics(
+            self.metrics,
+            predictions,
+            self.rows,
+            prefix=f"{split}/{self.name}",
+            run_name=run_name,
+            breakdown_keys=self.breakdown_keys,
+            errors=errors,
+        )
 
 
 def load_benchmarks(config: ExperimentConfig, store: DataStore) -> list[Benchmark]:
@@ -124,6 +121,7 @@ class InLoopValidation:
         self.benchmarks = [b for b in benchmarks if "val" in b.spec.tags]
         self.eval_cfg = eval_cfg
         self.history: list[tuple[int, dict[str, float]]] = []
+        self.errors: dict[str, str] = {}  # the last failure of each val metric
 
     def due(self, step: int) -> list[Benchmark]:
         return [b for b in self.benchmarks if step % (b.spec.run_every or 1) == 0]
@@ -137,7 +135,7 @@ class InLoopValidation:
         client = make_client()
         scores: dict[str, float] = {}
         for benchmark in due:
-            scores |= benchmark.score(client, self.eval_cfg, split="val")
+            scores |= benchmark.score(client, self.eval_cfg, split="val", errors=self.errors)
         log_store.log_metrics(scores, step=step)
         self.history.append((step, scores))
         return scores

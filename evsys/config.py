@@ -7,15 +7,23 @@ validated by that extension's own ``Config`` (see :mod:`evsys.validation`).
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+SEED_MAX = 2**32 - 1
+# numpy, torch and the samplers take 32-bit unsigned seeds: anything else fails at run time.
+Seed = Annotated[int, Field(ge=0, le=SEED_MAX)]
 
 
 class Strict(BaseModel):
     """Base of every config model: unknown keys are errors."""
 
     model_config = ConfigDict(extra="forbid")
+
+    # Keys a model no longer has, and why: a config that still sets one is told what to do
+    # instead, rather than only that the key is unknown.
+    retired_keys: ClassVar[dict[str, str]] = {}
 
 
 # -- {kind, params} envelopes ---------------------------------------------------------------
@@ -140,9 +148,11 @@ class ModelConfig(Strict):
     load_checkpoint_path: str | None = Field(
         None, description="Start from this adapter or checkpoint instead of the base weights."
     )
-    renderer_name: str | None = Field(
-        None, description="Chat renderer hint for backends that need one (e.g. qwen3)."
-    )
+
+    retired_keys: ClassVar[dict[str, str]] = {
+        "renderer_name": "every backend renders chats with the model's own chat template; "
+        "to render with another one, set backend.params.tokenizer (tinker)",
+    }
 
 
 class EvalConfig(Strict):
@@ -190,7 +200,11 @@ class BenchmarkSpec(Strict):
     path: str | None = Field(
         None, description="Directory holding a harbor-format tasks.jsonl and metadata.yaml."
     )
-    id: str | None = Field(None, description="Dashboard benchmark id (resolved to a local copy).")
+    id: str | None = Field(
+        None,
+        description="Dashboard benchmark id. Refused for now: nothing resolves ids until the "
+        "dashboard does; give `path`.",
+    )
     engine: Literal["harbor"] = Field("harbor", description="Task format of the benchmark.")
     tags: list[str] = Field(
         default_factory=lambda: ["test"],
@@ -212,6 +226,17 @@ class BenchmarkSpec(Strict):
     metrics: list[MetricSpec] = Field(
         default_factory=list, description="Metrics for this benchmark. Empty: eval.metrics."
     )
+
+    @field_validator("id")
+    @classmethod
+    def _nothing_resolves_ids_yet(cls, benchmark_id: str | None) -> str | None:
+        if benchmark_id is not None:
+            raise ValueError(
+                f"benchmark id '{benchmark_id}' cannot be used yet: ids are resolved by the evsys "
+                "dashboard, which does not exist yet; give the benchmark's local directory "
+                "(tasks.jsonl, metadata.yaml) as `path` instead"
+            )
+        return benchmark_id
 
     @field_validator("models")
     @classmethod
@@ -239,7 +264,7 @@ class BenchmarkSpec(Strict):
     @model_validator(mode="after")
     def _role_matches_cadence(self) -> BenchmarkSpec:
         if self.path is None and self.id is None:
-            raise ValueError("a benchmark needs `path` (or a dashboard `id`)")
+            raise ValueError("a benchmark needs `path`: its local directory")
         if "val" in self.tags and self.run_every is None:
             raise ValueError("a `val` benchmark needs `run_every` (score every N steps)")
         if self.models and "test" not in self.tags:
@@ -320,7 +345,7 @@ class RunConfig(Strict):
     algorithm: AlgorithmConfig
     backend: BackendConfig
     eval: EvalConfig = Field(default_factory=EvalConfig)
-    seed: int = Field(42, description="Seeds every random choice of the run.")
+    seed: Seed = Field(42, description="Seeds every random choice of the run (0 … 2**32-1).")
     tags: list[str] = Field(default_factory=list, description="Labels of this run.")
 
 

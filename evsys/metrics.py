@@ -1,14 +1,15 @@
 """Built-in metrics: aggregate a column of predictions against their targets into one number.
 
 Every metric is called as ``compute(predictions=..., targets=...)`` with one entry per row, and
-refuses empty or mismatched input rather than return a score that means nothing.
+refuses empty or mismatched input rather than return a score that means nothing. ``predictions``
+says what one entry is (see :data:`PredictionKind`); a metric without it takes completions.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from math import comb
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -16,6 +17,11 @@ from evsys.answers import extract_answer, is_correct
 from evsys.config import Strict
 from evsys.errors import DataError
 from evsys.registry import register_metric
+
+# What one prediction of a row is: the completion generated for it (what a run's eval and its
+# benchmarks produce), every completion sampled for it (`evsys eval model --num-samples`), or a
+# reward.
+PredictionKind = Literal["completion", "samples", "reward"]
 
 
 def _check_rows(predictions: Sequence[Any], targets: Sequence[Any]) -> None:
@@ -31,6 +37,8 @@ def _check_rows(predictions: Sequence[Any], targets: Sequence[Any]) -> None:
 @register_metric("exact_match")
 class ExactMatch:
     """Fraction of rows whose extracted, normalized answer equals the target's answer."""
+
+    predictions: ClassVar[PredictionKind] = "completion"
 
     class Config(Strict):
         pass
@@ -62,6 +70,8 @@ def pass_at_k_estimate(n: int, c: int, k: int) -> float:
 class PassAtK:
     """Mean over rows of the unbiased pass@k estimate; each prediction is a list of n samples."""
 
+    predictions: ClassVar[PredictionKind] = "samples"
+
     class Config(Strict):
         k: int = Field(
             1, ge=1, description="Samples allowed per row; every row needs at least k samples."
@@ -91,6 +101,8 @@ class PassAtK:
 class MeanReward:
     """Mean of the predictions, which are rewards (numbers); targets are ignored."""
 
+    predictions: ClassVar[PredictionKind] = "reward"
+
     class Config(Strict):
         pass
 
@@ -119,6 +131,8 @@ class ToolkitMatch:
     The toolkit of a tool slug is its text before the first separator, casefolded:
     ``GMAIL_SEND_EMAIL`` → ``gmail``. Targets are dicts with a ``toolkit`` key.
     """
+
+    predictions: ClassVar[PredictionKind] = "completion"
 
     class Config(Strict):
         separator: str = Field(

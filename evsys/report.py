@@ -77,14 +77,24 @@ def _before_after(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
     lines = [f"    {'metric':<{width}}  {'before':>8}  {'after':>8}  {'change':>8}"]
     for key, was in sorted(before.items()):
         now = after.get(key)
-        change = f"{now - was:+.4g}" if isinstance(now, int | float) else "-"
+        change = format_number(now - was, "+.4g") if isinstance(now, int | float) else "-"
         now_text = _number(now) if now is not None else "-"
         lines.append(f"    {key:<{width}}  {_number(was):>8}  {now_text:>8}  {change:>8}")
     return lines
 
 
 def _number(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
+    return format_number(value)
+
+
+def format_number(value: Any, spec: str = ".4g") -> str:
+    """A metric or a step count for people: a whole number as an integer (40000, never 4e+04),
+    any other number to ``spec`` (4 significant digits); ``spec`` may ask for a sign (``+.4g``)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, int) or (value.is_integer() and abs(value) < 1e15):
+        return format(int(value), "+d" if spec.startswith("+") else "d")
+    return format(value, spec)
 
 
 def _short(value: Any, limit: int = 120) -> str:

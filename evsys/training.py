@@ -8,6 +8,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
+from evsys.report import format_number
+
 T = TypeVar("T")
 
 
@@ -60,7 +62,7 @@ def progress_bar(description: str, total: int) -> Iterator[Any]:
         task = progress.add_task(description, total=total, status="")
 
         def advance(n: int = 1, **fields: float) -> None:
-            status = "  ".join(f"{k}={v:.4g}" for k, v in fields.items())
+            status = "  ".join(f"{k}={format_number(v)}" for k, v in fields.items())
             progress.update(task, advance=n, status=status)
 
         yield advance

@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from evsys.checks import check_run
 from evsys.config import ExperimentConfig, ExtensionSpec
 from evsys.errors import ConfigError, Problem, UnknownExtensionError
 from evsys.registry import closest, registry_for, resolve_algorithm
@@ -42,6 +43,9 @@ def validate_experiment(
     # missing: say it once.
     reported = {p.path for p in problems}
     problems += [p for p in schema_problems if p.path not in reported]
+    if not problems and config is not None:
+        # Checks of the whole run, once every part of it is known to be well formed.
+        problems += check_run(config)
     if problems or config is None:
         raise ConfigError(_with_sources(_deduplicated(problems), source_of))
     return config
@@ -58,11 +62,13 @@ def problems_from_validation_error(
         loc = prefix + tuple(error["loc"])
         kind = error["type"]
         if kind == "extra_forbidden":
-            known = list(_fields_of(model, tuple(error["loc"][:-1])))
+            owner = _model_at(model, tuple(error["loc"][:-1]))
+            known = list(getattr(owner, "model_fields", {}))
+            retired = getattr(owner, "retired_keys", {}).get(str(loc[-1]))
             problems.append(
                 Problem(
                     path=dotted(loc),
-                    message="unknown key",
+                    message=f"no such key any more: {retired}" if retired else "unknown key",
                     value=error["input"],
                     expected=f"one of: {', '.join(known)}" if known else None,
                     suggestion=closest(str(loc[-1]), known),
@@ -111,19 +117,19 @@ def _expected(error: dict[str, Any]) -> str | None:
     return None
 
 
-def _fields_of(model: type[BaseModel], loc: Loc) -> list[str]:
-    """Field names of the model found by walking ``loc`` down from ``model``."""
+def _model_at(model: type[BaseModel], loc: Loc) -> type[BaseModel] | None:
+    """The model found by walking ``loc`` down from ``model`` (None: not a model there)."""
     current: Any = model
     for part in loc:
         if isinstance(part, int):
             continue
         field = getattr(current, "model_fields", {}).get(part)
         if field is None:
-            return []
+            return None
         current = _model_in(field.annotation)
         if current is None:
-            return []
-    return list(getattr(current, "model_fields", {}))
+            return None
+    return current
 
 
 def _model_in(annotation: Any) -> type[BaseModel] | None:

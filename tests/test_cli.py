@@ -153,3 +153,11 @@ def test_what_preflight_accepts_hydra_runs(workdir: Path) -> None:
         ).returncode
         == 0
     )
+
+
+def test_list_summaries_are_whole_sentences() -> None:
+    from evsys.cli.listing import inventory
+
+    for kind, entries in inventory().items():
+        for entry in entries:
+            assert entry["summary"].endswith("."), (kind, entry["name"], entry["summary"])

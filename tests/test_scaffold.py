@@ -211,3 +211,20 @@ def test_new_experiment_refuses_bad_slugs(workdir: Path, slug: str) -> None:
     assert done.returncode == 2
     assert "experiment slug" in done.stderr
     assert not (workdir / "experiments").exists()
+
+
+def test_new_experiment_offers_the_registered_recipes(
+    tmp_path: Path, clean_registries: None
+) -> None:
+    from evsys.registry import ALGORITHMS, register_algorithm
+    from evsys.scaffold import experiment_text
+
+    @register_algorithm("my_recipe")
+    class MyRecipe:
+        def train(self, ctx: object) -> None: ...
+
+    text = experiment_text(tmp_path, "x", "20260105_x")
+    line = next(line for line in text.splitlines() if "override /algorithm" in line)
+    offered = line.split("#", 1)[1].split(", ")
+    assert [name.strip() for name in offered] == ALGORITHMS.names()
+    assert "my_recipe" in offered and "dpo" not in text

@@ -48,12 +48,17 @@ def test_the_default_experiment_is_smollm2_before_and_after(workdir: Path) -> No
     from evsys.compose.compose import compose_and_validate
 
     _, config = compose_and_validate([], config_name="config")
-    assert config.name == "quickstart"
+    assert config.name == "sft-local"
+    assert "HuggingFaceTB/SmolLM2-135M-Instruct" in config.metadata.hypothesis
     assert (config.backend.kind, config.model.name) == (
         "local",
         "HuggingFaceTB/SmolLM2-135M-Instruct",
     )
     assert config.eval.baseline and config.algorithm.params["learning_rate"] == 2e-3
+    # Another backend and model: the run is named, and its hypothesis speaks, after them.
+    _, mock = compose_and_validate(["backend=mock", "model=tiny"], config_name="config")
+    assert mock.name == "sft-mock"
+    assert "mock backend teaches evsys/tiny-llama" in mock.metadata.hypothesis
     # Another recipe on the command line replaces the experiment's recipe whole.
     _, rl = compose_and_validate(["algorithm=rl"], config_name="config")
     assert rl.algorithm.kind == "rl" and "num_epochs" not in rl.algorithm.params

@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import Field
 
+from evsys.checks import recipe_metrics
 from evsys.config import AlgorithmConfig, DataConfig, Strict
 from evsys.data.sources import apply_transforms, load_rows
 from evsys.phases import chained_result, phase_steps, run_phase
@@ -38,6 +39,15 @@ class Combo:
 
     def __init__(self, **params: Any):
         self.cfg = self.Config(**params)
+
+    @classmethod
+    def result_metrics(cls, params: dict[str, Any], backend: str) -> list[str]:
+        """Every phase's metrics as ``phase/<i>_<kind>/…``, and the last phase's plain."""
+        names, last = ["train/steps"], []
+        for index, phase in enumerate(cls.Config(**params).phases):
+            last = recipe_metrics(phase.kind, phase.params, backend)
+            names += [f"phase/{index}_{phase.kind}/{name}" for name in last]
+        return names + last
 
     def train(self, ctx: RunContext) -> RunResult:
         checkpoint, steps = ctx.config.model.load_checkpoint_path, 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from pydantic import Field
 
 from evsys.algorithms.lora import LoraParams
@@ -10,8 +12,14 @@ from evsys.registry import register_algorithm
 
 @register_algorithm("distill")
 class Distill:
-    """Train a LoRA adapter on the student (``model``) to match ``teacher`` token by token on
-    completions the student samples for the training prompts (generalized JSD, as in GKD)."""
+    """On-policy distillation: the student learns ``teacher``'s token distributions.
+
+    A LoRA adapter on the student (``model``) is trained to match ``teacher`` token by token on
+    completions the student samples for the training prompts (generalized JSD, as in GKD).
+    """
+
+    # What every backend's run reports (run_result.json metrics), besides its own extras.
+    metrics: ClassVar[tuple[str, ...]] = ("train/steps", "train/final_loss")
 
     class Config(LoraParams):
         teacher: str = Field(

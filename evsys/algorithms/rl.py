@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
@@ -14,6 +14,9 @@ from evsys.registry import register_algorithm
 @register_algorithm("rl")
 class RL:
     """On-policy RL: sample a group per prompt, reward with a verifier, centre within the group."""
+
+    # What every backend's run reports (run_result.json metrics), besides its own extras.
+    metrics: ClassVar[tuple[str, ...]] = ("train/steps", "train/final_reward_mean")
 
     class Config(LoraParams):
         learning_rate: float = Field(1e-5, gt=0, description="Peak learning rate.")

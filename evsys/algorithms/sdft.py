@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import Field
 
 from evsys.algorithms.sft import SFT
+from evsys.checks import recipe_metrics
 from evsys.config import VerifierSpec
 from evsys.errors import TrainingError
 from evsys.files import write_jsonl_atomically
@@ -18,7 +19,9 @@ from evsys.rows import prompt_messages, prompt_text
 
 @register_algorithm("sdft")
 class SDFT:
-    """Each round samples ``samples_per_prompt`` completions per training prompt from the current
+    """Self-distillation: SFT on the model's own samples that the verifier accepts, by rounds.
+
+    Each round samples ``samples_per_prompt`` completions per training prompt from the current
     weights, keeps those the verifier accepts, and SFTs on them (the ``sft`` recipe of this
     backend, with this recipe's SFT fields). Runs on every backend that runs ``sft``.
 
@@ -41,6 +44,14 @@ class SDFT:
 
     def __init__(self, **params: Any):
         self.cfg = self.Config(**params)
+
+    @classmethod
+    def result_metrics(cls, params: dict[str, Any], backend: str) -> list[str]:
+        """The last round's SFT metrics, every round's as ``phase/<round>_sft/…``, the rounds."""
+        rounds = cls.Config(**params).rounds
+        sft = [*recipe_metrics("sft", {}, backend), "sdft/accept_rate", "sdft/accepted"]
+        per_round = [f"phase/{r}_sft/{name}" for r in range(rounds) for name in sft]
+        return ["train/steps", "sdft/rounds", *sft[:-2], *per_round]
 
     def train(self, ctx: RunContext) -> RunResult:
         from evsys.run.evaluation import build_inference_client, generate_all

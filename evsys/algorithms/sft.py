@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -13,6 +13,9 @@ from evsys.registry import register_algorithm
 @register_algorithm("sft")
 class SFT:
     """Supervised fine-tuning of a LoRA adapter on conversational rows."""
+
+    # What every backend's run reports (run_result.json metrics), besides its own extras.
+    metrics: ClassVar[tuple[str, ...]] = ("train/steps", "train/final_loss")
 
     class Config(LoraParams):
         learning_rate: float = Field(1e-4, gt=0, description="Peak learning rate.")

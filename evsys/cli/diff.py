@@ -10,6 +10,8 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
+from evsys.report import format_number
+
 if TYPE_CHECKING:
     from evsys.run.compare import RunDiff
 
@@ -68,8 +70,8 @@ def render(result: RunDiff) -> str:
     else:
         rows = [("metric", "a", "b", "delta")]
         for name, (value_a, value_b, delta) in result.metrics.items():
-            shown = "" if delta is None else "0" if delta == 0 else f"{delta:+.4g}"
-            rows.append((name, _show(value_a, "-"), _show(value_b, "-"), shown))
+            shown = "" if delta is None else "0" if delta == 0 else format_number(delta, "+.4g")
+            rows.append((name, _metric(value_a), _metric(value_b), shown))
         widths = [max(len(row[i]) for row in rows) for i in range(4)]
         lines.append("metrics:")
         for row in rows:
@@ -77,6 +79,10 @@ def render(result: RunDiff) -> str:
             cells = [row[0].ljust(widths[0]), *numbers]
             lines.append("  " + "  ".join(cells).rstrip())
     return "\n".join(lines) + "\n"
+
+
+def _metric(value: Any) -> str:
+    return format_number(value, ".6g") if isinstance(value, int | float) else _show(value, "-")
 
 
 def _show(value: Any, missing: str = "null") -> str:

@@ -53,5 +53,6 @@ def execute(args: argparse.Namespace) -> int:
 
 
 def _summary(obj: Any) -> str:
+    """The docstring's first paragraph on one line: a summary wrapped over lines stays whole."""
     doc = inspect.getdoc(obj) or ""
-    return doc.splitlines()[0] if doc else ""
+    return " ".join(doc.split("\n\n", 1)[0].split())

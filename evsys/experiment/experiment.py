@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from contextlib import nullcontext
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
 from evsys import paths
 from evsys.benchmarks import Benchmark
+from evsys.checks import metrics_from_code
 from evsys.compose.compose import compose, validate_composition
 from evsys.errors import ConfigError, Problem
 from evsys.experiment.launcher import TARGET, InProcessLauncher, write_hydra_files
@@ -118,6 +120,12 @@ class Experiment:
 
         Raises :class:`~evsys.errors.ConfigError` when the sweep axes themselves are wrong.
         """
+        deps = self.dependencies
+        injected = deps.train is not None or deps.benchmarks is not None
+        with metrics_from_code() if injected else nullcontext():
+            return self._plan()
+
+    def _plan(self) -> list[Arm]:
         if self.multirun:
             axes, template = sweeper_settings(self.overrides, self.config_name)
             return plan_arms(self._task_overrides(), axes, template, self.config_name)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from evsys.report import format_number
+
 if TYPE_CHECKING:
     from evsys.harness.evaluate import EvalSummary
 
@@ -26,10 +28,10 @@ def format_summary_markdown(summary: EvalSummary, title: str | None = None) -> s
     ]
     headline = {k: v for k, v in s.metrics.items() if "/" not in k}
     breakdowns = {k: v for k, v in s.metrics.items() if "/" in k}
-    lines += [f"| {k} | {v:.4g} |" for k, v in headline.items()]
+    lines += [f"| {k} | {format_number(v)} |" for k, v in headline.items()]
     if breakdowns:
         lines += ["", "## Breakdown", "", "| metric | value |", "| --- | ---: |"]
-        lines += [f"| {k} | {v:.4g} |" for k, v in sorted(breakdowns.items())]
+        lines += [f"| {k} | {format_number(v)} |" for k, v in sorted(breakdowns.items())]
     report = s.retry_report
     lines += ["", "## Retries", ""]
     if not report.total_failures:

@@ -32,6 +32,7 @@ from evsys.files import write_text_atomically
 from evsys.phases import phase_steps, run_phase
 from evsys.protocols import DataStore, LogStore, Row, RunContext, RunResult
 from evsys.registry import BACKENDS
+from evsys.report import format_number
 from evsys.run.dependencies import ArmDependencies, TrainFn
 from evsys.run.evaluation import best_effort, eval_rows, evaluate
 from evsys.run.record import run_hyperparams
@@ -258,13 +259,23 @@ class _Scorer:
             name = stage.spec.name
             with best_effort(f"{label}_eval_{name}", config.name, self.errors):
                 found = evaluate(
-                    config, client, stage.eval_rows, out_dir / "eval" / name, label=f"eval {name}"
+                    config,
+                    client,
+                    stage.eval_rows,
+                    out_dir / "eval" / name,
+                    label=f"eval {name}",
+                    errors=self.errors,
                 )
                 scores |= {f"eval/{name}/{k.removeprefix('eval/')}": v for k, v in found.items()}
         for benchmark in self.tests:
             with best_effort(f"{label}_benchmark_{benchmark.name}", config.name, self.errors):
                 scores |= benchmark.score(
-                    client, config.eval, split="test", predictions_dir=out_dir / "benchmarks"
+                    client,
+                    config.eval,
+                    split="test",
+                    predictions_dir=out_dir / "benchmarks",
+                    errors=self.errors,
+                    run_name=config.name,
                 )
         return scores
 
@@ -346,4 +357,4 @@ def _row(cells: list[str]) -> str:
 
 
 def _fmt(value: float | None) -> str:
-    return "" if value is None else f"{value:.4g}"
+    return "" if value is None else format_number(value)

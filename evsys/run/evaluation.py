@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from evsys.config import DataConfig, ExperimentConfig, InferenceSpec
+from evsys.checks import metric_name
+from evsys.config import DataConfig, ExperimentConfig, InferenceSpec, MetricSpec
 from evsys.data.sources import apply_transforms, load_rows
 from evsys.files import write_jsonl_atomically
 from evsys.protocols import DataStore, InferenceClient, Row
 from evsys.registry import BACKENDS, INFERENCE_CLIENTS, METRICS
-from evsys.rows import prompt_messages
+from evsys.rows import indices_by_value, prompt_messages
 from evsys.training import progress_bar
 
 log = logging.getLogger(__name__)
@@ -71,20 +72,47 @@ def evaluate(
     rows: list[Row],
     run_dir: Path,
     label: str = "eval",
+    errors: dict[str, Any] | None = None,
 ) -> dict[str, float]:
-    """Score ``client`` on ``rows`` with every metric of ``eval.metrics``; write predictions."""
+    """Score ``client`` on ``rows`` with every metric of ``eval.metrics``; write predictions.
+    A metric that fails costs only its own score (kept in ``errors``)."""
     cfg = config.eval
     predictions = generate_all(
         client, rows, max_tokens=cfg.max_tokens, temperature=cfg.temperature, label=label
     )
-    metrics: dict[str, float] = {}
-    for spec in cfg.metrics:
-        metric = METRICS.build(spec.kind, spec.params)
-        metrics[metric_name(spec.kind, spec.params, metrics)] = metric.compute(
-            predictions=predictions, targets=rows
-        )
     write_predictions(run_dir / PREDICTIONS, rows, predictions)
-    return metrics
+    return score_metrics(
+        cfg.metrics, predictions, rows, prefix="eval", run_name=config.name, errors=errors
+    )
+
+
+def score_metrics(
+    specs: list[MetricSpec],
+    predictions: list[Any],
+    rows: list[Row],
+    *,
+    prefix: str | None,
+    run_name: str,
+    breakdown_keys: Sequence[str] = (),
+    errors: dict[str, Any] | None = None,
+) -> dict[str, float]:
+    """``{<prefix>/<metric>[/<key>=<value>]: score}`` of every metric of ``specs``. One metric
+    that fails is logged and kept in ``errors`` as ``metric_<name>_error``; the others score."""
+    scores: dict[str, float] = {}
+    taken: list[str] = []  # names as evsys.checks declares them, whichever metrics fail
+    for spec in specs:
+        name = metric_name(spec.kind, spec.params, taken, prefix=prefix)
+        taken.append(name)
+        with best_effort(f"metric_{name}", run_name, {} if errors is None else errors):
+            metric = METRICS.build(spec.kind, spec.params)
+            scores[name] = metric.compute(predictions=predictions, targets=rows)
+            for key in breakdown_keys:
+                for value, indices in indices_by_value(rows, key).items():
+                    scores[f"{name}/{key}={value}"] = metric.compute(
+                        predictions=[predictions[i] for i in indices],
+                        targets=[rows[i] for i in indices],
+                    )
+    return scores
 
 
 def generate_all(
@@ -107,17 +135,6 @@ def generate_all(
             )
             advance()
     return outputs
-
-
-def metric_name(
-    kind: str, params: dict[str, Any], taken: dict[str, float], prefix: str | None = "eval"
-) -> str:
-    """``<prefix>/<kind>`` (``<kind>`` without a prefix); the same metric twice with other
-    params gets them as a suffix."""
-    name = f"{prefix}/{kind}" if prefix else kind
-    if name in taken and params:
-        name += "[" + ",".join(f"{k}={v}" for k, v in sorted(params.items())) + "]"
-    return name
 
 
 def write_predictions(path: Path, rows: list[Row], predictions: list[str]) -> None:

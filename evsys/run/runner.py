@@ -180,6 +180,7 @@ def _train(
     finally:
         backend.teardown(handles)
     result.metrics.update(validation.latest())
+    result.extras.update({f"val_{key}": error for key, error in validation.errors.items()})
     return result
 
 
@@ -208,16 +209,25 @@ def _best_effort_eval(
         client = deps.inference_client(config, checkpoint)
     if client is None:
         return {}
+    metric_errors: dict[str, Any] = {}  # one metric that fails costs only its own scores
     if scored:
         with best_effort(f"{prefix}eval", config.name, errors):
             rows = eval_rows(config, data_store, train_rows)
-            metrics |= evaluate(config, client, rows, out_dir, label=label or "eval")
+            metrics |= evaluate(
+                config, client, rows, out_dir, label=label or "eval", errors=metric_errors
+            )
     for benchmark in tests:
         # One benchmark that cannot be scored costs only its own scores.
         with best_effort(f"{prefix}benchmark_{benchmark.name}", config.name, errors):
             metrics |= benchmark.score(
-                client, config.eval, split="test", predictions_dir=out_dir / "benchmarks"
+                client,
+                config.eval,
+                split="test",
+                predictions_dir=out_dir / "benchmarks",
+                errors=metric_errors,
+                run_name=config.name,
             )
+    errors |= {f"{prefix}{key}": error for key, error in metric_errors.items()}
     return {f"{label}/{k}" if label else k: v for k, v in metrics.items()}
 
 

@@ -134,9 +134,14 @@ def experiment_path(project: Path, slug: str, day: str | None = None) -> Path:
 def experiment_text(project: Path, slug: str, name: str) -> str:
     """A commented experiment that validates as written; it picks the project's own data and
     eval options when its ``conf/`` has them, else evsys's bundled ones."""
+    from evsys.registry import ALGORITHMS
+
     data = _own_option(Path(project), "data") or "tool_selection"
     eval_option = _own_option(Path(project), "eval") or "tool_selection"
-    return EXPERIMENT_TEMPLATE.format(name=name, slug=slug, data=data, eval=eval_option)
+    recipes = ", ".join(ALGORITHMS.names())  # what is registered here, plugins included
+    return EXPERIMENT_TEMPLATE.format(
+        name=name, slug=slug, data=data, eval=eval_option, recipes=recipes
+    )
 
 
 def _own_option(project: Path, group: str) -> str | None:
@@ -153,7 +158,7 @@ EXPERIMENT_TEMPLATE = """\
 #   evsys plan experiment={name}                  # the arms the sweep would launch
 defaults:
   # Group choices: `evsys list` shows every option (this project's conf/ adds its own).
-  - override /algorithm: sft        # sft, rl, dpo, ...
+  - override /algorithm: sft        # {recipes}
   - override /backend: mock         # mock (instant), local (this machine), tinker (hosted)
   - override /model: tiny           # e.g. smollm2_135m, qwen3_0p6b with backend=local
   - override /data: {data}

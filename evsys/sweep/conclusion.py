@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from evsys.report import format_number
 from evsys.sweep.aggregate import (
     COMPLETED,
     MISSING,
@@ -174,7 +175,7 @@ def _stats(stats: MetricStats) -> str:
 
 def _fmt(value: float | None) -> str:
     value = number(value)
-    return "n/a" if value is None else f"{value:.4g}"
+    return "n/a" if value is None else format_number(value)
 
 
 def _first_line(text: str | None, limit: int = 160) -> str:

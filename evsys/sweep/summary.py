@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from evsys.files import write_bytes_atomically
+from evsys.report import format_number
 from evsys.sweep.aggregate import (
     COMPLETED,
     MISSING,
@@ -115,14 +116,14 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 def _fmt(value: Any) -> str:
     if value is None:
         return ""
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
+    return format_number(value)
 
 
 def _fmt_stats(stats: MetricStats | None) -> str:
     if stats is None:
         return ""
-    spread = f" ± {stats.std:.4g}" if stats.std is not None else ""
-    return f"{stats.mean:.4g}{spread} ({stats.n})"
+    spread = f" ± {format_number(stats.std)}" if stats.std is not None else ""
+    return f"{format_number(stats.mean)}{spread} ({stats.n})"
 
 
 def _first_line(text: str | None, limit: int = 200) -> str:

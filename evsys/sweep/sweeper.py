@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from evsys.errors import ConfigError, Problem
 from evsys.files import write_json_atomically
 from evsys.protocols import RunResult
-from evsys.report import format_problems
+from evsys.report import format_number, format_problems
 from evsys.run.record import RUN_RESULT, new_run_id, write_run_result
 from evsys.sweep.aggregate import SweepSummary, write_sweep_outputs
 from evsys.sweep.plan import Arm, SweepAxes, bad_arms, enumerate_arms, preflight
@@ -122,7 +122,7 @@ def run_sweep(
     print(f"evsys: sweep {sweep_dir}: {len(arms)} arms, summary in {sweep_dir / 'summary.md'}")
     if summary.best_arm:
         print(
-            f"  best arm: {summary.best_arm} ({summary.success_metric['name']} = {summary.best_value:.4g})"
+            f"  best arm: {summary.best_arm} ({summary.success_metric['name']} = {format_number(summary.best_value)})"
         )
     for name in [*summary.failed, *summary.missing]:
         print(f"  not completed: {name}")

@@ -3,7 +3,7 @@ adapter on the student to match a local teacher's token distributions."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from evsys.algorithms.distill import Distill
 from evsys.backends.local.models import load_model
@@ -24,6 +24,8 @@ _METRICS = {
 
 @register_algorithm("distill", backend="local")
 class LocalDistill:
+    metrics: ClassVar[tuple[str, ...]] = ("train/runtime_s",)  # besides the recipe's
+
     def __init__(self, **params: Any):
         self.cfg = Distill.Config(**params)
 

@@ -16,7 +16,7 @@ The recipe maps onto ``GRPOConfig`` as follows (generation runs with transformer
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 from evsys.algorithms.rl import RL
 from evsys.backends.local.trainer import train_adapter
@@ -44,6 +44,8 @@ _METRICS = {
 
 @register_algorithm("rl", backend="local")
 class LocalRL:
+    metrics: ClassVar[tuple[str, ...]] = ("train/runtime_s",)  # besides the recipe's
+
     def __init__(self, **params: Any):
         self.cfg = RL.Config(**params)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from evsys.algorithms.sft import SFT
 from evsys.backends.local.trainer import train_adapter
@@ -23,6 +23,8 @@ _METRICS = {
 
 @register_algorithm("sft", backend="local")
 class LocalSFT:
+    metrics: ClassVar[tuple[str, ...]] = ("train/runtime_s",)  # besides the recipe's
+
     def __init__(self, **params: Any):
         self.cfg = SFT.Config(**params)
 

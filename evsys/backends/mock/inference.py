@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import Field
 
 from evsys.backends.mock.policy import MockPolicy, stable_seed
-from evsys.config import Strict
+from evsys.config import Seed, Strict
 from evsys.registry import register_inference
 from evsys.rows import prompt_text
 
@@ -23,7 +23,7 @@ class MockInferenceClient:
         checkpoint: str | None = Field(
             None, description="Mock checkpoint directory. None: the untrained base model."
         )
-        seed: int = Field(0, description="Seeds sampling at temperature > 0.")
+        seed: Seed = Field(0, description="Seeds sampling at temperature > 0 (0 … 2**32-1).")
 
     def __init__(self, **params: Any):
         self.cfg = self.Config(**params)

@@ -18,6 +18,7 @@ from pydantic import Field
 from evsys.answers import cut_at_stops
 from evsys.backends.tinker.connection import ConnectionParams, connect, sdk_errors, wait
 from evsys.backends.tinker.rendering import load_tokenizer, prompt_tokens
+from evsys.config import Seed
 from evsys.errors import ConfigError, Problem
 from evsys.registry import register_inference
 from evsys.training import progress_bar
@@ -48,7 +49,7 @@ class TinkerInferenceClient:
             description="Stop strings for every call, added to a call's own `stop`; the stop "
             "string is cut off. Generation always stops at the tokenizer's end-of-turn token.",
         )
-        seed: int = Field(0, description="Seeds sampling at temperature > 0.")
+        seed: Seed = Field(0, description="Seeds sampling at temperature > 0 (0 … 2**32-1).")
 
     def __init__(self, **params: Any):
         self.cfg = cfg = self.Config(**params)

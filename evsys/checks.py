@@ -1,0 +1,205 @@
+"""What validation can know about a run beyond its schema, before anything runs.
+
+- the metrics a run will report, named as ``run_result.json`` names them: each recipe declares
+  its own (``metrics``, or ``result_metrics(params, backend)`` when they depend on its params),
+  eval, benchmarks, baselines and continual stages add theirs; ``metadata.success_metric`` must
+  be one of them, or the sweep would rank nothing;
+- whether a run's eval can compute each of its metrics: it generates one completion per row, so
+  a metric of sampled completions (``pass_at_k``) or of rewards (``mean_reward``) is refused.
+
+Names that only the data can tell (a breakdown's values, a benchmark named in its own
+``metadata.yaml`` that cannot be read here) are ``*`` patterns.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Container, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any
+
+from evsys.config import BenchmarkSpec, ExperimentConfig, MetricSpec, baseline_model
+from evsys.errors import Problem
+from evsys.registry import ALGORITHMS, METRICS, closest, resolve_algorithm
+
+EVAL_INPUT = "completion"  # what a run's eval and its benchmarks generate: one per row
+_WHY_NOT = {
+    "samples": "it scores several sampled completions per row, and a run's eval generates one; "
+    "score a checkpoint with `evsys eval model --num-samples N --pass-at K` instead",
+    "reward": "it averages rewards, and a run's eval generates completions, not rewards; "
+    "an RL run reports its own train/final_reward_mean",
+}
+
+
+_metrics_from_code: ContextVar[bool] = ContextVar("evsys_metrics_from_code", default=False)
+
+
+@contextmanager
+def metrics_from_code() -> Iterator[None]:
+    """Validation inside: training or benchmarks come from Python (``evsys.Experiment``'s
+    ``train_fn``, ``benchmarks``), so what a run reports cannot be read from its config and the
+    success metric is not checked against it."""
+    token = _metrics_from_code.set(True)
+    try:
+        yield
+    finally:
+        _metrics_from_code.reset(token)
+
+
+def metric_name(
+    kind: str, params: dict[str, Any], taken: Container[str], prefix: str | None = "eval"
+) -> str:
+    """``<prefix>/<kind>`` (``<kind>`` without a prefix); the same metric twice with other
+    params gets them as a suffix."""
+    name = f"{prefix}/{kind}" if prefix else kind
+    if name in taken and params:
+        name += "[" + ",".join(f"{k}={v}" for k, v in sorted(params.items())) + "]"
+    return name
+
+
+def check_run(config: ExperimentConfig) -> list[Problem]:
+    """Problems the schema cannot see: metrics eval cannot compute, an unreported success metric."""
+    problems = list(_eval_input_problems(config))
+    success = config.metadata.success_metric
+    if success is not None and not _metrics_from_code.get():
+        names = reported_metrics(config)
+        if not any(fnmatch.fnmatchcase(success.name, pattern) for pattern in names):
+            problems.append(
+                Problem(
+                    path="metadata.success_metric.name",
+                    message="this run reports no such metric, so no arm could be ranked",
+                    value=success.name,
+                    expected="one of: " + ", ".join(names),
+                    suggestion=closest(success.name, names),
+                )
+            )
+    return problems
+
+
+def reported_metrics(config: ExperimentConfig) -> list[str]:
+    """The keys ``run_result.json`` ``metrics`` may hold for ``config`` (``*``: any text)."""
+    recipe = config.algorithm
+    training = recipe_metrics(recipe.kind, recipe.params, config.backend.kind)
+    scored = _scored_metrics(config)
+    tests = [name for b in _tests(config) for name in _benchmark_metrics(config, b, "test")]
+    names = list(training)
+    if config.continual is not None:
+        names += _continual_metrics(config, training, scored, tests)
+    else:
+        names += [f"eval/{m}" for m in scored] + tests
+        if config.eval.baseline:
+            names += [f"baseline/eval/{m}" for m in scored] + [f"baseline/{t}" for t in tests]
+    for spec in config.metadata.benchmark:
+        if "val" in spec.tags:
+            names += _benchmark_metrics(config, spec, "val")
+        for entry in spec.models if "test" in spec.tags else []:
+            label = baseline_model(entry).label
+            names += [f"{t}@{label}" for t in _benchmark_metrics(config, spec, "test")]
+    return list(dict.fromkeys(names))
+
+
+def recipe_metrics(recipe: str, params: dict[str, Any], backend: str) -> list[str]:
+    """What a recipe's training reports on ``backend``: the recipe's ``metrics`` (or its
+    ``result_metrics(params, backend)``) and the backend implementation's own ``metrics``."""
+    recipe_cls = ALGORITHMS.get(recipe)
+    declare = getattr(recipe_cls, "result_metrics", None)
+    names = list(declare(params, backend) if declare else getattr(recipe_cls, "metrics", ()))
+    implementation = resolve_algorithm(recipe, backend)
+    if implementation is not recipe_cls:
+        names += getattr(implementation, "metrics", ())
+    return names
+
+
+# -- eval ------------------------------------------------------------------------------------
+
+
+def _eval_input_problems(config: ExperimentConfig) -> list[Problem]:
+    where: list[tuple[str, list[MetricSpec]]] = [("eval.metrics", config.eval.metrics)]
+    for index, benchmark in enumerate(config.metadata.benchmark):
+        where.append((f"metadata.benchmark[{index}].metrics", benchmark.metrics))
+    problems = []
+    for path, specs in where:
+        for index, spec in enumerate(specs):
+            needs = _input_of(spec)
+            if needs != EVAL_INPUT:
+                problems.append(
+                    Problem(
+                        path=f"{path}[{index}].kind",
+                        message=f"metric '{spec.kind}' cannot score a run's eval: "
+                        + _WHY_NOT.get(needs, f"it takes {needs} predictions"),
+                        value=spec.kind,
+                        expected="a metric of one completion per row, e.g. exact_match",
+                    )
+                )
+    return problems
+
+
+def _input_of(spec: MetricSpec) -> str:
+    return getattr(METRICS.get(spec.kind), "predictions", EVAL_INPUT)
+
+
+def _names(specs: list[MetricSpec], prefix: str | None = None) -> list[str]:
+    taken: list[str] = []
+    for spec in specs:
+        if _input_of(spec) == EVAL_INPUT:
+            taken.append(metric_name(spec.kind, spec.params, taken, prefix=prefix))
+    return taken
+
+
+def _scored_metrics(config: ExperimentConfig) -> list[str]:
+    """Eval's metric names without their ``eval/`` prefix; none when eval does not run."""
+    return _names(config.eval.metrics) if config.eval.enabled else []
+
+
+# -- benchmarks ------------------------------------------------------------------------------
+
+
+def _tests(config: ExperimentConfig) -> list[BenchmarkSpec]:
+    return [b for b in config.metadata.benchmark if "test" in b.tags]
+
+
+def _benchmark_metrics(config: ExperimentConfig, spec: BenchmarkSpec, split: str) -> list[str]:
+    """``<split>/<name>/<metric>`` and its breakdowns ``…/<key>=<value>``."""
+    prefix = f"{split}/{_benchmark_name(spec)}"
+    names = _names(spec.metrics or config.eval.metrics, prefix=prefix)
+    keys = spec.breakdown_keys or ["*"]  # metadata.yaml may name them
+    return names + [f"{name}/{key}=*" for name in names for key in keys]
+
+
+def _benchmark_name(spec: BenchmarkSpec) -> str:
+    """``name``, else the ``name`` of its ``metadata.yaml``, else its directory's name; ``*``
+    when the metadata cannot be read here (a path relative to another data store)."""
+    if spec.name:
+        return spec.name
+    directory = Path(spec.path or "")
+    try:
+        import yaml
+
+        metadata = yaml.safe_load((directory / "metadata.yaml").read_text()) or {}
+    except FileNotFoundError:
+        return directory.name if directory.is_dir() else "*"
+    except (OSError, ValueError, yaml.YAMLError):
+        return "*"  # reading the benchmark at start reports it
+    name = metadata.get("name") if isinstance(metadata, dict) else None
+    return str(name) if name else directory.name
+
+
+# -- continual -------------------------------------------------------------------------------
+
+
+def _continual_metrics(
+    config: ExperimentConfig, training: list[str], scored: list[str], tests: list[str]
+) -> list[str]:
+    """See :mod:`evsys.run.continual`: per stage, after the last stage, and their summary."""
+    assert config.continual is not None
+    sets = [stage.name for stage in config.continual.datasets]
+    after = [f"eval/{s}/{m}" for s in sets for m in scored] + tests
+    names = after + [f"eval/{m}" for m in scored]
+    names += [f"continual/backward_transfer/{m}" for m in scored]
+    for index, stage in enumerate(config.continual.datasets):
+        names += [f"stage/{index}_{stage.name}/{m}" for m in [*training, *after]]
+    if config.eval.baseline:
+        names += [f"baseline/{m}" for m in after]
+    return names
