@@ -161,14 +161,13 @@ def test_the_basic_sweeper_refuses_a_bad_arm_and_resumes(workdir: Path) -> None:
 
 
 def test_sample_arms_set_each_value_of_each_key_once() -> None:
-    arms = sample_arms(
-        ["seed=1,2,3", "algorithm.params.learning_rate=interval(1e-5,1e-3)", "name=x"]
-    )
-    assert arms == [
-        ["seed=1", "algorithm.params.learning_rate=1e-05", "name=x"],
-        ["seed=2", "algorithm.params.learning_rate=1e-05", "name=x"],
-        ["seed=3", "algorithm.params.learning_rate=1e-05", "name=x"],
-        ["seed=1", "algorithm.params.learning_rate=0.001", "name=x"],
+    lr = "algorithm.params.learning_rate"
+    arms = sample_arms(["seed=1,2,3", f"{lr}=interval(1e-5,1e-3)", "~tags"])
+    assert arms == [  # fixed overrides as written: `~tags`, not `~tags=null`
+        ["seed=1", f"{lr}=1e-05", "~tags"],
+        ["seed=2", f"{lr}=1e-05", "~tags"],
+        ["seed=3", f"{lr}=1e-05", "~tags"],
+        ["seed=1", f"{lr}=0.001", "~tags"],
     ]
 
 

@@ -128,18 +128,20 @@ def sample_arms(lines: list[str]) -> list[list[str]]:
         parsed = parser.parse_overrides(lines)
     except Exception as exc:  # Hydra's grammar error names the line
         raise ConfigError(Problem(path="overrides", message=str(exc), value=lines)) from None
-    axes = [(o, _sample_values(o)) for o in parsed]
-    first = [_line(o, values[0]) for o, values in axes]
+    # A fixed override stays as written (`~key`, quoting); a swept one takes each sample value.
+    axes = [_sample_lines(o) if o.is_sweep_override() else [o.input_line] for o in parsed]
+    first = [lines[0] for lines in axes]
     arms = [first]
-    for position, (override, values) in enumerate(axes):
-        for value in values[1:]:
-            arms.append([*first[:position], _line(override, value), *first[position + 1 :]])
+    for position, lines in enumerate(axes):
+        arms += [[*first[:position], line, *first[position + 1 :]] for line in lines[1:]]
     return arms
 
 
+def _sample_lines(override: Any) -> list[str]:
+    return [f"{override.get_key_element()}={value}" for value in _sample_values(override)]
+
+
 def _sample_values(override: Any) -> list[str]:
-    if not override.is_sweep_override():
-        return [override.get_value_element_as_str()]
     if override.is_interval_sweep():
         interval = override.value()
         return [str(interval.start), str(interval.end)]
@@ -148,10 +150,6 @@ def _sample_values(override: Any) -> list[str]:
         half = _VALUES_CHECKED_PER_KEY // 2
         values = values[:half] + values[-half:]
     return values or [""]
-
-
-def _line(override: Any, value: str) -> str:
-    return f"{override.get_key_element()}={value}"
 
 
 def objective_names(config: ExperimentConfig) -> list[str]:
