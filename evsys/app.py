@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from evsys.compose.nodes import cached_group_nodes, publish_group_nodes
@@ -31,20 +33,46 @@ def note_sweep_exit_code(code: int) -> None:
     _sweep_exit_codes.append(code)
 
 
-def run_task(cfg: DictConfig) -> None:
-    """Hydra's task function: validate, run one arm, print its summary. Picklable (submitit)."""
+def run_task(cfg: DictConfig) -> Any:
+    """Hydra's task function: validate, run one arm, print its summary. Picklable (submitit).
+
+    Returns the arm's objective for a sweeper that optimises it (Optuna): the success metric's
+    value, a tuple for ``metadata.objectives``, None when the arm did not complete. Under a
+    sweeper other than evsys's, an arm also refuses a bad config itself (recorded, untrained) and
+    is not run again when its directory holds its completed record (see evsys.sweep.foreign).
+    """
+    from evsys.errors import ConfigError
     from evsys.report import format_run_summary
     from evsys.run.runner import run_arm
+    from evsys.sweep import foreign
     from evsys.validation import validate_experiment
 
     register_resolvers()  # also in a worker process that never ran main()
     hydra_cfg = HydraConfig.get()
-    config = validate_experiment(OmegaConf.to_container(cfg, resolve=True))
-    outcome = run_arm(
-        config, Path(hydra_cfg.runtime.output_dir), overrides=list(hydra_cfg.overrides.task)
+    run_dir, overrides = Path(hydra_cfg.runtime.output_dir), list(hydra_cfg.overrides.task)
+    swept_by_another = (
+        hydra_cfg.mode == RunMode.MULTIRUN
+        and hydra_cfg.sweeper.get("_target_") != foreign.EVSYS_SWEEPER
     )
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    try:
+        config = validate_experiment(resolved)
+    except ConfigError as exc:
+        if not swept_by_another:  # evsys's sweeper and a single run validated it already
+            raise
+        _outcomes.append(foreign.refuse_arm(run_dir, resolved, overrides, exc))
+        return None
+    if swept_by_another:
+        done = foreign.completed_before(run_dir, config)
+        if done is not None:
+            print(f"evsys: {run_dir} completed in an earlier attempt of the sweep; kept as it is")
+            print(format_run_summary(done))
+            return foreign.arm_objective(config, done)
+        foreign.set_aside_previous_attempt(run_dir, keep=(".hydra", f"{hydra_cfg.job.name}.log"))
+    outcome = run_arm(config, run_dir, overrides=overrides)
     _outcomes.append(outcome)
     print(format_run_summary(outcome.record))
+    return foreign.arm_objective(config, outcome.record)
 
 
 def preflight(overrides: list[str], config_name: str) -> int:

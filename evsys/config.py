@@ -285,6 +285,12 @@ class Metadata(Strict):
     success_metric: SuccessMetric | None = Field(
         None, description="Ranks arms into best_arm. A string means direction max."
     )
+    objectives: list[SuccessMetric] = Field(
+        default_factory=list,
+        description="The metrics a multi-objective sweeper (hydra/sweeper=optuna with a list "
+        "of directions) optimises, in the order of its directions: each arm returns their "
+        "values as a tuple. Empty: the arm returns success_metric's value alone.",
+    )
     benchmark: list[BenchmarkSpec] = Field(
         default_factory=list, description="Validation and test benchmarks."
     )

@@ -10,7 +10,9 @@ import csv
 import io
 import json
 import math
+import os
 import struct
+import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +22,7 @@ from conftest import run_evsys
 
 from evsys.errors import DataError
 from evsys.protocols import RunResult
-from evsys.run.record import config_hash, write_run_result
+from evsys.run.record import config_hash, write_run_result, write_run_started
 from evsys.sweep.aggregate import (
     PLOT_PNG,
     SUMMARY_MD,
@@ -188,6 +190,49 @@ def test_a_result_without_the_completion_marker_is_missing(tmp_path: Path) -> No
     path = sweep / "rank8-seed1" / "run_result.json"
     path.write_text(json.dumps({**json.loads(path.read_text()), "finished": False}))
     assert aggregate(sweep).missing == ["rank8-seed1", "rank32-seed3"]
+
+
+def started(run_dir: Path, pid: int) -> None:
+    """``run_dir`` holds the record a run writes when it starts, by process ``pid``."""
+    config = experiment_config(32, 3, EM)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_run_started(
+        run_dir,
+        run_id="r",
+        name="lora_rank",
+        config=config,
+        overrides=[],
+        started_at=datetime.now(UTC),
+    )
+    record = json.loads((run_dir / "run_result.json").read_text())
+    (run_dir / "run_result.json").write_text(json.dumps({**record, "pid": pid}))
+
+
+def test_results_tells_running_interrupted_failed_and_missing_arms_apart(tmp_path: Path) -> None:
+    sweep = make_sweep(tmp_path)  # rank8-seed3 failed, rank32-seed3 never started
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    started(sweep / "rank32-seed2", pid=os.getpid())  # still running: this process
+    started(sweep / "rank32-seed1", pid=int(gone.stdout))  # its process ended without a record
+    summary = aggregate(sweep)
+    statuses = {a.name: a.status for a in summary.arms}
+    assert statuses["rank32-seed2"] == "running" and statuses["rank32-seed1"] == "interrupted"
+    assert summary.running == ["rank32-seed2"]
+    assert summary.failed == ["rank8-seed3", "rank32-seed1"]
+    assert summary.missing == ["rank32-seed3"]
+    assert summary.arms[4].metrics == {}  # a running arm has no results yet
+    done = run_evsys("results", str(sweep), cwd=tmp_path, module=False)
+    assert done.returncode == 0, done.stderr
+    assert "Arms: 6 — 2 completed, 2 failed, 1 running, 1 not started" in done.stdout
+    assert "Running (started, no result yet): rank32-seed2" in done.stdout
+    assert "Not started (no run_result.json yet): rank32-seed3" in done.stdout
+    # a record from another machine cannot be checked: it is running
+    record = json.loads((sweep / "rank32-seed1" / "run_result.json").read_text())
+    (sweep / "rank32-seed1" / "run_result.json").write_text(
+        json.dumps({**record, "host": "elsewhere"})
+    )
+    assert aggregate(sweep).running == ["rank32-seed1", "rank32-seed2"]
 
 
 def test_not_a_sweep_directory(tmp_path: Path) -> None:

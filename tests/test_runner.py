@@ -113,6 +113,32 @@ def test_the_record_makes_the_run_reproducible(workdir: Path) -> None:
     )
 
 
+def test_a_run_records_that_it_started_before_it_trains(workdir: Path) -> None:
+    from evsys.compose.compose import compose_and_validate
+    from evsys.protocols import RunResult
+    from evsys.run.dependencies import ArmDependencies
+    from evsys.run.runner import run_arm
+
+    seen = []
+
+    def train(config: Any, run_dir: Path) -> RunResult:  # what a reader sees mid-run
+        seen.append(json.loads((run_dir / "run_result.json").read_text()))
+        return RunResult(run_id="x", status="completed", metrics={"train/steps": 1.0})
+
+    overrides = ["seed=3", "+metadata.notes.api_key=sk-secret"]
+    _, config = compose_and_validate(overrides)
+    record = run_arm(
+        config, workdir / "r", overrides=overrides, dependencies=ArmDependencies(train=train)
+    ).record
+    (during,) = seen
+    assert (during["status"], during["finished"], during["metrics"]) == ("running", False, {})
+    assert during["config_hash"] == record["config_hash"]
+    assert during["config"]["metadata"]["notes"]["api_key"] == "<redacted>"
+    assert during["overrides"][1] == "+metadata.notes.api_key=<redacted>"
+    assert isinstance(during["pid"], int) and during["host"] == record["host"]
+    assert (record["status"], record["finished"]) == ("completed", True)
+
+
 def test_secrets_never_reach_the_record(workdir: Path, clean_registries: None) -> None:
     secret = "tml-very-secret-key"
     outcome = run_in_process(

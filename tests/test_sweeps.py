@@ -127,7 +127,16 @@ def test_resume_refuses_when_an_arm_config_changed(workdir: Path) -> None:
     experiment.write_text("# @package _global_\nalgorithm:\n  params: {max_steps: 3}\n")
     again = run_evsys("resume", "sweep", cwd=workdir, module=False)
     assert again.returncode == 2
-    assert "config changed since the sweep started" in again.stderr
+    # the setting that changed, old → new, once for all the arms it changed in: not hashes
+    changed = "algorithm.params.max_steps: changed since the sweep started: 2 → 3 (every arm)"
+    assert changed in again.stderr and "hash" not in again.stderr
+    # a plan written before it recorded each arm's config: the arms' own records say it
+    plan_path = workdir / "sweep" / "sweep_plan.json"
+    plan = json.loads(plan_path.read_text())
+    plan["arms"] = [{k: v for k, v in arm.items() if k != "config"} for arm in plan["arms"]]
+    plan_path.write_text(json.dumps(plan))
+    again = run_evsys("resume", "sweep", cwd=workdir, module=False)
+    assert again.returncode == 2 and changed in again.stderr
 
 
 def test_plan_marks_invalid_arms(workdir: Path) -> None:

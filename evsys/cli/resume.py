@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 EXIT_BAD_INPUT = 2
@@ -24,9 +25,37 @@ def replay_arguments(sweep_dir: Path) -> list[str]:
     return ["--multirun", *task, *hydra, f"hydra.sweep.dir='{sweep_dir.resolve()}'"]
 
 
+def not_replayable(sweep_dir: Path) -> str | None:
+    """Why re-running the sweep of ``sweep_dir`` would not finish it, or None when it would.
+
+    Only a sweeper that proposes the same arms in the same order when run again (evsys's, or
+    Hydra's basic sweeper) can be resumed; Optuna proposes each trial from the results before it.
+    """
+    from omegaconf import OmegaConf
+
+    from evsys.sweep.foreign import REPLAYABLE_SWEEPERS
+
+    sweeper = OmegaConf.select(
+        OmegaConf.load(sweep_dir / "multirun.yaml"), "hydra.sweeper._target_"
+    )
+    if sweeper in REPLAYABLE_SWEEPERS:
+        return None
+    return (
+        f"evsys resume: cannot resume {sweep_dir}: its sweeper ({sweeper}) chooses each arm from "
+        "the results of the arms before it, so running it again would not repeat these arms.\n"
+        f"  `evsys results {sweep_dir}` shows what the sweep found. To go on optimising, start a "
+        "new sweep; with Optuna, set hydra.sweeper.storage (e.g. sqlite:///study.db) and "
+        "hydra.sweeper.study_name so that the study carries on from the trials stored there."
+    )
+
+
 def execute(args: argparse.Namespace) -> int:
     if not (args.sweep_dir / "multirun.yaml").is_file():
         print(f"evsys resume: {args.sweep_dir} is not a sweep directory (no multirun.yaml)")
+        return EXIT_BAD_INPUT
+    reason = not_replayable(args.sweep_dir)
+    if reason:
+        print(reason, file=sys.stderr)
         return EXIT_BAD_INPUT
     from evsys.app import main
 

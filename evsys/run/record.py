@@ -175,6 +175,42 @@ def run_hyperparams(config: Any) -> dict[str, Any]:
     }
 
 
+def write_run_started(
+    run_dir: Path,
+    *,
+    run_id: str,
+    name: str,
+    config: dict[str, Any],
+    overrides: list[str],
+    started_at: datetime,
+) -> None:
+    """The record of a run that has started and not ended yet (``finished: false``).
+
+    It tells a reader (``evsys results`` on a sweep still going) that the arm is running, not
+    missing; :func:`write_run_result` replaces it when the run ends. ``host`` and ``pid`` let a
+    reader on the same machine tell a running arm from one whose process died.
+    """
+    safe_config = redact(config)
+    write_json_atomically(
+        run_dir / RUN_RESULT,
+        {
+            "schema_version": SCHEMA_VERSION,
+            "run_id": run_id,
+            "name": name,
+            "status": "running",
+            "finished": False,
+            "metrics": {},
+            "started_at": started_at.isoformat(),
+            "run_dir": str(run_dir),
+            "config": safe_config,
+            "config_hash": config_hash(safe_config),
+            "overrides": [redact_override(o) for o in overrides],
+            "host": platform.node(),
+            "pid": os.getpid(),
+        },
+    )
+
+
 def write_run_result(
     run_dir: Path,
     result: RunResult,

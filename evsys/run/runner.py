@@ -24,7 +24,13 @@ from evsys.registry import BACKENDS, DATA_STORES, LOG_STORES, resolve_algorithm
 from evsys.run.continual import run_continual
 from evsys.run.dependencies import DEFAULT, ArmDependencies
 from evsys.run.evaluation import best_effort, eval_rows, evaluate
-from evsys.run.record import git_state, new_run_id, run_hyperparams, write_run_result
+from evsys.run.record import (
+    git_state,
+    new_run_id,
+    run_hyperparams,
+    write_run_result,
+    write_run_started,
+)
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +62,14 @@ def run_arm(
     run_dir.mkdir(parents=True, exist_ok=True)
     started_at = datetime.now(UTC)
     run_id = new_run_id(config.name)
+    write_run_started(
+        run_dir,
+        run_id=run_id,
+        name=config.name,
+        config=config.model_dump(mode="json"),
+        overrides=list(overrides),
+        started_at=started_at,
+    )
     git_state()  # looked up now, so the record names the code the run started from
     log_store: LogStore | None = None
     error_type, trace = None, None

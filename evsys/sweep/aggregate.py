@@ -5,6 +5,8 @@ multirun end, after a crash, and while arms still run on a cluster: an arm witho
 ``run_result.json`` is ``missing``. A directory without ``sweep_plan.json`` (a plain Hydra multirun)
 is read too: its arms are the subdirectories holding a ``run_result.json`` or a
 ``.hydra/overrides.yaml``, and the success metric is the first run's ``metadata.success_metric``.
+An arm whose record says it started (``finished: false``, ``status: running``) is ``running``, or
+``interrupted`` when that record names this machine and a process that no longer exists.
 :func:`write_sweep_outputs` writes it down; :mod:`evsys.sweep.summary` draws summary.md and the plot.
 
 Statistics: a group's metrics are the mean and the *sample* standard deviation
@@ -17,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import platform
 import re
 import statistics
 from dataclasses import asdict, dataclass, field
@@ -33,6 +36,8 @@ SUMMARY_MD = "summary.md"
 PLOT_PNG = "success_metric.png"
 SCHEMA_VERSION = 1
 COMPLETED, MISSING = "completed", "missing"
+RUNNING, INTERRUPTED = "running", "interrupted"
+"""An arm that started and has not ended; one whose process died without recording an end."""
 SEED = "seed"
 _MAX_ARM_DEPTH = 3  # Hydra puts arms one level down (subdir: ${hydra.job.num})
 
@@ -57,13 +62,16 @@ class ArmRow:
     """Relative to the sweep directory."""
     overrides: list[str]
     status: str
-    """``completed``, ``failed``, ``cancelled`` (from run_result.json) or ``missing``."""
+    """``completed``, ``failed``, ``cancelled`` (from run_result.json), ``running``,
+    ``interrupted`` (started, no end recorded) or ``missing`` (never started)."""
     metrics: dict[str, float]
     error: str | None
     group_id: str
     seed: int | None
     config_hash: str | None
     run_dir: str | None = None
+    error_type: str | None = None
+    """The exception class that failed the arm (``ConfigError``: refused before training)."""
 
 
 @dataclass
@@ -98,10 +106,13 @@ class SweepSummary:
     best_arm: str | None
     best_value: float | None
     failed: list[str]
-    """Arms that finished without completing (``failed``, ``cancelled``)."""
+    """Arms that ended without completing (``failed``, ``cancelled``, ``interrupted``)."""
     missing: list[str]
+    """Arms that never started."""
     hypothesis: str = ""
     """``metadata.hypothesis`` of the experiment."""
+    running: list[str] = field(default_factory=list)
+    """Arms that started and have not ended yet."""
     conclusion: str = ""
     """What the results say about it (:func:`evsys.sweep.conclusion.conclude`)."""
 
@@ -162,9 +173,10 @@ def summarize(
         groups=run_groups(arms),
         best_arm=best_arm,
         best_value=best_value,
-        failed=[a.name for a in arms if a.status not in (COMPLETED, MISSING)],
+        failed=[a.name for a in arms if a.status not in (COMPLETED, MISSING, RUNNING)],
         missing=[a.name for a in arms if a.status == MISSING],
         hypothesis=hypothesis,
+        running=[a.name for a in arms if a.status == RUNNING],
     )
     summary.conclusion = conclude_summary(summary)
     return summary
@@ -186,7 +198,8 @@ def conclude_summary(summary: SweepSummary) -> str:
 def read_arm(
     run_dir: Path, name: str, planned: dict[str, Any] | None = None
 ) -> tuple[ArmRow, dict[str, Any] | None]:
-    """One run directory as an arm, and its finished ``run_result.json`` (None: none yet)."""
+    """One run directory as an arm, and its ``run_result.json`` (None: none yet), finished or
+    only started."""
     return _read_arm(run_dir.parent, name, run_dir.name, planned)
 
 
@@ -195,8 +208,12 @@ def _read_arm(
 ) -> tuple[ArmRow, dict[str, Any] | None]:
     arm_dir = sweep_dir / rel_dir
     record = _read_json(arm_dir / RUN_RESULT, tolerate_broken=True)
+    status = str((record or {}).get("status", MISSING))
+    # Only the explicit marker says a run ended; without it, the record may say it started.
     if record is not None and not record.get("finished"):
-        record = None  # only the explicit marker says a run ended
+        status = _unfinished_status(record)
+        if status == MISSING:
+            record = None
     planned, recorded = planned or {}, record or {}
     overrides = list(planned.get("overrides") or recorded.get("overrides") or [])
     if not overrides and record is None:
@@ -207,15 +224,36 @@ def _read_arm(
         name=name,
         dir=rel_dir,
         overrides=overrides,
-        status=str(recorded.get("status", MISSING)),
-        metrics=dict(recorded.get("metrics") or {}),
+        status=status,
+        metrics=dict(recorded.get("metrics") or {}) if recorded.get("finished") else {},
         error=recorded.get("error"),
         group_id=planned.get("group_id") or (group_id(config) if config else ""),
         seed=_int(seed),
         config_hash=planned.get("config_hash") or recorded.get("config_hash"),
         run_dir=recorded.get("run_dir") or str(arm_dir),
+        error_type=recorded.get("error_type"),
     )
     return row, record
+
+
+def _unfinished_status(record: dict[str, Any]) -> str:
+    """A record without its end: ``running`` (or ``interrupted``) when it says the run started."""
+    if record.get("status") != RUNNING:
+        return MISSING  # a partial record of an older kind: as good as none
+    pid = record.get("pid")
+    if record.get("host") == platform.node() and isinstance(pid, int) and not _alive(pid):
+        return INTERRUPTED
+    return RUNNING
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists but belongs to someone else
+        return True
+    return True
 
 
 def _int(value: Any) -> int | None:

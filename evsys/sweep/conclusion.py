@@ -18,6 +18,7 @@ from evsys.report import format_number
 from evsys.sweep.aggregate import (
     COMPLETED,
     MISSING,
+    RUNNING,
     SEED,
     ArmRow,
     GroupRow,
@@ -155,15 +156,19 @@ def _against_spread(winner: Ranked, runner_up: Ranked, margin: float) -> str:
 
 
 def _failures(arms: list[ArmRow]) -> list[str]:
-    failed = [a for a in arms if a.status not in (COMPLETED, MISSING)]
+    failed = [a for a in arms if a.status not in (COMPLETED, MISSING, RUNNING)]
+    running = [a for a in arms if a.status == RUNNING]
     missing = [a for a in arms if a.status == MISSING]
     lines = []
     if failed:
         listed = "; ".join(f"`{a.name}` ({a.status}: {_first_line(a.error)})" for a in failed)
         lines.append(f"Failed arms ({len(failed)} of {len(arms)}): {listed}.")
+    if running:
+        names = ", ".join(f"`{a.name}`" for a in running)
+        lines.append(f"Arms still running ({len(running)}): {names}.")
     if missing:
         names = ", ".join(f"`{a.name}`" for a in missing)
-        lines.append(f"Arms without a result yet ({len(missing)}): {names}.")
+        lines.append(f"Arms not started yet ({len(missing)}): {names}.")
     return lines
 
 

@@ -17,7 +17,6 @@ from evsys.files import write_bytes_atomically
 from evsys.report import format_number
 from evsys.sweep.aggregate import (
     COMPLETED,
-    MISSING,
     PLOT_PNG,
     SEED,
     ArmRow,
@@ -41,13 +40,13 @@ def render_summary(summary: SweepSummary, plot_note: str | None = None) -> str:
     swept = varying_overrides(summary.arms)
     first = summary.arms[0].overrides if summary.arms else []
     fixed = [o for o in first if split_override(o)[0] not in swept]
-    counts = {s: sum(a.status == s for a in summary.arms) for s in (COMPLETED, MISSING)}
+    completed = sum(a.status == COMPLETED for a in summary.arms)
     lines = [
         f"# Sweep {summary.name}",
         "",
         f"Directory: `{summary.sweep_dir}`  ",
-        f"Arms: {len(summary.arms)} — {counts[COMPLETED]} completed, {len(summary.failed)} "
-        f"failed, {counts[MISSING]} missing  ",
+        f"Arms: {len(summary.arms)} — {completed} completed, {len(summary.failed)} failed, "
+        f"{len(summary.running)} running, {len(summary.missing)} not started  ",
         _success_line(summary.success_metric) + ("  " if fixed else ""),
     ]
     if fixed:
@@ -78,8 +77,10 @@ def render_summary(summary: SweepSummary, plot_note: str | None = None) -> str:
             if arm.name in summary.failed:
                 lines.append(f"- `{arm.name}` ({arm.status}): {_first_line(arm.error)}")
         lines.append("")
+    if summary.running:
+        lines += ["Running (started, no result yet): " + ", ".join(summary.running), ""]
     if summary.missing:
-        lines += ["Missing (no finished run_result.json yet): " + ", ".join(summary.missing), ""]
+        lines += ["Not started (no run_result.json yet): " + ", ".join(summary.missing), ""]
     lines += [plot_note if plot_note is not None else _plot_on_disk(summary), ""]
     return "\n".join(lines)
 

@@ -24,7 +24,7 @@ from evsys.errors import ConfigError, Problem
 from evsys.files import write_json_atomically
 from evsys.protocols import RunResult
 from evsys.report import format_number, format_problems
-from evsys.run.record import RUN_RESULT, new_run_id, write_run_result
+from evsys.run.record import RUN_RESULT, new_run_id, redact, write_run_result
 from evsys.sweep.aggregate import SweepSummary, write_sweep_outputs
 from evsys.sweep.plan import Arm, SweepAxes, bad_arms, enumerate_arms, preflight
 
@@ -118,17 +118,27 @@ def run_sweep(
         )
         return EXIT_BAD_INPUT
 
-    summary = launch_arms(sweep_dir, config, launcher, arms, max_batch_size)
-    print(f"evsys: sweep {sweep_dir}: {len(arms)} arms, summary in {sweep_dir / 'summary.md'}")
+    return report_sweep(launch_arms(sweep_dir, config, launcher, arms, max_batch_size))
+
+
+def report_sweep(summary: SweepSummary) -> int:
+    """Print where the sweep's summary is, its best arm and what did not complete; returns the
+    sweep's exit code (2 an arm's config was refused, 1 another did not complete, 0 ok)."""
+    summary_md = summary.sweep_dir / "summary.md"
+    print(f"evsys: sweep {summary.sweep_dir}: {len(summary.arms)} arms, summary in {summary_md}")
     if summary.best_arm:
         print(
             f"  best arm: {summary.best_arm} ({summary.success_metric['name']} = {format_number(summary.best_value)})"
         )
-    for name in [*summary.failed, *summary.missing]:
+    for name in [*summary.failed, *summary.running, *summary.missing]:
         print(f"  not completed: {name}")
     if summary.conclusion:
         print("", *(f"  {line}" for line in summary.conclusion.splitlines()), sep="\n")
-    return EXIT_OK if not (summary.failed or summary.missing) else EXIT_ARM_FAILED
+    if any(a.error_type == ConfigError.__name__ for a in summary.arms):
+        return EXIT_BAD_INPUT
+    return (
+        EXIT_OK if not (summary.failed or summary.running or summary.missing) else EXIT_ARM_FAILED
+    )
 
 
 def launch_arms(
@@ -178,7 +188,8 @@ def is_completed(arm_dir: Path) -> bool:
 
 
 def changed_since_plan(sweep_dir: Path, arms: list[Arm]) -> list[Problem]:
-    """Why the arms cannot resume the sweep in ``sweep_dir`` (none when it has no plan yet)."""
+    """Why the arms cannot resume the sweep in ``sweep_dir`` (none when it has no plan yet):
+    arms the sweep did not have, and each setting that changed (``path: old → new``)."""
     try:
         previous = json.loads((sweep_dir / PLAN).read_text())
     except FileNotFoundError:
@@ -187,6 +198,7 @@ def changed_since_plan(sweep_dir: Path, arms: list[Arm]) -> list[Problem]:
         return [Problem(path=PLAN, message=f"unreadable plan: {exc}")]
     recorded = {entry["name"]: entry for entry in previous.get("arms", [])}
     problems = []
+    changes: dict[tuple[str, str], list[str]] = {}  # (setting, "old → new") → the arms
     for arm in arms:
         entry = recorded.get(arm.name)
         if entry is None:
@@ -198,16 +210,61 @@ def changed_since_plan(sweep_dir: Path, arms: list[Arm]) -> list[Problem]:
                 )
             )
         elif entry.get("config_hash") != arm.config_hash:
-            problems.append(
-                Problem(
-                    path=arm.name,
-                    message="the arm's resolved config changed since the sweep started "
-                    "(config hash differs); start a new sweep, or restore the config",
-                    value=arm.config_hash,
-                    expected=entry.get("config_hash"),
+            assert arm.config is not None
+            now = redact(arm.config.model_dump(mode="json"))
+            changed = settings_changed(_config_at_start(sweep_dir, entry), now)
+            if not changed:  # neither the plan nor a record holds the arm's old config
+                problems.append(
+                    Problem(
+                        path=arm.name,
+                        message="the arm's resolved config changed since the sweep started "
+                        "(config hash differs); start a new sweep, or restore the config",
+                        value=arm.config_hash,
+                        expected=entry.get("config_hash"),
+                    )
                 )
+            for setting, change in changed:
+                changes.setdefault((setting, change), []).append(arm.name)
+    for (setting, change), names in changes.items():
+        which = "every arm" if len(names) == len(arms) else "arms " + ", ".join(names)
+        problems.append(
+            Problem(
+                path=setting,
+                message=f"changed since the sweep started: {change} ({which}); "
+                "restore it, or start a new sweep",
             )
+        )
     return problems
+
+
+def _config_at_start(sweep_dir: Path, entry: dict[str, Any]) -> dict[str, Any] | None:
+    """The arm's config as the sweep planned it; plans older than that field: its record's."""
+    if isinstance(entry.get("config"), dict):
+        return entry["config"]
+    try:
+        record = json.loads((sweep_dir / entry.get("dir", entry["name"]) / RUN_RESULT).read_text())
+    except (OSError, ValueError):
+        return None
+    return record.get("config") if isinstance(record.get("config"), dict) else None
+
+
+def settings_changed(before: dict[str, Any] | None, after: dict[str, Any]) -> list[tuple[str, str]]:
+    """``[(dotted setting, "old → new")]`` between two resolved configs; [] when ``before`` is
+    None."""
+    from evsys.run.compare import diff_runs
+
+    if before is None:
+        return []
+    diff = diff_runs({"config": before}, {"config": after})
+    absent = "(absent)"
+    lines = [(k, f"{_show(a)} → {_show(b)}") for k, (a, b) in diff.changed.items()]
+    lines += [(k, f"{absent} → {_show(v)}") for k, v in diff.added.items()]
+    lines += [(k, f"{_show(v)} → {absent}") for k, v in diff.removed.items()]
+    return sorted(lines)
+
+
+def _show(value: Any) -> str:
+    return json.dumps(value, default=str)
 
 
 def _write_plan(sweep_dir: Path, config: DictConfig, arms: list[Arm]) -> None:
@@ -221,7 +278,13 @@ def _write_plan(sweep_dir: Path, config: DictConfig, arms: list[Arm]) -> None:
             "hypothesis": first.metadata.hypothesis if first else "",
             "success_metric": success.model_dump() if success else None,
             "launcher": OmegaConf.select(config, "hydra.launcher._target_"),
-            "arms": [arm.plan_entry() for arm in arms],
+            # each arm's config, so that a refused resume can say which setting changed
+            "arms": [
+                {**arm.plan_entry(), "config": redact(arm.config.model_dump(mode="json"))}
+                if arm.config
+                else arm.plan_entry()
+                for arm in arms
+            ],
         },
     )
 
