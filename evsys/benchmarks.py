@@ -6,7 +6,8 @@ tasks, chat rows or prompt/answer rows) and an optional ``metadata.yaml`` (``nam
 they are presented as the training rows are) and are scored like eval rows, with the
 benchmark's ``metrics`` (else ``eval.metrics``), as ``<split>/<name>/<metric>``;
 ``breakdown_keys`` add one score per value of a task's metadata key,
-``<split>/<name>/<metric>/<key>=<value>``.
+``<split>/<name>/<metric>/<key>=<value>``. Harbor tasks are scored by their own verifiers as
+``pass_rate`` (:mod:`evsys.task_verifiers`); a task whose verifier cannot run fails the load.
 
 Benchmarks are read before training starts, so a wrong path fails the run at once, not after
 hours of training.
@@ -26,15 +27,16 @@ from evsys.data.sources import apply_transforms, resolve_path
 from evsys.data.types import (
     ChatMessagesRow,
     HarborTask,
-    InProcessVerifier,
     detect_format,
     from_dict,
+    task_row,
     to_dict,
 )
 from evsys.errors import DataError
 from evsys.protocols import DataStore, InferenceClient, LogStore, Row
 from evsys.registry import METRICS
 from evsys.rows import indices_by_value
+from evsys.task_verifiers import TASK_VERIFIER_KEY, RowVerifier
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +99,7 @@ def load_benchmarks(config: ExperimentConfig, store: DataStore) -> list[Benchmar
         metadata = _read_metadata(directory, where)
         # Presented as the training rows are (a system prompt, a chat format, …).
         rows = apply_transforms(_read_tasks(directory, where), config.data.transforms)
-        metrics = spec.metrics or config.eval.metrics
+        metrics = spec.metrics or _default_metrics(rows, config.eval.metrics)
         if not metrics:
             raise DataError(
                 f"{where}: no metrics: give the benchmark `metrics`, or set eval.metrics"
@@ -168,7 +170,7 @@ def _read_tasks(directory: Path, where: str) -> list[Row]:
             f"{where}: no benchmark at '{directory}': expected a directory holding {TASKS_FILE} "
             f"(and optionally {METADATA_FILE})"
         )
-    rows = []
+    rows, checker = [], RowVerifier(None)
     try:
         with open_text(path) as handle:
             for number, obj in iter_numbered_objects(handle, str(path)):
@@ -176,11 +178,23 @@ def _read_tasks(directory: Path, where: str) -> list[Row]:
                     rows.append(_as_row(obj))
                 except DataError as exc:
                     raise DataError(f"{path}:{number}: {exc}") from None
+                checker.check(rows[-1], f"{path}:{number}")
     except DataError as exc:
         raise DataError(f"{where}: {exc}") from None
     if not rows:
         raise DataError(f"{where}: {path} holds no tasks")
     return rows
+
+
+def _default_metrics(rows: list[Row], eval_metrics: list[MetricSpec]) -> list[MetricSpec]:
+    """``eval.metrics``; for harbor tasks, ``pass_rate`` (their own verifiers) first, and
+    ``eval.metrics`` only when every task has an expected answer for them to compare with
+    (sandbox tasks have none)."""
+    if not all(TASK_VERIFIER_KEY in row for row in rows):
+        return eval_metrics
+    others = [m for m in eval_metrics if m.kind != "pass_rate"]
+    with_answers = all(row.get("answer") is not None for row in rows)
+    return [MetricSpec(kind="pass_rate"), *(others if with_answers else [])]
 
 
 def _read_metadata(directory: Path, where: str) -> dict[str, Any]:
@@ -204,10 +218,7 @@ def _as_row(obj: Row) -> Row:
         return obj  # already an eval row
     task = from_dict(obj)
     if isinstance(task, HarborTask):
-        row: Row = {"id": task.task_id, "prompt": task.instruction}
-        if isinstance(task.verifier, InProcessVerifier) and task.verifier.expected is not None:
-            row["answer"] = task.verifier.expected
-        return {**task.metadata, **row, "metadata": task.metadata}
+        return task_row(task)
     if isinstance(task, ChatMessagesRow):
         return {**task.metadata, **to_dict(task)}
     raise DataError(

@@ -1,0 +1,185 @@
+"""Executing a harbor task's own verifier: the payload of :mod:`evsys.data.types` as a Verifier.
+
+A harbor task's row (:func:`evsys.data.types.task_row`) carries its verifier payload under
+``verifier``. :func:`task_verifier` turns a payload into something with the Verifier protocol's
+``verify``, and refuses, naming the task, one that cannot run:
+
+- ``in_process``: the verifier registered as ``fn_name`` (a class, or a function registered with
+  :func:`evsys.verifiers.register_verifier_fn`), built with the payload's ``params`` and called
+  with ``expected`` as its target: ``fn(completion, expected, **params)``;
+- ``sandbox``: the completion's code and the task's tests in :mod:`evsys.sandbox`;
+- ``e2b`` and ``llm_judge``: refused (see :func:`task_verifier`).
+
+:class:`RowVerifier` is what RL rollouts and the ``pass_rate`` metric score with: a row that
+carries a payload is scored by it, any other row by the run's configured verifier.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import ValidationError
+
+from evsys.config import VerifierSpec
+from evsys.data.types import (
+    E2BVerifier,
+    InProcessVerifier,
+    LLMJudgeVerifier,
+    SandboxVerifier,
+    VerifierPayload,
+    verifier_from_dict,
+)
+from evsys.errors import DataError
+from evsys.protocols import Row, VerificationResult
+from evsys.registry import VERIFIERS, closest
+
+TASK_VERIFIER_KEY = "verifier"
+"""The row key holding a harbor task's verifier payload."""
+MIN_SANDBOX_MEMORY_MB = 64
+"""Below this the sandbox's Python cannot even start (RLIMIT_AS counts its whole address space)."""
+
+
+class InProcessTask:
+    """``fn_name``'s verdict on the completion, with the task's ``expected`` as its target."""
+
+    def __init__(self, payload: InProcessVerifier, where: str):
+        name = payload.fn_name
+        if name not in VERIFIERS:
+            names = VERIFIERS.names()
+            hint = f" (did you mean '{guess}'?)" if (guess := closest(name, names)) else ""
+            raise DataError(
+                f"{where}: verifier.fn_name={name!r} is not a registered verifier{hint}; "
+                f"registered: {', '.join(names)}. Register a function with "
+                "@register_verifier_fn(name) in a module the run imports"
+            )
+        try:
+            self.verifier = VERIFIERS.build(name, payload.params)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or '(params)'}: {e['msg']}" for e in exc.errors()
+            )
+            raise DataError(
+                f"{where}: verifier.params of '{name}' are invalid: {problems}"
+            ) from None
+        self.fn_name, self.expected = name, payload.expected
+
+    def verify(self, *, prompt: str, completion: str, target: Any = None) -> VerificationResult:
+        result = self.verifier.verify(prompt=prompt, completion=completion, target=self.expected)
+        return VerificationResult(float(result.reward), {"fn_name": self.fn_name, **result.info})
+
+
+class SandboxTask:
+    """Pass (1.0) when the completion's code passes the task's tests in the sandbox."""
+
+    def __init__(self, payload: SandboxVerifier, where: str):
+        if not isinstance(payload.tests, str) or not payload.tests.strip():
+            raise DataError(f"{where}: verifier.tests must hold the Python tests to run")
+        if not 0 < payload.timeout_s <= 600:
+            raise DataError(
+                f"{where}: verifier.timeout_s={payload.timeout_s!r} must be in (0, 600] seconds"
+            )
+        if payload.memory_mb < MIN_SANDBOX_MEMORY_MB:
+            raise DataError(
+                f"{where}: verifier.memory_mb={payload.memory_mb!r} is too small for Python to "
+                f"start; give at least {MIN_SANDBOX_MEMORY_MB}"
+            )
+        self.payload = payload
+
+    def verify(self, *, prompt: str, completion: str, target: Any = None) -> VerificationResult:
+        # Imported here: subprocess, ctypes and socket stay off the start-up path of every run.
+        from evsys.sandbox import extract_code, run_python
+
+        p = self.payload
+        result = run_python(
+            extract_code(completion), p.tests, timeout_s=p.timeout_s, memory_mb=p.memory_mb
+        )
+        info = {
+            "reason": result.reason,
+            "exit_code": result.exit_code,
+            "network": result.network,
+            "stderr": result.stderr,
+        }
+        return VerificationResult(float(result.passed), info)
+
+
+def task_verifier(payload: Mapping[str, Any] | VerifierPayload, where: str) -> Any:
+    """The executor of one task's verifier payload; DataError naming ``where`` if it cannot run."""
+    if isinstance(payload, Mapping):
+        try:
+            payload = verifier_from_dict(payload)
+        except DataError as exc:
+            raise DataError(f"{where}: {exc}") from None
+    if isinstance(payload, InProcessVerifier):
+        return InProcessTask(payload, where)
+    if isinstance(payload, SandboxVerifier):
+        return SandboxTask(payload, where)
+    if isinstance(payload, E2BVerifier):
+        raise DataError(
+            f"{where}: verifier.kind='e2b' needs the E2B service, which evsys does not call; "
+            "run the task's tests locally instead with a sandbox verifier: "
+            "{kind: sandbox, tests: <python tests>, timeout_s, memory_mb}"
+        )
+    if isinstance(payload, LLMJudgeVerifier):
+        raise DataError(
+            f"{where}: verifier.kind='llm_judge' cannot be scored yet: a judge needs an "
+            "inference endpoint and a verdict format, which a task does not give; score these "
+            "tasks with an in_process or sandbox verifier, or leave them out"
+        )
+    raise DataError(f"{where}: {type(payload).__name__} is not a verifier payload")
+
+
+def rollout_verifier(spec: VerifierSpec) -> RowVerifier:
+    """What RL rewards a rollout with: its task's own verifier, else the recipe's ``verifier``."""
+    return RowVerifier(VERIFIERS.build(spec.kind, spec.params))
+
+
+def check_task_verifiers(rows: list[Row], where: str) -> None:
+    """Refuse, before anything runs, a row whose verifier payload cannot run."""
+    checker = RowVerifier(None)
+    for index, row in enumerate(rows):
+        checker.check(row, f"{where} row {index}")
+
+
+class RowVerifier:
+    """Scores a row's completion with the row's own verifier payload, else with ``default``.
+
+    Executors are built once per distinct payload. ``default`` None: every row must carry one.
+    """
+
+    def __init__(self, default: Any):
+        self.default = default
+        self._executors: dict[str, Any] = {}
+
+    def verify(self, *, prompt: str, completion: str, target: Any) -> VerificationResult:
+        payload = target.get(TASK_VERIFIER_KEY) if isinstance(target, Mapping) else None
+        if payload is not None:
+            executor = self._executor(payload, f"task {target.get('id')!r}")
+            return executor.verify(prompt=prompt, completion=completion, target=target)
+        if self.default is None:
+            raise DataError(
+                f"row {_describe(target)} carries no harbor verifier ('{TASK_VERIFIER_KEY}'), "
+                "and there is no other verifier to score it"
+            )
+        return self.default.verify(prompt=prompt, completion=completion, target=target)
+
+    def check(self, row: Row, where: str) -> None:
+        """Build (and keep) the executor of ``row``'s payload now; DataError if it cannot run."""
+        payload = row.get(TASK_VERIFIER_KEY)
+        if payload is not None:
+            self._executor(payload, f"{where} (task {row.get('id')!r})")
+
+    def _executor(self, payload: Any, where: str) -> Any:
+        if not isinstance(payload, Mapping):
+            raise DataError(f"{where}: '{TASK_VERIFIER_KEY}' must be an object, got {payload!r}")
+        key = json.dumps(payload, sort_keys=True, default=str)
+        if key not in self._executors:
+            self._executors[key] = task_verifier(payload, where)
+        return self._executors[key]
+
+
+def _describe(row: Any) -> str:
+    if isinstance(row, Mapping):
+        return repr(row.get("id")) if row.get("id") is not None else f"with keys {sorted(row)}"
+    return repr(row)
