@@ -188,12 +188,15 @@ def _read_tasks(directory: Path, where: str) -> list[Row]:
 
 def _default_metrics(rows: list[Row], eval_metrics: list[MetricSpec]) -> list[MetricSpec]:
     """``eval.metrics``; for harbor tasks, ``pass_rate`` (their own verifiers) first, and
-    ``eval.metrics`` only when every task has an expected answer for them to compare with
-    (sandbox tasks have none)."""
-    if not all(TASK_VERIFIER_KEY in row for row in rows):
+    ``eval.metrics`` only when every task is an in-process one with an ``expected`` answer for
+    them to compare with (sandbox tasks have none)."""
+    payloads = [row.get(TASK_VERIFIER_KEY) for row in rows]
+    if not all(isinstance(p, dict) for p in payloads):
         return eval_metrics
     others = [m for m in eval_metrics if m.kind != "pass_rate"]
-    with_answers = all(row.get("answer") is not None for row in rows)
+    with_answers = all(
+        p["kind"] == "in_process" and p.get("expected") is not None for p in payloads
+    )
     return [MetricSpec(kind="pass_rate"), *(others if with_answers else [])]
 
 
