@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evsys.config import BenchmarkSpec, EvalConfig, ExperimentConfig, MetricSpec
+from evsys.config import BenchmarkSpec, EvalConfig, ExperimentConfig, InferenceSpec, MetricSpec
 from evsys.data.jsonl import iter_numbered_objects, open_text
 from evsys.data.sources import apply_transforms, resolve_path
 from evsys.data.types import (
@@ -98,7 +98,8 @@ def load_benchmarks(config: ExperimentConfig, store: DataStore) -> list[Benchmar
         directory = resolve_path(spec.path, store)
         metadata = _read_metadata(directory, where)
         # Presented as the training rows are (a system prompt, a chat format, …).
-        rows = apply_transforms(_read_tasks(directory, where), config.data.transforms)
+        checker = RowVerifier(None, judge=_judge_of(spec.metrics))
+        rows = apply_transforms(_read_tasks(directory, where, checker), config.data.transforms)
         metrics = spec.metrics or _default_metrics(rows, config.eval.metrics)
         if not metrics:
             raise DataError(
@@ -162,15 +163,16 @@ def as_eval_row(obj: Row) -> Row:
     return _as_row(obj)
 
 
-def _read_tasks(directory: Path, where: str) -> list[Row]:
-    """Eval rows of ``tasks.jsonl``: harbor tasks and chat rows, or plain prompt/answer rows."""
+def _read_tasks(directory: Path, where: str, checker: RowVerifier | None = None) -> list[Row]:
+    """Eval rows of ``tasks.jsonl``: harbor tasks and chat rows, or plain prompt/answer rows.
+    ``checker``: refuses, naming its line, a task whose verifier cannot run."""
     path = directory / TASKS_FILE
     if not path.is_file():
         raise DataError(
             f"{where}: no benchmark at '{directory}': expected a directory holding {TASKS_FILE} "
             f"(and optionally {METADATA_FILE})"
         )
-    rows, checker = [], RowVerifier(None)
+    rows = []
     try:
         with open_text(path) as handle:
             for number, obj in iter_numbered_objects(handle, str(path)):
@@ -178,12 +180,21 @@ def _read_tasks(directory: Path, where: str) -> list[Row]:
                     rows.append(_as_row(obj))
                 except DataError as exc:
                     raise DataError(f"{path}:{number}: {exc}") from None
-                checker.check(rows[-1], f"{path}:{number}")
+                if checker is not None:
+                    checker.check(rows[-1], f"{path}:{number}")
     except DataError as exc:
         raise DataError(f"{where}: {exc}") from None
     if not rows:
         raise DataError(f"{where}: {path} holds no tasks")
     return rows
+
+
+def _judge_of(metrics: list[MetricSpec]) -> InferenceSpec | None:
+    """The judge client of the benchmark's ``pass_rate`` metric, if it has one."""
+    for spec in metrics:
+        if spec.kind == "pass_rate" and spec.params.get("judge") is not None:
+            return InferenceSpec.model_validate(spec.params["judge"])
+    return None
 
 
 def _default_metrics(rows: list[Row], eval_metrics: list[MetricSpec]) -> list[MetricSpec]:

@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import Field
 
 from evsys.answers import extract_answer, is_correct
-from evsys.config import Strict
+from evsys.config import InferenceSpec, Strict
 from evsys.errors import DataError
 from evsys.registry import register_metric
 from evsys.rows import prompt_text
@@ -121,14 +121,21 @@ class PassRate:
     a verifier (not a harbor task) is an error."""
 
     class Config(Strict):
-        pass
+        judge: InferenceSpec | None = Field(
+            None,
+            description=(
+                "The inference client ({kind, params}, e.g. openai_compatible with its base_url) "
+                "that scores llm_judge tasks, asked as each task's judge_model. None: llm_judge "
+                "tasks are refused."
+            ),
+        )
 
     def __init__(self, **params: Any):
         self.cfg = self.Config(**params)
 
     def compute(self, *, predictions: Sequence[Any], targets: Sequence[Any]) -> float:
         _check_rows(predictions, targets)
-        verifier, total = RowVerifier(None), 0.0
+        verifier, total = RowVerifier(None, judge=self.cfg.judge), 0.0
         for prediction, row in zip(predictions, targets, strict=True):
             if prediction is not None:
                 result = verifier.verify(

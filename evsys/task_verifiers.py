@@ -8,7 +8,10 @@ A harbor task's row (:func:`evsys.data.types.task_row`) carries its verifier pay
   :func:`evsys.verifiers.register_verifier_fn`), built with the payload's ``params`` and called
   with ``expected`` as its target: ``fn(completion, expected, **params)``;
 - ``sandbox``: the completion's code and the task's tests in :mod:`evsys.sandbox`;
-- ``e2b`` and ``llm_judge``: refused (see :func:`task_verifier`).
+- ``llm_judge``: the registered inference client ``judge`` (an ``{kind, params}`` spec, e.g.
+  ``openai_compatible``) asked for ``judge_model``'s verdict; given only where a judge is
+  configured (the ``pass_rate`` metric's ``judge``), refused elsewhere;
+- ``e2b``: refused (see :func:`task_verifier`).
 
 :class:`RowVerifier` is what RL rollouts and the ``pass_rate`` metric score with: a row that
 carries a payload is scored by it, any other row by the run's configured verifier.
@@ -17,12 +20,14 @@ carries a payload is scored by it, any other row by the run's configured verifie
 from __future__ import annotations
 
 import json
+import logging
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from pydantic import ValidationError
 
-from evsys.config import VerifierSpec
+from evsys.config import InferenceSpec, VerifierSpec
 from evsys.data.types import (
     E2BVerifier,
     InProcessVerifier,
@@ -31,9 +36,11 @@ from evsys.data.types import (
     VerifierPayload,
     verifier_from_dict,
 )
-from evsys.errors import DataError
+from evsys.errors import ConfigError, DataError
 from evsys.protocols import Row, VerificationResult
-from evsys.registry import VERIFIERS, closest
+from evsys.registry import INFERENCE_CLIENTS, VERIFIERS, closest
+
+log = logging.getLogger(__name__)
 
 TASK_VERIFIER_KEY = "verifier"
 """The row key holding a harbor task's verifier payload."""
@@ -104,8 +111,71 @@ class SandboxTask:
         return VerificationResult(float(result.passed), info)
 
 
-def task_verifier(payload: Mapping[str, Any] | VerifierPayload, where: str) -> Any:
-    """The executor of one task's verifier payload; DataError naming ``where`` if it cannot run."""
+JUDGE_PROMPT = """You grade a response to a task against a rubric.
+
+Task:
+{instruction}
+
+Response:
+{completion}
+
+Rubric:
+{rubric}
+
+Think it through, then end with the score alone as <answer>SCORE</answer>: a number from 0 (the
+response fails the rubric) to 1 (it fully meets it)."""
+_VERDICT = re.compile(r"<answer>\s*([0-9]*\.?[0-9]+)\s*</answer>")
+
+
+class JudgeTask:
+    """``judge_model``'s score of the completion against the rubric, through the ``judge``
+    client. A reply without a readable score is a failure (0.0), reported in ``info`` and the
+    log, never an exception; a judge that cannot be reached raises (no score beats a wrong one)."""
+
+    def __init__(self, payload: LLMJudgeVerifier, judge: InferenceSpec, where: str):
+        self.payload, self.where = payload, where
+        try:
+            self.client = INFERENCE_CLIENTS.build(
+                judge.kind, {**judge.params, "model": payload.judge_model}
+            )
+        except (ValidationError, ConfigError) as exc:  # an unknown kind is a ConfigError too
+            raise DataError(
+                f"{where}: the judge client '{judge.kind}' cannot be built: {exc}"
+            ) from None
+
+    def verify(self, *, prompt: str, completion: str, target: Any = None) -> VerificationResult:
+        question = JUDGE_PROMPT.format(
+            instruction=prompt, completion=completion, rubric=self.payload.rubric
+        )
+        reply = self.client.generate(prompt=question, max_tokens=512, temperature=0.0)
+        score, problem = parse_verdict(reply)
+        info = {"judge_model": self.payload.judge_model, "reply": reply[-500:]}
+        if problem is not None:
+            log.warning("%s: the judge's verdict is unreadable (%s); scored 0", self.where, problem)
+            return VerificationResult(0.0, {**info, "verdict_error": problem})
+        return VerificationResult(score, info)
+
+
+def parse_verdict(reply: str) -> tuple[float, str | None]:
+    """The score of the judge's last ``<answer>``: a number in [0, 1]. Anything else: 0.0 and
+    what was wrong."""
+    tags = re.findall(r"<answer>(.*?)</answer>", reply, re.DOTALL)
+    if not tags:
+        return 0.0, "no <answer>SCORE</answer> in the reply"
+    found = _VERDICT.fullmatch(f"<answer>{tags[-1]}</answer>")
+    if found is None:
+        return 0.0, f"<answer>{tags[-1].strip()[:40]}</answer> is not a number"
+    score = float(found[1])
+    if not 0.0 <= score <= 1.0:
+        return 0.0, f"score {score} is outside [0, 1]"
+    return score, None
+
+
+def task_verifier(
+    payload: Mapping[str, Any] | VerifierPayload, where: str, judge: InferenceSpec | None = None
+) -> Any:
+    """The executor of one task's verifier payload; DataError naming ``where`` if it cannot run.
+    ``judge``: the inference client that scores ``llm_judge`` tasks (None: they are refused)."""
     if isinstance(payload, Mapping):
         try:
             payload = verifier_from_dict(payload)
@@ -122,11 +192,14 @@ def task_verifier(payload: Mapping[str, Any] | VerifierPayload, where: str) -> A
             "{kind: sandbox, tests: <python tests>, timeout_s, memory_mb}"
         )
     if isinstance(payload, LLMJudgeVerifier):
-        raise DataError(
-            f"{where}: verifier.kind='llm_judge' cannot be scored yet: a judge needs an "
-            "inference endpoint and a verdict format, which a task does not give; score these "
-            "tasks with an in_process or sandbox verifier, or leave them out"
-        )
+        if judge is None:
+            raise DataError(
+                f"{where}: verifier.kind='llm_judge' needs a judge client, and only a "
+                "benchmark's pass_rate metric takes one: metrics: [{kind: pass_rate, params: "
+                "{judge: {kind: openai_compatible, params: {base_url: …}}}}]; an LLM judge as "
+                "an RL reward is not supported yet"
+            )
+        return JudgeTask(payload, judge, where)
     raise DataError(f"{where}: {type(payload).__name__} is not a verifier payload")
 
 
@@ -146,10 +219,11 @@ class RowVerifier:
     """Scores a row's completion with the row's own verifier payload, else with ``default``.
 
     Executors are built once per distinct payload. ``default`` None: every row must carry one.
+    ``judge``: the client that scores ``llm_judge`` tasks (None: they are refused).
     """
 
-    def __init__(self, default: Any):
-        self.default = default
+    def __init__(self, default: Any, judge: InferenceSpec | None = None):
+        self.default, self.judge = default, judge
         self._executors: dict[str, Any] = {}
 
     def verify(self, *, prompt: str, completion: str, target: Any) -> VerificationResult:
@@ -175,7 +249,7 @@ class RowVerifier:
             raise DataError(f"{where}: '{TASK_VERIFIER_KEY}' must be an object, got {payload!r}")
         key = json.dumps(payload, sort_keys=True, default=str)
         if key not in self._executors:
-            self._executors[key] = task_verifier(payload, where)
+            self._executors[key] = task_verifier(payload, where, self.judge)
         return self._executors[key]
 
 

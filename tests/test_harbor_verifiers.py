@@ -9,11 +9,13 @@ from typing import Any
 
 import pytest
 from conftest import REPO, metrics_lines, run_evsys, run_in_process
+from openai_server import FakeChatServer
 
+from evsys.config import InferenceSpec
 from evsys.data.types import task_row, verifier_from_dict
 from evsys.errors import DataError
 from evsys.registry import METRICS, VERIFIERS
-from evsys.task_verifiers import RowVerifier, check_task_verifiers, task_verifier
+from evsys.task_verifiers import RowVerifier, check_task_verifiers, parse_verdict, task_verifier
 from evsys.verifiers import register_verifier_fn
 
 ADD_TESTS = "assert add(2, 3) == 5\nassert add(-4, 4) == 0\n"
@@ -110,7 +112,7 @@ def test_in_process_runs_a_class_verifier_against_expected() -> None:
         ({"kind": "sandbox", "tests": "pass", "timeout_s": 0}, "timeout_s=0 must be in"),
         ({"kind": "sandbox", "tests": "pass", "memory_mb": 8}, "memory_mb=8 is too small"),
         ({"kind": "e2b", "dockerfile": "FROM x", "test_sh": "pytest"}, "needs the E2B service"),
-        ({"kind": "llm_judge", "judge_model": "m", "rubric": "r"}, "cannot be scored yet"),
+        ({"kind": "llm_judge", "judge_model": "m", "rubric": "r"}, "needs a judge client"),
         ({"kind": "regex"}, "verifier.kind='regex' is not a known verifier payload"),
     ],
 )
@@ -161,6 +163,24 @@ def test_pass_rate_scores_each_row_by_its_verifier() -> None:
     assert pass_rate.compute(predictions=[None, GOOD_MUL], targets=rows) == 0.5  # failed call
     with pytest.raises(DataError, match="carries no harbor verifier"):
         pass_rate.compute(predictions=["x"], targets=[{"prompt": "p", "answer": "x"}])
+
+
+def test_jsonl_to_chat_gives_a_task_without_an_answer_its_prompt_turns() -> None:
+    from evsys.registry import TRANSFORMS
+    from evsys.rows import prompt_messages
+
+    to_chat = TRANSFORMS.build("jsonl_to_chat", {"system_prompt": "Reply with code."})
+    bare = task("add", "Write add(a, b).", {"kind": "sandbox", "tests": ADD_TESTS})
+    pick = task("t", "Pick.", {"kind": "in_process", "fn_name": "exact_match", "expected": "A"})
+    sandboxed, in_process = to_chat([row_of(bare), row_of(pick)])
+    assert prompt_messages(sandboxed) == [
+        {"role": "system", "content": "Reply with code."},
+        {"role": "user", "content": "Write add(a, b)."},
+    ]
+    assert "target_assistant" not in sandboxed and sandboxed["verifier"]["kind"] == "sandbox"
+    assert in_process["target_assistant"] == "<answer>A</answer>"  # it has an answer to render
+    with pytest.raises(DataError, match="row 0 has no 'answer' key"):
+        to_chat([{"prompt": "no answer, no verifier"}])
 
 
 # -- RL on the mock backend -------------------------------------------------------------------
@@ -249,7 +269,7 @@ def test_a_task_without_a_reference_answer_is_explained_on_mock(workdir: Path) -
             {"kind": "in_process", "fn_name": "exact_mach", "expected": "x"},
             "did you mean 'exact_match'?",
         ),
-        ({"kind": "llm_judge", "judge_model": "m", "rubric": "r"}, "cannot be scored yet"),
+        ({"kind": "llm_judge", "judge_model": "m", "rubric": "r"}, "needs a judge client"),
     ],
 )
 def test_a_task_that_cannot_be_scored_fails_before_training(
@@ -316,3 +336,83 @@ def test_a_benchmark_task_with_an_unknown_fn_fails_the_load(workdir: Path) -> No
     output = result.stdout + result.stderr
     assert "metadata.benchmark[0]" in output and "tasks.jsonl:1 (task 't1')" in output
     assert "did you mean 'exact_match'?" in output
+
+
+# -- llm_judge: through a registered inference client -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("reply", "score", "problem"),
+    [
+        ("Meets it. <answer>1</answer>", 1.0, None),
+        ("Format: <answer>SCORE</answer>. Partly. <answer> 0.5 </answer>", 0.5, None),  # last wins
+        ("<answer>0</answer>", 0.0, None),
+        ("Looks fine to me.", 0.0, "no <answer>SCORE</answer>"),
+        ("<answer>pass</answer>", 0.0, "is not a number"),
+        ("<answer>1.5</answer>", 0.0, "outside [0, 1]"),
+        ("<answer>-1</answer>", 0.0, "is not a number"),
+    ],
+)
+def test_judge_verdicts_are_parsed_strictly(reply: str, score: float, problem: str | None) -> None:
+    parsed, found = parse_verdict(reply)
+    assert parsed == score
+    assert found is None if problem is None else problem in found
+
+
+def judged(task_id: str, rubric: str) -> dict[str, Any]:
+    payload = {"kind": "llm_judge", "judge_model": "judge-1", "rubric": rubric}
+    return task(task_id, f"Describe task {task_id}.", payload, group="g")
+
+
+def test_a_judge_task_asks_the_judge_model_and_reads_its_score() -> None:
+    # The fake endpoint answers the sum it finds in the prompt: the rubric decides the verdict.
+    with FakeChatServer() as server:
+        judge = InferenceSpec(
+            kind="openai_compatible", params={"base_url": server.base_url, "api_key_env": None}
+        )
+        verifier = RowVerifier(None, judge=judge)
+        passed = verifier.verify(
+            prompt="Describe it.",
+            completion="A fine answer.",
+            target=row_of(judged("a", "What is 1 + 0?")),
+        )
+        unreadable = verifier.verify(
+            prompt="Describe it.",
+            completion="Whatever.",
+            target=row_of(judged("b", "Is it polite?")),
+        )
+    assert passed.reward == 1.0 and passed.info["judge_model"] == "judge-1"
+    assert (
+        unreadable.reward == 0.0 and "no <answer>SCORE</answer>" in unreadable.info["verdict_error"]
+    )
+    first = server.requests[0]
+    assert first["model"] == "judge-1" and first["temperature"] == 0.0
+    assert "A fine answer." in first["messages"][-1]["content"]
+    assert "What is 1 + 0?" in first["messages"][-1]["content"]
+
+
+def test_a_benchmark_of_judge_tasks_is_scored_through_the_client(workdir: Path) -> None:
+    rubrics = ["What is 1 + 0?", "What is 0 + 0?", "Is it polite?", "What is 5 + 5?"]
+    write_tasks(
+        workdir / "judged" / "tasks.jsonl", [judged(f"j{i}", r) for i, r in enumerate(rubrics)]
+    )
+    with FakeChatServer() as server:
+        judge = f"{{kind: openai_compatible, params: {{base_url: '{server.base_url}', api_key_env: null}}}}"
+        overrides = [
+            "algorithm.params.max_steps=2",
+            "eval.enabled=false",
+            f"+metadata.benchmark=[{{path: judged, metrics: [{{kind: pass_rate, params: {{judge: {judge}}}}}]}}]",
+        ]
+        record = run_in_process(overrides, workdir / "r").record
+    assert record["status"] == "completed", record["error"]
+    # 1, 0, unreadable (0, reported), out of range (0, reported): one task in four passed.
+    assert record["metrics"]["test/judged/pass_rate"] == 0.25
+    assert len(server.requests) == 4 and {r["model"] for r in server.requests} == {"judge-1"}
+
+
+def test_judge_tasks_without_a_judge_fail_the_benchmark_load(workdir: Path) -> None:
+    write_tasks(workdir / "judged" / "tasks.jsonl", [judged("j0", "r")])
+    result = run_evsys("+metadata.benchmark=[{path: judged}]", "hydra.run.dir=out", cwd=workdir)
+    assert result.returncode == 2, result.stdout + result.stderr
+    output = result.stdout + result.stderr
+    assert "tasks.jsonl:1 (task 'j0')" in output and "needs a judge client" in output
