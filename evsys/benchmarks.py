@@ -36,7 +36,7 @@ from evsys.errors import DataError
 from evsys.protocols import DataStore, InferenceClient, LogStore, Row
 from evsys.registry import METRICS
 from evsys.rows import indices_by_value
-from evsys.task_verifiers import TASK_VERIFIER_KEY, RowVerifier
+from evsys.task_verifiers import RowVerifier, own_payload
 
 log = logging.getLogger(__name__)
 
@@ -201,12 +201,12 @@ def _default_metrics(rows: list[Row], eval_metrics: list[MetricSpec]) -> list[Me
     """``eval.metrics``; for harbor tasks, ``pass_rate`` (their own verifiers) first, and
     ``eval.metrics`` only when every task is an in-process one with an ``expected`` answer for
     them to compare with (sandbox tasks have none)."""
-    payloads = [row.get(TASK_VERIFIER_KEY) for row in rows]
-    if not all(isinstance(p, dict) for p in payloads):
+    payloads = [own_payload(row) for row in rows]
+    if any(p is None for p in payloads):
         return eval_metrics
     others = [m for m in eval_metrics if m.kind != "pass_rate"]
     with_answers = all(
-        p["kind"] == "in_process" and p.get("expected") is not None for p in payloads
+        p.get("kind") == "in_process" and p.get("expected") is not None for p in payloads
     )
     return [MetricSpec(kind="pass_rate"), *(others if with_answers else [])]
 

@@ -227,7 +227,7 @@ class RowVerifier:
         self._executors: dict[str, Any] = {}
 
     def verify(self, *, prompt: str, completion: str, target: Any) -> VerificationResult:
-        payload = target.get(TASK_VERIFIER_KEY) if isinstance(target, Mapping) else None
+        payload = own_payload(target)
         if payload is not None:
             executor = self._executor(payload, f"task {target.get('id')!r}")
             return executor.verify(prompt=prompt, completion=completion, target=target)
@@ -240,17 +240,22 @@ class RowVerifier:
 
     def check(self, row: Row, where: str) -> None:
         """Build (and keep) the executor of ``row``'s payload now; DataError if it cannot run."""
-        payload = row.get(TASK_VERIFIER_KEY)
+        payload = own_payload(row)
         if payload is not None:
             self._executor(payload, f"{where} (task {row.get('id')!r})")
 
-    def _executor(self, payload: Any, where: str) -> Any:
-        if not isinstance(payload, Mapping):
-            raise DataError(f"{where}: '{TASK_VERIFIER_KEY}' must be an object, got {payload!r}")
+    def _executor(self, payload: Mapping[str, Any], where: str) -> Any:
         key = json.dumps(payload, sort_keys=True, default=str)
         if key not in self._executors:
             self._executors[key] = task_verifier(payload, where, self.judge)
         return self._executors[key]
+
+
+def own_payload(row: Any) -> Mapping[str, Any] | None:
+    """The verifier payload a harbor task's row carries; None for other rows (a plain column
+    that happens to be called ``verifier`` is not one: payloads are objects)."""
+    payload = row.get(TASK_VERIFIER_KEY) if isinstance(row, Mapping) else None
+    return payload if isinstance(payload, Mapping) else None
 
 
 def _describe(row: Any) -> str:

@@ -3,6 +3,7 @@ and returns new dicts, leaving the rows it was given untouched."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import Field, field_validator
@@ -71,7 +72,7 @@ class JsonlToChat:
     def _convert(self, index: int, row: Row) -> Row:
         if "messages" in row:
             return dict(row)
-        if self.cfg.answer_key not in row and "verifier" in row:
+        if self.cfg.answer_key not in row and isinstance(row.get("verifier"), Mapping):
             # A harbor task scored by its own verifier (sandbox, judge) has no answer to render:
             # it gets the prompt turns only, which is all RL and eval read.
             return {**row, "messages": self._prompt_turns(index, row)}
