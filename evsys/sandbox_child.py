@@ -41,8 +41,8 @@ def _unshare(flags: int) -> bool:
             return True
         except OSError:
             return False
-    libc = ctypes.CDLL(None, use_errno=True)
-    return libc.unshare(flags) == 0
+    unshare = getattr(ctypes.CDLL(None, use_errno=True), "unshare", None)  # Linux only
+    return unshare is not None and unshare(flags) == 0
 
 
 def _guard_sockets() -> None:
