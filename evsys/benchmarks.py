@@ -6,7 +6,8 @@ tasks, chat rows or prompt/answer rows) and an optional ``metadata.yaml`` (``nam
 they are presented as the training rows are) and are scored like eval rows, with the
 benchmark's ``metrics`` (else ``eval.metrics``), as ``<split>/<name>/<metric>``;
 ``breakdown_keys`` add one score per value of a task's metadata key,
-``<split>/<name>/<metric>/<key>=<value>``.
+``<split>/<name>/<metric>/<key>=<value>``. Harbor tasks are scored by their own verifiers as
+``pass_rate`` (:mod:`evsys.task_verifiers`); a task whose verifier cannot run fails the load.
 
 Benchmarks are read before training starts, so a wrong path fails the run at once, not after
 hours of training.
@@ -20,19 +21,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evsys.config import BenchmarkSpec, EvalConfig, ExperimentConfig, MetricSpec
+from evsys.config import BenchmarkSpec, EvalConfig, ExperimentConfig, InferenceSpec, MetricSpec
 from evsys.data.jsonl import iter_numbered_objects, open_text
 from evsys.data.sources import apply_transforms, resolve_path
 from evsys.data.types import (
     ChatMessagesRow,
     HarborTask,
-    InProcessVerifier,
     detect_format,
     from_dict,
+    task_row,
     to_dict,
 )
 from evsys.errors import DataError
 from evsys.protocols import DataStore, InferenceClient, LogStore, Row
+from evsys.task_verifiers import RowVerifier, own_payload
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +95,9 @@ def load_benchmarks(config: ExperimentConfig, store: DataStore) -> list[Benchmar
         directory = resolve_path(spec.path, store)
         metadata = _read_metadata(directory, where)
         # Presented as the training rows are (a system prompt, a chat format, …).
-        rows = apply_transforms(_read_tasks(directory, where), config.data.transforms)
-        metrics = spec.metrics or config.eval.metrics
+        checker = RowVerifier(None, judge=_judge_of(spec.metrics))
+        rows = apply_transforms(_read_tasks(directory, where, checker), config.data.transforms)
+        metrics = spec.metrics or _default_metrics(rows, config.eval.metrics)
         if not metrics:
             raise DataError(
                 f"{where}: no metrics: give the benchmark `metrics`, or set eval.metrics"
@@ -158,8 +161,9 @@ def as_eval_row(obj: Row) -> Row:
     return _as_row(obj)
 
 
-def _read_tasks(directory: Path, where: str) -> list[Row]:
-    """Eval rows of ``tasks.jsonl``: harbor tasks and chat rows, or plain prompt/answer rows."""
+def _read_tasks(directory: Path, where: str, checker: RowVerifier | None = None) -> list[Row]:
+    """Eval rows of ``tasks.jsonl``: harbor tasks and chat rows, or plain prompt/answer rows.
+    ``checker``: refuses, naming its line, a task whose verifier cannot run."""
     path = directory / TASKS_FILE
     if not path.is_file():
         raise DataError(
@@ -174,11 +178,35 @@ def _read_tasks(directory: Path, where: str) -> list[Row]:
                     rows.append(_as_row(obj))
                 except DataError as exc:
                     raise DataError(f"{path}:{number}: {exc}") from None
+                if checker is not None:
+                    checker.check(rows[-1], f"{path}:{number}")
     except DataError as exc:
         raise DataError(f"{where}: {exc}") from None
     if not rows:
         raise DataError(f"{where}: {path} holds no tasks")
     return rows
+
+
+def _judge_of(metrics: list[MetricSpec]) -> InferenceSpec | None:
+    """The judge client of the benchmark's ``pass_rate`` metric, if it has one."""
+    for spec in metrics:
+        if spec.kind == "pass_rate" and spec.params.get("judge") is not None:
+            return InferenceSpec.model_validate(spec.params["judge"])
+    return None
+
+
+def _default_metrics(rows: list[Row], eval_metrics: list[MetricSpec]) -> list[MetricSpec]:
+    """``eval.metrics``; for harbor tasks, ``pass_rate`` (their own verifiers) first, and
+    ``eval.metrics`` only when every task is an in-process one with an ``expected`` answer for
+    them to compare with (sandbox tasks have none)."""
+    payloads = [own_payload(row) for row in rows]
+    if any(p is None for p in payloads):
+        return eval_metrics
+    others = [m for m in eval_metrics if m.kind != "pass_rate"]
+    with_answers = all(
+        p.get("kind") == "in_process" and p.get("expected") is not None for p in payloads
+    )
+    return [MetricSpec(kind="pass_rate"), *(others if with_answers else [])]
 
 
 def _read_metadata(directory: Path, where: str) -> dict[str, Any]:
@@ -202,10 +230,7 @@ def _as_row(obj: Row) -> Row:
         return obj  # already an eval row
     task = from_dict(obj)
     if isinstance(task, HarborTask):
-        row: Row = {"id": task.task_id, "prompt": task.instruction}
-        if isinstance(task.verifier, InProcessVerifier) and task.verifier.expected is not None:
-            row["answer"] = task.verifier.expected
-        return {**task.metadata, **row, "metadata": task.metadata}
+        return task_row(task)
     if isinstance(task, ChatMessagesRow):
         return {**task.metadata, **to_dict(task)}
     raise DataError(

@@ -163,7 +163,10 @@ def _tests(config: ExperimentConfig) -> list[BenchmarkSpec]:
 def _benchmark_metrics(config: ExperimentConfig, spec: BenchmarkSpec, split: str) -> list[str]:
     """``<split>/<name>/<metric>`` and its breakdowns ``…/<key>=<value>``."""
     prefix = f"{split}/{_benchmark_name(spec)}"
-    names = _names(spec.metrics or config.eval.metrics, prefix=prefix)
+    # Without metrics of its own, a benchmark of harbor tasks also scores `pass_rate` (their own
+    # verifiers), which only its rows can tell: see evsys.benchmarks.
+    metrics = spec.metrics or [MetricSpec(kind="pass_rate"), *config.eval.metrics]
+    names = _names(metrics, prefix=prefix)
     keys = spec.breakdown_keys or ["*"]  # metadata.yaml may name them
     return names + [f"{name}/{key}=*" for name in names for key in keys]
 

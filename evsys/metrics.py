@@ -14,9 +14,11 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field
 
 from evsys.answers import extract_answer, is_correct
-from evsys.config import Strict
+from evsys.config import InferenceSpec, Strict
 from evsys.errors import DataError
 from evsys.registry import register_metric
+from evsys.rows import prompt_text
+from evsys.task_verifiers import RowVerifier
 
 # What one prediction of a row is: the completion generated for it (what a run's eval and its
 # benchmarks produce), every completion sampled for it (`evsys eval model --num-samples`), or a
@@ -121,6 +123,37 @@ class MeanReward:
                     f"mean_reward: row {row}'s prediction must be a number (a reward), "
                     f"got {type(reward).__name__}: {reward!r}"
                 ) from None
+        return total / len(predictions)
+
+
+@register_metric("pass_rate")
+class PassRate:
+    """Mean reward of each row's own harbor verifier on its prediction: the fraction of tasks
+    passed, for verifiers that pass or fail. A failed generation (None) scores 0; a row without
+    a verifier (not a harbor task) is an error."""
+
+    class Config(Strict):
+        judge: InferenceSpec | None = Field(
+            None,
+            description=(
+                "The inference client ({kind, params}, e.g. openai_compatible with its base_url) "
+                "that scores llm_judge tasks, asked as each task's judge_model. None: llm_judge "
+                "tasks are refused."
+            ),
+        )
+
+    def __init__(self, **params: Any):
+        self.cfg = self.Config(**params)
+
+    def compute(self, *, predictions: Sequence[Any], targets: Sequence[Any]) -> float:
+        _check_rows(predictions, targets)
+        verifier, total = RowVerifier(None, judge=self.cfg.judge), 0.0
+        for prediction, row in zip(predictions, targets, strict=True):
+            if prediction is not None:
+                result = verifier.verify(
+                    prompt=prompt_text(row), completion=str(prediction), target=row
+                )
+                total += result.reward
         return total / len(predictions)
 
 

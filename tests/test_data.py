@@ -347,6 +347,9 @@ TASKS = [
     harbor.HarborTask(
         "t3", "Write a haiku.", harbor.LLMJudgeVerifier("claude-x", "5-7-5 syllables")
     ),
+    harbor.HarborTask(
+        "t4", "Write add(a, b).", harbor.SandboxVerifier("assert add(1, 2) == 3", 2.0)
+    ),
 ]
 EXAMPLE = harbor.PromptExample(inputs={"question": "2+2?"}, expected="4")
 
@@ -390,7 +393,9 @@ def test_from_dict_folds_extra_keys_into_metadata_and_derives_target():
 def test_from_dict_errors():
     with pytest.raises(DataError, match="matches no Harbor format.*prompt, answer"):
         harbor.from_dict({"prompt": "x", "answer": "y"})
-    with pytest.raises(DataError, match="verifier.kind='docker' .* in_process, e2b, llm_judge"):
+    with pytest.raises(
+        DataError, match="verifier.kind='docker' .* in_process, e2b, sandbox, llm_judge"
+    ):
         harbor.from_dict({"task_id": "t", "instruction": "x", "verifier": {"kind": "docker"}})
     with pytest.raises(DataError, match="LLMJudgeVerifier: missing rubric"):
         harbor.from_dict(

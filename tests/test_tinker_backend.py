@@ -33,6 +33,7 @@ from evsys.config import Strict  # noqa: E402
 from evsys.protocols import VerificationResult  # noqa: E402
 from evsys.registry import register_verifier  # noqa: E402
 from evsys.run.runner import ArmOutcome, run_arm  # noqa: E402
+from evsys.verifiers import register_verifier_fn  # noqa: E402
 
 pytestmark = pytest.mark.tinker
 
@@ -305,6 +306,50 @@ def test_rl_with_ppo_and_a_kl_penalty(
     # After one update the policy has moved away from the base model that scores the samples.
     assert rows[0]["train/kl"] == pytest.approx(0.0, abs=1e-3)
     assert abs(rows[1]["train/kl"]) > 1e-3
+
+
+def test_rl_on_harbor_tasks_rewards_with_each_tasks_verifier(
+    server: TinkerTestServer, clean_registries: None, tmp_path: Path
+) -> None:
+    calls = []
+
+    @register_verifier_fn("digit_share_of")
+    def digit_share_of(completion: str, expected: str, scale: float = 1.0) -> float:
+        calls.append((expected, scale))
+        return scale * sum(c.isdigit() for c in completion) / max(len(completion), 1)
+
+    verifier = {"kind": "in_process", "fn_name": "digit_share_of", "params": {"scale": 0.5}}
+    tasks = [
+        {
+            "task_id": f"t{i}",
+            "instruction": f"What is {i} + {i}?",
+            "verifier": {**verifier, "expected": str(2 * i)},
+        }
+        for i in range(4)
+    ]
+    (tmp_path / "tasks.jsonl").write_text("".join(json.dumps(t) + "\n" for t in tasks))
+    outcome = run(
+        server,
+        tmp_path / "run",
+        "algorithm=rl",
+        "eval=none",
+        "data.source_kind=jsonl",
+        f"data.path={tmp_path / 'tasks.jsonl'}",
+        "data.eval_path=null",
+        "data.transforms=[]",
+        "algorithm.params.verifier.kind=format_only",  # rows with a verifier of their own ignore it
+        "algorithm.params.max_steps=2",
+        "algorithm.params.batch_size=2",
+        "algorithm.params.group_size=2",
+        "algorithm.params.max_tokens=8",
+    )
+    assert outcome.record["status"] == "completed", outcome.record["error"]
+    rows = metrics_of(tmp_path / "run", "train/reward_mean")
+    assert [m["step"] for m in rows] == [1, 2]
+    assert all(0.0 <= m["train/reward_mean"] <= 0.5 for m in rows)
+    # 2 steps × 2 tasks × 2 samples, each scored by the task's function with its params.
+    assert len(calls) == 8 and {scale for _, scale in calls} == {0.5}
+    assert {expected for expected, _ in calls} <= {"0", "2", "4", "6"}
 
 
 def test_importing_the_backend_does_not_import_tinker() -> None:

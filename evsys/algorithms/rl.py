@@ -29,7 +29,10 @@ class RL:
         temperature: float = Field(1.0, gt=0, description="Sampling temperature for rollouts.")
         verifier: VerifierSpec = Field(
             default_factory=lambda: VerifierSpec(kind="exact_match"),
-            description="Scores each completion; its reward drives the update.",
+            description=(
+                "Scores each completion; its reward drives the update. A harbor task (a row with "
+                "a `verifier` payload) is scored by its own verifier instead."
+            ),
         )
         loss: Literal["importance_sampling", "ppo"] = Field(
             "importance_sampling", description="Policy-gradient loss."

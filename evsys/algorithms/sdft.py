@@ -13,8 +13,9 @@ from evsys.errors import TrainingError
 from evsys.files import write_jsonl_atomically
 from evsys.phases import chained_result, phase_steps, run_phase
 from evsys.protocols import Row, RunContext, RunResult
-from evsys.registry import VERIFIERS, register_algorithm
+from evsys.registry import register_algorithm
 from evsys.rows import prompt_messages, prompt_text
+from evsys.task_verifiers import rollout_verifier
 
 
 @register_algorithm("sdft")
@@ -35,7 +36,10 @@ class SDFT:
         max_tokens: int = Field(64, ge=1, description="Generation budget per sample.")
         verifier: VerifierSpec = Field(
             default_factory=lambda: VerifierSpec(kind="exact_match"),
-            description="Decides which samples are kept.",
+            description=(
+                "Decides which samples are kept; a harbor task's samples are judged by the "
+                "task's own verifier instead."
+            ),
         )
         min_reward: float = Field(1.0, description="Keep samples rewarded at least this much.")
         max_accepted_per_prompt: int = Field(
@@ -58,7 +62,7 @@ class SDFT:
 
         cfg = self.cfg
         sft_params = cfg.model_dump(include=set(SFT.Config.model_fields))
-        verifier = VERIFIERS.build(cfg.verifier.kind, cfg.verifier.params)
+        verifier = rollout_verifier(cfg.verifier)  # a harbor task's own verifier wins
         checkpoint, steps = ctx.config.model.load_checkpoint_path, 0
         metrics: dict[str, float] = {}
         for round_index in range(cfg.rounds):

@@ -9,9 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from evsys.config import DataConfig, TransformSpec
+from evsys.data.types import TargetFormat, detect_format, from_dict, task_row
 from evsys.errors import DataError, MissingDependencyError
 from evsys.protocols import DataStore
 from evsys.registry import TRANSFORMS
+from evsys.task_verifiers import check_task_verifiers
 
 Row = dict[str, Any]
 
@@ -28,7 +30,25 @@ def load_rows(data: DataConfig, store: DataStore, *, path: str | None = None) ->
     file of a jsonl/json source, the directory or data files of an hf_dataset source.
     """
     loader = _LOADERS[data.source_kind]
-    return loader(data, store, path)[: data.limit]
+    rows = loader(data, store, path)[: data.limit]
+    return tasks_as_rows(rows, where=f"data ({path or data.path or data.source_kind})")
+
+
+def tasks_as_rows(rows: list[Row], *, where: str) -> list[Row]:
+    """Harbor tasks among ``rows`` as the rows training reads (:func:`task_row`), their
+    verifiers checked now, so a task that cannot be scored fails the run before it starts."""
+    if not any(detect_format(row) == TargetFormat.HARBOR_TASK for row in rows):
+        return rows
+    converted = []
+    for index, row in enumerate(rows):
+        if detect_format(row) == TargetFormat.HARBOR_TASK:
+            try:
+                row = task_row(from_dict(row))
+            except DataError as exc:
+                raise DataError(f"{where} row {index}: {exc}") from None
+        converted.append(row)
+    check_task_verifiers(converted, where)
+    return converted
 
 
 def apply_transforms(rows: list[Row], specs: list[TransformSpec]) -> list[Row]:

@@ -3,6 +3,7 @@ and returns new dicts, leaving the rows it was given untouched."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import Field, field_validator
@@ -34,7 +35,8 @@ class JsonlToChat:
 
     Each row keeps its keys and gains ``messages`` (an optional system turn, the user's prompt,
     the assistant's rendered answer) and ``target_assistant`` (the rendered answer). Rows that
-    already have ``messages`` pass through unchanged.
+    already have ``messages`` pass through unchanged; a harbor task without an answer (its own
+    verifier scores it) gets the system and user turns only.
     """
 
     class Config(Strict):
@@ -70,6 +72,10 @@ class JsonlToChat:
     def _convert(self, index: int, row: Row) -> Row:
         if "messages" in row:
             return dict(row)
+        if self.cfg.answer_key not in row and isinstance(row.get("verifier"), Mapping):
+            # A harbor task scored by its own verifier (sandbox, judge) has no answer to render:
+            # it gets the prompt turns only, which is all RL and eval read.
+            return {**row, "messages": self._prompt_turns(index, row)}
         for key in (self.cfg.prompt_key, self.cfg.answer_key):
             if key not in row:
                 raise DataError(
@@ -79,10 +85,16 @@ class JsonlToChat:
                 )
         # replace, not str.format: a template may hold literal braces (JSON, code).
         rendered = self.cfg.answer_template.replace("{answer}", str(row[self.cfg.answer_key]))
+        messages = [*self._prompt_turns(index, row), {"role": "assistant", "content": rendered}]
+        return {**row, "messages": messages, "target_assistant": rendered}
+
+    def _prompt_turns(self, index: int, row: Row) -> list[Row]:
+        if self.cfg.prompt_key not in row:
+            raise DataError(
+                f"jsonl_to_chat: row {index} has no '{self.cfg.prompt_key}' key (it has: "
+                f"{', '.join(row) or 'no keys'}); set the transform's prompt_key param to the key "
+                "your rows use"
+            )
         system = self.cfg.system_prompt
         messages = [] if system is None else [{"role": "system", "content": system}]
-        messages += [
-            {"role": "user", "content": row[self.cfg.prompt_key]},
-            {"role": "assistant", "content": rendered},
-        ]
-        return {**row, "messages": messages, "target_assistant": rendered}
+        return [*messages, {"role": "user", "content": row[self.cfg.prompt_key]}]

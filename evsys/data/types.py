@@ -55,6 +55,18 @@ class E2BVerifier:
 
 
 @dataclass(frozen=True)
+class SandboxVerifier:
+    """Runs the completion's Python code, then ``tests``, in a local sandbox (:mod:`evsys.sandbox`):
+    the task passes when the tests run to their end without error. The offline stand-in for
+    :class:`E2BVerifier`; an evsys extension, not a production Harbor type."""
+
+    tests: str
+    timeout_s: float = 10.0
+    memory_mb: int = 512
+    kind: Literal["sandbox"] = field(default="sandbox", init=False)
+
+
+@dataclass(frozen=True)
 class LLMJudgeVerifier:
     """A judge model scores the completion against ``rubric``."""
 
@@ -63,9 +75,9 @@ class LLMJudgeVerifier:
     kind: Literal["llm_judge"] = field(default="llm_judge", init=False)
 
 
-VerifierPayload = InProcessVerifier | E2BVerifier | LLMJudgeVerifier
+VerifierPayload = InProcessVerifier | E2BVerifier | SandboxVerifier | LLMJudgeVerifier
 _VERIFIER_KINDS: dict[str, type] = {
-    cls.kind: cls for cls in (InProcessVerifier, E2BVerifier, LLMJudgeVerifier)
+    cls.kind: cls for cls in (InProcessVerifier, E2BVerifier, SandboxVerifier, LLMJudgeVerifier)
 }
 
 
@@ -189,6 +201,16 @@ def from_dict(row: Mapping[str, Any]) -> TypedRow:
     if fmt == TargetFormat.HARBOR_TASK:
         values["verifier"] = verifier_from_dict(values["verifier"])
     return _construct(_ROW_CLASSES[fmt], values, fold_extras=True)
+
+
+def task_row(task: HarborTask) -> Row:
+    """A harbor task as the row training and eval read: ``id``, ``prompt`` (the instruction),
+    ``answer`` (an in-process verifier's ``expected``, when it has one), ``verifier`` (the
+    payload, as a dict) and its metadata, both as keys on top and as ``metadata``."""
+    row: Row = {"id": task.task_id, "prompt": task.instruction, "verifier": to_dict(task.verifier)}
+    if isinstance(task.verifier, InProcessVerifier) and task.verifier.expected is not None:
+        row["answer"] = task.verifier.expected
+    return {**task.metadata, **row, "metadata": task.metadata}
 
 
 def verifier_from_dict(payload: Mapping[str, Any]) -> VerifierPayload:

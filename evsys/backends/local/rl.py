@@ -22,8 +22,9 @@ from evsys.algorithms.rl import RL
 from evsys.backends.local.trainer import train_adapter
 from evsys.errors import ConfigError
 from evsys.protocols import RunContext, RunResult
-from evsys.registry import VERIFIERS, register_algorithm
+from evsys.registry import register_algorithm
 from evsys.rows import prompt_messages, prompt_text
+from evsys.task_verifiers import rollout_verifier
 
 # evsys loss → (TRL loss_type, whether clip_epsilon applies).
 _LOSSES = {"ppo": ("dapo", True), "importance_sampling": ("dapo", False)}
@@ -70,7 +71,7 @@ class LocalRL:
         dataset = Dataset.from_list(
             [{"prompt": prompt_messages(row), "row_index": i} for i, row in enumerate(rows)]
         )
-        verifier = VERIFIERS.build(cfg.verifier.kind, cfg.verifier.params)
+        verifier = rollout_verifier(cfg.verifier)
         reward = verifier_reward(verifier, rows, name=cfg.verifier.kind)
 
         # Trainer config: the recipe's fields, the engine's precision, the user's extra TRL args.

@@ -14,9 +14,11 @@ from typing import Any
 from evsys.algorithms.rl import RL
 from evsys.backends.mock.inference import MockInferenceClient
 from evsys.backends.mock.policy import MockPolicy, stable_seed
+from evsys.errors import DataError
 from evsys.protocols import RunContext, RunResult
-from evsys.registry import VERIFIERS, register_algorithm
+from evsys.registry import register_algorithm
 from evsys.rows import assistant_text, prompt_text
+from evsys.task_verifiers import rollout_verifier
 from evsys.training import is_save_step, iterate_batches, progress_bar
 
 INITIAL_CONFIDENCE = (0.1, 0.4)
@@ -31,7 +33,7 @@ class MockRL:
     def train(self, ctx: RunContext) -> RunResult:
         cfg, backend = self.cfg, ctx.backend
         rng = random.Random(stable_seed("mock_rl", ctx.seed))
-        verifier = VERIFIERS.build(cfg.verifier.kind, cfg.verifier.params)
+        verifier = rollout_verifier(cfg.verifier)
         policy = ctx.handles.get("policy") or MockPolicy(
             capacity=backend.cfg.capacity_per_rank * cfg.lora_rank
         )
@@ -44,7 +46,7 @@ class MockRL:
                 backend.check_step(step)
                 rewards, zero_std_groups = [], 0
                 for row in batch:
-                    prompt, answer = prompt_text(row), assistant_text(row)
+                    prompt, answer = prompt_text(row), _reference_answer(row)
                     if prompt not in policy.answers:
                         low, high = INITIAL_CONFIDENCE
                         policy.learn(prompt, answer, rng.uniform(low, high), rng)
@@ -81,6 +83,19 @@ class MockRL:
             metrics={"train/final_reward_mean": mean_reward, "train/steps": float(cfg.max_steps)},
             artifacts={"final_checkpoint": str(final)},
         )
+
+
+def _reference_answer(row: dict[str, Any]) -> str:
+    """The answer the toy policy can learn to give: the row's own (its ``answer`` key, which a
+    harbor task's metadata may hold too: for a sandbox task, a solution that passes)."""
+    try:
+        return assistant_text(row)
+    except DataError:
+        raise DataError(
+            f"the mock policy learns from a reference answer, and row {row.get('id')!r} has "
+            "none: give it an 'answer' (a harbor task: metadata.answer, for a sandbox task a "
+            "solution that passes its tests)"
+        ) from None
 
 
 def _update(policy: MockPolicy, prompt: str, rewards: list[float], step_size: float) -> None:

@@ -17,8 +17,9 @@ from evsys.algorithms.rl import RL
 from evsys.backends.tinker.rendering import prompt_tokens
 from evsys.backends.tinker.training import Checkpoints, validate_live
 from evsys.protocols import RunContext, RunResult
-from evsys.registry import VERIFIERS, register_algorithm
+from evsys.registry import register_algorithm
 from evsys.rows import prompt_messages, prompt_text
+from evsys.task_verifiers import rollout_verifier
 from evsys.training import is_save_step, iterate_batches, progress_bar
 
 
@@ -43,7 +44,7 @@ class TinkerRL:
 
         cfg, backend, handles = self.cfg, ctx.backend, ctx.handles
         tokenizer = handles["tokenizer"]
-        verifier = VERIFIERS.build(cfg.verifier.kind, cfg.verifier.params)
+        verifier = rollout_verifier(cfg.verifier)
         client = backend.training_client(handles, cfg, ctx.seed)
         checkpoints = Checkpoints(ctx, client)
         reference = None
