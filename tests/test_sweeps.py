@@ -61,7 +61,9 @@ def test_one_bad_arm_refuses_the_whole_sweep(workdir: Path) -> None:
     )
     assert done.returncode == 2
     assert "3 of 4 arms are invalid; no arm was launched" in done.stderr
-    assert done.stderr.count("arm #") == 3
+    # one block per problem, naming the arms it affects
+    assert done.stderr.count("arms:") == 2
+    assert "arms:     #1 lora_rank8__batch_sizex, #3 lora_rank0__batch_sizex" in done.stderr
     assert "from:     override 'algorithm.params.batch_size=x'" in done.stderr
     assert not (workdir / "outputs").exists()
 

@@ -35,6 +35,7 @@ from evsys.compose.nodes import MISSING, PROVIDER, build_group_nodes, publish_gr
 from evsys.compose.resolvers import register_resolvers
 from evsys.config import ExperimentConfig
 from evsys.errors import ConfigError, Problem
+from evsys.output_dirs import name_problems
 from evsys.paths import config_dir, primary_config_name
 from evsys.registry import closest
 from evsys.validation import validate_experiment
@@ -73,6 +74,8 @@ def validate_composition(composition: Composition) -> ExperimentConfig:
                     source=f"override '{line}'",
                 )
             )
+    # The name names the run's directory (outputs/runs/<date>/<time>_<name>): not a path.
+    problems += [p for p in name_problems(composition.config.get("name")) if p not in problems]
     if problems:
         raise ConfigError(problems)
     return config
@@ -373,10 +376,16 @@ def _parse(lines: list[str] | tuple[str, ...], problems: list[Problem]) -> list[
             )
             continue
         if override.is_sweep_override():
+            message = (
+                "Hydra's own settings take one value; quote a sweep expression to pass it as "
+                f"text ({override.key_or_group}='…')"
+                if override.is_hydra_override()
+                else "several values in a single run; add --multirun to sweep them"
+            )
             problems.append(
                 Problem(
                     path=override.key_or_group,
-                    message="several values in a single run; add --multirun to sweep them",
+                    message=message,
                     value=override.value(),
                     source=f"override '{line}'",
                 )
@@ -422,11 +431,11 @@ def _apply_overrides(
             added.append((key, override.input_line))
         try:
             ConfigLoaderImpl._apply_overrides_to_config([override], cfg)
-        except (HydraException, OmegaConfBaseException) as exc:
+        except Exception as exc:  # Hydra's, OmegaConf's, or an assertion on a null node
             problems.append(
                 Problem(
                     path=override.key_or_group,
-                    message=_first_line(exc),
+                    message=_override_error(exc),
                     value=override.value(),
                     source=f"override '{override.input_line}'",
                 )
@@ -582,6 +591,19 @@ def _set_path(container: dict[str, Any], path: str, value: Any) -> None:
     for key in parents:
         container = container[key]
     container[last] = value
+
+
+def _override_error(exc: BaseException) -> str:
+    """Hydra's message, without the line the report already names and OmegaConf's key dump:
+    "Could not override 'x'. To append to your config use +x=1; Key 'x' not in 'Conf'"."""
+    texts = [str(exc), str(exc.__cause__) if exc.__cause__ else ""]
+    lines = [line.strip() for text in texts for line in text.strip().splitlines() if line.strip()]
+    lines = [line for line in lines if not _OMEGACONF_DETAIL.match(line)]
+    lines = [line for line in lines if not line.startswith("Error merging override")]
+    return " ".join(dict.fromkeys(lines)) or type(exc).__name__
+
+
+_OMEGACONF_DETAIL = re.compile(r"(full_key|object_type|reference_type|key|value)[:=]")
 
 
 def _first_line(exc: BaseException) -> str:
