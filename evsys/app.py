@@ -81,7 +81,10 @@ def main(argv: list[str] | None = None) -> None:
     publish_group_nodes(cached_group_nodes())
 
     if _starts_a_run(sys.argv[1:]):
-        args = _hydra_args(sys.argv[1:])
+        args, unknown = _hydra_args(sys.argv[1:])
+        if unknown:  # Hydra's parser would refuse them too, after evsys claimed a directory
+            print(f"evsys: unrecognized arguments: {' '.join(unknown)}", file=sys.stderr)
+            sys.exit(EXIT_BAD_INPUT)
         config_name = args.config_name or primary_config_name()
         # Hydra takes the directory evsys claimed: a later override of the same key wins.
         sys.argv += preflight(args.overrides, config_name, multirun=args.multirun)
@@ -106,7 +109,7 @@ def _starts_a_run(argv: list[str]) -> bool:
 def _hydra_args(argv: list[str]):
     from hydra._internal.utils import get_args_parser
 
-    return get_args_parser().parse_known_args(argv)[0]
+    return get_args_parser().parse_known_args(argv)
 
 
 def _exit_code() -> int:

@@ -207,8 +207,16 @@ def _with_hydra(composition: Composition) -> DictConfig:
     from hydra.core.utils import setup_globals
 
     setup_globals()
-    hydra = OmegaConf.to_container(composition.hydra, resolve=False)
+    hydra = {  # the parts read here and what they may interpolate; the rest is big
+        key: composition.hydra._get_node(key)._value()  # type: ignore[union-attr]
+        for key in _HYDRA_PARTS
+        if key in composition.hydra
+    }
+    hydra = OmegaConf.to_container(OmegaConf.create(hydra), resolve=False)
     return OmegaConf.create({**composition.config, "hydra": hydra})
+
+
+_HYDRA_PARTS = ("run", "sweep", "sweeper", "job", "mode")
 
 
 def _resolved(

@@ -36,7 +36,7 @@ from evsys.compose.resolvers import register_resolvers
 from evsys.config import ExperimentConfig
 from evsys.errors import ConfigError, Problem
 from evsys.output_dirs import name_problems
-from evsys.paths import config_dir, primary_config_name
+from evsys.paths import config_dir, experiments_dir, primary_config_name
 from evsys.registry import closest
 from evsys.validation import validate_experiment
 
@@ -169,9 +169,48 @@ def split_overrides(
     return groups, keys
 
 
+_DEFAULTS_CACHE_SIZE = 16
+_defaults_cache: dict[tuple[Any, ...], Defaults] = {}
+
+
 def compose_defaults(group_overrides: list[Override], config_name: str | None = None) -> Defaults:
-    """Merge the defaults list these group choices select, remembering where values came from."""
+    """Merge the defaults list these group choices select, remembering where values came from.
+
+    Merging is most of what composing costs; the result is kept for later calls with the same
+    choices while no config file changed (``validate`` then ``plan`` then the run, in one process).
+    Callers never modify it: arms copy what they change.
+    """
     config_name = config_name or primary_config_name()
+    key = (
+        config_name,
+        tuple(o.input_line for o in group_overrides),
+        registry.generation(),
+        _config_files_state(),
+    )
+    if key not in _defaults_cache:
+        if len(_defaults_cache) >= _DEFAULTS_CACHE_SIZE:
+            del _defaults_cache[next(iter(_defaults_cache))]
+        _defaults_cache[key] = _merge_defaults_list(group_overrides, config_name)
+    return _defaults_cache[key]
+
+
+def _config_files_state() -> tuple[Any, ...]:
+    """Every config file on the search path, with its size and modification time."""
+    cwd = Path.cwd().resolve()
+    roots = [config_dir(), experiments_dir(), cwd / "conf", cwd / "experiments"]
+    state: list[Any] = [str(cwd)]
+    for root in roots:
+        for folder, _, files in os.walk(root):
+            for name in files:
+                try:
+                    stat = os.stat(os.path.join(folder, name))
+                except OSError:
+                    continue
+                state.append((folder, name, stat.st_mtime_ns, stat.st_size))
+    return tuple(state)
+
+
+def _merge_defaults_list(group_overrides: list[Override], config_name: str) -> Defaults:
     loader = config_loader()
     lines = [o.input_line for o in group_overrides]
     try:
@@ -308,14 +347,17 @@ def _interpolated_paths(cfg: DictConfig) -> set[str] | None:
     return reads
 
 
-_hydra_config_in_use: list[DictConfig] = []
+_hydra_config_in_use: list[Any] = []  # [the node we set, HydraConfig's copy of it]
 
 
 def _use_hydra_config(hydra: DictConfig) -> None:
-    # HydraConfig copies the node on every set: arms that share it set it once.
-    if not _hydra_config_in_use or _hydra_config_in_use[0] is not hydra:
+    # HydraConfig copies the node on every set: arms that share it set it once (unless someone
+    # else, a run in this process, set another one since).
+    current = HydraConfig.instance().cfg
+    in_use = _hydra_config_in_use
+    if not in_use or in_use[0] is not hydra or in_use[1] is not current:
         HydraConfig.instance().set_config(hydra)
-        _hydra_config_in_use[:] = [hydra]
+        _hydra_config_in_use[:] = [hydra, HydraConfig.instance().cfg]
 
 
 def config_loader() -> ConfigLoaderImpl:
