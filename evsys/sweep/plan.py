@@ -86,18 +86,22 @@ def enumerate_arms(arguments: list[str], axes: SweepAxes) -> list[list[str]]:
     """
     problems = settings_problems(axes)
     origins = {f"{key}={value}": "hydra.sweeper.params" for key, value in axes.params.items()}
-    expanded = []
+    # As Hydra's basic sweeper: a key given again (the command line after hydra.sweeper.params)
+    # replaces the earlier values and keeps the earlier position.
+    expanded: dict[str, list[str]] = {}
     for line in [*origins, *arguments]:
         values = _expand(line, origins.get(line, f"override '{line}'"), problems)
         if values is not None:
-            expanded.append(values)
+            expanded[values[0].partition("=")[0]] = values
     paired = [_paired_axis(axis, problems) for axis in axes.paired]
-    repeats = _repeat_axis(axes, [v[0].partition("=")[0] for v in expanded if v], problems)
+    repeats = _repeat_axis(axes, list(expanded), problems)
     if problems:
         raise ConfigError(problems)
     arms = [
         [*base, *itertools.chain.from_iterable(extra)]
-        for base, *extra in itertools.product(*_hydra_order(expanded), *paired, repeats)
+        for base, *extra in itertools.product(
+            *_hydra_order(list(expanded.values())), *paired, repeats
+        )
     ]
     if not arms:
         raise ConfigError(
