@@ -171,7 +171,7 @@ def read_hydra_settings(composition: Composition) -> tuple[HydraSettings | None,
             problems += dir_problems(key, value)
             dirs[key] = value
             stamped[key] = "${now:" in str(_raw(full, key))
-    launcher, found = _launcher(composition.hydra)
+    launcher, found = _launcher(full.hydra)  # its values may read ${name}
     problems += found
     if any(v is _UNRESOLVED for v in sweeper.values()) or problems:
         return None, problems
@@ -216,7 +216,7 @@ def _with_hydra(composition: Composition) -> DictConfig:
     return OmegaConf.create({**composition.config, "hydra": hydra})
 
 
-_HYDRA_PARTS = ("run", "sweep", "sweeper", "job", "mode")
+_HYDRA_PARTS = ("run", "sweep", "sweeper", "launcher", "job", "mode")
 
 
 def _resolved(
