@@ -75,18 +75,31 @@ def run_task(cfg: DictConfig) -> Any:
     return foreign.arm_objective(config, outcome.record)
 
 
-def preflight(overrides: list[str], config_name: str) -> int:
-    """Compose and validate as the run will; print every problem. Returns an exit code."""
-    from evsys.compose.compose import compose_and_validate
+def preflight(overrides: list[str], config_name: str, *, multirun: bool = False) -> list[str]:
+    """Check everything a run (or with ``multirun`` a sweep) needs before anything is written,
+    then claim its output directory. Returns the override that points Hydra at the claimed
+    directory; exits with code 2 and one report when the input is bad."""
     from evsys.errors import ConfigError
-    from evsys.report import print_problems
+    from evsys.output_dirs import claim
+    from evsys.preflight import check_run, plan_sweep, quote_override_value
+    from evsys.report import format_problems
+    from evsys.sweep.plan import bad_arms
+    from evsys.sweep.sweeper import format_bad_arms
 
+    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
     try:
-        compose_and_validate(overrides, config_name)
+        if multirun:
+            arms, settings = plan_sweep(overrides, config_name)
+            if bad_arms(arms):
+                print(format_bad_arms(arms), file=sys.stderr)
+                sys.exit(EXIT_BAD_INPUT)
+        else:
+            _, _, settings = check_run(overrides, config_name)
+        directory = claim(Path(settings.dirs[key]), fresh=settings.stamped[key], key=key)
     except ConfigError as exc:
-        print_problems(exc.problems)
-        return EXIT_BAD_INPUT
-    return EXIT_OK
+        print(format_problems(exc.problems, header=exc.header), file=sys.stderr)
+        sys.exit(EXIT_BAD_INPUT)
+    return [f"{key}={quote_override_value(str(directory))}"]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -96,11 +109,13 @@ def main(argv: list[str] | None = None) -> None:
     publish_group_nodes(cached_group_nodes())
 
     if _starts_a_run(sys.argv[1:]):
-        args = _hydra_args(sys.argv[1:])
-        if not args.multirun:
-            code = preflight(args.overrides, args.config_name or primary_config_name())
-            if code != EXIT_OK:
-                sys.exit(code)
+        args, unknown = _hydra_args(sys.argv[1:])
+        if unknown:  # Hydra's parser would refuse them too, after evsys claimed a directory
+            print(f"evsys: unrecognized arguments: {' '.join(unknown)}", file=sys.stderr)
+            sys.exit(EXIT_BAD_INPUT)
+        config_name = args.config_name or primary_config_name()
+        # Hydra takes the directory evsys claimed: a later override of the same key wins.
+        sys.argv += preflight(args.overrides, config_name, multirun=args.multirun)
 
     hydra.main(
         config_path=str(config_dir()), config_name=primary_config_name(), version_base="1.3"
@@ -122,7 +137,7 @@ def _starts_a_run(argv: list[str]) -> bool:
 def _hydra_args(argv: list[str]):
     from hydra._internal.utils import get_args_parser
 
-    return get_args_parser().parse_known_args(argv)[0]
+    return get_args_parser().parse_known_args(argv)
 
 
 def _exit_code() -> int:

@@ -9,23 +9,93 @@ from typing import Any, TextIO
 from evsys.errors import Problem
 
 
+def problems_header(count: int, subject: str = "the config") -> str:
+    """The first line of every problem report (``validate``, a run, a plan, a sweep)."""
+    return f"evsys: {subject} has {count} problem{'s' * (count != 1)}:"
+
+
 def format_problems(problems: list[Problem], header: str | None = None) -> str:
     """Every problem, one block each: path and message, then value, expectation, fix, source."""
-    count = len(problems)
-    lines = [header or f"evsys: the config has {count} problem{'s' * (count != 1)}:", ""]
+    lines = [header or problems_header(len(problems)), ""]
     for p in problems:
-        lines.append(f"  {p.path or '(config)'}: {p.message}")
-        if p.value is not None:
-            lines.append(f"      value:    {_short(p.value)}")
-        if p.expected:
-            lines.append(f"      expected: {p.expected}")
-        if p.suggestion:
-            lines.append(f"      did you mean '{p.suggestion}'?")
-        if p.message == "required value is missing" and p.path:
-            lines.append(f"      set it:   {p.path}=<value>")
-        if p.source:
-            lines.append(f"      from:     {p.source}")
+        lines += _problem_lines(p)
     return "\n".join(lines)
+
+
+def _problem_lines(p: Problem, extra: list[str] | None = None) -> list[str]:
+    lines = [f"  {p.path or '(config)'}: {p.message}", *(extra or [])]
+    if p.value is not None:
+        lines.append(f"      value:    {_short(p.value)}")
+    if p.expected:
+        lines.append(f"      expected: {p.expected}")
+    if p.suggestion:
+        lines.append(f"      did you mean '{p.suggestion}'?")
+    if p.message == "required value is missing" and p.path:
+        lines.append(f"      set it:   {p.path}=<value>")
+    if p.source:
+        lines.append(f"      from:     {p.source}")
+    return lines
+
+
+MAX_GROUPS = 20
+MAX_SHOWN = 3
+
+
+def format_arm_problems(bad: list[tuple[int, str, list[Problem]]], total: int) -> str:
+    """The problems of a sweep's bad arms, ``(index, name, problems)`` each, compactly: a problem
+    shared by many arms is one block naming them (``arms #0–#2999``), so the report stays short
+    however large the sweep."""
+    groups: dict[tuple, list[tuple[int, str, Problem]]] = {}
+    for index, name, problems in bad:
+        for p in problems:
+            groups.setdefault((p.path, p.message, p.expected, p.suggestion), []).append(
+                (index, name, p)
+            )
+    lines = [f"evsys: {len(bad)} of {total} arms are invalid; no arm was launched.", ""]
+    for members in list(groups.values())[:MAX_GROUPS]:
+        first = members[0][2]
+        arms = _arm_list(sorted({(i, n) for i, n, _ in members}))
+        values = list(dict.fromkeys(_short(p.value) for _, _, p in members if p.value is not None))
+        sources = list(dict.fromkeys(p.source for _, _, p in members if p.source))
+        shown = Problem(
+            path=first.path,
+            message=first.message,
+            expected=first.expected,
+            suggestion=first.suggestion,
+        )
+        block = _problem_lines(shown, [f"      arms:     {arms}"])
+        if values:
+            block.insert(
+                2, f"      {'value: ' if len(values) == 1 else 'values:'}   {_some(values)}"
+            )
+        if sources:
+            block.append(f"      from:     {_some(sources)}")
+        lines += [*block, ""]
+    if len(groups) > MAX_GROUPS:
+        lines.append(
+            f"  … and {len(groups) - MAX_GROUPS} more problems (evsys plan --json lists every one)"
+        )
+    return "\n".join(lines).rstrip()
+
+
+def _arm_list(arms: list[tuple[int, str]]) -> str:
+    """``#1 name, #3 name`` for a few arms; ranges of indices (``#0–#99, #200``) for many."""
+    if len(arms) <= MAX_SHOWN:
+        return ", ".join(f"#{i} {name}" for i, name in arms)
+    ranges: list[list[int]] = []
+    for i, _ in arms:
+        if ranges and i == ranges[-1][1] + 1:
+            ranges[-1][1] = i
+        else:
+            ranges.append([i, i])
+    text = [f"#{a}" if a == b else f"#{a}–#{b}" for a, b in ranges]
+    more = ", …" if len(text) > 2 * MAX_SHOWN else ""
+    return f"{', '.join(text[: 2 * MAX_SHOWN])}{more} ({len(arms)} arms)"
+
+
+def _some(items: list[str]) -> str:
+    shown = ", ".join(items[:MAX_SHOWN])
+    return shown if len(items) <= MAX_SHOWN else f"{shown}, … ({len(items)} different)"
 
 
 def problems_json(problems: list[Problem]) -> str:

@@ -61,7 +61,9 @@ def test_one_bad_arm_refuses_the_whole_sweep(workdir: Path) -> None:
     )
     assert done.returncode == 2
     assert "3 of 4 arms are invalid; no arm was launched" in done.stderr
-    assert done.stderr.count("arm #") == 3
+    # one block per problem, naming the arms it affects
+    assert done.stderr.count("arms:") == 2
+    assert "arms:     #1 lora_rank8__batch_sizex, #3 lora_rank0__batch_sizex" in done.stderr
     assert "from:     override 'algorithm.params.batch_size=x'" in done.stderr
     assert not (workdir / "outputs").exists()
 
@@ -164,3 +166,36 @@ def test_the_fast_preflight_is_exactly_what_compose_gives(
     for arm in arms:
         assert not arm.problems, arm.problems
         assert arm.resolved == compose(arm.overrides).config, arm.overrides
+
+
+def test_output_directories_are_claimed_by_one_process(workdir: Path) -> None:
+    import os
+
+    from evsys.errors import ConfigError
+    from evsys.output_dirs import LOCK, claim, release
+
+    stamped = workdir / "outputs" / "sweeps" / "10-40-02_x"
+    first, second = claim(stamped, fresh=True), claim(stamped, fresh=True)
+    assert (first, second) == (stamped, stamped.with_name("10-40-02_x_2"))  # same second
+    # a fixed directory is reused on purpose (resume), but never while a live process holds it
+    fixed = workdir / "sweep"
+    fixed.mkdir()
+    (fixed / LOCK).write_text(f"{os.getppid()} {__import__('socket').gethostname()}\n")
+    with pytest.raises(ConfigError, match="in use by another evsys process"):
+        claim(fixed, fresh=False)
+    (fixed / LOCK).write_text("999999999 \n")  # its owner died: the lock is stale
+    assert claim(fixed, fresh=False) == fixed
+    for directory in (first, second, fixed):
+        release(directory)
+    assert not (fixed / LOCK).exists() and not first.exists()  # nothing written: nothing kept
+
+
+def test_two_sweeps_never_share_a_directory(workdir: Path) -> None:
+    from evsys.app import preflight
+    from evsys.output_dirs import _release_all
+
+    one = preflight(["seed=1,2"], "base", multirun=True)
+    two = preflight(["seed=1,2"], "base", multirun=True)
+    _release_all()
+    assert one != two
+    assert two[0].rstrip("'").endswith("_2") or two[0] > one[0]

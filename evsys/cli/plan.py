@@ -17,15 +17,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def execute(args: argparse.Namespace) -> int:
     from evsys.errors import ConfigError
+    from evsys.preflight import plan_sweep
     from evsys.report import format_problems
     from evsys.sweep.plan import bad_arms
-    from evsys.sweep.sweeper import format_bad_arms, plan_arms, sweeper_settings
+    from evsys.sweep.sweeper import format_bad_arms
 
-    try:
-        axes, template = sweeper_settings(args.overrides)
-        arms = plan_arms(args.overrides, axes, template)
+    try:  # exactly what `python -m evsys --multirun` checks before it starts
+        arms, _ = plan_sweep(args.overrides)
     except ConfigError as exc:
-        print(format_problems(exc.problems), file=sys.stderr)
+        if args.json:
+            print(
+                json.dumps(
+                    {"ok": False, "arms": [], "problems": [p.to_dict() for p in exc.problems]},
+                    indent=2,
+                    default=str,
+                )
+            )
+        print(format_problems(exc.problems, header=exc.header), file=sys.stderr)
         return EXIT_BAD_INPUT
     if args.json:
         entries = [

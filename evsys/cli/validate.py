@@ -21,18 +21,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def check(overrides: list[str]) -> list[Problem]:
-    """Every problem of the config these overrides compose; empty when it is valid."""
-    from evsys.compose.compose import compose_and_validate
+    """Every problem of the config these overrides compose; empty when it is valid. The checks
+    are a run's own (:func:`evsys.preflight.check_run`): what passes here, runs."""
+    from evsys.preflight import check_run
 
     try:
-        compose_and_validate(overrides)
+        check_run(overrides)
     except ConfigError as exc:
         return exc.problems
     return []
 
 
 def execute(args: argparse.Namespace) -> int:
-    from evsys.report import format_problems
+    from evsys.report import format_problems, problems_header
 
     if args.all_experiments:
         from evsys.compose.compose import config_loader
@@ -57,11 +58,8 @@ def execute(args: argparse.Namespace) -> int:
         for name, problems in results.items():
             label = f"experiment={name}" if args.all_experiments else "config"
             if problems:
-                print(
-                    format_problems(
-                        problems, header=f"evsys: {label} has {len(problems)} problem(s):"
-                    )
-                )
+                subject = label if args.all_experiments else "the config"
+                print(format_problems(problems, header=problems_header(len(problems), subject)))
             else:
-                print(f"evsys: {label} is valid")
+                print(f"evsys: {label if args.all_experiments else 'the config'} is valid")
     return EXIT_OK if ok else EXIT_BAD_INPUT

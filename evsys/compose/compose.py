@@ -35,7 +35,8 @@ from evsys.compose.nodes import MISSING, PROVIDER, build_group_nodes, publish_gr
 from evsys.compose.resolvers import register_resolvers
 from evsys.config import ExperimentConfig
 from evsys.errors import ConfigError, Problem
-from evsys.paths import config_dir, primary_config_name
+from evsys.output_dirs import name_problems
+from evsys.paths import config_dir, experiments_dir, primary_config_name
 from evsys.registry import closest
 from evsys.validation import validate_experiment
 
@@ -73,6 +74,8 @@ def validate_composition(composition: Composition) -> ExperimentConfig:
                     source=f"override '{line}'",
                 )
             )
+    # The name names the run's directory (outputs/runs/<date>/<time>_<name>): not a path.
+    problems += [p for p in name_problems(composition.config.get("name")) if p not in problems]
     if problems:
         raise ConfigError(problems)
     return config
@@ -166,9 +169,48 @@ def split_overrides(
     return groups, keys
 
 
+_DEFAULTS_CACHE_SIZE = 16
+_defaults_cache: dict[tuple[Any, ...], Defaults] = {}
+
+
 def compose_defaults(group_overrides: list[Override], config_name: str | None = None) -> Defaults:
-    """Merge the defaults list these group choices select, remembering where values came from."""
+    """Merge the defaults list these group choices select, remembering where values came from.
+
+    Merging is most of what composing costs; the result is kept for later calls with the same
+    choices while no config file changed (``validate`` then ``plan`` then the run, in one process).
+    Callers never modify it: arms copy what they change.
+    """
     config_name = config_name or primary_config_name()
+    key = (
+        config_name,
+        tuple(o.input_line for o in group_overrides),
+        registry.generation(),
+        _config_files_state(),
+    )
+    if key not in _defaults_cache:
+        if len(_defaults_cache) >= _DEFAULTS_CACHE_SIZE:
+            del _defaults_cache[next(iter(_defaults_cache))]
+        _defaults_cache[key] = _merge_defaults_list(group_overrides, config_name)
+    return _defaults_cache[key]
+
+
+def _config_files_state() -> tuple[Any, ...]:
+    """Every config file on the search path, with its size and modification time."""
+    cwd = Path.cwd().resolve()
+    roots = [config_dir(), experiments_dir(), cwd / "conf", cwd / "experiments"]
+    state: list[Any] = [str(cwd)]
+    for root in roots:
+        for folder, _, files in os.walk(root):
+            for name in files:
+                try:
+                    stat = os.stat(os.path.join(folder, name))
+                except OSError:
+                    continue
+                state.append((folder, name, stat.st_mtime_ns, stat.st_size))
+    return tuple(state)
+
+
+def _merge_defaults_list(group_overrides: list[Override], config_name: str) -> Defaults:
     loader = config_loader()
     lines = [o.input_line for o in group_overrides]
     try:
@@ -305,14 +347,17 @@ def _interpolated_paths(cfg: DictConfig) -> set[str] | None:
     return reads
 
 
-_hydra_config_in_use: list[DictConfig] = []
+_hydra_config_in_use: list[Any] = []  # [the node we set, HydraConfig's copy of it]
 
 
 def _use_hydra_config(hydra: DictConfig) -> None:
-    # HydraConfig copies the node on every set: arms that share it set it once.
-    if not _hydra_config_in_use or _hydra_config_in_use[0] is not hydra:
+    # HydraConfig copies the node on every set: arms that share it set it once (unless someone
+    # else, a run in this process, set another one since).
+    current = HydraConfig.instance().cfg
+    in_use = _hydra_config_in_use
+    if not in_use or in_use[0] is not hydra or in_use[1] is not current:
         HydraConfig.instance().set_config(hydra)
-        _hydra_config_in_use[:] = [hydra]
+        _hydra_config_in_use[:] = [hydra, HydraConfig.instance().cfg]
 
 
 def config_loader() -> ConfigLoaderImpl:
@@ -373,10 +418,16 @@ def _parse(lines: list[str] | tuple[str, ...], problems: list[Problem]) -> list[
             )
             continue
         if override.is_sweep_override():
+            message = (
+                "Hydra's own settings take one value; quote a sweep expression to pass it as "
+                f"text ({override.key_or_group}='…')"
+                if override.is_hydra_override()
+                else "several values in a single run; add --multirun to sweep them"
+            )
             problems.append(
                 Problem(
                     path=override.key_or_group,
-                    message="several values in a single run; add --multirun to sweep them",
+                    message=message,
                     value=override.value(),
                     source=f"override '{line}'",
                 )
@@ -422,11 +473,11 @@ def _apply_overrides(
             added.append((key, override.input_line))
         try:
             ConfigLoaderImpl._apply_overrides_to_config([override], cfg)
-        except (HydraException, OmegaConfBaseException) as exc:
+        except Exception as exc:  # Hydra's, OmegaConf's, or an assertion on a null node
             problems.append(
                 Problem(
                     path=override.key_or_group,
-                    message=_first_line(exc),
+                    message=_override_error(exc),
                     value=override.value(),
                     source=f"override '{override.input_line}'",
                 )
@@ -582,6 +633,19 @@ def _set_path(container: dict[str, Any], path: str, value: Any) -> None:
     for key in parents:
         container = container[key]
     container[last] = value
+
+
+def _override_error(exc: BaseException) -> str:
+    """Hydra's message, without the line the report already names and OmegaConf's key dump:
+    "Could not override 'x'. To append to your config use +x=1; Key 'x' not in 'Conf'"."""
+    texts = [str(exc), str(exc.__cause__) if exc.__cause__ else ""]
+    lines = [line.strip() for text in texts for line in text.strip().splitlines() if line.strip()]
+    lines = [line for line in lines if not _OMEGACONF_DETAIL.match(line)]
+    lines = [line for line in lines if not line.startswith("Error merging override")]
+    return " ".join(dict.fromkeys(lines)) or type(exc).__name__
+
+
+_OMEGACONF_DETAIL = re.compile(r"(full_key|object_type|reference_type|key|value)[:=]")
 
 
 def _first_line(exc: BaseException) -> str:

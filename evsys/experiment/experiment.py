@@ -262,7 +262,9 @@ def experiment_option(path_or_name: str | Path) -> str:
 
 
 def _is_hydra_override(line: str) -> bool:
-    return line.lstrip("+~").split("=", 1)[0].split(".", 1)[0] == "hydra"
+    from evsys.preflight import is_hydra_override
+
+    return is_hydra_override(line)
 
 
 def _bad_arms_error(bad: list[Arm], total: int, *, sweep: bool) -> ConfigError:

@@ -12,18 +12,17 @@ differ, so each arm costs a copy, the overrides and the validation.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import itertools
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.override_parser.types import Override
-
 from evsys.compose.compose import (
     Defaults,
+    _first_line,
+    _parse_line,
     apply_overrides,
     compose_defaults,
     config_loader,
@@ -80,55 +79,179 @@ class SweepAxes:
 
 
 def enumerate_arms(arguments: list[str], axes: SweepAxes) -> list[list[str]]:
-    """Every arm's overrides, in Hydra's order, then paired axes, then repeats."""
-    lines = [f"{key}={value}" for key, value in axes.params.items()] + list(arguments)
-    # The loader lets glob() expand over a group's options.
-    parsed = OverridesParser.create(config_loader=config_loader()).parse_overrides(lines)
-    (hydra_arms,) = BasicSweeper.split_arguments(parsed, max_batch_size=None) or [[[]]]
-    paired = [_paired_axis(axis) for axis in axes.paired]
-    repeats = _repeat_axis(axes, parsed)
-    arms = []
-    for base, *extra in itertools.product(hydra_arms, *paired, repeats):
-        arms.append([*base, *itertools.chain.from_iterable(extra)])
+    """Every arm's overrides, in Hydra's order, then paired axes, then repeats.
+
+    Raises ConfigError naming every line or axis that cannot be expanded, and when the sweep
+    has no arm at all (``range(5,1)``, a ``glob()`` that matches nothing).
+    """
+    problems = settings_problems(axes)
+    origins = {f"{key}={value}": "hydra.sweeper.params" for key, value in axes.params.items()}
+    # As Hydra's basic sweeper: a key given again (the command line after hydra.sweeper.params)
+    # replaces the earlier values and keeps the earlier position.
+    expanded: dict[str, list[str]] = {}
+    for line in [*origins, *arguments]:
+        values = _expand(line, origins.get(line, f"override '{line}'"), problems)
+        if values is not None:
+            expanded[values[0].partition("=")[0]] = values
+    paired = [_paired_axis(axis, problems) for axis in axes.paired]
+    repeats = _repeat_axis(axes, list(expanded), problems)
+    if problems:
+        raise ConfigError(problems)
+    arms = [
+        [*base, *itertools.chain.from_iterable(extra)]
+        for base, *extra in itertools.product(
+            *_hydra_order(list(expanded.values())), *paired, repeats
+        )
+    ]
+    if not arms:
+        raise ConfigError(
+            Problem(path="", message="the sweep has no arm: an axis expands to no value")
+        )
     return arms
 
 
-def _paired_axis(axis: dict[str, str]) -> list[list[str]]:
-    values = {key: _sweep_values(key, expression) for key, expression in axis.items()}
-    lengths = {key: len(v) for key, v in values.items()}
+def _hydra_order(expanded: list[list[str]]) -> list[list[list[str]]]:
+    # Hydra's basic sweeper crosses the axes in command-line order: one product, one list per arm.
+    return [[list(arm) for arm in itertools.product(*expanded)]]
+
+
+def _expand(line: str, origin: str, problems: list[Problem]) -> list[str] | None:
+    """The ``key=value`` lines one override (or ``hydra.sweeper.params`` entry) stands for."""
+    key = line.partition("=")[0].lstrip("+~")
+    try:
+        override = copy.copy(_parse_line(line))
+    except Exception as exc:
+        problems.append(_problem(key, f"cannot parse override: {_first_line(exc)}", line, origin))
+        return None
+    key = override.key_or_group or key
+    if not override.is_sweep_override():
+        return [f"{override.get_key_element()}={override.get_value_element_as_str()}"]
+    if override.is_hydra_override():
+        message = (
+            "Hydra's own settings take one value; quote a sweep expression to pass it as text "
+            f"({key}='…')"
+        )
+        problems.append(_problem(key, message, line, origin))
+        return None
+    if not override.is_discrete_sweep():
+        message = (
+            "interval() needs a sweeper that samples (hydra/sweeper=optuna); the evsys sweeper "
+            "enumerates: use a list, range() or choice()"
+        )
+        problems.append(_problem(key, message, line, origin))
+        return None
+    override.config_loader = config_loader()  # glob() lists a group's options
+    try:
+        values = list(override.sweep_string_iterator())
+    except Exception as exc:
+        problems.append(_problem(key, f"cannot expand: {_first_line(exc)}", line, origin))
+        return None
+    if not values:
+        problems.append(_problem(key, "the sweep expands to no value", line, origin))
+        return None
+    return [f"{override.get_key_element()}={value}" for value in values]
+
+
+def _problem(key: str, message: str, line: str, origin: str) -> Problem:
+    return Problem(path=key, message=message, value=line, source=origin)
+
+
+def _paired_axis(axis: dict[str, str], problems: list[Problem]) -> list[list[str]]:
+    origin = "hydra.sweeper.paired"
+    values = {
+        key: _expand(f"{key}={expression}", origin, problems) for key, expression in axis.items()
+    }
+    if any(v is None for v in values.values()) or not values:
+        return [[]]
+    lengths = {key: len(v) for key, v in values.items() if v is not None}
     if len(set(lengths.values())) != 1:
-        raise ConfigError(
+        problems.append(
             Problem(
                 path="hydra.sweeper.paired",
                 message="paired keys must list the same number of values",
                 value=lengths,
             )
         )
-    return [
-        [f"{key}={vals[i]}" for key, vals in values.items()]
-        for i in range(next(iter(lengths.values())))
-    ]
+        return [[]]
+    columns = [v for v in values.values() if v is not None]
+    return [list(row) for row in zip(*columns, strict=True)]
 
 
-def _repeat_axis(axes: SweepAxes, parsed: list[Override]) -> list[list[str]]:
+def _repeat_axis(
+    axes: SweepAxes, swept_keys: list[str], problems: list[Problem]
+) -> list[list[str]]:
     if axes.n_repeats <= 1:
         return [[]]
-    if any(o.key_or_group == "seed" for o in parsed):
-        raise ConfigError(
+    paired_keys = [key for axis in axes.paired for key in axis]
+    keys = [k.lstrip("+~") for k in [*swept_keys, *paired_keys]]
+    if "seed" in keys:
+        problems.append(
             Problem(
                 path="hydra.sweeper.n_repeats",
-                message="n_repeats and a seed axis both set the seed; keep one",
+                message="n_repeats and a seed override (fixed, swept or paired) both set the "
+                "seed; keep one",
                 value=axes.n_repeats,
             )
         )
+        return [[]]
     first = axes.base_seed if axes.base_seed is not None else 0
     return [[f"seed={first + i}"] for i in range(axes.n_repeats)]
 
 
-def _sweep_values(key: str, expression: str) -> list[str]:
-    (override,) = OverridesParser.create().parse_overrides([f"{key}={expression}"])
-    values = override.sweep_string_iterator() if override.is_sweep_override() else [expression]
-    return list(values)
+def settings_problems(axes: SweepAxes) -> list[Problem]:
+    """What is wrong with the sweeper's own settings, before any axis is expanded."""
+    problems = []
+    if not isinstance(axes.n_repeats, int) or axes.n_repeats < 1:
+        problems.append(
+            Problem(
+                path="hydra.sweeper.n_repeats",
+                message="must be at least 1 (1: each arm once)",
+                value=axes.n_repeats,
+                expected="an integer >= 1",
+            )
+        )
+    return problems
+
+
+def template_problems(template: str | None, resolved: dict[str, Any]) -> list[Problem]:
+    """Fields of ``hydra.sweeper.name_template`` that this config does not have."""
+    if template is None:
+        return []
+    path = "hydra.sweeper.name_template"
+    problems = []
+    if "{" in _PLACEHOLDER.sub("", template) or "}" in _PLACEHOLDER.sub("", template):
+        problems.append(
+            Problem(
+                path=path,
+                message="unbalanced '{' or '}': fields are written {base} or {dotted.key}",
+                value=template,
+            )
+        )
+    for field_path in _PLACEHOLDER.findall(template):
+        if field_path != "base" and _lookup(resolved, field_path) is _ABSENT:
+            problems.append(
+                Problem(
+                    path=path,
+                    message=f"field '{field_path}' is not a key of the config",
+                    value=template,
+                    expected="{base} or a dotted key of the config, e.g. {algorithm.params.learning_rate}",
+                )
+            )
+    return problems
+
+
+_ABSENT = object()
+
+
+def _lookup(node: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return _ABSENT
+    return node
 
 
 # -- validation ----------------------------------------------------------------------------------
@@ -156,7 +279,8 @@ def preflight(
             arm.config = validate_composition(composition)
         except ConfigError as exc:
             arm.problems = exc.problems
-        else:
+        arm.problems += template_problems(name_template, composition.config)
+        if not arm.problems:
             safe = redact(arm.config.model_dump(mode="json"))
             arm.config_hash, arm.group_id = config_hash(safe), group_id(safe)
         arms.append(arm)

@@ -22,11 +22,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from evsys.errors import ConfigError, Problem
 from evsys.files import write_json_atomically
+from evsys.output_dirs import claim, release
+from evsys.preflight import hydra_settings, is_sweep_override, plan_arms  # noqa: F401 (re-exported)
 from evsys.protocols import RunResult
-from evsys.report import format_number, format_problems
+from evsys.report import format_arm_problems, format_number, format_problems
 from evsys.run.record import RUN_RESULT, new_run_id, redact, write_run_result
 from evsys.sweep.aggregate import SweepSummary, write_sweep_outputs
-from evsys.sweep.plan import Arm, SweepAxes, bad_arms, enumerate_arms, preflight
+from evsys.sweep.plan import Arm, SweepAxes, bad_arms
 
 log = logging.getLogger(__name__)
 
@@ -34,54 +36,19 @@ PLAN = "sweep_plan.json"
 EXIT_OK, EXIT_ARM_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
 
-def plan_arms(
-    arguments: list[str], axes: SweepAxes, name_template: str | None, config_name: str = "config"
-) -> list[Arm]:
-    """Every arm, named and validated. Raises ConfigError when the axes themselves are wrong."""
-    return preflight(
-        enumerate_arms(arguments, axes), name_template=name_template, config_name=config_name
-    )
-
-
 def sweeper_settings(
     overrides: list[str], config_name: str | None = None
 ) -> tuple[SweepAxes, str | None]:
-    """``hydra.sweeper`` of the config these overrides compose (an experiment usually sets it)."""
-    from omegaconf import OmegaConf
-
-    from evsys.compose.compose import compose
-
-    fixed = [o for o in overrides if not is_sweep_override(o)]
-    composition = compose(fixed, config_name)
-    if composition.hydra is None:  # the defaults list failed: planning the arms reports why
-        return SweepAxes(), None
-    sweeper = OmegaConf.to_container(composition.hydra.sweeper, resolve=True)
-    axes = SweepAxes(
-        params={str(k): str(v) for k, v in (sweeper.get("params") or {}).items()},
-        paired=[{str(k): str(v) for k, v in a.items()} for a in sweeper.get("paired") or []],
-        n_repeats=sweeper.get("n_repeats", 1),
-        base_seed=sweeper.get("base_seed"),
-    )
-    return axes, sweeper.get("name_template")
-
-
-def is_sweep_override(line: str) -> bool:
-    """Whether an override line sweeps (``seed=1,2``, ``range(…)``, ``choice(…)``, ``glob(…)``)."""
-    from evsys.compose.compose import _parse_line
-
-    try:
-        return _parse_line(line).is_sweep_override()
-    except Exception:
-        return False  # plan_arms reports the unparsable line
+    """``hydra.sweeper`` of the config these overrides compose (an experiment usually sets it).
+    Raises ConfigError when Hydra's settings are wrong (see :func:`evsys.preflight.hydra_settings`)."""
+    settings = hydra_settings(overrides, config_name)
+    return settings.axes, settings.name_template
 
 
 def format_bad_arms(arms: list[Arm]) -> str:
-    bad = bad_arms(arms)
-    lines = [f"evsys: {len(bad)} of {len(arms)} arms are invalid; no arm was launched.", ""]
-    for arm in bad:
-        header = f"arm #{arm.index} {arm.name} ({' '.join(arm.overrides) or 'no overrides'}):"
-        lines += [format_problems(arm.problems, header=header), ""]
-    return "\n".join(lines).rstrip()
+    return format_arm_problems(
+        [(arm.index, arm.name, arm.problems) for arm in bad_arms(arms)], len(arms)
+    )
 
 
 def run_sweep(
@@ -96,9 +63,9 @@ def run_sweep(
     """Run the sweep; returns the exit code (2 bad arms, 1 an arm failed, 0 all completed)."""
     sweep_dir = Path(config.hydra.sweep.dir)
     try:
-        arms = plan_arms(arguments, axes, name_template, config.hydra.job.config_name or "config")
+        arms = plan_arms(arguments, axes, name_template, config.hydra.job.config_name)
     except ConfigError as exc:
-        print(format_problems(exc.problems), file=sys.stderr)
+        print(format_problems(exc.problems, header=exc.header), file=sys.stderr)
         return EXIT_BAD_INPUT
     if bad_arms(arms):
         print(format_bad_arms(arms), file=sys.stderr)
@@ -117,8 +84,17 @@ def run_sweep(
             format_problems(changed, header=f"evsys: cannot resume {sweep_dir}:"), file=sys.stderr
         )
         return EXIT_BAD_INPUT
+    try:  # `python -m evsys` claimed it already; a sweep started otherwise claims it here
+        claim(sweep_dir, fresh=False)
+    except ConfigError as exc:
+        print(format_problems(exc.problems, header=exc.header), file=sys.stderr)
+        return EXIT_BAD_INPUT
 
-    return report_sweep(launch_arms(sweep_dir, config, launcher, arms, max_batch_size))
+    try:
+        summary = launch_arms(sweep_dir, config, launcher, arms, max_batch_size)
+    finally:
+        release(sweep_dir)
+    return report_sweep(summary)
 
 
 def report_sweep(summary: SweepSummary) -> int:

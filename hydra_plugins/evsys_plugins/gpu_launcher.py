@@ -207,8 +207,9 @@ class EvsysGpuLauncher(Launcher):
         needing = [name for name, config in arms if self._needs_gpu(config.get("backend") or {})]
         self._check(needing, slots, where)
 
-    def _check(self, gpu_arms: List[str], slots: List[str], where: str) -> None:  # noqa: UP006
-        from evsys.errors import ConfigError, Problem
+    def settings_problems(self) -> List[Any]:  # noqa: UP006
+        """What is wrong with the launcher's own values (evsys's pre-flight asks, in every mode)."""
+        from evsys.errors import Problem
 
         def problem(key: str, value: Any, message: str, expected: str) -> Problem:
             message = f"{message} (got {value!r})"
@@ -223,8 +224,19 @@ class EvsysGpuLauncher(Launcher):
             problems.append(
                 problem("max_parallel", self.max_parallel, "must be at least 1", "null or >= 1")
             )
-        if len(set(slots)) < len(slots):
-            problems.append(problem("gpus", slots, "names a GPU twice", "distinct entries"))
+        if self.gpus is not None and len(set(self.gpus)) < len(self.gpus):
+            problems.append(problem("gpus", self.gpus, "names a GPU twice", "distinct entries"))
+        return problems
+
+    def _check(self, gpu_arms: List[str], slots: List[str], where: str) -> None:  # noqa: UP006
+        from evsys.errors import ConfigError, Problem
+
+        problems = self.settings_problems()
+        if self.gpus is None and len(set(slots)) < len(slots):
+            message = f"names a GPU twice (got {slots!r})"
+            problems.append(
+                Problem("hydra.launcher.gpus", message, value=slots, expected="distinct entries")
+            )
         if gpu_arms and self.gpus_per_arm > len(slots):
             names = ", ".join(gpu_arms[:5]) + (", …" if len(gpu_arms) > 5 else "")
             message = (
@@ -232,9 +244,16 @@ class EvsysGpuLauncher(Launcher):
                 f"(backend.kind in gpu_backends={self.gpu_backends}, backend.params.device "
                 f"!= cpu), but only {len(slots)} GPU slot(s) exist ({where}). Set "
                 "hydra.launcher.gpus=[0,1,…], lower hydra.launcher.gpus_per_arm, or run them "
-                "on CPU with backend.params.device=cpu"
+                f"on CPU with backend.params.device=cpu (got {slots!r})"
             )
-            problems.append(problem("gpus", slots, message, f">= {self.gpus_per_arm} slots"))
+            problems.append(
+                Problem(
+                    "hydra.launcher.gpus",
+                    message,
+                    value=slots,
+                    expected=f">= {self.gpus_per_arm} slots",
+                )
+            )
         if problems:
             raise ConfigError(problems, header="hydra/launcher=evsys_gpus: no arm was launched.")
 

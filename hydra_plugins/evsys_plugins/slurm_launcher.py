@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 
 # How long a task Slurm reports ended may take to show its result file (shared filesystems lag).
 RESULT_GRACE_S = 3.0
+# Below this, a job would be signalled before it started (submitit warns 120 s ahead).
+MIN_TIMEOUT_MIN = 3
 
 if SlurmLauncher is not None:
 
@@ -50,6 +52,34 @@ if SlurmLauncher is not None:
             # Called with (position in this launch, JobReturn) as each arm ends; set by the sweeper.
             self.arm_ended: Optional[Callable[[int, JobReturn], None]] = None
             super().__init__(**params)
+
+        def settings_problems(self) -> List[Any]:
+            """What is wrong with the launcher's values (evsys's pre-flight asks, in every mode)."""
+            from evsys.errors import Problem
+
+            problems = []
+            timeout = self.params.get("timeout_min")
+            if isinstance(timeout, int) and timeout < MIN_TIMEOUT_MIN:
+                problems.append(
+                    Problem(
+                        path="hydra.launcher.timeout_min",
+                        message="too short: submitit signals a job 120 s before its time limit",
+                        value=timeout,
+                        expected=f">= {MIN_TIMEOUT_MIN}",
+                    )
+                )
+            for key in ("array_parallelism", "cpus_per_task", "tasks_per_node", "nodes"):
+                value = self.params.get(key)
+                if isinstance(value, int) and value < 1:
+                    problems.append(
+                        Problem(
+                            path=f"hydra.launcher.{key}",
+                            message="must be at least 1",
+                            value=value,
+                            expected=">= 1",
+                        )
+                    )
+            return problems
 
         def launch(
             self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int

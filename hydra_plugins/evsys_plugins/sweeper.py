@@ -29,7 +29,8 @@ from omegaconf import DictConfig
 class EvsysSweeperConf:
     _target_: str = "hydra_plugins.evsys_plugins.sweeper.EvsysSweeper"
     max_batch_size: Optional[int] = None  # noqa: UP045
-    params: Optional[Dict[str, str]] = None  # noqa: UP006, UP045
+    # A dict, not None: `hydra.sweeper.params.seed='1,2'` on the command line needs a node to set.
+    params: Dict[str, str] = field(default_factory=dict)  # noqa: UP006
     paired: List[Dict[str, str]] = field(default_factory=list)  # noqa: UP006
     n_repeats: int = 1
     base_seed: Optional[int] = None  # noqa: UP045
