@@ -40,6 +40,10 @@ from evsys.sweep.plan import (
 )
 
 DIR_KEYS = ("hydra.run.dir", "hydra.sweep.dir")
+EVSYS_SWEEPER = "hydra_plugins.evsys_plugins.sweeper.EvsysSweeper"
+# evsys's sweeper settings; another sweeper has settings of its own, which it checks itself.
+_EVSYS_SWEEPER_KEYS = ("params", "paired", "n_repeats", "base_seed", "name_template")
+_NO_SWEEP = {"params": {}, "paired": [], "n_repeats": 1, "base_seed": None, "name_template": None}
 
 
 @dataclass
@@ -57,6 +61,9 @@ class HydraSettings:
     unresolved: list[Problem] = field(default_factory=list)
     """Directories that do not resolve, usually for a problem of the config they are named
     after (``name``): reported only when the config itself has none."""
+    foreign_sweeper: str | None = None
+    """Another sweeper than evsys's: it proposes the arms as it goes, so they cannot be planned
+    here; evsys checks sample arms when it starts (see :mod:`evsys.sweep.foreign`)."""
 
 
 def check_run(
@@ -91,6 +98,8 @@ def plan_sweep(
     it cannot run). Raises ConfigError when the sweep itself is wrong: its grammar, Hydra's
     settings, an empty sweep."""
     settings = hydra_settings(overrides, config_name)
+    if settings.foreign_sweeper:
+        return [], settings
     task = [line for line in overrides if not is_hydra_override(line)]
     arms = plan_arms(task, settings.axes, settings.name_template, config_name)
     if settings.unresolved and not bad_arms(arms):  # else the arms say what broke them
@@ -160,10 +169,13 @@ def read_hydra_settings(composition: Composition) -> tuple[HydraSettings | None,
     assert composition.hydra is not None
     problems: list[Problem] = []
     full = _with_hydra(composition)
-    sweeper = {
-        key: _resolved(full, f"hydra.sweeper.{key}", problems)
-        for key in ("params", "paired", "n_repeats", "base_seed", "name_template")
-    }
+    target = OmegaConf.select(full, "hydra.sweeper._target_", throw_on_resolution_failure=False)
+    foreign = target if target != EVSYS_SWEEPER else None
+    sweeper = (
+        dict(_NO_SWEEP)
+        if foreign
+        else {key: _resolved(full, f"hydra.sweeper.{key}", problems) for key in _EVSYS_SWEEPER_KEYS}
+    )
     dirs, stamped, unresolved = {}, {}, []
     for key in DIR_KEYS:
         value = _resolved(full, key, unresolved, what="the output directory")
@@ -182,7 +194,9 @@ def read_hydra_settings(composition: Composition) -> tuple[HydraSettings | None,
         base_seed=sweeper["base_seed"],
     )
     problems += settings_problems(axes)
-    settings = HydraSettings(axes, sweeper["name_template"], dirs, stamped, launcher, unresolved)
+    settings = HydraSettings(
+        axes, sweeper["name_template"], dirs, stamped, launcher, unresolved, foreign
+    )
     return (None if problems else settings), problems
 
 

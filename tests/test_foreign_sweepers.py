@@ -190,3 +190,10 @@ def config(metadata: dict) -> ExperimentConfig:
 def test_arm_objective(metadata: dict, status: str, metrics: dict, expected: object) -> None:
     record = {"status": status, "metrics": metrics}
     assert arm_objective(config(metadata), record) == expected
+
+
+def test_plan_says_another_sweeper_proposes_its_arms_as_it_runs(workdir: Path) -> None:
+    done = run_evsys("plan", "hydra/sweeper=optuna", *OPTUNA[2:], module=False, cwd=workdir)
+    assert done.returncode == 0, done.stderr
+    assert "hydra_optuna_sweeper" in done.stdout and "as it runs" in done.stdout
+    assert not any(workdir.iterdir())

@@ -23,7 +23,7 @@ def execute(args: argparse.Namespace) -> int:
     from evsys.sweep.sweeper import format_bad_arms
 
     try:  # exactly what `python -m evsys --multirun` checks before it starts
-        arms, _ = plan_sweep(args.overrides)
+        arms, settings = plan_sweep(args.overrides)
     except ConfigError as exc:
         if args.json:
             print(
@@ -35,6 +35,13 @@ def execute(args: argparse.Namespace) -> int:
             )
         print(format_problems(exc.problems, header=exc.header), file=sys.stderr)
         return EXIT_BAD_INPUT
+    if settings.foreign_sweeper:  # its arms exist only once it runs
+        note = (
+            f"the sweeper {settings.foreign_sweeper} proposes its arms as it runs: evsys checks "
+            "sample arms when the sweep starts, and each arm before it trains"
+        )
+        print(json.dumps({"ok": True, "arms": [], "note": note}) if args.json else note)
+        return EXIT_OK
     if args.json:
         entries = [
             {**arm.plan_entry(), "problems": [p.to_dict() for p in arm.problems]} for arm in arms

@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING, Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from evsys.preflight import EVSYS_SWEEPER
+
 if TYPE_CHECKING:
     from evsys.config import ExperimentConfig
     from evsys.errors import ConfigError, Problem
@@ -37,7 +39,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-EVSYS_SWEEPER = "hydra_plugins.evsys_plugins.sweeper.EvsysSweeper"
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 REPLAYABLE_SWEEPERS = (EVSYS_SWEEPER, BASIC_SWEEPER)
 """Sweepers that propose the same arms, in the same order, when a sweep is run again."""
