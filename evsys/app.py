@@ -33,6 +33,7 @@ def note_sweep_exit_code(code: int) -> None:
 
 def run_task(cfg: DictConfig) -> None:
     """Hydra's task function: validate, run one arm, print its summary. Picklable (submitit)."""
+    from evsys.interrupts import ArmInterrupted, ArmInterruptedError, in_submitit_job
     from evsys.report import format_run_summary
     from evsys.run.runner import run_arm
     from evsys.validation import validate_experiment
@@ -40,9 +41,14 @@ def run_task(cfg: DictConfig) -> None:
     register_resolvers()  # also in a worker process that never ran main()
     hydra_cfg = HydraConfig.get()
     config = validate_experiment(OmegaConf.to_container(cfg, resolve=True))
-    outcome = run_arm(
-        config, Path(hydra_cfg.runtime.output_dir), overrides=list(hydra_cfg.overrides.task)
-    )
+    try:
+        outcome = run_arm(
+            config, Path(hydra_cfg.runtime.output_dir), overrides=list(hydra_cfg.overrides.task)
+        )
+    except ArmInterrupted as stop:  # recorded by run_arm; the job ends here
+        if in_submitit_job():  # submitit returns only an Exception to the sweep as the job's end
+            raise ArmInterruptedError(f"the arm {stop.status}: {stop}") from None
+        raise
     _outcomes.append(outcome)
     print(format_run_summary(outcome.record))
 
@@ -74,9 +80,25 @@ def main(argv: list[str] | None = None) -> None:
             if code != EXIT_OK:
                 sys.exit(code)
 
-    hydra.main(
-        config_path=str(config_dir()), config_name=primary_config_name(), version_base="1.3"
-    )(run_task)()
+    from evsys.interrupts import ArmInterrupted, interruption, signals_raise
+
+    try:
+        # Signals raise from here on: a sweep's launcher stops its arms, each arm records itself.
+        with signals_raise():
+            hydra.main(
+                config_path=str(config_dir()),
+                config_name=primary_config_name(),
+                version_base="1.3",
+            )(run_task)()
+    except (ArmInterrupted, KeyboardInterrupt) as exc:
+        stop = interruption(exc)
+        assert stop is not None
+        print(
+            f"evsys: {stop.reason}. The arm that was running is recorded {stop.status!r}; "
+            "`evsys resume <sweep dir>` runs a sweep's unfinished arms again.",
+            file=sys.stderr,
+        )
+        sys.exit(stop.exit_code)
     sys.exit(_exit_code())
 
 

@@ -57,7 +57,7 @@ class ArmRow:
     """Relative to the sweep directory."""
     overrides: list[str]
     status: str
-    """``completed``, ``failed``, ``cancelled`` (from run_result.json) or ``missing``."""
+    """``completed``, ``failed``, ``cancelled``, ``timeout`` (from run_result.json) or ``missing``."""
     metrics: dict[str, float]
     error: str | None
     group_id: str
@@ -98,7 +98,7 @@ class SweepSummary:
     best_arm: str | None
     best_value: float | None
     failed: list[str]
-    """Arms that finished without completing (``failed``, ``cancelled``)."""
+    """Arms that finished without completing (``failed``, ``cancelled``, ``timeout``)."""
     missing: list[str]
     hypothesis: str = ""
     """``metadata.hypothesis`` of the experiment."""
