@@ -33,22 +33,27 @@ def note_sweep_exit_code(code: int) -> None:
 
 def run_task(cfg: DictConfig) -> None:
     """Hydra's task function: validate, run one arm, print its summary. Picklable (submitit)."""
-    from evsys.interrupts import ArmInterrupted, ArmInterruptedError, in_submitit_job
-    from evsys.report import format_run_summary
-    from evsys.run.runner import run_arm
-    from evsys.validation import validate_experiment
+    from evsys.interrupts import ArmInterrupted, ArmInterruptedError, in_submitit_job, signals_raise
 
-    register_resolvers()  # also in a worker process that never ran main()
-    hydra_cfg = HydraConfig.get()
-    config = validate_experiment(OmegaConf.to_container(cfg, resolve=True))
-    try:
-        outcome = run_arm(
-            config, Path(hydra_cfg.runtime.output_dir), overrides=list(hydra_cfg.overrides.task)
-        )
-    except ArmInterrupted as stop:  # recorded by run_arm; the job ends here
-        if in_submitit_job():  # submitit returns only an Exception to the sweep as the job's end
-            raise ArmInterruptedError(f"the arm {stop.status}: {stop}") from None
-        raise
+    # From the task's first moment: in a submitit job, submitit's own handler ignores SIGTERM.
+    with signals_raise():
+        try:
+            from evsys.report import format_run_summary
+            from evsys.run.runner import run_arm
+            from evsys.validation import validate_experiment
+
+            register_resolvers()  # also in a worker process that never ran main()
+            hydra_cfg = HydraConfig.get()
+            config = validate_experiment(OmegaConf.to_container(cfg, resolve=True))
+            outcome = run_arm(
+                config,
+                Path(hydra_cfg.runtime.output_dir),
+                overrides=list(hydra_cfg.overrides.task),
+            )
+        except ArmInterrupted as stop:  # run_arm recorded it (the sweep does, if it came earlier)
+            if in_submitit_job():  # submitit passes only an Exception back as the job's end
+                raise ArmInterruptedError(stop.status, str(stop)) from None
+            raise
     _outcomes.append(outcome)
     print(format_run_summary(outcome.record))
 

@@ -45,9 +45,16 @@ class ArmInterrupted(BaseException):  # noqa: N818 - named like KeyboardInterrup
 
 
 class ArmInterruptedError(RuntimeError):
-    """An :class:`ArmInterrupted`, once recorded, as the ordinary error a launcher passes back:
-    submitit writes a job's result only for an ``Exception``, and Hydra turns one into a failed
-    job return."""
+    """An :class:`ArmInterrupted` as the ordinary error a launcher passes back: submitit writes a
+    job's result only for an ``Exception``, and Hydra turns one into a failed job return."""
+
+    def __init__(self, status: InterruptStatus, message: str):
+        super().__init__(status, message)  # both in args: it pickles back whole
+        self.status: InterruptStatus = status
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
 
 
 def in_submitit_job() -> bool:
@@ -59,6 +66,8 @@ def interruption(exc: BaseException) -> ArmInterrupted | None:
     """The interruption ``exc`` stands for, or None when it is a real error."""
     if isinstance(exc, ArmInterrupted):
         return exc
+    if isinstance(exc, ArmInterruptedError):
+        return ArmInterrupted(exc.status, exc.message)
     if isinstance(exc, KeyboardInterrupt):
         return ArmInterrupted("cancelled", "interrupted (KeyboardInterrupt)", signal.SIGINT)
     if _is_submitit_timeout(exc):

@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from evsys.errors import ConfigError, Problem
 from evsys.files import write_json_atomically
+from evsys.interrupts import interruption
 from evsys.protocols import RunResult
 from evsys.report import format_problems
 from evsys.run.record import RUN_RESULT, new_run_id, traces_of_a_dead_run, write_run_result
@@ -258,10 +259,14 @@ def _record_if_unfinished(sweep_dir: Path, arm: Arm, returned: Any) -> None:
     arm_dir.mkdir(parents=True, exist_ok=True)
     assert arm.config is not None
     started_at, logged = traces_of_a_dead_run(arm_dir)  # its real duration, its curves so far
+    stop = interruption(error) if isinstance(error, BaseException) else None
     write_run_result(
         arm_dir,
         RunResult(
-            run_id=new_run_id(arm.config.name), status="failed", error=message, metrics=logged
+            run_id=new_run_id(arm.config.name),
+            status=stop.status if stop is not None else "failed",  # stopped before its record
+            error=message,
+            metrics=logged,
         ),
         name=arm.config.name,
         config=arm.config.model_dump(mode="json"),
