@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
+from conftest import run_evsys, run_results
 
 from evsys.cpus import arm_cpus, launcher_share, torch_threads, usable_cpus
 
@@ -53,3 +55,25 @@ def test_a_launcher_splits_the_cpus_among_the_arms_at_once() -> None:
     assert launcher_share(1) == usable_cpus()
     assert launcher_share(usable_cpus() * 10) == 1
     assert launcher_share(3, cpus_per_arm=2) == 2  # the launcher's own setting
+
+
+@pytest.mark.parametrize(
+    "launcher",
+    [["hydra/launcher=local_processes"], ["hydra/launcher=gpus", "hydra.launcher.max_parallel=2"]],
+)
+def test_arms_side_by_side_share_the_cpus(workdir: Path, launcher: list[str]) -> None:
+    if "local_processes" in launcher[0]:
+        pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    done = run_evsys(
+        "--multirun",
+        *launcher,
+        "seed=1,2",
+        "algorithm.params.max_steps=2",
+        cwd=workdir,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    records = run_results(workdir / "outputs")
+    assert len(records) == 2
+    for record in records:
+        assert record["runtime"]["cpus"] == max(1, usable_cpus() // 2), record["runtime"]
