@@ -1,7 +1,7 @@
 """Local backend speed against plain TRL and per-row generation, measured side by side in one run.
 
     python bench/local.py [--model smollm2_135m|tiny] [--steps 8] [--prompts 64] [--per-row 16]
-                          [--repeats 2]
+                          [--repeats 2] [--busy N] [--cases sft,eval,contended]
 
 1. SFT: evsys's local SFT through the real lifecycle (compose_and_validate + run_arm) against a
    plain TRL script (SFTTrainer, SFTConfig, the same LoraConfig) on the same weights, rows,
@@ -10,6 +10,11 @@
 2. Eval: ``LocalInferenceClient.generate_batch`` on ``--prompts`` held-out prompts against one
    ``generate`` call per row on the first ``--per-row`` of them (greedy, 32 new tokens), compared
    per prompt. Target: ≥ 4×; the outputs must be identical.
+3. Contended SFT: evsys's local SFT while ``--busy`` processes spin on the CPUs, as sibling arms on
+   one machine do: torch's default thread count (a thread per core, as before evsys sized it)
+   against the threads evsys sizes from the arm's share of the CPUs (``EVSYS_ARM_CPUS``, the CPUs
+   divided by the busy processes plus the arm, as a launcher running them all would set it).
+   Tokens/s as in 1. Target: sized ≥ 1.5× default. Run it on an otherwise idle machine.
 
 Every side runs in a subprocess of its own, so its peak RSS is its own; the model load is not
 timed.
@@ -141,8 +146,27 @@ def generation(spec: dict[str, Any], batched: bool) -> dict[str, Any]:
     return {"seconds": time.perf_counter() - start, "outputs": outputs}
 
 
+def sft_threads(spec: dict[str, Any], sized: bool) -> dict[str, Any]:
+    """evsys's SFT with torch's default threads, or with the threads sized to the arm's share."""
+    import torch
+
+    os.environ.pop("OMP_NUM_THREADS", None)
+    if sized:
+        os.environ["EVSYS_ARM_CPUS"] = str(spec["arm_cpus"])
+    else:  # what torch starts with, before evsys sizes anything
+        spec["overrides"] = [
+            *spec["overrides"],
+            f"backend.params.num_threads={torch.get_num_threads()}",
+        ]
+    result = sft_evsys(spec)
+    result["threads"] = torch.get_num_threads()
+    return result
+
+
 SIDES = {
     "sft-evsys": sft_evsys,
+    "sft-default-threads": lambda spec: sft_threads(spec, sized=False),
+    "sft-sized-threads": lambda spec: sft_threads(spec, sized=True),
     "sft-plain": sft_plain,
     "eval-batched": lambda spec: generation(spec, batched=True),
     "eval-per-row": lambda spec: generation(spec, batched=False),
@@ -208,10 +232,8 @@ def verdict(ok: bool) -> str:
     return "ok" if ok else "MISSED"
 
 
-def bench_sft(args: argparse.Namespace, config: Any, train: Path, tmp: Path) -> None:
-    from evsys.backends.local.models import resolve_model_path
-
-    overrides = [
+def sft_overrides(args: argparse.Namespace) -> list[str]:
+    return [
         "backend=local",
         f"model={args.model}",
         "data=tool_selection",
@@ -221,6 +243,12 @@ def bench_sft(args: argparse.Namespace, config: Any, train: Path, tmp: Path) -> 
         "backend.params.device=cpu",
         "backend.params.dtype=float32",
     ]
+
+
+def bench_sft(args: argparse.Namespace, config: Any, train: Path, tmp: Path) -> None:
+    from evsys.backends.local.models import resolve_model_path
+
+    overrides = sft_overrides(args)
     spec = {
         "tmp": str(tmp),
         "overrides": overrides,
@@ -259,6 +287,37 @@ def bench_sft(args: argparse.Namespace, config: Any, train: Path, tmp: Path) -> 
         )
     ratio = evsys["speed"] / plain["speed"]
     print(f"ratio: {ratio:.2f}×   target ≥ 0.97×  {verdict(ratio >= 0.97)}")
+
+
+def bench_contended(args: argparse.Namespace, config: Any, tmp: Path) -> None:
+    from evsys.cpus import usable_cpus
+
+    cpus = usable_cpus()
+    share = max(1, cpus // (args.busy + 1))  # the arm and each busy process: one arm apiece
+    spec = {"tmp": str(tmp), "overrides": sft_overrides(args), "arm_cpus": share}
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.busy)]
+    runs: dict[str, list[dict[str, Any]]] = {"sft-default-threads": [], "sft-sized-threads": []}
+    try:
+        for i in range(args.repeats):
+            for side in list(runs)[:: 1 if i % 2 == 0 else -1]:
+                result = run_side(side, spec, tmp)
+                result["speed"], result["tokens"] = tokens_per_s(result["marks"], args.warmup)
+                runs[side].append(result)
+    finally:
+        for process in busy:
+            process.kill()
+            process.wait()
+    default, sized = (max(runs[side], key=lambda r: r["speed"]) for side in runs)
+    print(
+        f"\ncontended SFT, {config.model.name}: {args.busy} busy processes on {cpus} CPUs, "
+        f"{args.steps} steps; tokens/s over steps {args.warmup + 1}..{args.steps}, "
+        f"best of {args.repeats} runs"
+    )
+    print(f"{'side':<40} {'threads':>7} {'tokens/s':>9}")
+    for label, side in [("torch's default threads (baseline)", default), ("sized threads", sized)]:
+        print(f"{label:<40} {side['threads']:>7} {side['speed']:>9.0f}")
+    ratio = sized["speed"] / default["speed"]
+    print(f"ratio: {ratio:.2f}×   target ≥ 1.5×  {verdict(ratio >= 1.5)}")
 
 
 def bench_eval(args: argparse.Namespace, config: Any, prompts: list[Any], tmp: Path) -> None:
@@ -311,6 +370,12 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=64, help="prompts generated in batch")
     parser.add_argument("--per-row", type=int, default=16, help="of them, generated one by one")
     parser.add_argument("--max-tokens", type=int, default=32)
+    parser.add_argument(
+        "--busy", type=int, default=None, help="busy processes in the contended case (the CPUs)"
+    )
+    parser.add_argument(
+        "--cases", default="sft,eval,contended", help="which of sft, eval, contended to run"
+    )
     parser.add_argument("--side", choices=sorted(SIDES), help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
@@ -325,8 +390,17 @@ def main() -> None:
         tmp = Path(name)
         os.chdir(tmp)  # an empty project, for this process and every side: evsys's bundled config
         config, train, prompts = inputs(args.model, tmp)
-        bench_sft(args, config, train, tmp)
-        bench_eval(args, config, prompts, tmp)
+        cases = set(args.cases.split(","))
+        if "sft" in cases:
+            bench_sft(args, config, train, tmp)
+        if "eval" in cases:
+            bench_eval(args, config, prompts, tmp)
+        if "contended" in cases:
+            if args.busy is None:
+                from evsys.cpus import usable_cpus
+
+                args.busy = usable_cpus()
+            bench_contended(args, config, tmp)
 
 
 if __name__ == "__main__":

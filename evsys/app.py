@@ -41,6 +41,19 @@ def run_task(cfg: DictConfig) -> Any:
     sweeper other than evsys's, an arm also refuses a bad config itself (recorded, untrained) and
     is not run again when its directory holds its completed record (see evsys.sweep.foreign).
     """
+    from evsys.interrupts import ArmInterrupted, ArmInterruptedError, in_submitit_job, signals_raise
+
+    # From the task's first moment: in a submitit job, submitit's own handler ignores SIGTERM.
+    with signals_raise():
+        try:
+            return _run_task(cfg)
+        except ArmInterrupted as stop:  # run_arm recorded it (the sweep does, if it came earlier)
+            if in_submitit_job():  # submitit passes only an Exception back as the job's end
+                raise ArmInterruptedError(stop.status, str(stop)) from None
+            raise
+
+
+def _run_task(cfg: DictConfig) -> Any:
     from evsys.errors import ConfigError
     from evsys.report import format_run_summary
     from evsys.run.runner import run_arm
@@ -117,9 +130,25 @@ def main(argv: list[str] | None = None) -> None:
         # Hydra takes the directory evsys claimed: a later override of the same key wins.
         sys.argv += preflight(args.overrides, config_name, multirun=args.multirun)
 
-    hydra.main(
-        config_path=str(config_dir()), config_name=primary_config_name(), version_base="1.3"
-    )(run_task)()
+    from evsys.interrupts import ArmInterrupted, interruption, signals_raise
+
+    try:
+        # Signals raise from here on: a sweep's launcher stops its arms, each arm records itself.
+        with signals_raise():
+            hydra.main(
+                config_path=str(config_dir()),
+                config_name=primary_config_name(),
+                version_base="1.3",
+            )(run_task)()
+    except (ArmInterrupted, KeyboardInterrupt) as exc:
+        stop = interruption(exc)
+        assert stop is not None
+        print(
+            f"evsys: {stop.reason}. The arm that was running is recorded {stop.status!r}; "
+            "`evsys resume <sweep dir>` runs a sweep's unfinished arms again.",
+            file=sys.stderr,
+        )
+        sys.exit(stop.exit_code)
     sys.exit(_exit_code())
 
 

@@ -16,7 +16,8 @@ if TYPE_CHECKING:
     from evsys.benchmarks import InLoopValidation
     from evsys.config import ExperimentConfig
 
-RunStatus = Literal["completed", "failed", "cancelled"]
+RunStatus = Literal["completed", "failed", "cancelled", "timeout"]
+"""``cancelled``: stopped by a signal or Ctrl-C; ``timeout``: by its time limit (Slurm, submitit)."""
 Row = dict[str, Any]
 
 

@@ -54,13 +54,30 @@ def sft_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[ArmOutcome, Path]
         "eval.max_tokens=8",
     ]
     _, config = compose_and_validate(overrides)
-    return run_arm(config, run_dir, overrides=overrides), run_dir
+    import torch
+
+    threads = torch.get_num_threads()
+    with pytest.MonkeyPatch.context() as patch:
+        # As a launcher running two arms on a two-CPU machine would set it.
+        patch.setenv("EVSYS_ARM_CPUS", "1")
+        patch.delenv("OMP_NUM_THREADS", raising=False)
+        try:
+            return run_arm(config, run_dir, overrides=overrides), run_dir
+        finally:
+            torch.set_num_threads(threads)
 
 
 def test_sft_trains_checkpoints_and_evaluates(sft_run: tuple[ArmOutcome, Path]) -> None:
     outcome, run_dir = sft_run
     record = outcome.record
     assert record["status"] == "completed", record["error"]
+    # torch ran as many threads as the arm's share of the CPUs, and the record says so.
+    assert record["runtime"] == {
+        "cpus": 1,
+        "cpus_from": "EVSYS_ARM_CPUS",
+        "torch_threads": 1,
+        "threads_from": "EVSYS_ARM_CPUS",
+    }
 
     lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     steps = [m for m in lines if "train/loss" in m]

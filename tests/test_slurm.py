@@ -9,6 +9,7 @@ leaves on the cluster is cancelled, and no test waits longer than its subprocess
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import subprocess
@@ -24,7 +25,7 @@ from conftest import run_evsys, run_results
 
 pytestmark = pytest.mark.slurm
 
-LAUNCHER = "hydra/launcher=slurm_single_node"  # 1 CPU, 1 GB, timeout_min 5 per arm
+LAUNCHER = "hydra/launcher=slurm_single_node"  # 1 CPU, 4 GB, timeout_min 15 per arm
 SWEEP_TIMEOUT_S = 90  # each sweep here takes 5-25 s on the 2-CPU test cluster
 
 
@@ -134,7 +135,7 @@ LONG, MEDIUM, SHORT = 200_000, 30_000, 3
 RECORDED_WITHIN_S = 10
 
 
-def test_a_cancelled_arm_is_recorded_failed_within_seconds(workdir: Path, job_name: str) -> None:
+def test_a_cancelled_arm_is_recorded_cancelled_within_seconds(workdir: Path, job_name: str) -> None:
     log = (workdir / "multirun.log").open("w")
     command = [
         sys.executable, "-m", "evsys", "--multirun", LAUNCHER, f"hydra.launcher.name={job_name}",
@@ -143,6 +144,7 @@ def test_a_cancelled_arm_is_recorded_failed_within_seconds(workdir: Path, job_na
     multirun = subprocess.Popen(command, cwd=workdir, stdout=log, stderr=subprocess.STDOUT)
     try:
         long_arm = _wait_for_arm_to_start(workdir, f"algorithm.params.max_steps={LONG}")
+        _wait_for_metrics(long_arm)  # cancelled while it trains, not while it starts
         hydra_config = yaml.safe_load((long_arm / ".hydra" / "hydra.yaml").read_text())
         slurm_id = str(hydra_config["hydra"]["job"]["id"])  # the array task, e.g. 42_0
         subprocess.run(["scancel", slurm_id], check=True, timeout=30)
@@ -165,14 +167,38 @@ def test_a_cancelled_arm_is_recorded_failed_within_seconds(workdir: Path, job_na
 
     output = (workdir / "multirun.log").read_text()[-3000:]
     assert multirun.returncode == 1, output
-    status = {o: r["status"] for o, r in by_overrides(workdir).items()}
+    records = by_overrides(workdir)
+    status = {o: r["status"] for o, r in records.items()}
     assert status == {
-        f"algorithm.params.max_steps={LONG}": "failed",
+        # scancel's SIGTERM reached the arm, which recorded itself
+        f"algorithm.params.max_steps={LONG}": "cancelled",
         f"algorithm.params.max_steps={MEDIUM}": "completed",  # was still running at the cancel
         f"algorithm.params.max_steps={SHORT}": "completed",
     }, output
     assert recorded_after is not None, "the cancelled arm has no finished record"
     assert recorded_after <= RECORDED_WITHIN_S, f"recorded {recorded_after:.1f} s after scancel"
+    cancelled = records[f"algorithm.params.max_steps={LONG}"]
+    assert "SIGTERM" in cancelled["error"], cancelled["error"]
+    assert "train/loss" in cancelled["metrics"]  # what it logged before the cancel
+    # How long it really ran: at least from its first logged step to its last.
+    lines = (Path(cancelled["run_dir"]) / "metrics.jsonl").read_text().splitlines()
+    times = [json.loads(line)["time"] for line in lines]
+    assert cancelled["duration_s"] >= max(times) - min(times) > 0, cancelled["duration_s"]
+
+
+def test_a_timed_out_arm_is_recorded_timeout_not_completed(workdir: Path, job_name: str) -> None:
+    # timeout_min=3: Slurm sends submitit's USR2 at 1 min, long before LONG steps are done
+    done = run_evsys(
+        "--multirun", LAUNCHER, f"hydra.launcher.name={job_name}", "hydra.launcher.timeout_min=3",
+        f"algorithm.params.max_steps={LONG}",
+        cwd=workdir, timeout=150,
+    )  # fmt: skip
+    output = done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.returncode == 1, output
+    (record,) = by_overrides(workdir).values()
+    assert (record["status"], record["finished"]) == ("timeout", True), output
+    assert "SIGUSR2" in record["error"], record["error"]
+    assert record["duration_s"] > 30 and "train/loss" in record["metrics"]
 
 
 def _wait_for_arm_to_start(workdir: Path, override: str, timeout_s: float = 60) -> Path:
@@ -188,6 +214,16 @@ def _wait_for_arm_to_start(workdir: Path, override: str, timeout_s: float = 60) 
                 pass  # still being written
         time.sleep(0.25)
     pytest.fail(f"the arm {override} did not start within {timeout_s:.0f} s")
+
+
+def _wait_for_metrics(arm_dir: Path, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    metrics = arm_dir / "metrics.jsonl"
+    while time.monotonic() < deadline:
+        if metrics.exists() and metrics.stat().st_size > 0:
+            return
+        time.sleep(0.1)
+    pytest.fail(f"{arm_dir.name} logged no metric within {timeout_s:.0f} s")
 
 
 def _finished(arm_dir: Path) -> bool:

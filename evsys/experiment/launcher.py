@@ -16,6 +16,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from evsys.files import write_text_atomically
+from evsys.interrupts import reraise_if_interruption
 from evsys.run.dependencies import ArmDependencies
 from evsys.run.record import redact, redact_override
 from evsys.run.runner import ArmOutcome, run_arm
@@ -45,6 +46,7 @@ class InProcessLauncher:
             try:
                 returns.append(self.run(arm))
             except Exception as exc:  # isolated: the next arm runs all the same
+                reraise_if_interruption(exc)  # but a timeout (submitit's) stops them all
                 log.error("arm %s raised: %s", arm.name, exc)
                 returns.append(exc)
         return returns

@@ -24,7 +24,7 @@ class ArmResult:
     overrides: list[str]
     config: ExperimentConfig | None
     status: str
-    """``completed``, ``failed``, ``cancelled``, or ``missing`` (no finished record)."""
+    """``completed``, ``failed``, ``cancelled``, ``timeout``, or ``missing`` (no finished record)."""
     metrics: dict[str, float]
     run_dir: Path | None
     error: str | None

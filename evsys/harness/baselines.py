@@ -18,6 +18,7 @@ from evsys.benchmarks import Benchmark
 from evsys.config import ExperimentConfig, baseline_model
 from evsys.harness.config import ModelEvalConfig
 from evsys.harness.evaluate import evaluate_model
+from evsys.interrupts import reraise_if_interruption
 
 log = logging.getLogger(__name__)
 _UNSAFE = re.compile(r"[^A-Za-z0-9._@=-]+")
@@ -47,6 +48,7 @@ def score_api_baselines(
             try:
                 summary = evaluate_model(eval_config, rows=benchmark.rows).summary
             except Exception as exc:  # best effort: never fails the run
+                reraise_if_interruption(exc)  # but a timeout or cancel ends it
                 log.warning("baseline %s was skipped: %s", key, exc)
                 errors[f"baseline_{key}_error"] = f"{type(exc).__name__}: {exc}"
                 continue

@@ -260,7 +260,12 @@ def generate_samples(
 
         # Per-call clients (APIs): batch_size requests in flight at once.
         with ThreadPoolExecutor(max_workers=config.batch_size) as pool:
-            for future in as_completed([pool.submit(one, job) for job in jobs]):
-                future.result()
-                advance(failures=report.total_failures)
+            try:
+                for future in as_completed([pool.submit(one, job) for job in jobs]):
+                    future.result()
+                    advance(failures=report.total_failures)
+            except BaseException:
+                # Interrupted (a signal) or failed: drop the queued calls instead of making them.
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
     return out

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
 from evsys.errors import BackendError
+from evsys.interrupts import reraise_if_interruption
 
 T = TypeVar("T")
 
@@ -80,6 +81,7 @@ def call_with_retry(
         except RetriesExhausted:
             raise  # an inner layer already retried: retrying again would multiply the attempts
         except Exception as exc:
+            reraise_if_interruption(exc)  # submitit's timeout is a RuntimeError: never retried
             if not retry_if(exc):
                 raise RetriesExhausted(attempt, exc, retryable=False) from exc
             if attempt == max_attempts:

@@ -118,8 +118,9 @@ def run_continual(
             log_store.log_metrics(
                 {k: v for k, v in prefixed.items() if "/train/" not in k}, step=steps
             )
-    except Exception:
-        # The stages that did train stay on record; the runner records the failure itself.
+    except BaseException:
+        # The stages that did train stay on record (after a signal too); the runner records
+        # the failure itself.
         write_text_atomically(run_dir / CONTINUAL_MD, render_matrix(config.name, stages, matrix))
         raise
     finally:

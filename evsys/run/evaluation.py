@@ -12,6 +12,7 @@ from evsys.checks import metric_name
 from evsys.config import DataConfig, ExperimentConfig, InferenceSpec, MetricSpec
 from evsys.data.sources import apply_transforms, load_rows
 from evsys.files import write_jsonl_atomically
+from evsys.interrupts import reraise_if_interruption
 from evsys.protocols import DataStore, InferenceClient, Row
 from evsys.registry import BACKENDS, INFERENCE_CLIENTS, METRICS
 from evsys.rows import indices_by_value, prompt_messages
@@ -25,10 +26,12 @@ PREDICTIONS = "predictions.jsonl"
 @contextmanager
 def best_effort(what: str, run_name: str, errors: dict[str, Any]) -> Iterator[None]:
     """Eval is best effort: it never fails a trained run; a failure is logged and kept in
-    ``errors`` as ``<what>_error``."""
+    ``errors`` as ``<what>_error``. An interruption (a signal, submitit's timeout) is no failure
+    of eval: it goes on up and ends the run."""
     try:
         yield
     except Exception as exc:
+        reraise_if_interruption(exc)
         log.warning("%s of run %s failed and was skipped: %s", what, run_name, exc)
         errors[f"{what}_error"] = f"{type(exc).__name__}: {exc}"
 

@@ -211,6 +211,35 @@ def write_run_started(
     )
 
 
+def traces_of_a_dead_run(run_dir: Path) -> tuple[datetime | None, dict[str, float]]:
+    """When a run that died without its record started, and the last value of each metric it
+    logged: for the record written on its behalf (killed, out of memory). The start is when its
+    ``.hydra/`` files were written, the metrics are those of ``metrics.jsonl`` (jsonl log store)."""
+    hydra_files = [p for p in (run_dir / ".hydra").glob("*") if p.is_file()]
+    try:
+        first = min(p.stat().st_mtime for p in hydra_files) if hydra_files else None
+    except OSError:
+        first = None
+    started_at = datetime.fromtimestamp(first, UTC) if first is not None else None
+    metrics: dict[str, float] = {}
+    try:
+        lines = (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+    except OSError:
+        lines = []
+    for line in lines:
+        try:
+            logged = json.loads(line)
+        except ValueError:
+            continue  # the line it was writing when it died
+        if isinstance(logged, dict):
+            metrics |= {
+                k: v
+                for k, v in logged.items()
+                if k not in ("step", "time") and isinstance(v, int | float)
+            }
+    return started_at, metrics
+
+
 def write_run_result(
     run_dir: Path,
     result: RunResult,
@@ -221,6 +250,7 @@ def write_run_result(
     started_at: datetime,
     traceback: str | None = None,
     error_type: str | None = None,
+    runtime: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     finished_at = datetime.now(UTC)
     safe_config = redact(config)
@@ -247,6 +277,8 @@ def write_run_result(
         "versions": package_versions(),
         "git": record_git_state(run_dir),
         "host": platform.node(),
+        # The CPUs the arm could use and torch's threads (see evsys.cpus); None: not recorded.
+        "runtime": runtime,
     }
     write_json_atomically(run_dir / RUN_RESULT, record)
     return record

@@ -2,7 +2,9 @@
 
 stores → rows → transforms → backend.prepare → algorithm.train (teardown always) → best-effort
 eval → ``run_result.json``. A failure anywhere is recorded in the result, never lost: the run ends
-``failed`` with the error and its traceback, and eval never fails a run.
+``failed`` with the error and its traceback, and eval never fails a run. A signal (a cancel, a
+Slurm timeout) ends it ``cancelled`` or ``timeout`` in any phase, with its real duration and the
+metrics it logged so far; the interruption is then raised on, so that the process stops.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ from typing import Any
 
 from evsys.benchmarks import Benchmark, InLoopValidation, load_benchmarks
 from evsys.config import ExperimentConfig
+from evsys.cpus import runtime_state
 from evsys.data.sources import apply_transforms, load_rows
 from evsys.errors import ConfigError, DataError
 from evsys.harness.baselines import score_api_baselines
+from evsys.interrupts import interruption, signals_deferred, signals_raise
 from evsys.protocols import LogStore, RunContext, RunResult
 from evsys.registry import BACKENDS, DATA_STORES, LOG_STORES, resolve_algorithm
 from evsys.run.continual import run_continual
@@ -71,41 +75,60 @@ def run_arm(
         started_at=started_at,
     )
     git_state()  # looked up now, so the record names the code the run started from
-    log_store: LogStore | None = None
-    error_type, trace = None, None
-    try:
-        data_store = DATA_STORES.build(config.data_store.kind, config.data_store.params)
-        log_store = LOG_STORES.build(
-            config.log_store.kind, config.log_store.params, run_dir=run_dir
-        )
-        # A bad benchmark path fails now, not after training.
-        benchmarks = (
-            deps.benchmarks if deps.benchmarks is not None else load_benchmarks(config, data_store)
-        )
-        if config.continual is not None:  # a chain of stages, each scored on every eval set
-            result = run_continual(config, run_id, run_dir, data_store, log_store, benchmarks, deps)
-        else:
-            result = _train_and_score(
-                config, run_id, run_dir, data_store, log_store, benchmarks, deps
+    log_store: _LatestMetrics | None = None
+    error_type, trace, stopped = None, None, None
+    with signals_raise():
+        try:
+            data_store = DATA_STORES.build(config.data_store.kind, config.data_store.params)
+            log_store = _LatestMetrics(
+                LOG_STORES.build(config.log_store.kind, config.log_store.params, run_dir=run_dir)
             )
-    except Exception as exc:  # recorded, not raised: one arm's failure must not end a sweep
-        error_type, trace = type(exc).__name__, traceback.format_exc()
-        result = RunResult(run_id=run_id, status="failed", error=f"{error_type}: {exc}")
-        log.error("run %s failed: %s", run_id, result.error)
-    finally:
-        if log_store is not None:
-            _close_quietly(log_store)
+            # A bad benchmark path fails now, not after training.
+            benchmarks = (
+                deps.benchmarks
+                if deps.benchmarks is not None
+                else load_benchmarks(config, data_store)
+            )
+            if config.continual is not None:  # a chain of stages, each scored on every eval set
+                result = run_continual(
+                    config, run_id, run_dir, data_store, log_store, benchmarks, deps
+                )
+            else:
+                result = _train_and_score(
+                    config, run_id, run_dir, data_store, log_store, benchmarks, deps
+                )
+        except BaseException as exc:
+            # Recorded either way. An error ends only this arm (a sweep goes on); an
+            # interruption (signal, Ctrl-C, submitit's timeout) is raised on once recorded.
+            error_type, trace = type(exc).__name__, traceback.format_exc()
+            stop = interruption(exc)
+            if stop is not None or not isinstance(exc, Exception):
+                stopped = exc
+            result = RunResult(
+                run_id=run_id,
+                status=stop.status if stop is not None else "failed",
+                error=f"{error_type}: {exc}",
+                metrics=log_store.latest if log_store is not None else {},
+            )
+            log.error("run %s %s: %s", run_id, result.status, result.error)
+        finally:
+            if log_store is not None:
+                _close_quietly(log_store)
 
-    record = write_run_result(
-        run_dir,
-        result,
-        name=config.name,
-        config=config.model_dump(mode="json"),
-        overrides=list(overrides),
-        started_at=started_at,
-        traceback=trace,
-        error_type=error_type,
-    )
+        with signals_deferred():  # a second signal must not cost the arm its record
+            record = write_run_result(
+                run_dir,
+                result,
+                name=config.name,
+                config=config.model_dump(mode="json"),
+                overrides=list(overrides),
+                started_at=started_at,
+                traceback=trace,
+                error_type=error_type,
+                runtime=runtime_state(),
+            )
+    if stopped is not None:
+        raise stopped
     return ArmOutcome(result=result, record=record)
 
 
@@ -250,3 +273,29 @@ def _close_quietly(log_store: LogStore) -> None:
         log_store.close()
     except Exception as exc:
         log.warning("closing the log store failed: %s", exc)
+
+
+class _LatestMetrics:
+    """The run's log store, keeping the last value of every metric logged: what an interrupted
+    run records as its metrics."""
+
+    def __init__(self, inner: LogStore):
+        self.inner = inner
+        self.latest: dict[str, float] = {}
+
+    def log_scalar(self, name: str, value: float, step: int) -> None:
+        self.inner.log_scalar(name, value, step)
+        self.latest[name] = value
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        self.inner.log_metrics(metrics, step)
+        self.latest.update(metrics)
+
+    def log_hyperparams(self, params: dict[str, Any]) -> None:
+        self.inner.log_hyperparams(params)
+
+    def log_artifact(self, name: str, path: str) -> None:
+        self.inner.log_artifact(name, path)
+
+    def close(self) -> None:
+        self.inner.close()

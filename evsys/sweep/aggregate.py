@@ -62,7 +62,7 @@ class ArmRow:
     """Relative to the sweep directory."""
     overrides: list[str]
     status: str
-    """``completed``, ``failed``, ``cancelled`` (from run_result.json), ``running``,
+    """``completed``, ``failed``, ``cancelled``, ``timeout`` (from run_result.json), ``running``,
     ``interrupted`` (started, no end recorded) or ``missing`` (never started)."""
     metrics: dict[str, float]
     error: str | None
@@ -106,7 +106,8 @@ class SweepSummary:
     best_arm: str | None
     best_value: float | None
     failed: list[str]
-    """Arms that ended without completing (``failed``, ``cancelled``, ``interrupted``)."""
+    """Arms that ended without completing (``failed``, ``cancelled``, ``timeout``,
+    ``interrupted``)."""
     missing: list[str]
     """Arms that never started."""
     hypothesis: str = ""

@@ -22,11 +22,18 @@ from omegaconf import DictConfig, OmegaConf
 
 from evsys.errors import ConfigError, Problem
 from evsys.files import write_json_atomically
+from evsys.interrupts import interruption
 from evsys.output_dirs import claim, release
 from evsys.preflight import hydra_settings, is_sweep_override, plan_arms  # noqa: F401 (re-exported)
 from evsys.protocols import RunResult
 from evsys.report import format_arm_problems, format_number, format_problems
-from evsys.run.record import RUN_RESULT, new_run_id, redact, write_run_result
+from evsys.run.record import (
+    RUN_RESULT,
+    new_run_id,
+    redact,
+    traces_of_a_dead_run,
+    write_run_result,
+)
 from evsys.sweep.aggregate import SweepSummary, write_sweep_outputs
 from evsys.sweep.plan import Arm, SweepAxes, bad_arms
 
@@ -296,13 +303,20 @@ def _record_if_unfinished(sweep_dir: Path, arm: Arm, returned: Any) -> None:
     )
     arm_dir.mkdir(parents=True, exist_ok=True)
     assert arm.config is not None
+    started_at, logged = traces_of_a_dead_run(arm_dir)  # its real duration, its curves so far
+    stop = interruption(error) if isinstance(error, BaseException) else None
     write_run_result(
         arm_dir,
-        RunResult(run_id=new_run_id(arm.config.name), status="failed", error=message),
+        RunResult(
+            run_id=new_run_id(arm.config.name),
+            status=stop.status if stop is not None else "failed",  # stopped before its record
+            error=message,
+            metrics=logged,
+        ),
         name=arm.config.name,
         config=arm.config.model_dump(mode="json"),
         overrides=arm.overrides,
-        started_at=datetime.now(UTC),
+        started_at=started_at or datetime.now(UTC),
         error_type=type(error).__name__ if isinstance(error, BaseException) else None,
     )
 

@@ -6,7 +6,8 @@ whose backend trains on a GPU waits for ``gpus_per_arm`` free slots and starts w
 ``CUDA_VISIBLE_DEVICES`` set to exactly those; the slots return to the pool when its process ends,
 however it ends. Other arms (mock, tinker, or ``backend.params.device=cpu``) start with
 ``CUDA_VISIBLE_DEVICES=""`` and take no slot. submitit's local executor, by contrast, gives every
-arm the same GPUs (Hydra issue #2757).
+arm the same GPUs (Hydra issue #2757). Each arm also gets ``EVSYS_ARM_CPUS``, this machine's CPUs
+divided by the arms that run at once, which sizes its torch threads (:mod:`evsys.cpus`).
 
 An arm whose process dies (killed, segfault, out of memory) comes back as a failed ``JobReturn``
 that says its exit code; the evsys sweeper records it ``failed``.
@@ -31,6 +32,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 log = logging.getLogger(__name__)
 
 VISIBLE = "CUDA_VISIBLE_DEVICES"
+ARM_CPUS = "EVSYS_ARM_CPUS"  # evsys.cpus.ARM_CPUS_ENV, without importing evsys at plugin scan
+STOP_GRACE_S = 30.0  # how long an interrupted arm may take to record itself before SIGKILL
 
 
 @dataclass
@@ -144,6 +147,7 @@ class EvsysGpuLauncher(Launcher):
         self.config: Optional[DictConfig] = None  # noqa: UP045
         self.hydra_context: Optional[HydraContext] = None  # noqa: UP045
         self.task_function: Optional[TaskFunction] = None  # noqa: UP045
+        self._arm_cpus = 1  # EVSYS_ARM_CPUS of each arm, set for every launch
 
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
@@ -269,11 +273,15 @@ class EvsysGpuLauncher(Launcher):
 
         from hydra.core.singleton import Singleton
 
+        from evsys.cpus import launcher_share
+
         context = multiprocessing.get_context("spawn")
         # OmegaConf's resolvers are closures, which pickle cannot carry (submitit uses
         # cloudpickle); the child registers Hydra's and evsys's again.
         state = {**Singleton.get_state(), "omegaconf_resolvers": {}}
         free, waiting, running = list(slots), list(arms), []
+        # Each arm's torch threads: the CPUs split among the arms that run at once.
+        self._arm_cpus = launcher_share(min(max_parallel, len(arms)))
         results: dict = {}
         try:
             while waiting or running:
@@ -292,9 +300,15 @@ class EvsysGpuLauncher(Launcher):
                     free = [s for s in slots if s in free or s in done.slots]
                     results[done.arm.position] = done.finish()
         finally:
-            for still in running:  # the parent is being interrupted: take the arms with it
-                still.process.kill()
-                still.process.join()
+            # The parent is being interrupted: take the arms with it. SIGTERM first, so that
+            # each records itself cancelled (with its duration and metrics), then SIGKILL.
+            for still in running:
+                still.process.terminate()
+            for still in running:
+                still.process.join(STOP_GRACE_S)
+                if still.process.exitcode is None:
+                    still.process.kill()
+                    still.process.join()
         return [results[arm.position] for arm in arms]
 
     def _start(self, context: Any, arm: _Arm, slots: List[str], state: Any) -> _Running:  # noqa: UP006
@@ -308,10 +322,16 @@ class EvsysGpuLauncher(Launcher):
         process = context.Process(target=_run_arm_in_child, args=(pickle.dumps(job), sender))
         # Set for the exec itself, so that the variable is in place before the child's first
         # import, whatever that import initialises.
-        with _environment(VISIBLE, ",".join(slots)):
+        with (
+            _environment(VISIBLE, ",".join(slots)),
+            _environment(ARM_CPUS, str(self._arm_cpus)),
+        ):
             process.start()
         sender.close()  # the child holds its own copy; closing ours lets a dead child read as EOF
-        log.info("%s: started, %s=%r (pid %d)", arm.label, VISIBLE, ",".join(slots), process.pid)
+        log.info(
+            "%s: started, %s=%r, %s=%d (pid %d)",
+            arm.label, VISIBLE, ",".join(slots), ARM_CPUS, self._arm_cpus, process.pid,
+        )  # fmt: skip
         return _Running(arm=arm, process=process, conn=receiver, slots=slots)
 
 

@@ -14,6 +14,7 @@ from pydantic import Field
 from evsys.backends.local import distributed
 from evsys.backends.local.models import load_model, require_local_stack
 from evsys.config import ModelConfig, Strict
+from evsys.cpus import note_torch_threads, torch_threads
 from evsys.errors import BackendError, ConfigError, Problem
 from evsys.registry import closest, register_backend
 
@@ -35,6 +36,17 @@ class EngineParams(Strict):
             "bf16, ≈20× slower)."
         ),
     )
+    num_threads: int | None = Field(
+        None,
+        ge=1,
+        description=(
+            "torch's intra-op CPU threads. None: OMP_NUM_THREADS when set, else the CPUs this "
+            "arm may use (its CPU affinity, SLURM_CPUS_PER_TASK, its launcher's share when arms "
+            "run side by side), split among data-parallel ranks. torch's own default, a thread "
+            "per core, oversubscribes a machine that runs anything else. Recorded as "
+            "runtime.torch_threads in run_result.json."
+        ),
+    )
 
     def resolved_device(self) -> str:
         import torch
@@ -42,6 +54,17 @@ class EngineParams(Strict):
         if self.device == "auto":
             return "cuda" if torch.cuda.is_available() else "cpu"
         return self.device
+
+    def size_torch_threads(self) -> int:
+        """Set torch's intra-op threads for this arm (see :mod:`evsys.cpus`); returns them."""
+        import torch
+
+        ranks = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))  # set by torch.distributed.run
+        threads, source = torch_threads(self.num_threads, ranks=ranks)
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+        note_torch_threads(threads, source)
+        return threads
 
     def resolved_dtype(self) -> str:
         import torch
@@ -107,6 +130,7 @@ class LocalBackend:
         return distributed.train_in_ranks(config, run_id, run_dir, rows, wanted)
 
     def prepare(self, *, model: ModelConfig, run_dir: Path) -> dict[str, Any]:
+        self.cfg.size_torch_threads()
         device, dtype = self.cfg.resolved_device(), self.cfg.resolved_dtype()
         loaded, tokenizer = load_model(
             model.name,

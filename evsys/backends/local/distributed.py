@@ -28,6 +28,7 @@ from evsys.protocols import Row, RunResult
 
 WORKER_ENV = "EVSYS_DDP_WORKER"
 JOB_FILE, ROWS_FILE, RESULT_FILE, LOG_FILE = "job.json", "rows.jsonl", "result.json", "ranks.log"
+STOP_GRACE_S = 30  # how long the ranks get to stop after the arm is interrupted
 
 
 def in_worker() -> bool:
@@ -75,9 +76,13 @@ def train_in_ranks(
     ):
         # The ranks' output goes to the terminal (rank 0's progress bar) and to the log.
         assert ranks.stdout is not None
-        for line in ranks.stdout:
-            sys.stdout.write(line)
-            log.write(line)
+        try:
+            for line in ranks.stdout:
+                sys.stdout.write(line)
+                log.write(line)
+        except BaseException:  # interrupted (a signal): the ranks stop with the arm
+            _stop(ranks)
+            raise
         code = ranks.wait()
     result_path = job_dir / RESULT_FILE
     if code != 0 or not result_path.is_file():
@@ -99,6 +104,16 @@ def _first_rank_error(output: str) -> str | None:
         if match and match.group(1) != "ChildFailedError":
             return f"{match.group(1)}: {match.group(2)}"
     return None
+
+
+def _stop(ranks: subprocess.Popen) -> None:
+    """SIGTERM to torch.distributed.run (it passes it on to the ranks), SIGKILL if it lingers."""
+    ranks.terminate()
+    try:
+        ranks.wait(timeout=STOP_GRACE_S)
+    except subprocess.TimeoutExpired:
+        ranks.kill()
+        ranks.wait()
 
 
 def _free_port() -> int:

@@ -50,6 +50,7 @@ class LocalInferenceClient:
         if self.cfg.model is None:
             raise ConfigError("the local inference client needs `model` (a model name or path)")
         self.calls = 0  # call n samples with seed (cfg.seed, n)
+        self.cfg.size_torch_threads()
         self.model, self.tokenizer = load_model(
             self.cfg.model,
             device=self.cfg.resolved_device(),
