@@ -30,8 +30,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
-from evsys import registry
-from evsys.compose.nodes import MISSING, PROVIDER, build_group_nodes, publish_group_nodes
+from evsys.compose.nodes import MISSING, PROVIDER, ensure_published
 from evsys.compose.resolvers import register_resolvers
 from evsys.config import ExperimentConfig
 from evsys.errors import ConfigError, Problem
@@ -318,18 +317,8 @@ def _use_hydra_config(hydra: DictConfig) -> None:
 def config_loader() -> ConfigLoaderImpl:
     """Hydra's loader over evsys's search path (bundled conf, the project's conf and experiments),
     with every extension registered so far as a group option."""
-    _publish_registry()
+    ensure_published()
     return _loader_for(str(Path.cwd()))
-
-
-_published_at: list[int] = []
-
-
-def _publish_registry() -> None:
-    # Building the nodes loads every registry, which may register more: read the generation after.
-    if _published_at != [registry.generation()]:
-        publish_group_nodes(build_group_nodes())
-        _published_at[:] = [registry.generation()]
 
 
 @cache

@@ -7,8 +7,9 @@ registered, and ``algorithm.params.<field>=v`` needs no ``+``.
 
 Building the nodes imports every extension and pydantic (≈ 0.15 s), which would make commands
 that only print a config (``--cfg job``, ``--help``) slower than a plain Hydra app. So the nodes
-are cached on disk, keyed by the files of every module that contributed one and by the
-directories where new plugins would appear; any change rebuilds them.
+are cached on disk, keyed by the files of every module that contributed one and by the installed
+distributions (where plugins declare their entry points); any change rebuilds them. A process
+that registered extensions of its own builds them from its live registries instead.
 """
 
 from __future__ import annotations
@@ -103,6 +104,25 @@ def publish_group_nodes(nodes: GroupNodes) -> None:
     """Make ``nodes`` the registry's group options for every composition from now on."""
     GROUP_NODES.clear()
     GROUP_NODES.update(nodes)
+    _published_at.clear()
+
+
+_published_at: list[int] = []
+"""The registry generation the published nodes were made at, when made by :func:`ensure_published`."""
+
+
+def ensure_published() -> None:
+    """Publish the registry's group nodes, unless those published still match the registries:
+    from the cache on disk while this process registered nothing of its own, else built from the
+    live registries."""
+    from evsys import registry
+
+    if _published_at == [registry.generation()]:
+        return
+    nodes = cached_group_nodes() if registry.generation() == 0 else build_group_nodes()
+    publish_group_nodes(nodes)
+    # Building loads the registries, which may register more: read the generation after.
+    _published_at[:] = [registry.generation()]
 
 
 # -- the on-disk cache --------------------------------------------------------------------------
@@ -143,17 +163,34 @@ def _contributing_modules() -> list[str]:
 
 
 def _stamp(module_files: list[str]) -> str:
-    """Changes when a contributing module changes, or a plugin may have come or gone: installing
-    or removing a distribution changes its directory's listing, so its mtime."""
-    plugin_dirs = sorted(p for p in sys.path if p and os.path.isdir(p))
+    """Changes when a contributing module changes, or a plugin may have come, gone or changed."""
     parts = [__version__, sys.version]
-    for name in [*module_files, *plugin_dirs]:
+    for name in module_files:
         try:
             st = os.stat(name)
             parts.append(f"{name}:{st.st_mtime_ns}:{st.st_size}")
         except OSError:
             parts.append(f"{name}:gone")
+    parts.extend(_installed_distributions())
     return hashlib.sha1("\n".join(parts).encode()).hexdigest()
+
+
+def _installed_distributions() -> list[str]:
+    """The metadata folders of the distributions on ``sys.path``, where entry points are declared,
+    with their mtimes: installing, removing or reinstalling a plugin changes them. Only these: the
+    working directory is on ``sys.path`` too, and a run writing its outputs there must not count."""
+    found = []
+    for entry in dict.fromkeys(sys.path):
+        try:
+            with os.scandir(entry or ".") as listing:
+                for item in listing:
+                    if item.name.endswith((".dist-info", ".egg-info")):
+                        found.append(
+                            f"{entry}/{item.name}:{item.stat(follow_symlinks=False).st_mtime_ns}"
+                        )
+        except OSError:
+            continue  # a zip file, or a folder that is gone
+    return sorted(found)
 
 
 def _write_atomically(path: Path, payload: dict[str, Any]) -> None:
