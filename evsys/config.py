@@ -13,9 +13,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 
 class Strict(BaseModel):
-    """Base of every config model: unknown keys are errors."""
+    """Base of every config model: unknown keys are errors.
 
-    model_config = ConfigDict(extra="forbid")
+    Validators are built on first use: a command loads every extension's Config but validates
+    with few of them."""
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 # -- {kind, params} envelopes ---------------------------------------------------------------
