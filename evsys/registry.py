@@ -24,7 +24,6 @@ import importlib
 import types
 import warnings
 from collections.abc import Callable, Iterator
-from functools import cache
 from typing import Any, TypeVar
 
 from evsys.errors import EvsysError, Problem, UnknownExtensionError
@@ -171,7 +170,9 @@ class Registry:
             _loading_depth -= 1
 
     def _load_entry_points(self) -> None:
-        for ep in _declared_entry_points().select(group=self.entry_point_group):
+        from evsys.entry_points import entry_points
+
+        for ep in entry_points(self.entry_point_group):
             try:
                 obj = ep.load()
             except Exception as exc:  # a broken plugin must not break every other command
@@ -197,15 +198,6 @@ class Registry:
         self._entries = dict(state["entries"])
         self._loaded = state["loaded"]
         _changed()
-
-
-@cache
-def _declared_entry_points() -> Any:
-    """Every installed distribution's entry points, read once: reading them is a scan of every
-    distribution's metadata, as costly for one group as for all."""
-    from importlib.metadata import entry_points
-
-    return entry_points()
 
 
 def _qualname(obj: Any) -> str:

@@ -120,3 +120,45 @@ def test_loading_the_registries_leaves_the_generation_alone(tmp_path: Path) -> N
         [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True
     )
     assert done.stdout.strip() == "0"
+
+
+def test_entry_points_are_read_again_when_a_distribution_comes_or_goes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from evsys import entry_points
+
+    site = tmp_path / "site"
+    dist_info = site / "startup_probe-0.1.dist-info"
+    dist_info.mkdir(parents=True)
+    (dist_info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: startup_probe\nVersion: 0.1\n"
+    )
+    (dist_info / "entry_points.txt").write_text("[evsys.metrics]\nprobe = json:JSONDecoder\n")
+    monkeypatch.syspath_prepend(str(site))
+    try:
+        entry_points._declared.cache_clear()
+        [probe] = [ep for ep in entry_points.entry_points("evsys.metrics") if ep.name == "probe"]
+        assert probe.load() is json.JSONDecoder
+        entry_points._declared.cache_clear()  # a new process: from the cache on disk
+        assert probe in entry_points.entry_points("evsys.metrics")
+        (dist_info / "entry_points.txt").unlink()
+        (dist_info / "METADATA").unlink()
+        dist_info.rmdir()
+        entry_points._declared.cache_clear()
+        assert probe not in entry_points.entry_points("evsys.metrics")
+    finally:
+        entry_points._declared.cache_clear()
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("json", json),
+        ("json:JSONDecoder", json.JSONDecoder),
+        ("json:decoder.JSONDecoder [x]", json.decoder.JSONDecoder),
+    ],
+)
+def test_an_entry_point_loads_what_importlib_metadata_would(value: str, expected: object) -> None:
+    from evsys.entry_points import EntryPoint
+
+    assert EntryPoint("evsys.metrics", "probe", value).load() is expected

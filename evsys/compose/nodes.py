@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from evsys import __version__
+from evsys.entry_points import install_key, installed_distributions
 from evsys.files import write_text_atomically
 from evsys.paths import PACKAGE_DIR, cache_dir
 
@@ -115,14 +116,18 @@ def ensure_published() -> None:
     """Publish the registry's group nodes, unless those published still match the registries:
     from the cache on disk while this process registered nothing of its own, else built from the
     live registries."""
-    from evsys import registry
-
-    if _published_at == [registry.generation()]:
+    if _published_at == [_registry_generation()]:
         return
-    nodes = cached_group_nodes() if registry.generation() == 0 else build_group_nodes()
+    nodes = cached_group_nodes() if _registry_generation() == 0 else build_group_nodes()
     publish_group_nodes(nodes)
     # Building loads the registries, which may register more: read the generation after.
-    _published_at[:] = [registry.generation()]
+    _published_at[:] = [_registry_generation()]
+
+
+def _registry_generation() -> int:
+    # A process that has not imported the registry yet has registered nothing of its own.
+    registry = sys.modules.get("evsys.registry")
+    return registry.generation() if registry is not None else 0
 
 
 # -- the on-disk cache --------------------------------------------------------------------------
@@ -144,9 +149,7 @@ def cached_group_nodes() -> GroupNodes:
 
 
 def _cache_path() -> Path:
-    # One cache per interpreter environment and evsys install.
-    key = hashlib.sha1(f"{sys.prefix}|{PACKAGE_DIR}".encode()).hexdigest()[:16]
-    return cache_dir() / f"group-nodes-{key}.json"
+    return cache_dir() / f"group-nodes-{install_key()}.json"
 
 
 def _contributing_modules() -> list[str]:
@@ -171,26 +174,8 @@ def _stamp(module_files: list[str]) -> str:
             parts.append(f"{name}:{st.st_mtime_ns}:{st.st_size}")
         except OSError:
             parts.append(f"{name}:gone")
-    parts.extend(_installed_distributions())
+    parts.extend(installed_distributions())
     return hashlib.sha1("\n".join(parts).encode()).hexdigest()
-
-
-def _installed_distributions() -> list[str]:
-    """The metadata folders of the distributions on ``sys.path``, where entry points are declared,
-    with their mtimes: installing, removing or reinstalling a plugin changes them. Only these: the
-    working directory is on ``sys.path`` too, and a run writing its outputs there must not count."""
-    found = []
-    for entry in dict.fromkeys(sys.path):
-        try:
-            with os.scandir(entry or ".") as listing:
-                for item in listing:
-                    if item.name.endswith((".dist-info", ".egg-info")):
-                        found.append(
-                            f"{entry}/{item.name}:{item.stat(follow_symlinks=False).st_mtime_ns}"
-                        )
-        except OSError:
-            continue  # a zip file, or a folder that is gone
-    return sorted(found)
 
 
 def _write_atomically(path: Path, payload: dict[str, Any]) -> None:
