@@ -1,32 +1,20 @@
 """Sweep machinery costs, measured side by side in one run.
 
-    python bench/sweep.py [--arms 1000] [--sample 30] [--mock-arms 20]
+    python bench/sweep.py [--arms 1000] [--sample 30]
 
-1. Pre-flight of a 1000-arm sweep (two algorithm choices × value axes) against composing each
-   arm with Hydra's own ``compose()``. Target: ≥ 20× faster.
-2. A multirun of mock arms against a bare Hydra multirun of a no-op app with as many arms.
-   Target: ≤ 1.2× the wall time.
+Pre-flight of a 1000-arm sweep (two algorithm choices × value axes) against composing each arm
+with Hydra's own ``compose()``. Target: ≥ 20× faster.
+
+A multirun of mock arms against a bare Hydra multirun is measured by ``bench/cli.py``, alternating
+the two sides.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import subprocess
-import sys
 import tempfile
 import time
-from pathlib import Path
-
-NOOP_APP = """
-import hydra
-
-@hydra.main(config_path="conf", config_name="config", version_base="1.3")
-def main(cfg):
-    pass
-
-main()
-"""
 
 
 def preflight_speed(n_arms: int, sample: int) -> None:
@@ -69,48 +57,13 @@ def preflight_speed(n_arms: int, sample: int) -> None:
     )
 
 
-def multirun_overhead(n_arms: int) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        plain, project = Path(tmp) / "plain", Path(tmp) / "project"
-        (plain / "conf").mkdir(parents=True)
-        (plain / "conf" / "config.yaml").write_text("seed: 0\n")
-        (plain / "app.py").write_text(NOOP_APP)
-        project.mkdir()
-        env = {**os.environ, "HYDRA_FULL_ERROR": "1"}
-
-        def timed(command: list[str], cwd: Path) -> float:
-            start = time.perf_counter()
-            subprocess.run(command, cwd=cwd, env=env, check=True, capture_output=True)
-            return time.perf_counter() - start
-
-        seeds = f"seed=range(0,{n_arms})"
-        bare = timed([sys.executable, "app.py", "--multirun", seeds], plain)
-        evsys = timed(
-            [
-                sys.executable,
-                "-m",
-                "evsys",
-                "--multirun",
-                seeds,
-                "algorithm.params.max_steps=1",
-                "eval=none",
-            ],
-            project,
-        )
-    ratio = evsys / bare
-    print(f"multirun of {n_arms} arms: bare hydra no-op {bare:.2f} s, evsys mock {evsys:.2f} s")
-    print(f"ratio: {ratio:.2f}×   target ≤ 1.2×  {'ok' if ratio <= 1.2 else 'MISSED'}")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arms", type=int, default=1000)
     parser.add_argument("--sample", type=int, default=30)
-    parser.add_argument("--mock-arms", type=int, default=20)
     args = parser.parse_args()
     os.chdir(tempfile.mkdtemp())  # an empty project: only evsys's bundled config
     preflight_speed(args.arms, args.sample)
-    multirun_overhead(args.mock_arms)
 
 
 if __name__ == "__main__":

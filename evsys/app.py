@@ -17,7 +17,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from evsys.compose.nodes import cached_group_nodes, publish_group_nodes
+from evsys.compose.nodes import ensure_published
 from evsys.compose.resolvers import register_resolvers
 from evsys.paths import config_dir, primary_config_name
 
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
     if argv is not None:
         sys.argv = [sys.argv[0], *argv]
     register_resolvers()
-    publish_group_nodes(cached_group_nodes())
+    ensure_published()
 
     if _starts_a_run(sys.argv[1:]):
         args, unknown = _hydra_args(sys.argv[1:])

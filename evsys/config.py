@@ -17,9 +17,12 @@ Seed = Annotated[int, Field(ge=0, le=SEED_MAX)]
 
 
 class Strict(BaseModel):
-    """Base of every config model: unknown keys are errors."""
+    """Base of every config model: unknown keys are errors.
 
-    model_config = ConfigDict(extra="forbid")
+    Validators are built on first use: a command loads every extension's Config but validates
+    with few of them."""
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     # Keys a model no longer has, and why: a config that still sets one is told what to do
     # instead, rather than only that the key is unknown.

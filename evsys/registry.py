@@ -24,7 +24,6 @@ import importlib
 import types
 import warnings
 from collections.abc import Callable, Iterator
-from importlib.metadata import entry_points
 from typing import Any, TypeVar
 
 from evsys.errors import EvsysError, Problem, UnknownExtensionError
@@ -33,17 +32,24 @@ T = TypeVar("T")
 
 
 _generation = 0
+_loading_depth = 0  # registries loading their built-in modules and entry points right now
 
 
 def generation() -> int:
-    """Changes whenever any registry (or algorithm implementation) changes: lets derived views,
-    such as the Hydra group options built from the registries, be rebuilt only when needed."""
+    """Changes whenever a registry (or algorithm implementation) changes, except by loading its
+    built-in modules and entry points: lets derived views, such as the Hydra group options built
+    from the registries, be rebuilt only when needed.
+
+    0 while nothing was registered in this process but what loading gives, which is the same in
+    every process of this environment: the views may then come from a cache on disk.
+    """
     return _generation
 
 
 def _changed() -> None:
     global _generation
-    _generation += 1
+    if not _loading_depth:
+        _generation += 1
 
 
 def closest(name: str, candidates: list[str] | tuple[str, ...] | Any) -> str | None:
@@ -149,9 +155,11 @@ class Registry:
     # -- loading -----------------------------------------------------------------------------
 
     def _ensure_loaded(self) -> None:
+        global _loading_depth
         if self._loaded or self._loading:
             return
         self._loading = True
+        _loading_depth += 1
         try:
             for module in self._builtin_modules:
                 importlib.import_module(module)
@@ -159,9 +167,12 @@ class Registry:
             self._loaded = True
         finally:
             self._loading = False
+            _loading_depth -= 1
 
     def _load_entry_points(self) -> None:
-        for ep in entry_points(group=self.entry_point_group):
+        from evsys.entry_points import entry_points
+
+        for ep in entry_points(self.entry_point_group):
             try:
                 obj = ep.load()
             except Exception as exc:  # a broken plugin must not break every other command

@@ -30,8 +30,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
-from evsys import registry
-from evsys.compose.nodes import MISSING, PROVIDER, build_group_nodes, publish_group_nodes
+from evsys.compose.nodes import MISSING, PROVIDER, ensure_published
 from evsys.compose.resolvers import register_resolvers
 from evsys.config import ExperimentConfig
 from evsys.errors import ConfigError, Problem
@@ -338,8 +337,8 @@ _NODE_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_.]*)\}")
 def _interpolated_paths(cfg: DictConfig) -> set[str] | None:
     """Config paths that interpolations in ``cfg`` read; None if one is relative (``${.x}``)."""
     reads: set[str] = set()
-    for path in _leaf_paths(cfg, ""):
-        raw = _raw_value(cfg, path)
+    for _, node in _leaves(cfg, ""):
+        raw = node._value()
         if isinstance(raw, str) and "${" in raw:
             if "${." in raw:
                 return None
@@ -363,18 +362,8 @@ def _use_hydra_config(hydra: DictConfig) -> None:
 def config_loader() -> ConfigLoaderImpl:
     """Hydra's loader over evsys's search path (bundled conf, the project's conf and experiments),
     with every extension registered so far as a group option."""
-    _publish_registry()
+    ensure_published()
     return _loader_for(str(Path.cwd()))
-
-
-_published_at: list[int] = []
-
-
-def _publish_registry() -> None:
-    # Building the nodes loads every registry, which may register more: read the generation after.
-    if _published_at != [registry.generation()]:
-        publish_group_nodes(build_group_nodes())
-        _published_at[:] = [registry.generation()]
 
 
 @cache
@@ -618,14 +607,22 @@ def _drop_missing(container: Any, prefix: str) -> None:
 
 
 def _leaf_paths(node: Any, prefix: str) -> Iterator[str]:
+    for path, _ in _leaves(node, prefix):
+        yield path
+
+
+def _leaves(node: Any, prefix: str) -> Iterator[tuple[str, Any]]:
+    """(dotted path, node) of every leaf under ``node``: values, lists and empty dicts. Walking
+    the nodes themselves, rather than selecting each path again from the root, keeps a sweep's
+    first arm cheap."""
     if isinstance(node, DictConfig) and not node._is_missing() and not node._is_none():
         if len(node) == 0 and prefix:
-            yield prefix
+            yield prefix, node
         for key in node:
             child = node._get_node(key)
-            yield from _leaf_paths(child, f"{prefix}.{key}" if prefix else str(key))
+            yield from _leaves(child, f"{prefix}.{key}" if prefix else str(key))
     elif prefix:
-        yield prefix
+        yield prefix, node
 
 
 def _set_path(container: dict[str, Any], path: str, value: Any) -> None:

@@ -7,8 +7,9 @@ registered, and ``algorithm.params.<field>=v`` needs no ``+``.
 
 Building the nodes imports every extension and pydantic (≈ 0.15 s), which would make commands
 that only print a config (``--cfg job``, ``--help``) slower than a plain Hydra app. So the nodes
-are cached on disk, keyed by the files of every module that contributed one and by the
-directories where new plugins would appear; any change rebuilds them.
+are cached on disk, keyed by the files of every module that contributed one and by the installed
+distributions (where plugins declare their entry points); any change rebuilds them. A process
+that registered extensions of its own builds them from its live registries instead.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from evsys import __version__
+from evsys.entry_points import install_key, installed_distributions
 from evsys.files import write_text_atomically
 from evsys.paths import PACKAGE_DIR, cache_dir
 
@@ -103,6 +105,29 @@ def publish_group_nodes(nodes: GroupNodes) -> None:
     """Make ``nodes`` the registry's group options for every composition from now on."""
     GROUP_NODES.clear()
     GROUP_NODES.update(nodes)
+    _published_at.clear()
+
+
+_published_at: list[int] = []
+"""The registry generation the published nodes were made at, when made by :func:`ensure_published`."""
+
+
+def ensure_published() -> None:
+    """Publish the registry's group nodes, unless those published still match the registries:
+    from the cache on disk while this process registered nothing of its own, else built from the
+    live registries."""
+    if _published_at == [_registry_generation()]:
+        return
+    nodes = cached_group_nodes() if _registry_generation() == 0 else build_group_nodes()
+    publish_group_nodes(nodes)
+    # Building loads the registries, which may register more: read the generation after.
+    _published_at[:] = [_registry_generation()]
+
+
+def _registry_generation() -> int:
+    # A process that has not imported the registry yet has registered nothing of its own.
+    registry = sys.modules.get("evsys.registry")
+    return registry.generation() if registry is not None else 0
 
 
 # -- the on-disk cache --------------------------------------------------------------------------
@@ -124,9 +149,7 @@ def cached_group_nodes() -> GroupNodes:
 
 
 def _cache_path() -> Path:
-    # One cache per interpreter environment and evsys install.
-    key = hashlib.sha1(f"{sys.prefix}|{PACKAGE_DIR}".encode()).hexdigest()[:16]
-    return cache_dir() / f"group-nodes-{key}.json"
+    return cache_dir() / f"group-nodes-{install_key()}.json"
 
 
 def _contributing_modules() -> list[str]:
@@ -143,16 +166,15 @@ def _contributing_modules() -> list[str]:
 
 
 def _stamp(module_files: list[str]) -> str:
-    """Changes when a contributing module changes, or a plugin may have come or gone: installing
-    or removing a distribution changes its directory's listing, so its mtime."""
-    plugin_dirs = sorted(p for p in sys.path if p and os.path.isdir(p))
+    """Changes when a contributing module changes, or a plugin may have come, gone or changed."""
     parts = [__version__, sys.version]
-    for name in [*module_files, *plugin_dirs]:
+    for name in module_files:
         try:
             st = os.stat(name)
             parts.append(f"{name}:{st.st_mtime_ns}:{st.st_size}")
         except OSError:
             parts.append(f"{name}:gone")
+    parts.extend(installed_distributions())
     return hashlib.sha1("\n".join(parts).encode()).hexdigest()
 
 

@@ -21,7 +21,6 @@ from evsys.config import ExperimentConfig
 from evsys.cpus import runtime_state
 from evsys.data.sources import apply_transforms, load_rows
 from evsys.errors import ConfigError, DataError
-from evsys.harness.baselines import score_api_baselines
 from evsys.interrupts import interruption, signals_deferred, signals_raise
 from evsys.protocols import LogStore, RunContext, RunResult
 from evsys.registry import BACKENDS, DATA_STORES, LOG_STORES, resolve_algorithm
@@ -157,7 +156,11 @@ def _train_and_score(
             errors=baseline_errors,
         )
     # API models under a test benchmark's `models`: scored once, whatever training does.
-    baseline |= score_api_baselines(config, benchmarks, run_dir, baseline_errors)
+    if any(benchmark.spec.models for benchmark in benchmarks):
+        # Imported only then: a run without API baselines need not pay for the eval harness.
+        from evsys.harness.baselines import score_api_baselines
+
+        baseline |= score_api_baselines(config, benchmarks, run_dir, baseline_errors)
     if baseline:
         log_store.log_metrics(baseline, step=0)
     if deps.train is not None:

@@ -16,7 +16,7 @@ from evsys.compose import nodes as published
 
 def _group_nodes() -> published.GroupNodes:
     if not published.GROUP_NODES:
-        published.publish_group_nodes(published.cached_group_nodes())
+        published.ensure_published()
     return published.GROUP_NODES
 
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -73,6 +71,11 @@ def require_tinker() -> None:
 
 def probe(url: str, timeout_s: float) -> None:
     """Raise a BackendError unless ``url`` answers its health check within ``timeout_s``."""
+    # Imported here: urllib.request pulls in http.client and ssl, which every command that loads
+    # the backends (evsys validate) would pay for.
+    import urllib.error
+    import urllib.request
+
     try:
         with urllib.request.urlopen(url + HEALTHZ, timeout=timeout_s) as response:
             status = response.status

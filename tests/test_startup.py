@@ -1,0 +1,164 @@
+"""What keeps start-up cheap: the group-node cache and the imports each command leaves out."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from evsys import registry
+from evsys.compose import nodes
+
+PROBE = """
+import sys, runpy
+sys.argv = {argv!r}
+try:
+    runpy.run_module({module!r}, run_name="__main__")
+except SystemExit:
+    pass
+print("LOADED:" + ",".join(m for m in {watched!r} if m in sys.modules))
+"""
+
+
+def loaded_modules(module: str, argv: list[str], watched: tuple[str, ...], cwd: Path) -> list[str]:
+    """Which of ``watched`` running ``module`` with ``argv`` imported (in a fresh interpreter)."""
+    code = PROBE.format(argv=argv, module=module, watched=watched)
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, check=True
+    )
+    line = next(x for x in done.stdout.splitlines() if x.startswith("LOADED:"))
+    return [m for m in line.removeprefix("LOADED:").split(",") if m]
+
+
+def test_printing_the_config_needs_neither_pydantic_nor_the_extensions(tmp_path: Path) -> None:
+    # The first run may fill the group-node cache; from then on the nodes come from it.
+    argv, watched = ["evsys", "--cfg", "job"], ("pydantic", "evsys.config", "evsys.algorithms")
+    loaded_modules("evsys", argv, watched, tmp_path)
+    assert loaded_modules("evsys", argv, watched, tmp_path) == []
+
+
+def test_validating_does_not_build_the_group_nodes_again(tmp_path: Path) -> None:
+    # Validation loads the extensions it checks, but takes the group options from the cache.
+    code = """
+import sys
+from evsys.compose import nodes
+def refuse():
+    raise AssertionError("group nodes built although the cache holds them")
+nodes.ensure_published()  # fills the cache if it is cold
+nodes.publish_group_nodes({})
+nodes.build_group_nodes = refuse
+from evsys.cli import main
+main(["validate"])
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert "config is valid" in done.stdout
+
+
+def test_a_mock_run_without_api_baselines_leaves_the_eval_harness_out(workdir: Path) -> None:
+    argv = ["evsys", "algorithm.params.max_steps=1", "eval=none"]
+    watched = ("evsys.harness.evaluate", "evsys.harness.baselines", "urllib.request")
+    assert loaded_modules("evsys", argv, watched, workdir) == []
+
+
+def test_the_cache_stamp_ignores_what_runs_write_to_the_working_directory(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.syspath_prepend(str(workdir))  # as `python -m evsys` puts it on sys.path
+    modules = [str(Path(registry.__file__))]
+    before = nodes._stamp(modules)
+    (workdir / "outputs" / "runs").mkdir(parents=True)
+    (workdir / "notes.txt").write_text("a new file in the project")
+    assert nodes._stamp(modules) == before
+
+
+def test_the_cache_stamp_changes_when_a_distribution_comes_or_goes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    monkeypatch.syspath_prepend(str(site))
+    modules = [str(Path(registry.__file__))]
+    before = nodes._stamp(modules)
+    dist_info = site / "evsys_plugin-0.1.dist-info"
+    dist_info.mkdir()
+    installed = nodes._stamp(modules)
+    assert installed != before
+    dist_info.rmdir()
+    assert nodes._stamp(modules) == before
+
+
+def test_extensions_registered_in_process_are_published_but_never_cached(
+    clean_registries: None,
+) -> None:
+    @registry.register_algorithm("startup_probe_algo")
+    class StartupProbe:
+        """Registered by this test only."""
+
+    assert registry.generation() != 0
+    nodes.ensure_published()
+    assert "startup_probe_algo" in nodes.GROUP_NODES["algorithm"]
+    cache = nodes._cache_path()
+    if cache.exists():
+        assert "startup_probe_algo" not in json.loads(cache.read_text())["nodes"]["algorithm"]
+
+
+def test_loading_the_registries_leaves_the_generation_alone(tmp_path: Path) -> None:
+    # Only what a process registers of its own makes the cached nodes stale; loading the
+    # built-in modules and entry points gives every process the same registries.
+    code = (
+        "from evsys import registry\n"
+        "for r in registry.REGISTRIES.values(): r.names()\n"
+        "print(registry.generation())"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "0"
+
+
+def test_entry_points_are_read_again_when_a_distribution_comes_or_goes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from evsys import entry_points
+
+    site = tmp_path / "site"
+    dist_info = site / "startup_probe-0.1.dist-info"
+    dist_info.mkdir(parents=True)
+    (dist_info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: startup_probe\nVersion: 0.1\n"
+    )
+    (dist_info / "entry_points.txt").write_text("[evsys.metrics]\nprobe = json:JSONDecoder\n")
+    monkeypatch.syspath_prepend(str(site))
+    try:
+        entry_points._declared.cache_clear()
+        [probe] = [ep for ep in entry_points.entry_points("evsys.metrics") if ep.name == "probe"]
+        assert probe.load() is json.JSONDecoder
+        entry_points._declared.cache_clear()  # a new process: from the cache on disk
+        assert probe in entry_points.entry_points("evsys.metrics")
+        (dist_info / "entry_points.txt").unlink()
+        (dist_info / "METADATA").unlink()
+        dist_info.rmdir()
+        entry_points._declared.cache_clear()
+        assert probe not in entry_points.entry_points("evsys.metrics")
+    finally:
+        entry_points._declared.cache_clear()
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("json", json),
+        ("json:JSONDecoder", json.JSONDecoder),
+        ("json:decoder.JSONDecoder [x]", json.decoder.JSONDecoder),
+    ],
+)
+def test_an_entry_point_loads_what_importlib_metadata_would(value: str, expected: object) -> None:
+    from evsys.entry_points import EntryPoint
+
+    assert EntryPoint("evsys.metrics", "probe", value).load() is expected
