@@ -30,6 +30,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
+from evsys import registry
 from evsys.compose.nodes import MISSING, PROVIDER, ensure_published
 from evsys.compose.resolvers import register_resolvers
 from evsys.config import ExperimentConfig
