@@ -227,10 +227,15 @@ def _with_hydra(composition: Composition) -> DictConfig:
         if key in composition.hydra
     }
     hydra = OmegaConf.to_container(OmegaConf.create(hydra), resolve=False)
-    return OmegaConf.create({**composition.config, "hydra": hydra})
+    # The config is resolved already; only the top-level keys these parts interpolate are needed
+    # (wrapping the whole config in OmegaConf nodes costs more than everything else here).
+    read = set(_TOP_LEVEL_REFERENCE.findall(str(hydra)))
+    config = {key: value for key, value in composition.config.items() if key in read}
+    return OmegaConf.create({**config, "hydra": hydra})
 
 
 _HYDRA_PARTS = ("run", "sweep", "sweeper", "launcher", "job", "mode")
+_TOP_LEVEL_REFERENCE = re.compile(r"\$\{\s*([A-Za-z_]\w*)\s*[.}\[]")
 
 
 def _resolved(

@@ -24,7 +24,7 @@ import evsys.app
 from evsys import output_dirs
 from evsys.cli import main as cli_main
 
-EXAMPLES = int(os.environ.get("EVSYS_FUZZ_EXAMPLES", "60"))
+EXAMPLES = int(os.environ.get("EVSYS_FUZZ_EXAMPLES", "100"))
 FUZZ = settings(
     max_examples=EXAMPLES,
     deadline=None,
