@@ -204,7 +204,9 @@ METRICS = Registry("metric", "metrics", ("evsys.metrics",))
 VERIFIERS = Registry("verifier", "verifiers", ("evsys.verifiers",))
 TRANSFORMS = Registry("transform", "transforms", ("evsys.data.transforms",))
 INFERENCE_CLIENTS = Registry(
-    "inference_client", "inference", ("evsys.backends", "evsys.harness.openai_compatible")
+    "inference_client",
+    "inference",
+    ("evsys.backends", "evsys.harness.openai_compatible", "evsys.clients"),
 )
 DATA_STORES = Registry("data_store", "data_stores", ("evsys.data.stores",))
 LOG_STORES = Registry("log_store", "log_stores", ("evsys.log_stores",))
