@@ -56,6 +56,23 @@ def mock_policy_answer(policy: Any) -> Policy:
     return answer
 
 
+_JUDGED = re.compile(r"Response:\n(?P<response>.*)\n\nRubric:\n(?P<rubric>.*?)\n\n", re.DOTALL)
+
+
+def rubric_judge(prompt: str, rng: random.Random | None = None) -> str:
+    """A judge model (for the prompt of :data:`evsys.task_verifiers.JUDGE_PROMPT`): a rubric
+    ``contains: TEXT`` scores 1 when the response holds TEXT, else 0; any other rubric gets a
+    reply without a score. Prompts that are not a judge's are answered by arithmetic_answer."""
+    found = _JUDGED.search(prompt)
+    if found is None:
+        return arithmetic_answer(prompt, rng)
+    rubric = found["rubric"].strip()
+    if not rubric.startswith("contains: "):
+        return "The rubric is unclear to me, so I cannot decide."
+    passed = rubric.removeprefix("contains: ") in found["response"]
+    return f"Checked the response against the rubric. <answer>{int(passed)}</answer>"
+
+
 def count_tokens(text: str) -> int:
     return len(text.split())
 
@@ -295,7 +312,11 @@ class AnthropicServer(VendorServer):
     path = re.compile(r"/v1/messages")
 
     def authorized(self, headers: Any) -> bool:
-        return headers.get("x-api-key") == self.api_key
+        # API keys travel as x-api-key; recent SDKs send them as a bearer token.
+        return self.api_key in (
+            headers.get("x-api-key"),
+            (headers.get("Authorization") or "").removeprefix("Bearer "),
+        )
 
     def parse(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         if "max_tokens" not in body or not isinstance(body.get("messages"), list):

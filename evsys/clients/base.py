@@ -58,6 +58,11 @@ class HostedConfig(Strict):
     system_prompt: str | None = Field(
         None, description="System turn for prompts that have none. None: prompts as they are."
     )
+    send_temperature: bool = Field(
+        True,
+        description="Send the sampling temperature. False: send none (models that refuse one, "
+        "such as reasoning models); they sample as they do by default.",
+    )
     price: Price | None = Field(
         None,
         description="USD per million tokens in and out. None: the shipped price table "
@@ -160,7 +165,9 @@ class HostedClient:
         """``n`` completions of one prompt (pass@k): in one request where the API samples
         several, else in as many. Raises RetriesExhausted when a request keeps failing."""
         messages = with_system(as_messages(prompt), self.cfg.system_prompt)
-        request = self._request(messages, max_tokens, temperature, list(stop or ()))
+        request = self._request(messages, max_tokens, list(stop or ()))
+        if self.cfg.send_temperature:
+            request = self._with_temperature(request, temperature)
         texts: list[str] = []
         while len(texts) < n:
             count = min(n - len(texts), self.max_samples_per_call)
@@ -265,10 +272,11 @@ class HostedClient:
     def _connect(self, sdk: Any, api_key: str) -> Any:
         raise NotImplementedError
 
-    def _request(
-        self, messages: list[Message], max_tokens: int, temperature: float, stop: list[str]
-    ) -> dict[str, Any]:
+    def _request(self, messages: list[Message], max_tokens: int, stop: list[str]) -> dict[str, Any]:
         raise NotImplementedError
+
+    def _with_temperature(self, request: dict[str, Any], temperature: float) -> dict[str, Any]:
+        return {"temperature": temperature, **request}  # request_params may set their own
 
     def _call(self, client: Any, request: dict[str, Any], n: int) -> Completion:
         raise NotImplementedError

@@ -12,7 +12,6 @@ from evsys.clients.base import (
     HostedClient,
     HostedConfig,
     MalformedResponse,
-    accepts,
     call_sdk,
 )
 from evsys.clients.content import Message, anthropic_request
@@ -39,21 +38,13 @@ class ClaudeClient(HostedClient):
         )
 
     def _connect(self, sdk: Any, api_key: str) -> Any:
-        client = sdk.Anthropic(
+        return sdk.Anthropic(
             api_key=api_key, base_url=self.cfg.base_url, timeout=self.cfg.timeout_s, max_retries=0
         )
-        self._sampling = accepts(client.messages.create)
-        return client
 
-    def _request(
-        self, messages: list[Message], max_tokens: int, temperature: float, stop: list[str]
-    ) -> dict[str, Any]:
+    def _request(self, messages: list[Message], max_tokens: int, stop: list[str]) -> dict[str, Any]:
         system, turns = anthropic_request(messages)
-        # Recent SDKs (and the models they serve) take no sampling temperature: it is sent only
-        # where the installed SDK still names it; otherwise the model samples as it does.
-        sampling = {"temperature": temperature} if "temperature" in self._sampling else {}
         return {
-            **sampling,
             **self.cfg.request_params,
             "model": self.cfg.model,
             "messages": turns,
@@ -63,6 +54,8 @@ class ClaudeClient(HostedClient):
         }
 
     def _call(self, client: Any, request: dict[str, Any], n: int) -> Completion:
+        # A field the installed SDK does not name (recent ones leave out `temperature`) is
+        # sent in extra_body: the Messages API still takes it.
         response = call_sdk(client.messages.create, request)
         try:
             text = "".join(b.text for b in response.content if b.type == "text")

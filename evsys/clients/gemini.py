@@ -45,18 +45,18 @@ class GeminiClient(HostedClient):
         )
         return sdk.Client(api_key=api_key, http_options=options)
 
-    def _request(
-        self, messages: list[Message], max_tokens: int, temperature: float, stop: list[str]
-    ) -> dict[str, Any]:
+    def _request(self, messages: list[Message], max_tokens: int, stop: list[str]) -> dict[str, Any]:
         system, contents = gemini_request(messages)
         config = {
             **self.cfg.request_params,
-            "temperature": temperature,
             "max_output_tokens": max_tokens,
             **({"system_instruction": system} if system else {}),
             **({"stop_sequences": stop} if stop else {}),
         }
         return {"model": self.cfg.model, "contents": contents, "config": config}
+
+    def _with_temperature(self, request: dict[str, Any], temperature: float) -> dict[str, Any]:
+        return {**request, "config": {"temperature": temperature, **request["config"]}}
 
     def _call(self, client: Any, request: dict[str, Any], n: int) -> Completion:
         config = {**request["config"], **({"candidate_count": n} if n > 1 else {})}

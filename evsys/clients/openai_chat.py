@@ -45,15 +45,12 @@ class OpenAIClient(HostedClient):
             api_key=api_key, base_url=self.cfg.base_url, timeout=self.cfg.timeout_s, max_retries=0
         )
 
-    def _request(
-        self, messages: list[Message], max_tokens: int, temperature: float, stop: list[str]
-    ) -> dict[str, Any]:
+    def _request(self, messages: list[Message], max_tokens: int, stop: list[str]) -> dict[str, Any]:
         return {
             **self.cfg.request_params,
             "model": self.cfg.model,
             "messages": openai_messages(messages),
             "max_completion_tokens": max_tokens,
-            "temperature": temperature,
             **({"stop": stop} if stop else {}),
         }
 
