@@ -150,7 +150,14 @@ def usage_names(prefix: str) -> list[str]:
     return [f"{prefix}/{name}" for name in USAGE_METRICS]
 
 
+_warned: set[tuple[str, str]] = set()
+
+
 def warn_unpriced(vendor: str, model: str) -> None:
+    """Say once per model that its calls have no cost."""
+    if (vendor, model) in _warned:
+        return
+    _warned.add((vendor, model))
     log.warning(
         "%s: no price for model %r in the price table; its calls report no cost_usd (give the "
         "client `price: {input_usd_per_mtok: …, output_usd_per_mtok: …}`)",
