@@ -60,8 +60,10 @@ class Benchmark:
     ) -> dict[str, float]:
         """Generate for every task and score: ``{<split>/<name>/<metric>[/<key>=<value>]: …}``.
         A metric that fails costs only its own scores (kept in ``errors``)."""
+        from evsys.clients.usage import mark, usage_since
         from evsys.run.evaluation import generate_all, score_metrics, write_predictions
 
+        since = mark(client)
         predictions = generate_all(
             client,
             self.rows,
@@ -69,9 +71,10 @@ class Benchmark:
             temperature=eval_cfg.temperature,
             label=f"{split} {self.name}",
         )
+        usage = usage_since(client, since, prefix=f"{split}/{self.name}")
         if predictions_dir is not None:
             write_predictions(predictions_dir / f"{self.name}.jsonl", self.rows, predictions)
-        return score_metrics(
+        return usage | score_metrics(
             self.metrics,
             predictions,
             self.rows,

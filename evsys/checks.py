@@ -2,8 +2,10 @@
 
 - the metrics a run will report, named as ``run_result.json`` names them: each recipe declares
   its own (``metrics``, or ``result_metrics(params, backend)`` when they depend on its params),
-  eval, benchmarks, baselines and continual stages add theirs; ``metadata.success_metric`` must
-  be one of them, or the sweep would rank nothing;
+  eval, benchmarks, baselines and continual stages add theirs (with a hosted client or an LLM
+  judge, their usage too: ``…/cost_usd``, ``…/latency_p50_s``, ``…/latency_p95_s``,
+  ``…/tokens_out``); ``metadata.success_metric`` must be one of them, or the sweep would rank
+  nothing;
 - whether a run's eval can compute each of its metrics: it generates one completion per row, so
   a metric of sampled completions (``pass_at_k``) or of rewards (``mean_reward``) is refused.
 
@@ -20,9 +22,10 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
+from evsys.clients.usage import USAGE_METRICS, reports_usage, usage_names
 from evsys.config import BenchmarkSpec, ExperimentConfig, MetricSpec, baseline_model
 from evsys.errors import Problem
-from evsys.registry import ALGORITHMS, METRICS, closest, resolve_algorithm
+from evsys.registry import ALGORITHMS, BACKENDS, METRICS, closest, resolve_algorithm
 
 EVAL_INPUT = "completion"  # what a run's eval and its benchmarks generate: one per row
 _WHY_NOT = {
@@ -83,7 +86,8 @@ def reported_metrics(config: ExperimentConfig) -> list[str]:
     recipe = config.algorithm
     training = recipe_metrics(recipe.kind, recipe.params, config.backend.kind)
     scored = _scored_metrics(config)
-    tests = [name for b in _tests(config) for name in _benchmark_metrics(config, b, "test")]
+    client = _eval_client_kind(config)
+    tests = [name for b in _tests(config) for name in _benchmark_metrics(config, b, "test", client)]
     names = list(training)
     if config.continual is not None:
         names += _continual_metrics(config, training, scored, tests)
@@ -95,8 +99,9 @@ def reported_metrics(config: ExperimentConfig) -> list[str]:
         if "val" in spec.tags:
             names += _benchmark_metrics(config, spec, "val")
         for entry in spec.models if "test" in spec.tags else []:
-            label = baseline_model(entry).label
-            names += [f"{t}@{label}" for t in _benchmark_metrics(config, spec, "test")]
+            model = baseline_model(entry)
+            scored = _benchmark_metrics(config, spec, "test", model.kind)
+            names += [f"{t}@{model.label}" for t in scored]
     return list(dict.fromkeys(names))
 
 
@@ -148,9 +153,42 @@ def _names(specs: list[MetricSpec], prefix: str | None = None) -> list[str]:
     return taken
 
 
+def _judge_usage(specs: list[MetricSpec], prefix: str | None = None) -> list[str]:
+    """``<prefix>/judge/cost_usd``, …: the usage of a hosted judge that a metric asks."""
+    for spec in specs:
+        judge = spec.params.get("judge") if spec.kind == "pass_rate" else None
+        if isinstance(judge, dict) and reports_usage(str(judge.get("kind"))):
+            return usage_names(f"{prefix}/judge" if prefix else "judge")
+    return []
+
+
+def _eval_client_kind(config: ExperimentConfig) -> str | None:
+    """The inference client a run's eval and test benchmarks generate with."""
+    if config.eval.inference is not None:
+        return config.eval.inference.kind
+    try:
+        return getattr(BACKENDS.get(config.backend.kind), "inference_client", None)
+    except Exception:  # an unknown backend is reported by schema validation
+        return None
+
+
+def _client_usage(kind: str | None, prefix: str | None = None) -> list[str]:
+    """``<prefix>/cost_usd``, …: what a hosted client's calls cost (none for local engines)."""
+    if kind is None or not reports_usage(kind):
+        return []
+    return usage_names(prefix) if prefix else list(USAGE_METRICS)
+
+
 def _scored_metrics(config: ExperimentConfig) -> list[str]:
     """Eval's metric names without their ``eval/`` prefix; none when eval does not run."""
-    return _names(config.eval.metrics) if config.eval.enabled else []
+    if not config.eval.enabled:
+        return []
+    metrics = config.eval.metrics
+    return [
+        *_names(metrics),
+        *_judge_usage(metrics),
+        *(_client_usage(_eval_client_kind(config)) if metrics else []),
+    ]
 
 
 # -- benchmarks ------------------------------------------------------------------------------
@@ -160,15 +198,20 @@ def _tests(config: ExperimentConfig) -> list[BenchmarkSpec]:
     return [b for b in config.metadata.benchmark if "test" in b.tags]
 
 
-def _benchmark_metrics(config: ExperimentConfig, spec: BenchmarkSpec, split: str) -> list[str]:
-    """``<split>/<name>/<metric>`` and its breakdowns ``…/<key>=<value>``."""
+def _benchmark_metrics(
+    config: ExperimentConfig, spec: BenchmarkSpec, split: str, client: str | None = None
+) -> list[str]:
+    """``<split>/<name>/<metric>`` and its breakdowns ``…/<key>=<value>``; the usage of the
+    ``client`` that generates (a hosted one) and of a judge a metric asks."""
     prefix = f"{split}/{_benchmark_name(spec)}"
     # Without metrics of its own, a benchmark of harbor tasks also scores `pass_rate` (their own
     # verifiers), which only its rows can tell: see evsys.benchmarks.
     metrics = spec.metrics or [MetricSpec(kind="pass_rate"), *config.eval.metrics]
     names = _names(metrics, prefix=prefix)
     keys = spec.breakdown_keys or ["*"]  # metadata.yaml may name them
-    return names + [f"{name}/{key}=*" for name in names for key in keys]
+    breakdowns = [f"{name}/{key}=*" for name in names for key in keys]
+    usage = _client_usage(client, prefix) + _judge_usage(metrics, prefix)
+    return names + breakdowns + usage
 
 
 def _benchmark_name(spec: BenchmarkSpec) -> str:

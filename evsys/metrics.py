@@ -7,6 +7,7 @@ says what one entry is (see :data:`PredictionKind`); a metric without it takes c
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from math import comb
 from typing import Any, ClassVar, Literal
@@ -144,17 +145,31 @@ class PassRate:
 
     def __init__(self, **params: Any):
         self.cfg = self.Config(**params)
+        self._verifier = RowVerifier(None, judge=self.cfg.judge)
+        # Breakdowns score subsets of the same rows again: a verdict (a paid judge call, a
+        # sandbox run) is computed once per row and completion.
+        self._verdicts: dict[str, float] = {}
 
     def compute(self, *, predictions: Sequence[Any], targets: Sequence[Any]) -> float:
         _check_rows(predictions, targets)
-        verifier, total = RowVerifier(None, judge=self.cfg.judge), 0.0
+        total = 0.0
         for prediction, row in zip(predictions, targets, strict=True):
             if prediction is not None:
-                result = verifier.verify(
-                    prompt=prompt_text(row), completion=str(prediction), target=row
-                )
-                total += result.reward
+                total += self._reward(str(prediction), row)
         return total / len(predictions)
+
+    def judge_calls(self) -> list[Any]:
+        """The calls a judge model answered for this metric (usage: tokens, latency, cost)."""
+        return self._verifier.judge_calls()
+
+    def _reward(self, completion: str, row: Any) -> float:
+        key = json.dumps([row, completion], sort_keys=True, default=str)
+        if key not in self._verdicts:
+            result = self._verifier.verify(
+                prompt=prompt_text(row), completion=completion, target=row
+            )
+            self._verdicts[key] = result.reward
+        return self._verdicts[key]
 
 
 @register_metric("toolkit_match")

@@ -212,10 +212,18 @@ def _same_definition(a: Any, b: Any) -> bool:
 ALGORITHMS = Registry("algorithm", "algorithms", ("evsys.algorithms",))
 BACKENDS = Registry("backend", "backends", ("evsys.backends",))
 METRICS = Registry("metric", "metrics", ("evsys.metrics",))
-VERIFIERS = Registry("verifier", "verifiers", ("evsys.verifiers",))
+VERIFIERS = Registry("verifier", "verifiers", ("evsys.verifiers", "evsys.task_verifiers"))
 TRANSFORMS = Registry("transform", "transforms", ("evsys.data.transforms",))
 INFERENCE_CLIENTS = Registry(
-    "inference_client", "inference", ("evsys.backends", "evsys.harness.openai_compatible")
+    "inference_client",
+    "inference",
+    (
+        "evsys.backends",
+        "evsys.harness.openai_compatible",
+        "evsys.clients.openai_chat",
+        "evsys.clients.claude",
+        "evsys.clients.gemini",
+    ),
 )
 DATA_STORES = Registry("data_store", "data_stores", ("evsys.data.stores",))
 LOG_STORES = Registry("log_store", "log_stores", ("evsys.log_stores",))

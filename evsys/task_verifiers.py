@@ -9,8 +9,9 @@ A harbor task's row (:func:`evsys.data.types.task_row`) carries its verifier pay
   with ``expected`` as its target: ``fn(completion, expected, **params)``;
 - ``sandbox``: the completion's code and the task's tests in :mod:`evsys.sandbox`;
 - ``llm_judge``: the registered inference client ``judge`` (an ``{kind, params}`` spec, e.g.
-  ``openai_compatible``) asked for ``judge_model``'s verdict; given only where a judge is
-  configured (the ``pass_rate`` metric's ``judge``), refused elsewhere;
+  ``claude`` or ``openai_compatible``) asked for ``judge_model``'s verdict; given only where a
+  judge is configured (the ``pass_rate`` metric's ``judge``, or an RL recipe whose ``verifier``
+  is the ``llm_judge`` verifier, :class:`LLMJudge`), refused elsewhere;
 - ``e2b``: refused (see :func:`task_verifier`).
 
 :class:`RowVerifier` is what RL rollouts and the ``pass_rate`` metric score with: a row that
@@ -25,9 +26,10 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
 
-from evsys.config import InferenceSpec, VerifierSpec
+from evsys.clients.usage import CallUsage, meter_of, summarize
+from evsys.config import InferenceSpec, Strict, VerifierSpec
 from evsys.data.types import (
     E2BVerifier,
     InProcessVerifier,
@@ -38,7 +40,7 @@ from evsys.data.types import (
 )
 from evsys.errors import ConfigError, DataError
 from evsys.protocols import Row, VerificationResult
-from evsys.registry import INFERENCE_CLIENTS, VERIFIERS, closest
+from evsys.registry import INFERENCE_CLIENTS, VERIFIERS, closest, register_verifier
 
 log = logging.getLogger(__name__)
 
@@ -130,10 +132,13 @@ _VERDICT = re.compile(r"<answer>\s*([0-9]*\.?[0-9]+)\s*</answer>")
 class JudgeTask:
     """``judge_model``'s score of the completion against the rubric, through the ``judge``
     client. A reply without a readable score is a failure (0.0), reported in ``info`` and the
-    log, never an exception; a judge that cannot be reached raises (no score beats a wrong one)."""
+    log, never an exception; a judge that cannot be reached raises (no score beats a wrong one).
+    A hosted judge's calls are metered (:meth:`calls`)."""
 
-    def __init__(self, payload: LLMJudgeVerifier, judge: InferenceSpec, where: str):
-        self.payload, self.where = payload, where
+    def __init__(
+        self, payload: LLMJudgeVerifier, judge: InferenceSpec, where: str, max_tokens: int = 512
+    ):
+        self.payload, self.where, self.max_tokens = payload, where, max_tokens
         try:
             self.client = INFERENCE_CLIENTS.build(
                 judge.kind, {**judge.params, "model": payload.judge_model}
@@ -147,13 +152,67 @@ class JudgeTask:
         question = JUDGE_PROMPT.format(
             instruction=prompt, completion=completion, rubric=self.payload.rubric
         )
-        reply = self.client.generate(prompt=question, max_tokens=512, temperature=0.0)
+        reply = self.client.generate(prompt=question, max_tokens=self.max_tokens, temperature=0.0)
         score, problem = parse_verdict(reply)
         info = {"judge_model": self.payload.judge_model, "reply": reply[-500:]}
         if problem is not None:
             log.warning("%s: the judge's verdict is unreadable (%s); scored 0", self.where, problem)
             return VerificationResult(0.0, {**info, "verdict_error": problem})
         return VerificationResult(score, info)
+
+    def calls(self) -> list[CallUsage]:
+        meter = meter_of(self.client)
+        return meter.calls() if meter is not None else []
+
+
+@register_verifier("llm_judge")
+class LLMJudge:
+    """A judge model scores each completion against a rubric (``<answer>SCORE</answer>``, a
+    number in [0, 1]; anything else scores 0 and is logged). As an RL recipe's ``verifier`` it
+    is also the judge client of the harbor ``llm_judge`` tasks among the rows, which keep their
+    own ``judge_model`` and ``rubric``."""
+
+    class Config(Strict):
+        judge: InferenceSpec = Field(
+            description="The inference client that judges ({kind, params}), e.g. {kind: claude, "
+            "params: {api_key_env: ANTHROPIC_API_KEY}}; its `model` is the judge_model."
+        )
+        judge_model: str | None = Field(
+            None, description="The judge's model id. None: the judge client's params.model."
+        )
+        rubric: str | None = Field(
+            None,
+            description="What a good completion does, for rows without a verifier of their own. "
+            "None: every row must be a harbor llm_judge task (it brings its rubric).",
+        )
+        max_tokens: int = Field(512, ge=16, description="Most tokens of one verdict.")
+
+    def __init__(self, **params: Any):
+        self.cfg = self.Config(**params)
+        model = self.cfg.judge_model or self.cfg.judge.params.get("model")
+        self._task: JudgeTask | None = None
+        if self.cfg.rubric is not None:
+            if not model:
+                raise ConfigError(
+                    "the llm_judge verifier needs judge_model (or the judge's params.model)"
+                )
+            payload = LLMJudgeVerifier(judge_model=str(model), rubric=self.cfg.rubric)
+            self._task = JudgeTask(payload, self.cfg.judge, "llm_judge", self.cfg.max_tokens)
+
+    @property
+    def judge(self) -> InferenceSpec:
+        return self.cfg.judge
+
+    def verify(self, *, prompt: str, completion: str, target: Any = None) -> VerificationResult:
+        if self._task is None:
+            raise DataError(
+                f"row {_describe(target)} is not an llm_judge task, and the llm_judge "
+                "verifier has no rubric to judge it by: give the verifier a `rubric`"
+            )
+        return self._task.verify(prompt=prompt, completion=completion, target=target)
+
+    def calls(self) -> list[CallUsage]:
+        return self._task.calls() if self._task is not None else []
 
 
 def parse_verdict(reply: str) -> tuple[float, str | None]:
@@ -194,23 +253,37 @@ def task_verifier(
     if isinstance(payload, LLMJudgeVerifier):
         if judge is None:
             raise DataError(
-                f"{where}: verifier.kind='llm_judge' needs a judge client, and only a "
-                "benchmark's pass_rate metric takes one: metrics: [{kind: pass_rate, params: "
-                "{judge: {kind: openai_compatible, params: {base_url: …}}}}]; an LLM judge as "
-                "an RL reward is not supported yet"
+                f"{where}: verifier.kind='llm_judge' needs a judge client: in a benchmark, "
+                "its pass_rate metric's judge: metrics: [{kind: pass_rate, params: {judge: "
+                "{kind: claude, params: {…}}}}]; for RL, the recipe's verifier: "
+                "algorithm.params.verifier={kind: llm_judge, params: {judge: {kind: claude, "
+                "params: {…}}}}"
             )
         return JudgeTask(payload, judge, where)
     raise DataError(f"{where}: {type(payload).__name__} is not a verifier payload")
 
 
 def rollout_verifier(spec: VerifierSpec) -> RowVerifier:
-    """What RL rewards a rollout with: its task's own verifier, else the recipe's ``verifier``."""
-    return RowVerifier(VERIFIERS.build(spec.kind, spec.params))
+    """What RL rewards a rollout with: its task's own verifier, else the recipe's ``verifier``
+    (an ``llm_judge`` verifier also judges the harbor ``llm_judge`` tasks)."""
+    default = VERIFIERS.build(spec.kind, spec.params)
+    return RowVerifier(default, judge=getattr(default, "judge", None))
 
 
-def check_task_verifiers(rows: list[Row], where: str) -> None:
-    """Refuse, before anything runs, a row whose verifier payload cannot run."""
-    checker = RowVerifier(None)
+def recipe_judge(params: Mapping[str, Any]) -> InferenceSpec | None:
+    """The judge client of a recipe whose ``verifier`` is ``llm_judge`` (see :class:`LLMJudge`);
+    None for any other recipe. Lets the rows it trains on hold harbor llm_judge tasks."""
+    verifier = params.get("verifier")
+    if not isinstance(verifier, Mapping) or verifier.get("kind") != "llm_judge":
+        return None
+    judge = (verifier.get("params") or {}).get("judge")
+    return InferenceSpec.model_validate(judge) if judge is not None else None
+
+
+def check_task_verifiers(rows: list[Row], where: str, judge: InferenceSpec | None = None) -> None:
+    """Refuse, before anything runs, a row whose verifier payload cannot run. ``judge``: the
+    client that would judge ``llm_judge`` tasks (None: they are refused)."""
+    checker = RowVerifier(None, judge=judge)
     for index, row in enumerate(rows):
         checker.check(row, f"{where} row {index}")
 
@@ -237,6 +310,18 @@ class RowVerifier:
                 "and there is no other verifier to score it"
             )
         return self.default.verify(prompt=prompt, completion=completion, target=target)
+
+    def judge_calls(self) -> list[CallUsage]:
+        """Every call a judge model answered for this verifier (its cost, latency, tokens)."""
+        calls = list(getattr(self.default, "calls", list)())
+        for executor in self._executors.values():
+            calls += getattr(executor, "calls", list)()
+        return calls
+
+    def judge_usage(self, prefix: str = "train/judge") -> dict[str, float]:
+        """``{<prefix>/cost_usd, …/latency_p50_s, …/latency_p95_s, …/tokens_out}`` of the
+        judge's calls; empty when no judge model was asked."""
+        return summarize(self.judge_calls(), prefix)
 
     def check(self, row: Row, where: str) -> None:
         """Build (and keep) the executor of ``row``'s payload now; DataError if it cannot run."""

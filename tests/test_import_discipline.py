@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 HEAVY = ("torch", "transformers", "trl", "peft", "tinker", "datasets", "tensorboard")
+# The hosted clients' SDKs, imported only when such a client is built.
+HEAVY += ("openai", "anthropic", "google.genai")
 
 PROBE = """
 import sys, runpy

@@ -12,6 +12,7 @@ from evsys.data.sources import apply_transforms, load_rows
 from evsys.phases import chained_result, phase_steps, run_phase
 from evsys.protocols import RunContext, RunResult
 from evsys.registry import register_algorithm
+from evsys.task_verifiers import recipe_judge
 
 
 class Phase(AlgorithmConfig):
@@ -56,8 +57,9 @@ class Combo:
         for index, phase in enumerate(self.cfg.phases):
             rows = ctx.train_rows
             if phase.data is not None:
+                judge = recipe_judge(phase.params)  # an LLM-judged phase takes judge tasks
                 rows = apply_transforms(
-                    load_rows(phase.data, ctx.data_store), phase.data.transforms
+                    load_rows(phase.data, ctx.data_store, judge=judge), phase.data.transforms
                 )
             name = f"{index}_{phase.kind}"
             result = run_phase(

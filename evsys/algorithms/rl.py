@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -17,6 +17,15 @@ class RL:
 
     # What every backend's run reports (run_result.json metrics), besides its own extras.
     metrics: ClassVar[tuple[str, ...]] = ("train/steps", "train/final_reward_mean")
+
+    @classmethod
+    def result_metrics(cls, params: dict[str, Any], backend: str) -> list[str]:
+        """``metrics``, and an LLM judge's usage (``train/judge/cost_usd``, …) when one rewards."""
+        from evsys.clients.usage import usage_names
+
+        verifier = params.get("verifier")
+        judged = isinstance(verifier, dict) and verifier.get("kind") == "llm_judge"
+        return [*cls.metrics, *(usage_names("train/judge") if judged else [])]
 
     class Config(LoraParams):
         learning_rate: float = Field(1e-5, gt=0, description="Peak learning rate.")

@@ -31,7 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add(
         "--inference-kind",
         default="mock",
-        help="registered inference client: mock, local, openai_compatible, … (default: mock)",
+        help="registered inference client: mock, local, tinker, openai_compatible, openai, "
+        "claude, gemini, … (default: mock)",
     )
     add("--model-name", help="model the client serves: base model name/path or API model id")
     add("--aliases", help="alias file (JSON/YAML): answer → accepted spellings")
@@ -57,8 +58,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--extract", default="answer", help="answer | slug: how the answer is read")
     add("--limit", type=int, help="score only the first N rows")
     add("--label", help="name of the model in the summary")
-    add("--base-url", help="openai_compatible: API root up to /v1")
-    add("--api-key-env", help="openai_compatible: NAME of the variable holding the API key")
+    add("--base-url", help="API clients: the API root (openai, openai_compatible: up to /v1)")
+    add(
+        "--api-key-env",
+        help="API clients: NAME of the variable holding the API key (default: the vendor's, "
+        "e.g. ANTHROPIC_API_KEY)",
+    )
     add(
         "--param",
         action="append",

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from evsys.config import DataConfig, TransformSpec
+from evsys.config import DataConfig, InferenceSpec, TransformSpec
 from evsys.data.types import TargetFormat, detect_format, from_dict, task_row
 from evsys.errors import DataError, MissingDependencyError
 from evsys.protocols import DataStore
@@ -23,18 +23,25 @@ _SAVED_DATASET_MARKERS = ("dataset_info.json", "state.json", "dataset_dict.json"
 _LOCAL_BUILDERS = ("arrow", "csv", "json", "parquet", "text")
 
 
-def load_rows(data: DataConfig, store: DataStore, *, path: str | None = None) -> list[Row]:
+def load_rows(
+    data: DataConfig,
+    store: DataStore,
+    *,
+    path: str | None = None,
+    judge: InferenceSpec | None = None,
+) -> list[Row]:
     """The rows ``data`` names, as plain dicts, at most ``data.limit`` of them.
 
     ``path`` overrides where they are read from (``data.eval_path`` for held-out rows): the
     file of a jsonl/json source, the directory or data files of an hf_dataset source.
+    ``judge``: the client that will judge harbor ``llm_judge`` tasks (None: they are refused).
     """
     loader = _LOADERS[data.source_kind]
     rows = loader(data, store, path)[: data.limit]
-    return tasks_as_rows(rows, where=f"data ({path or data.path or data.source_kind})")
+    return tasks_as_rows(rows, where=f"data ({path or data.path or data.source_kind})", judge=judge)
 
 
-def tasks_as_rows(rows: list[Row], *, where: str) -> list[Row]:
+def tasks_as_rows(rows: list[Row], *, where: str, judge: InferenceSpec | None = None) -> list[Row]:
     """Harbor tasks among ``rows`` as the rows training reads (:func:`task_row`), their
     verifiers checked now, so a task that cannot be scored fails the run before it starts."""
     if not any(detect_format(row) == TargetFormat.HARBOR_TASK for row in rows):
@@ -47,7 +54,7 @@ def tasks_as_rows(rows: list[Row], *, where: str) -> list[Row]:
             except DataError as exc:
                 raise DataError(f"{where} row {index}: {exc}") from None
         converted.append(row)
-    check_task_verifiers(converted, where)
+    check_task_verifiers(converted, where, judge)
     return converted
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from evsys.clients.usage import mark, usage_since
 from evsys.errors import ConfigError, DataError
 from evsys.files import write_json_atomically, write_jsonl_atomically, write_text_atomically
 from evsys.harness.aliases import AliasMatcher
@@ -106,7 +107,9 @@ def evaluate_model(
         render_prompt(row, system=config.system_prompt, template=config.prompt_template)
         for row in rows
     ]
+    since = mark(client)
     samples = generate_samples(client, prompts, rows, config, report, sleep=sleep)
+    usage = usage_since(client, since)  # a hosted model's cost_usd, latency_p50_s, …
     scored = score_rows(
         rows,
         samples,
@@ -130,7 +133,7 @@ def evaluate_model(
         dataset=config.dataset,
         n_rows=len(rows),
         num_samples=config.num_samples,
-        metrics=scored.metrics,
+        metrics=scored.metrics | usage,
         retry_report=report,
         seconds=time.monotonic() - started,
     )
@@ -243,6 +246,31 @@ def generate_samples(
                     for (i, s), text in zip(chunk, texts, strict=True):
                         out[i][s] = text
                 advance(len(chunk), failures=report.total_failures)
+            return out
+
+        sample = getattr(client, "sample", None)
+        if sample is not None and config.num_samples > 1:
+            # Hosted APIs sample a row's n completions in one request where they can.
+            def row(index: int) -> None:
+                try:
+                    out[index] = list(
+                        retried(
+                            lambda: sample(
+                                prompt=prompts[index],
+                                n=config.num_samples,
+                                max_tokens=config.max_tokens,
+                                temperature=config.temperature,
+                            )
+                        )
+                    )
+                except RetriesExhausted as exc:
+                    for s in range(config.num_samples):
+                        failed((index, s), exc)
+
+            with ThreadPoolExecutor(max_workers=config.batch_size) as pool:
+                for future in as_completed([pool.submit(row, i) for i in range(len(prompts))]):
+                    future.result()
+                    advance(config.num_samples, failures=report.total_failures)
             return out
 
         def one(job: tuple[int, int]) -> None:

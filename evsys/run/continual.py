@@ -36,6 +36,7 @@ from evsys.report import format_number
 from evsys.run.dependencies import ArmDependencies, TrainFn
 from evsys.run.evaluation import best_effort, eval_rows, evaluate
 from evsys.run.record import run_hyperparams
+from evsys.task_verifiers import recipe_judge
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,8 @@ def load_stages(config: ExperimentConfig, store: DataStore) -> list[Stage]:
     stages = []
     for index, spec in enumerate(config.continual.datasets):
         data = DataConfig.model_validate(spec.model_dump(exclude={"name"}))
-        rows = apply_transforms(load_rows(data, store), data.transforms)
+        judge = recipe_judge(config.algorithm.params)  # an LLM-judged recipe takes judge tasks
+        rows = apply_transforms(load_rows(data, store, judge=judge), data.transforms)
         # eval_rows reads eval.eval_data first: a stage's own held-out rows come before it.
         stage_config = config.model_copy(
             update={"data": data, "eval": config.eval.model_copy(update={"eval_data": None})}

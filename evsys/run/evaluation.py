@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from evsys.checks import metric_name
+from evsys.clients.usage import mark, summarize, usage_since
 from evsys.config import DataConfig, ExperimentConfig, InferenceSpec, MetricSpec
 from evsys.data.sources import apply_transforms, load_rows
 from evsys.files import write_jsonl_atomically
@@ -80,13 +81,16 @@ def evaluate(
     """Score ``client`` on ``rows`` with every metric of ``eval.metrics``; write predictions.
     A metric that fails costs only its own score (kept in ``errors``)."""
     cfg = config.eval
+    since = mark(client)
     predictions = generate_all(
         client, rows, max_tokens=cfg.max_tokens, temperature=cfg.temperature, label=label
     )
+    usage = usage_since(client, since, prefix="eval")  # a hosted model's tokens, latency, cost
     write_predictions(run_dir / PREDICTIONS, rows, predictions)
-    return score_metrics(
+    scores = score_metrics(
         cfg.metrics, predictions, rows, prefix="eval", run_name=config.name, errors=errors
     )
+    return scores | usage
 
 
 def score_metrics(
@@ -115,6 +119,10 @@ def score_metrics(
                         predictions=[predictions[i] for i in indices],
                         targets=[rows[i] for i in indices],
                     )
+            # A metric that asked a judge model (pass_rate on llm_judge tasks): what it cost.
+            judge_calls = getattr(metric, "judge_calls", None)
+            if judge_calls is not None:
+                scores |= summarize(judge_calls(), f"{prefix}/judge" if prefix else "judge")
     return scores
 
 
@@ -130,6 +138,9 @@ def generate_all(
     batch = getattr(client, "generate_batch", None)
     if batch is not None:  # engines that batch (local, tinker) are much faster this way
         return list(batch(prompts=prompts, max_tokens=max_tokens, temperature=temperature))
+    concurrently = getattr(client, "generate_concurrently", None)
+    if concurrently is not None:  # hosted APIs: several requests in flight, up to their cap
+        return list(concurrently(prompts, max_tokens=max_tokens, temperature=temperature))
     outputs = []
     with progress_bar(label, len(prompts)) as advance:
         for prompt in prompts:

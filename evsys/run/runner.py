@@ -34,6 +34,7 @@ from evsys.run.record import (
     write_run_result,
     write_run_started,
 )
+from evsys.task_verifiers import recipe_judge
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +142,10 @@ def _train_and_score(
     deps: ArmDependencies,
 ) -> RunResult:
     """Baseline (if asked), training, then best-effort eval and test benchmarks."""
-    rows = apply_transforms(load_rows(config.data, data_store), config.data.transforms)
+    # An RL recipe judged by an LLM (verifier llm_judge) may train on harbor llm_judge tasks.
+    judge = recipe_judge(config.algorithm.params)
+    rows = load_rows(config.data, data_store, judge=judge)
+    rows = apply_transforms(rows, config.data.transforms)
     baseline, baseline_errors = {}, {}
     if config.eval.baseline:  # the starting model, scored as the trained one will be
         baseline = _best_effort_eval(

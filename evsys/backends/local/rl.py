@@ -96,7 +96,7 @@ class LocalRL:
         )
 
         # Train: a LoRA adapter, metrics and checkpoints through the shared evsys callback.
-        return train_adapter(
+        result = train_adapter(
             ctx,
             GRPOTrainer,
             cfg,
@@ -107,6 +107,8 @@ class LocalRL:
             args=args,
             train_dataset=dataset,
         )
+        result.metrics |= verifier.judge_usage()  # an LLM judge's cost and latency, if any
+        return result
 
 
 def verifier_reward(

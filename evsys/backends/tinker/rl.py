@@ -109,7 +109,11 @@ class TinkerRL:
         return RunResult(
             run_id=ctx.run_id,
             status="completed",
-            metrics={"train/final_reward_mean": mean_reward, "train/steps": float(cfg.max_steps)},
+            metrics={
+                "train/final_reward_mean": mean_reward,
+                "train/steps": float(cfg.max_steps),
+                **verifier.judge_usage(),  # an LLM judge's cost and latency, if one rewarded
+            },
             artifacts=final,
         )
 

@@ -1,0 +1,312 @@
+"""What the hosted clients share: settings, the key, retries, the concurrency cap, usage.
+
+A vendor module subclasses :class:`HostedClient` with the three things that differ: how its SDK
+client is made (``_connect``), how one request is sent and read (``_call``), and what a failure
+says (``_failure_of``: its HTTP status and headers). Everything else is here, once:
+
+- the key is read from the environment variable named by ``api_key_env`` and handed to the SDK;
+  it is never part of a config, a log line or an error message;
+- the SDK's own retries are off (``max_retries=0``): every call goes through
+  :func:`evsys.harness.retry.call_with_retry`, which retries rate limits (429, honouring
+  ``Retry-After``), overload (529), server errors, dropped connections and malformed bodies,
+  and nothing else;
+- at most ``concurrency`` requests are in flight at once, however many threads ask;
+- every answered request is metered (:mod:`evsys.clients.usage`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from pydantic import Field
+
+from evsys.clients.content import Message, as_messages, with_system
+from evsys.clients.usage import Price, UsageMeter, lookup_price, warn_unpriced
+from evsys.config import Strict
+from evsys.errors import BackendError, ConfigError, MissingDependencyError
+from evsys.harness.retry import call_with_retry
+
+TRANSIENT_STATUS = frozenset({408, 409, 425, 429})
+"""Worth another try, besides every 5xx (529: Anthropic is overloaded)."""
+
+
+class HostedConfig(Strict):
+    model: str | None = Field(None, description="The vendor's model id. Required.")
+    base_url: str | None = Field(
+        None, description="API root to send requests to. None: the SDK's default (or its env var)."
+    )
+    api_key_env: str | None = Field(
+        None,
+        description="NAME of the environment variable holding the API key (the key itself never "
+        "goes in a config). None: send no real key (a local server that checks none).",
+    )
+    timeout_s: float = Field(60.0, gt=0, description="Seconds to wait for one response.")
+    max_attempts: int = Field(3, ge=1, description="Tries per call, the first included.")
+    backoff_s: float = Field(1.0, ge=0, description="Wait after the first failed try; doubles.")
+    max_backoff_s: float = Field(
+        60.0, ge=0, description="Longest wait between tries (a longer Retry-After is cut to it)."
+    )
+    concurrency: int = Field(8, ge=1, description="Most requests in flight at once.")
+    system_prompt: str | None = Field(
+        None, description="System turn for prompts that have none. None: prompts as they are."
+    )
+    send_temperature: bool = Field(
+        True,
+        description="Send the sampling temperature. False: send none (models that refuse one, "
+        "such as reasoning models); they sample as they do by default.",
+    )
+    price: Price | None = Field(
+        None,
+        description="USD per million tokens in and out. None: the shipped price table "
+        "(evsys/clients/prices.yaml); a model missing from it reports no cost_usd.",
+    )
+    request_params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="More request fields sent as given (top_p, seed, a vendor's own options).",
+    )
+
+
+@dataclass
+class Completion:
+    texts: list[str]
+    tokens_in: int
+    tokens_out: int
+
+
+class TransientError(BackendError):
+    """A failure that may go away when the request is sent again; ``retry_after``: seconds the
+    server asked to wait."""
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class MalformedResponse(BackendError):
+    """A body that is not what the API answers (truncated, not JSON, fields missing)."""
+
+
+@dataclass
+class Failure:
+    """What a vendor's exception says: the HTTP status (None: no answer came) and headers."""
+
+    status: int | None
+    headers: Mapping[str, str]
+    detail: str
+    transient: bool = False
+    """For failures without a status: a dropped connection, a timeout, a malformed body."""
+    retry_after: float | None = None
+
+
+class HostedClient:
+    """One hosted model. Subclasses set ``vendor``, ``sdk_module``, ``extra`` and ``Config``."""
+
+    vendor: ClassVar[str]
+    sdk_module: ClassVar[str]
+    extra: ClassVar[str]
+    max_samples_per_call: ClassVar[int] = 1
+    reports_usage: ClassVar[bool] = True
+    Config: ClassVar[type[HostedConfig]] = HostedConfig
+
+    def __init__(
+        self,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        on_retry: Callable[[int, BaseException, float], None] | None = None,
+        **params: Any,
+    ):
+        """``sleep`` and ``on_retry`` (told of every retry) are for tests and the eval harness."""
+        self.cfg = self.Config(**params)
+        if not self.cfg.model:
+            raise ConfigError(f"the {self.vendor} inference client needs `model` (a model id)")
+        price = self.cfg.price or lookup_price(self.vendor, self.cfg.model)
+        if price is None:
+            warn_unpriced(self.vendor, self.cfg.model)
+        self.usage = UsageMeter(price, self.cfg.model)
+        self._sleep, self._on_retry = sleep, on_retry
+        self._slots = threading.BoundedSemaphore(self.cfg.concurrency)
+        self._sdk = self._connect(self._import_sdk(), self._api_key())
+
+    @property
+    def concurrency(self) -> int:
+        return self.cfg.concurrency
+
+    # -- the inference protocol ------------------------------------------------------------
+
+    def generate(
+        self,
+        *,
+        prompt: str | list[Message],
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        stop: Sequence[str] | None = None,
+    ) -> str:
+        return self.sample(
+            prompt=prompt, n=1, max_tokens=max_tokens, temperature=temperature, stop=stop
+        )[0]
+
+    def sample(
+        self,
+        *,
+        prompt: str | list[Message],
+        n: int,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        stop: Sequence[str] | None = None,
+    ) -> list[str]:
+        """``n`` completions of one prompt (pass@k): in one request where the API samples
+        several, else in as many. Raises RetriesExhausted when a request keeps failing."""
+        messages = with_system(as_messages(prompt), self.cfg.system_prompt)
+        request = self._request(messages, max_tokens, list(stop or ()))
+        if self.cfg.send_temperature:
+            request = self._with_temperature(request, temperature)
+        texts: list[str] = []
+        while len(texts) < n:
+            count = min(n - len(texts), self.max_samples_per_call)
+            texts += call_with_retry(
+                lambda count=count: self._attempt(request, count),
+                max_attempts=self.cfg.max_attempts,
+                backoff_s=self.cfg.backoff_s,
+                max_backoff_s=self.cfg.max_backoff_s,
+                retry_if=lambda exc: isinstance(exc, TransientError),
+                on_retry=self._on_retry,
+                sleep=self._sleep,
+            )
+        return texts[:n]
+
+    def generate_concurrently(
+        self,
+        prompts: Sequence[str | list[Message]],
+        *,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        stop: Sequence[str] | None = None,
+    ) -> list[str]:
+        """One completion per prompt, ``concurrency`` requests at a time, in order."""
+        with ThreadPoolExecutor(max_workers=self.cfg.concurrency) as pool:
+            futures = [
+                pool.submit(
+                    self.generate,
+                    prompt=p,
+                    max_tokens=max_tokens,
+                    temperature=temperature,
+                    stop=stop,
+                )
+                for p in prompts
+            ]
+            return [f.result() for f in futures]
+
+    # -- one request -------------------------------------------------------------------------
+
+    def _attempt(self, request: dict[str, Any], n: int) -> list[str]:
+        with self._slots:
+            started = time.monotonic()
+            try:
+                done = self._call(self._sdk, request, n)
+            except MalformedResponse as exc:
+                raise TransientError(f"{self._where()}: {exc}") from None
+            except Exception as exc:
+                raise self._error(exc) from None
+            latency = time.monotonic() - started
+        self.usage.record(done.tokens_in, done.tokens_out, latency)
+        if len(done.texts) != n:
+            raise TransientError(f"{self._where()}: asked for {n} samples, got {len(done.texts)}")
+        return done.texts
+
+    def _error(self, exc: Exception) -> BackendError:
+        failure = self._failure_of(exc)
+        if failure is None:  # not an API failure: a bug of ours or the SDK's, not retried
+            return BackendError(f"{self._where()}: {type(exc).__name__}: {exc}")
+        if failure.status is None:
+            kind = TransientError if failure.transient else BackendError
+            return kind(f"{self._where()}: {failure.detail}")
+        message = f"{self._where()}: HTTP {failure.status}: {failure.detail[:300]}"
+        if failure.status in TRANSIENT_STATUS or failure.status >= 500:
+            wait = failure.retry_after
+            if wait is None:
+                wait = retry_after_seconds(failure.headers)
+            return TransientError(message, retry_after=wait)
+        if failure.status in (401, 403) and self.cfg.api_key_env:
+            present = "is set" if os.environ.get(self.cfg.api_key_env) else "is NOT set"
+            message += f" (the API key variable {self.cfg.api_key_env} {present})"
+        return BackendError(message)
+
+    def _where(self) -> str:
+        return f"{self.vendor} {self.cfg.model}"
+
+    # -- set-up ------------------------------------------------------------------------------
+
+    def _import_sdk(self) -> Any:
+        try:
+            return importlib.import_module(self.sdk_module)
+        except ImportError:
+            package = self.sdk_module.replace(".", "-")
+            raise MissingDependencyError(
+                package, self.extra, f"The {self.vendor} inference client"
+            ) from None
+
+    def _api_key(self) -> str:
+        """The key from ``api_key_env``; a placeholder when None (the SDKs insist on one)."""
+        name = self.cfg.api_key_env
+        if name is None:
+            return "no-key"
+        key = os.environ.get(name)
+        if not key:
+            raise ConfigError(
+                f"the {self.vendor} inference client reads its API key from the environment "
+                f"variable {name}, which is not set: export it, or name another with "
+                "api_key_env (null for a server that checks no key)"
+            )
+        return key
+
+    # -- what each vendor provides -------------------------------------------------------------
+
+    def _connect(self, sdk: Any, api_key: str) -> Any:
+        raise NotImplementedError
+
+    def _request(self, messages: list[Message], max_tokens: int, stop: list[str]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _with_temperature(self, request: dict[str, Any], temperature: float) -> dict[str, Any]:
+        return {"temperature": temperature, **request}  # request_params may set their own
+
+    def _call(self, client: Any, request: dict[str, Any], n: int) -> Completion:
+        raise NotImplementedError
+
+    def _failure_of(self, exc: Exception) -> Failure | None:
+        raise NotImplementedError
+
+
+def call_sdk(method: Callable[..., Any], request: dict[str, Any]) -> Any:
+    """``method(**request)``, the fields its signature does not name sent in ``extra_body``
+    (a vendor option the installed SDK version does not know yet)."""
+    named = accepts(method)
+    known = {k: v for k, v in request.items() if k in named}
+    extra = {k: v for k, v in request.items() if k not in named}
+    if extra:
+        known["extra_body"] = {**(known.get("extra_body") or {}), **extra}
+    return method(**known)
+
+
+def accepts(method: Callable[..., Any]) -> frozenset[str]:
+    """The keyword arguments ``method`` names."""
+    return frozenset(inspect.signature(method).parameters)
+
+
+def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    """Seconds from ``retry-after-ms`` or ``retry-after`` (an HTTP date is left to backoff)."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    for name, scale in (("retry-after-ms", 1e-3), ("retry-after", 1.0)):
+        try:
+            return float(lowered[name]) * scale
+        except (KeyError, ValueError, TypeError):
+            continue
+    return None
