@@ -434,22 +434,24 @@ def _group_choice_is_known(
     if override.is_delete() or not loader.repository.group_exists(group):
         return True
     choice = override.value()
-    if not isinstance(choice, str):
-        return True  # null (no option) or a list (multi-select): Hydra checks those
+    if choice is None:
+        return True  # no option
     options = loader.repository.get_group_options(group)
-    if choice in options:
-        return True
-    problems.append(
-        Problem(
-            path=group.replace("/", "."),
-            message=f"unknown option '{choice}' for config group '{group}'",
-            value=choice,
-            expected=f"one of: {', '.join(options)}",
-            suggestion=closest(choice, options),
-            source=f"override '{override.input_line}'",
+    # A list selects several options at once (Hydra's multi-select); each must be one of them.
+    chosen = choice if isinstance(choice, list) else [choice]
+    unknown = [c for c in chosen if not isinstance(c, str) or c not in options]
+    for bad in unknown:
+        problems.append(
+            Problem(
+                path=group.replace("/", "."),
+                message=f"unknown option '{bad}' for config group '{group}'",
+                value=bad,
+                expected=f"one of: {', '.join(options)}",
+                suggestion=closest(str(bad), options),
+                source=f"override '{override.input_line}'",
+            )
         )
-    )
-    return False
+    return not unknown
 
 
 def _apply_overrides(
