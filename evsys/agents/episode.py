@@ -74,7 +74,10 @@ class Episode:
         return ""
 
     def fail(self, what: str, exc: BaseException) -> None:
+        """End the episode as failed: reward 0, and none of its tokens trained (the model is
+        not to blame for the environment's error)."""
         self.status, self.reward = "failed", 0.0
+        self.mask = [0] * len(self.mask)
         self.error = f"{what}: {type(exc).__name__}: {exc}"
         log.warning("episode of task %s failed in %s", _task_id(self.task), self.error)
 
@@ -91,15 +94,18 @@ def run_episodes(
     *,
     max_turns: int,
     max_tokens: int,
+    max_turn_tokens: int | None = None,
     tokenizer: Any = None,
 ) -> list[Episode]:
-    """One episode per task (repeat a task for a group), all run to their end together."""
+    """One episode per task (repeat a task for a group), all run to their end together; a turn
+    writes at most ``max_turn_tokens`` (None: the rest of the episode's ``max_tokens``)."""
+    turn_cap = max_turn_tokens or max_tokens
     episodes = [_open(task, make_env, tokenizer) for task in tasks]
     for _ in range(max_turns):
         live = [e for e in episodes if e.status == "running"]
         if not live:
             break
-        actions = act(live, [max_tokens - e.model_tokens for e in live])
+        actions = act(live, [min(turn_cap, max_tokens - e.model_tokens) for e in live])
         for episode, action in zip(live, actions, strict=True):
             _take_turn(episode, action, max_turns, max_tokens, tokenizer)
     return episodes

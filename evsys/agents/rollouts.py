@@ -18,14 +18,25 @@ def play_groups(
     batch: Sequence[Row], cfg: Any, act: Act, verifier: Any, tokenizer: Any = None
 ) -> list[list[Episode]]:
     """``group_size`` episodes of every task in ``batch``, run together and rewarded."""
-    spec = cfg.environment
     tasks = [row for row in batch for _ in range(cfg.group_size)]
+    episodes = play_episodes(tasks, cfg, act, verifier, tokenizer)
+    size = cfg.group_size
+    return [episodes[i : i + size] for i in range(0, len(episodes), size)]
+
+
+def play_episodes(
+    tasks: Sequence[Row], cfg: Any, act: Act, verifier: Any, tokenizer: Any = None
+) -> list[Episode]:
+    """One episode per task, in ``cfg.environment``, within ``cfg``'s limits, rewarded by the
+    environment or, when given, by ``verifier`` on the episode's last turn."""
+    spec = cfg.environment
     episodes = run_episodes(
         tasks,
         lambda: ENVIRONMENTS.build(spec.kind, spec.params),
         act,
         max_turns=cfg.max_turns,
         max_tokens=cfg.max_tokens,
+        max_turn_tokens=cfg.max_turn_tokens,
         tokenizer=tokenizer,
     )
     if verifier is not None:
@@ -36,14 +47,15 @@ def play_groups(
                     completion=episode.last_action,
                     target=episode.task,
                 ).reward
-    size = cfg.group_size
-    return [episodes[i : i + size] for i in range(0, len(episodes), size)]
+    return episodes
 
 
 def group_advantages(group: Sequence[Episode]) -> list[float]:
-    """Each episode's reward minus its group's mean (all zero: the group teaches nothing)."""
-    mean = statistics.fmean(e.reward for e in group)
-    return [e.reward - mean for e in group]
+    """Each episode's reward minus its group's mean (all zero: the group teaches nothing). A
+    failed episode gets 0 and stays out of the mean: the environment failed, not the model."""
+    rewards = [e.reward for e in group if e.status != "failed"]
+    mean = statistics.fmean(rewards) if rewards else 0.0
+    return [0.0 if e.status == "failed" else e.reward - mean for e in group]
 
 
 def step_metrics(groups: Sequence[Sequence[Episode]]) -> dict[str, float]:

@@ -52,6 +52,12 @@ class AgentRL:
             description="Tokens the model may write in one episode, over all its "
             "turns (the mock backend counts words); reaching it ends the episode truncated.",
         )
+        max_turn_tokens: int | None = Field(
+            None,
+            ge=1,
+            description="Tokens the model may write in one turn (a turn cut there still "
+            "counts). None: what is left of the episode's max_tokens.",
+        )
         temperature: float = Field(1.0, gt=0, description="Sampling temperature for rollouts.")
         verifier: VerifierSpec | None = Field(
             None,

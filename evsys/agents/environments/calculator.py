@@ -109,10 +109,8 @@ class CalculatorEnv:
         answer (with the tool's result once there is one, else a guess)."""
         found = _QUESTION.search(self.question)
         expression = found.group(1) if found else self.question
-        if self.last_result is not None:
-            answer = self.last_result
-        else:
-            answer = str(self.rng.randint(0, 100))
+        guess = str(self.rng.randint(0, 100))
+        answer = self.last_result if self.last_result is not None else guess
         return {
             "call_calculator": f"<tool>calculator: {expression}</tool>",
             "answer": f"<answer>{answer}</answer>",
