@@ -107,7 +107,6 @@ def test_max_turns_and_max_tokens_end_an_episode_truncated() -> None:
     assert (by_tokens.status, by_tokens.turns, by_tokens.model_tokens) == ("truncated", 2, 6)
 
 
-@register_environment("flaky")  # registered for the whole session: the runs below resolve it
 class FlakyEnv:
     """Fails at reset for tasks marked so, at its second step for the others."""
 
@@ -181,9 +180,11 @@ def test_the_calculator_policy_learns_to_call_the_tool_first(workdir: Path) -> N
     assert prefs["1|answer"] > prefs["1|call_calculator"]
 
 
+@pytest.mark.usefixtures("clean_registries")
 def test_failed_episodes_are_counted_never_the_run(
     workdir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    register_environment("flaky")(FlakyEnv)
     overrides = [
         "algorithm=agent_rl",
         "eval=none",
