@@ -28,6 +28,7 @@ _EXPORTS = {
     "VerifierSpec": "evsys.config",
     "TransformSpec": "evsys.config",
     "InferenceSpec": "evsys.config",
+    "EnvironmentSpec": "evsys.config",
     "DataStoreSpec": "evsys.config",
     "LogStoreSpec": "evsys.config",
     # protocols and run records
@@ -42,6 +43,10 @@ _EXPORTS = {
     "RunContext": "evsys.protocols",
     "RunResult": "evsys.protocols",
     "VerificationResult": "evsys.protocols",
+    # agent harnesses
+    "Environment": "evsys.agents",
+    "StepResult": "evsys.agents",
+    "Tool": "evsys.agents",
     # registry
     "register_algorithm": "evsys.registry",
     "register_backend": "evsys.registry",
@@ -51,6 +56,7 @@ _EXPORTS = {
     "register_inference": "evsys.registry",
     "register_data_store": "evsys.registry",
     "register_log_store": "evsys.registry",
+    "register_environment": "evsys.registry",
     "registry_for": "evsys.registry",
     "resolve_algorithm": "evsys.registry",
     # composing and running

@@ -64,6 +64,10 @@ class TransformSpec(ExtensionSpec):
     registry_kind: ClassVar[str] = "transform"
 
 
+class EnvironmentSpec(ExtensionSpec):
+    registry_kind: ClassVar[str] = "environment"
+
+
 class InferenceSpec(ExtensionSpec):
     registry_kind: ClassVar[str] = "inference_client"
 

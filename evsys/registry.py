@@ -227,6 +227,7 @@ INFERENCE_CLIENTS = Registry(
 )
 DATA_STORES = Registry("data_store", "data_stores", ("evsys.data.stores",))
 LOG_STORES = Registry("log_store", "log_stores", ("evsys.log_stores",))
+ENVIRONMENTS = Registry("environment", "environments", ("evsys.agents.environments",))
 
 REGISTRIES: dict[str, Registry] = {
     r.kind: r
@@ -239,6 +240,7 @@ REGISTRIES: dict[str, Registry] = {
         INFERENCE_CLIENTS,
         DATA_STORES,
         LOG_STORES,
+        ENVIRONMENTS,
     )
 }
 
@@ -330,3 +332,4 @@ register_transform = _decorator_for(TRANSFORMS)
 register_inference = _decorator_for(INFERENCE_CLIENTS)
 register_data_store = _decorator_for(DATA_STORES)
 register_log_store = _decorator_for(LOG_STORES)
+register_environment = _decorator_for(ENVIRONMENTS)

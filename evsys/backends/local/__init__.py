@@ -5,4 +5,4 @@ its inference client without importing torch, transformers, trl or peft: they lo
 starts (``import peft`` and ``from trl import SFTTrainer`` take seconds each).
 """
 
-from evsys.backends.local import backend, distill, inference, rl, sft  # noqa: F401
+from evsys.backends.local import agent_rl, backend, distill, inference, rl, sft  # noqa: F401

@@ -5,4 +5,4 @@ has seen, so metrics move with training the way they would on a real model: per-
 rewards, checkpoints as files, and a sampling client that eval loads from the final checkpoint.
 """
 
-from evsys.backends.mock import backend, distill, inference, rl, sft  # noqa: F401
+from evsys.backends.mock import agent_rl, backend, distill, inference, rl, sft  # noqa: F401

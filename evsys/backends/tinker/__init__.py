@@ -6,4 +6,4 @@ importing ``tinker`` (which imports torch): the SDK loads when a run connects. T
 from an environment variable (``TINKER_API_KEY`` by default), never from a config.
 """
 
-from evsys.backends.tinker import backend, inference, rl, sft  # noqa: F401
+from evsys.backends.tinker import agent_rl, backend, inference, rl, sft  # noqa: F401
