@@ -8,6 +8,7 @@ BackendError. Only a deployment that succeeded is recorded.
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from pydantic import ValidationError
 
 from evsys.deploy.protocol import Deployment
 from evsys.deploy.runs import load_source, read_record, record_deployment, update_deployments
-from evsys.errors import ConfigError, Problem
+from evsys.errors import ConfigError, EvsysError, Problem
 from evsys.registry import DEPLOYERS
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,26 @@ def stop_run(run_dir: str | Path) -> list[dict[str, Any]]:
 
         update_deployments(path, mark)
     return stopped
+
+
+def deploy_at_sweep_end(summary: Any) -> int:
+    """Deploy the sweep's best arm when its config asks to, and print what happened; returns the
+    sweep's exit code for it: 0 deployed or nothing to do, 1 the deploy failed (the arms'
+    results stand, recorded as they were)."""
+    try:
+        entry = deploy_best_arm(summary)
+    except ConfigError as exc:
+        print(f"evsys: the best arm was not deployed: {exc}", file=sys.stderr)
+        return 1
+    except EvsysError as exc:
+        print(f"evsys: deploying the best arm failed: {exc}", file=sys.stderr)
+        return 1
+    if entry is not None:
+        print(
+            f"  deployed {summary.best_arm} to {entry['target']}: {entry['endpoint']} "
+            f"(model {entry['model_id']})"
+        )
+    return 0
 
 
 def deploy_best_arm(summary: Any) -> dict[str, Any] | None:

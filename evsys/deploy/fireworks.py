@@ -95,15 +95,16 @@ class FireworksDeployer:
         self._sleep = sleep
 
     def deploy(self, source: DeploySource) -> Deployment:
+        adapter_dir = source.peft_adapter()
         key, account = self._key(), self._account()
-        files = adapter_files(source.adapter)
+        files = adapter_files(adapter_dir)
         api = _Api(self.cfg, key, self._sleep)
         model_id = self.cfg.model_id or _resource_id(source.run_id)
         deployment_id = self.cfg.deployment_id or model_id
         prefix = f"/v1/accounts/{account}"
 
         # 1. the model: a PEFT addon on the base model, described by its adapter_config.json
-        adapter = json.loads((source.adapter / "adapter_config.json").read_text())
+        adapter = json.loads((adapter_dir / "adapter_config.json").read_text())
         model = api.call(
             "create the model",
             "POST",

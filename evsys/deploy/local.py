@@ -93,12 +93,13 @@ class LocalDeployer:
         self.cfg = self.Config(**params)
 
     def deploy(self, source: DeploySource) -> Deployment:
+        adapter = source.peft_adapter()
         _refuse_if_serving(source.run_dir)
         server = self._server()
         model_id = self.cfg.model_id or _slug(source.run_id)
         where = source.deploy_dir / "local"
         where.mkdir(parents=True, exist_ok=True)
-        merge_adapter(source, where / model_id, self.cfg.dtype)
+        merge_adapter(source.base_model, adapter, where / model_id, self.cfg.dtype)
 
         host, port = self.cfg.host, self.cfg.port or free_port(self.cfg.host)
         log = where / SERVER_LOG
@@ -181,15 +182,13 @@ class LocalDeployer:
 # -- merging ----------------------------------------------------------------------------------
 
 
-def merge_adapter(source: DeploySource, out: Path, dtype: str | None) -> None:
-    """The base model with the adapter merged in, saved (with its tokenizer) to ``out``; built
-    in a temporary directory and renamed into place, so ``out`` is never half-written."""
+def merge_adapter(base_model: str, adapter: Path, out: Path, dtype: str | None) -> None:
+    """``base_model`` with ``adapter`` merged in, saved (with its tokenizer) to ``out``; built in
+    a temporary directory and renamed into place, so ``out`` is never half-written."""
     from evsys.backends.local.models import load_model, quiet_libraries, resolve_model_path
 
-    dtype = dtype or _saved_dtype(resolve_model_path(source.base_model))
-    model, tokenizer = load_model(
-        source.base_model, device="cpu", dtype=dtype, adapter=str(source.adapter)
-    )
+    dtype = dtype or _saved_dtype(resolve_model_path(base_model))
+    model, tokenizer = load_model(base_model, device="cpu", dtype=dtype, adapter=str(adapter))
     merged = model.merge_and_unload()
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     try:

@@ -10,21 +10,41 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 @dataclass(frozen=True)
 class DeploySource:
-    """A finished run's trained adapter: what ``evsys deploy <run dir>`` ships."""
+    """A finished run's trained weights: what ``evsys deploy <run dir>`` ships."""
 
     run_dir: Path
     run_id: str
-    adapter: Path
-    """The PEFT adapter directory (``adapter_config.json`` and its weights)."""
+    checkpoint: str
+    """The run's final checkpoint (``artifacts.final_checkpoint``): a directory on this machine,
+    absolute, or a service's URI (``tinker://…``)."""
     base_model: str
-    """The run's ``model.name``: what the adapter was trained on top of."""
+    """The run's ``model.name``: what the checkpoint was trained on top of."""
     backend: str
-    """The backend that trained it (``local``, ``tinker``, …)."""
+    """The backend that trained it (``local``, ``mock``, ``tinker``, …)."""
 
     @property
     def deploy_dir(self) -> Path:
         """Where deployers keep what they build for this run (merged weights, server logs)."""
         return self.run_dir / "deploy"
+
+    def peft_adapter(self) -> Path:
+        """The checkpoint as a PEFT LoRA adapter directory; a ConfigError (bad input: nothing is
+        deployed) when it is not one."""
+        from evsys.errors import ConfigError, Problem
+
+        adapter = Path(self.checkpoint)
+        if "://" in self.checkpoint or not (adapter / "adapter_config.json").is_file():
+            where = "lives on a service" if "://" in self.checkpoint else "is not a LoRA adapter"
+            raise ConfigError(
+                Problem(
+                    path="run_dir",
+                    message=f"its final checkpoint {self.checkpoint} {where} (no "
+                    f"adapter_config.json): the {self.backend} backend's checkpoints cannot be "
+                    "deployed here; train with backend=local",
+                    value=str(self.run_dir),
+                )
+            )
+        return adapter
 
 
 @dataclass
@@ -65,14 +85,15 @@ class Deployer(Protocol):
                 self.cfg = self.Config(**params)
 
             def deploy(self, source: DeploySource) -> Deployment:
-                model = my_sdk.upload(source.adapter, base=source.base_model)
+                model = my_sdk.upload(source.peft_adapter(), base=source.base_model)
                 return Deployment(
                     target="my_cloud", endpoint=my_sdk.URL, model_id=model.id,
                     details={"region": self.cfg.region},
                 )
 
-    A deployer raises ``ConfigError`` for a run it cannot ship (wrong kind of checkpoint) and
-    ``BackendError`` when the target fails; either way nothing is recorded.
+    A deployer raises ``ConfigError`` for a run it cannot ship (``source.peft_adapter()`` does,
+    for a checkpoint that is no LoRA adapter) and ``BackendError`` when the target fails; either
+    way nothing is recorded.
     """
 
     name: ClassVar[str]

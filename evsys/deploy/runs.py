@@ -23,7 +23,8 @@ _LOCK = ".deployments.lock"
 
 
 def load_source(run_dir: str | Path) -> DeploySource:
-    """The adapter of the finished run in ``run_dir``; a ConfigError says why there is none."""
+    """What the completed run in ``run_dir`` trained; a ConfigError says why it cannot be
+    deployed (no such run, not completed, no final checkpoint)."""
     given = str(run_dir)
     run_dir = Path(run_dir).expanduser()
     if run_dir.name == RUN_RESULT:
@@ -38,30 +39,21 @@ def load_source(run_dir: str | Path) -> DeploySource:
     checkpoint = (record.get("artifacts") or {}).get("final_checkpoint")
     if not checkpoint or not base_model:
         raise _bad(given, "the run recorded no final checkpoint (artifacts.final_checkpoint)")
-    if "://" in str(checkpoint):
-        raise _bad(
-            given,
-            f"its adapter lives on a service ({checkpoint}), not in the run directory: only "
-            "adapters trained by the local backend can be deployed",
-        )
-    adapter = Path(checkpoint)
-    if not adapter.is_absolute():
-        adapter = run_dir / adapter
-    if not (adapter / "adapter_config.json").is_file():
-        moved = run_dir / "checkpoints" / "final"  # a run directory copied to another place
-        if (moved / "adapter_config.json").is_file():
-            adapter = moved
-        else:
-            raise _bad(
-                given,
-                f"its final checkpoint {checkpoint} is not a LoRA adapter (no adapter_config.json)"
-                f"; the {backend} backend's checkpoints cannot be deployed, train with "
-                "backend=local",
-            )
+    checkpoint = str(checkpoint)
+    if "://" not in checkpoint:
+        path = Path(checkpoint)
+        if not path.is_absolute():
+            path = run_dir / path
+        moved = run_dir / "checkpoints" / "final"
+        if not path.exists() and moved.exists():  # a run directory copied to another place
+            path = moved
+        if not path.exists():
+            raise _bad(given, f"its final checkpoint {checkpoint} no longer exists")
+        checkpoint = str(path.resolve())
     return DeploySource(
         run_dir=run_dir.resolve(),
         run_id=str(record.get("run_id") or run_dir.name),
-        adapter=adapter.resolve(),
+        checkpoint=checkpoint,
         base_model=str(base_model),
         backend=str(backend),
     )
