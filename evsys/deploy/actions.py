@@ -18,6 +18,7 @@ from evsys.deploy.protocol import Deployment
 from evsys.deploy.runs import load_source, read_record, record_deployment, update_deployments
 from evsys.errors import ConfigError, EvsysError, Problem
 from evsys.registry import DEPLOYERS
+from evsys.run.record import RUN_RESULT
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,8 @@ def stop_run(run_dir: str | Path) -> list[dict[str, Any]]:
     """End every running deployment of the run whose deployer can stop it; returns those it
     stopped (already marked ``stopped`` in ``run_result.json``)."""
     path = Path(run_dir).expanduser()
+    if path.name == RUN_RESULT:
+        path = path.parent
     record = read_record(path, str(run_dir))
     stopped: list[dict[str, Any]] = []
     for index, entry in enumerate(record.get("deployments") or []):
