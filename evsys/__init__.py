@@ -31,6 +31,7 @@ _EXPORTS = {
     "EnvironmentSpec": "evsys.config",
     "DataStoreSpec": "evsys.config",
     "LogStoreSpec": "evsys.config",
+    "DeploySpec": "evsys.config",
     # protocols and run records
     "Algorithm": "evsys.protocols",
     "Backend": "evsys.protocols",
@@ -40,6 +41,8 @@ _EXPORTS = {
     "Metric": "evsys.protocols",
     "Transform": "evsys.protocols",
     "Verifier": "evsys.protocols",
+    "Deployer": "evsys.deploy.protocol",
+    "Deployment": "evsys.deploy.protocol",
     "RunContext": "evsys.protocols",
     "RunResult": "evsys.protocols",
     "VerificationResult": "evsys.protocols",
@@ -57,6 +60,7 @@ _EXPORTS = {
     "register_data_store": "evsys.registry",
     "register_log_store": "evsys.registry",
     "register_environment": "evsys.registry",
+    "register_deployer": "evsys.registry",
     "registry_for": "evsys.registry",
     "resolve_algorithm": "evsys.registry",
     # composing and running

@@ -102,6 +102,12 @@ class LogStoreSpec(ExtensionSpec):
     kind: str = Field("jsonl", description="Registry key of the log store.")
 
 
+class DeploySpec(ExtensionSpec):
+    """Where a trained adapter is shipped (``evsys deploy``, or a sweep's best arm)."""
+
+    registry_kind: ClassVar[str] = "deployer"
+
+
 # -- run parts --------------------------------------------------------------------------------
 
 SourceKind = Literal["jsonl", "json", "in_memory", "hf_dataset"]
@@ -377,6 +383,13 @@ class ExperimentConfig(RunConfig):
         None,
         description="Continual learning: train on these datasets in order instead of on `data`, "
         "scoring every stage on every stage's eval set. None: one training run on `data`.",
+    )
+    deploy: DeploySpec | None = Field(
+        None,
+        description="Ship the trained adapter when a sweep ends: its best arm (by "
+        "metadata.success_metric) is deployed with this deployer (`evsys list --kind deployer`), "
+        "and the deployment is recorded in that arm's run_result.json. A single run is "
+        "deployed with `evsys deploy <run dir> --to <kind>`. None: nothing is deployed.",
     )
 
     def run_config(self) -> RunConfig:

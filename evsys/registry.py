@@ -228,6 +228,7 @@ INFERENCE_CLIENTS = Registry(
 DATA_STORES = Registry("data_store", "data_stores", ("evsys.data.stores",))
 LOG_STORES = Registry("log_store", "log_stores", ("evsys.log_stores",))
 ENVIRONMENTS = Registry("environment", "environments", ("evsys.agents.environments",))
+DEPLOYERS = Registry("deployer", "deployers", ("evsys.deploy.local", "evsys.deploy.fireworks"))
 
 REGISTRIES: dict[str, Registry] = {
     r.kind: r
@@ -241,6 +242,7 @@ REGISTRIES: dict[str, Registry] = {
         DATA_STORES,
         LOG_STORES,
         ENVIRONMENTS,
+        DEPLOYERS,
     )
 }
 
@@ -333,3 +335,4 @@ register_inference = _decorator_for(INFERENCE_CLIENTS)
 register_data_store = _decorator_for(DATA_STORES)
 register_log_store = _decorator_for(LOG_STORES)
 register_environment = _decorator_for(ENVIRONMENTS)
+register_deployer = _decorator_for(DEPLOYERS)

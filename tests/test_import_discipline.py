@@ -51,6 +51,9 @@ def test_import_evsys_is_light() -> None:
         ("evsys.cli", ["evsys", "diff", ".", "."]),
         ("evsys.cli", ["evsys", "init-project", "light"]),
         ("evsys.cli", ["evsys", "new-experiment", "light"]),
+        ("evsys.cli", ["evsys", "deploy", "--help"]),
+        ("evsys.cli", ["evsys", "deploy", ".", "--to", "local"]),
+        ("evsys.cli", ["evsys", "deploy", "--stop", "."]),
     ],
     ids=lambda v: " ".join(v) if isinstance(v, list) else v,
 )

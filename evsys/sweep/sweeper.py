@@ -101,7 +101,10 @@ def run_sweep(
         summary = launch_arms(sweep_dir, config, launcher, arms, max_batch_size)
     finally:
         release(sweep_dir)
-    return report_sweep(summary)
+    code = report_sweep(summary)
+    from evsys.deploy.actions import deploy_at_sweep_end  # the config's `deploy:` section
+
+    return max(code, deploy_at_sweep_end(summary))
 
 
 def report_sweep(summary: SweepSummary) -> int:

@@ -1,0 +1,111 @@
+"""``evsys deploy <run dir> --to <kind> [key=value …]``: ship a run's trained adapter.
+
+``--to local`` merges the adapter into its base model and serves it on this machine behind an
+OpenAI-compatible API (in the background); ``--to fireworks`` uploads it to Fireworks and creates
+a deployment. Each deployment (target, endpoint, model id, time) is added to the run's
+run_result.json under `deployments`. ``evsys deploy --stop <run dir>`` ends the run's local
+servers. Params are the deployer's Config fields (`evsys schema deployer <kind>`), values in YAML.
+Exit codes: 0 deployed (or stopped), 1 the target failed, 2 bad input (an unknown deployer, bad
+params, a missing run directory, a run without an adapter), with nothing deployed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = __doc__
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.add_argument("run_dir", help="the run directory (or its run_result.json)")
+    parser.add_argument(
+        "params", nargs="*", metavar="KEY=VALUE", help="deployer params, e.g. port=8001"
+    )
+    # nargs="+": the params may follow the kind (`--to local port=8001`), as well as the run.
+    parser.add_argument(
+        "--to",
+        nargs="+",
+        metavar=("KIND", "KEY=VALUE"),
+        help="the deployer (local, fireworks, …), then its params",
+    )
+    parser.add_argument(
+        "--stop", action="store_true", help="end the run's running deployments instead"
+    )
+    parser.add_argument("--json", action="store_true", help="print the recorded entry as JSON")
+
+
+def execute(args: argparse.Namespace) -> int:
+    from evsys.errors import ConfigError, EvsysError, MissingDependencyError
+    from evsys.report import format_problems
+
+    try:
+        if args.stop:
+            return _stop(args)
+        if not args.to:
+            print("evsys deploy: name the deployer with --to <kind> (or --stop)", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        from evsys.deploy.actions import deploy_run
+
+        kind, params = args.to[0], [*args.params, *args.to[1:]]
+        entry = deploy_run(args.run_dir, kind, _params(params))
+    except ConfigError as exc:
+        header = f"evsys deploy: {exc.header or 'cannot deploy:'}"
+        print(format_problems(exc.problems, header=header), file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except MissingDependencyError as exc:
+        print(f"evsys deploy: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except EvsysError as exc:
+        print(f"evsys deploy: {args.to[0]} failed: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    if args.json:
+        print(json.dumps(entry, indent=2))
+    else:
+        print(f"deployed to {entry['target']}\n  endpoint: {entry['endpoint']}")
+        print(f"  model id: {entry['model_id']}")
+        if entry["target"] == "local":
+            print("  stop it:  evsys deploy --stop " + args.run_dir)
+    return EXIT_OK
+
+
+def _stop(args: argparse.Namespace) -> int:
+    from evsys.deploy.actions import stop_run
+
+    if args.params or args.to:
+        print("evsys deploy --stop takes only the run directory", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    stopped = stop_run(args.run_dir)
+    if args.json:
+        print(json.dumps(stopped, indent=2))
+    elif not stopped:
+        print(f"evsys deploy: nothing of {args.run_dir} is running")
+    for entry in [] if args.json else stopped:
+        print(f"stopped {entry['target']} {entry['endpoint']} ({entry['stop']})")
+    return EXIT_OK
+
+
+def _params(items: list[str]) -> dict[str, Any]:
+    """``["port=8001", "model_id=x"]`` → ``{"port": 8001, "model_id": "x"}`` (YAML values)."""
+    import yaml
+
+    from evsys.errors import ConfigError, Problem
+
+    params: dict[str, Any] = {}
+    problems = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            problems.append(Problem("params", "expected KEY=VALUE", value=item))
+            continue
+        try:
+            params[key.strip()] = yaml.safe_load(value) if value else ""
+        except yaml.YAMLError:
+            problems.append(Problem(key.strip(), "not a YAML value", value=value))
+    if problems:
+        raise ConfigError(problems)
+    return params
