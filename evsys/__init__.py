@@ -30,6 +30,7 @@ _EXPORTS = {
     "InferenceSpec": "evsys.config",
     "DataStoreSpec": "evsys.config",
     "LogStoreSpec": "evsys.config",
+    "CallbackSpec": "evsys.config",
     # protocols and run records
     "Algorithm": "evsys.protocols",
     "Backend": "evsys.protocols",
@@ -41,6 +42,8 @@ _EXPORTS = {
     "Verifier": "evsys.protocols",
     "RunContext": "evsys.protocols",
     "RunResult": "evsys.protocols",
+    "Callback": "evsys.callbacks",
+    "Stop": "evsys.callbacks",
     "VerificationResult": "evsys.protocols",
     # registry
     "register_algorithm": "evsys.registry",
@@ -51,6 +54,7 @@ _EXPORTS = {
     "register_inference": "evsys.registry",
     "register_data_store": "evsys.registry",
     "register_log_store": "evsys.registry",
+    "register_callback": "evsys.registry",
     "registry_for": "evsys.registry",
     "resolve_algorithm": "evsys.registry",
     # composing and running

@@ -84,9 +84,10 @@ class TinkerSFT:
             for number, batch in enumerate(batches, start=1):
                 if pending is not None and validation_due(ctx, pending.number):
                     # Validate the weights of that step, before the next one changes them.
-                    last = self._finish(ctx, pending, steps, checkpoints, advance)
-                    validate_live(ctx, client, pending.number)
+                    last = self._finish(ctx, client, pending, steps, checkpoints, advance)
                     pending = None
+                if ctx.should_stop:  # a callback asked, at a step already read
+                    break
                 lr = scheduled_lr(
                     cfg.learning_rate,
                     cfg.lr_schedule,
@@ -109,11 +110,10 @@ class TinkerSFT:
                 if is_save_step(number, cfg.save_every):
                     checkpoints.submit_save(number)
                 if pending is not None:  # read the previous step while this one runs
-                    last = self._finish(ctx, pending, steps, checkpoints, advance)
+                    last = self._finish(ctx, client, pending, steps, checkpoints, advance)
                 pending = step
-            if pending is not None:
-                last = self._finish(ctx, pending, steps, checkpoints, advance)
-                validate_live(ctx, client, pending.number)
+            if pending is not None:  # already submitted: it trains even after a stop
+                last = self._finish(ctx, client, pending, steps, checkpoints, advance)
 
         final = checkpoints.save_final()
         return RunResult(
@@ -121,15 +121,22 @@ class TinkerSFT:
             status="completed",
             metrics={
                 "train/final_loss": last.get("train/loss", math.nan),
-                "train/steps": float(steps),
+                "train/steps": last.get("train/step", 0.0),
             },
             artifacts=final,
         )
 
     def _finish(
-        self, ctx: RunContext, step: _Step, steps: int, checkpoints: Checkpoints, advance: Any
+        self,
+        ctx: RunContext,
+        client: Any,
+        step: _Step,
+        steps: int,
+        checkpoints: Checkpoints,
+        advance: Any,
     ) -> dict[str, float]:
-        """Read a step's results, log its metrics and the checkpoints saved after it."""
+        """Read a step's results, log its metrics and the checkpoints saved after it, and end
+        the step (validation when due: the caller reads a due step before the next is sent)."""
         backend = ctx.backend
         with checkpoints.errors(f"training step {step.number}"):
             output = backend.wait(step.forward_backward, f"the result of step {step.number}")
@@ -144,5 +151,6 @@ class TinkerSFT:
         }
         if step.number % self.cfg.log_every == 0 or step.number == steps:
             ctx.log_store.log_metrics(metrics, step=step.number)
+        validate_live(ctx, client, step.number)
         advance(loss=metrics["train/loss"])
-        return metrics
+        return metrics | {"train/step": float(step.number)}
