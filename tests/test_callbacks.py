@@ -5,6 +5,7 @@ test_tinker_backend.py."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,13 @@ VAL_METRIC = "val/tool_selection_val/exact_match"
 
 def val_every(steps: int) -> str:
     return f"+metadata.benchmark=[{{path: '{VALIDATION}', tags: [val], run_every: {steps}}}]"
+
+
+def readme_block(heading: str, index: int = 0) -> str:
+    """The ``index``-th python block of the README section under ``heading``."""
+    text = (REPO / "README.md").read_text()
+    section = text.split(f"\n{heading}\n", 1)[1].split("\n## ", 1)[0].split("\n### ", 1)[0]
+    return re.findall(r"```python\n(.*?)```", section, re.S)[index]
 
 
 def callbacks(*entries: str) -> str:
@@ -240,3 +248,14 @@ def test_the_record_keeps_the_callbacks_of_the_run(workdir: Path) -> None:
             "on_error": None,
         }
     ]
+
+
+def test_the_readme_callback_runs_as_written(workdir: Path, clean_registries: None) -> None:
+    exec(compile(readme_block("### Callbacks"), "README.md", "exec"), {})
+    overrides = [
+        "algorithm.params.max_steps=5",
+        "callbacks=[{kind: loss_ceiling, params: {ceiling: 0.1}}]",
+    ]
+    record = run_in_process(overrides, workdir / "r").record
+    assert record["metrics"]["train/steps"] == 1
+    assert record["extras"]["stopped_by"].startswith("loss_ceiling: train/loss above 0.1")

@@ -2,16 +2,20 @@
 
 Each step submits ``forward_backward`` and ``optim_step`` together and only then reads the
 previous step's result, so the service always has the next step queued while the client logs.
+A recipe with its own ``build_batch`` and ``loss`` trains on its examples through
+``forward_backward_custom``: the service computes the logprobs, the loss and its gradient run
+here, and the service back-propagates that gradient.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
-from evsys.algorithms.sft import SFT
+from evsys.algorithms.sft import SFT, Example
 from evsys.backends.tinker.rendering import datum
 from evsys.backends.tinker.training import (
     Checkpoints,
@@ -19,7 +23,7 @@ from evsys.backends.tinker.training import (
     validate_live,
     validation_due,
 )
-from evsys.errors import ConfigError, DataError
+from evsys.errors import ConfigError, DataError, MissingDependencyError
 from evsys.protocols import RunContext, RunResult
 from evsys.registry import register_algorithm
 from evsys.training import is_save_step, iterate_batches, progress_bar, scheduled_lr, total_steps
@@ -39,8 +43,13 @@ class _Step:
 
 @register_algorithm("sft", backend="tinker")
 class TinkerSFT:
+    recipe_class: ClassVar[type[SFT]] = SFT  # or a subclass with its own build_batch and loss
+
     def __init__(self, **params: Any):
-        self.cfg = SFT.Config(**params)
+        self.recipe = self.recipe_class(**params)
+        self.cfg = self.recipe.cfg
+        self._examples: dict[int, Example] = {}  # id(datum) → the recipe's example
+        self._losses: dict[int, float] = {}  # step → the recipe's loss, once computed
 
     def train(self, ctx: RunContext) -> RunResult:
         from tinker import types
@@ -54,18 +63,25 @@ class TinkerSFT:
 
         # Data: every row rendered with the model's chat template, weights on assistant tokens.
         tokenizer = ctx.handles["tokenizer"]
-        data = [
-            d
-            for row in ctx.train_rows
-            if (
-                d := datum(
-                    tokenizer,
-                    row,
-                    max_length=cfg.max_seq_length,
-                    assistant_only=cfg.assistant_only_loss,
+        if self.recipe.custom_training():
+            if importlib.util.find_spec("torch") is None:
+                raise MissingDependencyError(
+                    "torch", "local", f"algorithm '{self.recipe.name}' (a loss of its own)"
                 )
-            )
-        ]
+            data = [self._datum(e) for e in self.recipe.build_batch(ctx.train_rows, tokenizer)]
+        else:
+            data = [
+                d
+                for row in ctx.train_rows
+                if (
+                    d := datum(
+                        tokenizer,
+                        row,
+                        max_length=cfg.max_seq_length,
+                        assistant_only=cfg.assistant_only_loss,
+                    )
+                )
+            ]
         if not data:
             raise DataError(
                 f"no training row keeps an assistant token within max_seq_length="
@@ -99,7 +115,7 @@ class TinkerSFT:
                 with checkpoints.errors(f"submitting step {number}"):
                     step = _Step(
                         number,
-                        client.forward_backward([d for d, _ in batch], "cross_entropy"),
+                        self._forward_backward(client, number, [d for d, _ in batch]),
                         client.optim_step(
                             types.AdamParams(learning_rate=lr, weight_decay=cfg.weight_decay)
                         ),
@@ -126,6 +142,33 @@ class TinkerSFT:
             artifacts=final,
         )
 
+    def _datum(self, example: Example) -> tuple[Any, int]:
+        """The recipe's example as a Tinker datum, and how many of its targets are weighted."""
+        import numpy as np
+        from tinker import types
+
+        d = types.Datum(
+            model_input=types.ModelInput.from_ints(example.input_tokens),
+            loss_fn_inputs={
+                "target_tokens": np.asarray(example.target_tokens, dtype=np.int64),
+                "weights": np.asarray(example.weights, dtype=np.float32),
+            },
+        )
+        self._examples[id(d)] = example
+        return d, sum(1 for w in example.weights if w)
+
+    def _forward_backward(self, client: Any, number: int, data: list[Any]) -> Any:
+        """Step ``number``'s forward and backward: cross-entropy, or the recipe's own loss."""
+        if not self._examples:
+            return client.forward_backward(data, "cross_entropy")
+
+        def loss(data: list[Any], logprobs: list[Any]) -> tuple[Any, dict[str, float]]:
+            value = self.recipe.loss([self._examples[id(d)] for d in data], logprobs)
+            self._losses[number] = float(value.detach())
+            return value, {}
+
+        return client.forward_backward_custom(data, loss)
+
     def _finish(
         self,
         ctx: RunContext,
@@ -144,7 +187,9 @@ class TinkerSFT:
         checkpoints.collect(step.number)
         tokens = sum(n for _, n in step.batch)
         metrics = {
-            "train/loss": nll_per_token(output, [d for d, _ in step.batch]),
+            "train/loss": self._losses.pop(step.number)
+            if self._examples
+            else nll_per_token(output, [d for d, _ in step.batch]),
             "train/lr": step.lr,
             "train/num_tokens": float(tokens),
             "train/tokens_per_s": tokens / max(time.perf_counter() - step.submitted_at, 1e-9),
