@@ -31,8 +31,10 @@ HOOKS = ("on_train_begin", "on_step_end", "on_evaluate", "on_save", "on_train_en
 
 @dataclass(frozen=True)
 class Stop:
-    """Returned by ``on_step_end`` or ``on_evaluate``: end training at this step boundary. The
-    loop saves its final checkpoint, the run completes and records ``stopped_by``."""
+    """Returned by ``on_step_end`` or ``on_evaluate``: end training after this step (in a
+    chained run, the phase training now). The loop saves its final checkpoint, the run
+    completes and records ``stopped_by``. Tinker SFT pipelines its steps: one already sent
+    when the stop is asked for still trains, unless validation was due at this step."""
 
     reason: str
 
