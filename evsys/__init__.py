@@ -32,6 +32,7 @@ _EXPORTS = {
     "DataStoreSpec": "evsys.config",
     "LogStoreSpec": "evsys.config",
     "DeploySpec": "evsys.config",
+    "CallbackSpec": "evsys.config",
     # protocols and run records
     "Algorithm": "evsys.protocols",
     "Backend": "evsys.protocols",
@@ -45,6 +46,8 @@ _EXPORTS = {
     "Deployment": "evsys.deploy.protocol",
     "RunContext": "evsys.protocols",
     "RunResult": "evsys.protocols",
+    "Callback": "evsys.callbacks",
+    "Stop": "evsys.callbacks",
     "VerificationResult": "evsys.protocols",
     # agent harnesses
     "Environment": "evsys.agents",
@@ -61,6 +64,7 @@ _EXPORTS = {
     "register_log_store": "evsys.registry",
     "register_environment": "evsys.registry",
     "register_deployer": "evsys.registry",
+    "register_callback": "evsys.registry",
     "registry_for": "evsys.registry",
     "resolve_algorithm": "evsys.registry",
     # composing and running

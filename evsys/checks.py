@@ -25,7 +25,7 @@ from typing import Any
 from evsys.clients.usage import USAGE_METRICS, reports_usage, usage_names
 from evsys.config import BenchmarkSpec, ExperimentConfig, MetricSpec, baseline_model
 from evsys.errors import Problem
-from evsys.registry import ALGORITHMS, BACKENDS, METRICS, closest, resolve_algorithm
+from evsys.registry import ALGORITHMS, BACKENDS, CALLBACKS, METRICS, closest, resolve_algorithm
 
 EVAL_INPUT = "completion"  # what a run's eval and its benchmarks generate: one per row
 _WHY_NOT = {
@@ -64,7 +64,7 @@ def metric_name(
 
 def check_run(config: ExperimentConfig) -> list[Problem]:
     """Problems the schema cannot see: metrics eval cannot compute, an unreported success metric."""
-    problems = list(_eval_input_problems(config))
+    problems = list(_eval_input_problems(config)) + list(_watched_metric_problems(config))
     success = config.metadata.success_metric
     if success is not None and not _metrics_from_code.get():
         names = reported_metrics(config)
@@ -115,6 +115,38 @@ def recipe_metrics(recipe: str, params: dict[str, Any], backend: str) -> list[st
     if implementation is not recipe_cls:
         names += getattr(implementation, "metrics", ())
     return names
+
+
+def _watched_metric_problems(config: ExperimentConfig) -> Iterator[Problem]:
+    """A callback's params that name a validation metric (the fields its class lists in
+    ``watches_val_metrics``) must name one the run's ``val`` benchmarks log."""
+    if _metrics_from_code.get():
+        return  # the benchmarks come from Python: their names are not in the config
+    val = [
+        name
+        for spec in config.metadata.benchmark
+        if "val" in spec.tags
+        for name in _benchmark_metrics(config, spec, "val")
+    ]
+    for index, spec in enumerate(config.callbacks):
+        for field in getattr(CALLBACKS.get(spec.kind), "watches_val_metrics", ()):
+            metric = spec.params.get(field)
+            if not isinstance(metric, str) or _matches(metric, val):
+                continue
+            yield Problem(
+                path=f"callbacks[{index}].params.{field}",
+                message="no `val` benchmark of metadata.benchmark logs this metric"
+                if val
+                else "the run validates nothing: add a `val` benchmark (tags: [val], run_every) "
+                "to metadata.benchmark",
+                value=metric,
+                expected="one of: " + ", ".join(val) if val else None,
+                suggestion=closest(metric, val),
+            )
+
+
+def _matches(name: str, patterns: list[str]) -> bool:
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
 
 
 # -- eval ------------------------------------------------------------------------------------

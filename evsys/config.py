@@ -108,6 +108,18 @@ class DeploySpec(ExtensionSpec):
     registry_kind: ClassVar[str] = "deployer"
 
 
+class CallbackSpec(ExtensionSpec):
+    """A callback watching training (``callbacks: [{kind, params, on_error}]``)."""
+
+    registry_kind: ClassVar[str] = "callback"
+    on_error: Literal["fail", "warn"] | None = Field(
+        None,
+        description="When the callback raises: `fail` ends the run with an error naming it, "
+        "`warn` logs it, records it in run_result.json (callback_<i>_<kind>_error) and goes "
+        "on. None: what the callback class declares as its `on_error`, else `fail`.",
+    )
+
+
 # -- run parts --------------------------------------------------------------------------------
 
 SourceKind = Literal["jsonl", "json", "in_memory", "hf_dataset"]
@@ -366,6 +378,11 @@ class RunConfig(Strict):
     eval: EvalConfig = Field(default_factory=EvalConfig)
     seed: Seed = Field(42, description="Seeds every random choice of the run (0 … 2**32-1).")
     tags: list[str] = Field(default_factory=list, description="Labels of this run.")
+    callbacks: list[CallbackSpec] = Field(
+        default_factory=list,
+        description="Code that watches training on every backend and may stop it (e.g. "
+        "early_stopping), called in order at each hook (`evsys list --kind callback`).",
+    )
 
 
 class ExperimentConfig(RunConfig):

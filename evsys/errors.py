@@ -89,6 +89,10 @@ class TrainingError(EvsysError, RuntimeError):
     """Training that cannot go on: a phase that did not complete, no usable samples."""
 
 
+class CallbackError(EvsysError, RuntimeError):
+    """A callback that failed, and declared (``on_error: fail``) that the run fails with it."""
+
+
 class MissingDependencyError(EvsysError, ImportError):
     """An optional dependency that is not installed; the message says which extra provides it."""
 

@@ -50,7 +50,11 @@ def run_phase(
         train_rows=rows,
         log_store=StepOffsetLogStore(ctx.log_store, step_offset),
     )
-    result = implementation.train(phase_ctx)
+    if ctx.callbacks is None:
+        result = implementation.train(phase_ctx)
+    else:
+        with ctx.callbacks.steps_after(step_offset):
+            result = implementation.train(phase_ctx)
     if result.status != "completed":
         raise TrainingError(f"phase {directory} ended {result.status}: {result.error}")
     if "final_checkpoint" not in result.artifacts:

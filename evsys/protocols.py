@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_chec
 
 if TYPE_CHECKING:
     from evsys.benchmarks import InLoopValidation
+    from evsys.callbacks import Callbacks
     from evsys.config import ExperimentConfig
 
 RunStatus = Literal["completed", "failed", "cancelled", "timeout"]
@@ -60,13 +61,37 @@ class RunContext:
     """The ``val`` benchmarks of ``metadata.benchmark`` (the runner always sets it; it may hold
     none). None: a context built outside a run."""
 
-    def validate(self, step: int, make_client: Callable[[], InferenceClient]) -> dict[str, float]:
-        """Score the ``val`` benchmarks due at ``step`` on the live model and log them as
-        ``val/<name>/<metric>``. Training loops call it after every optimizer step;
-        ``make_client()`` (called only when a benchmark is due) wraps the live weights."""
-        if self.validation is None:
-            return {}
-        return self.validation.run(step, make_client, self.log_store)
+    callbacks: Callbacks | None = None
+    """The run's ``callbacks`` (the runner sets them). None: a context built outside a run."""
+
+    def validate(
+        self, step: int, make_client: Callable[[], InferenceClient], *, end_step: bool = True
+    ) -> dict[str, float]:
+        """The end of optimizer step ``step``; training loops call it after every one, once
+        they logged the step's metrics, then honour :attr:`should_stop`.
+
+        Scores the ``val`` benchmarks due at ``step`` on the live model, logs them as
+        ``val/<name>/<metric>`` (``make_client()``, called only when one is due, wraps the live
+        weights) and calls the callbacks' ``on_evaluate``, then their ``on_step_end`` unless
+        ``end_step`` is false (a loop that logs the step later calls :meth:`end_step` itself)."""
+        scores = {}
+        if self.validation is not None:
+            scores = self.validation.run(step, make_client, self.log_store)
+        if self.callbacks is not None:
+            self.callbacks.evaluate(step, scores)
+            if end_step:
+                self.callbacks.step_end(step)
+        return scores
+
+    def end_step(self, step: int) -> None:
+        """Call the callbacks' ``on_step_end`` (see :meth:`validate`)."""
+        if self.callbacks is not None:
+            self.callbacks.step_end(step)
+
+    @property
+    def should_stop(self) -> bool:
+        """Whether a callback asked training to stop: loops end after the current step."""
+        return self.callbacks is not None and self.callbacks.should_stop
 
     @property
     def checkpoint_dir(self) -> Path:

@@ -229,6 +229,7 @@ DATA_STORES = Registry("data_store", "data_stores", ("evsys.data.stores",))
 LOG_STORES = Registry("log_store", "log_stores", ("evsys.log_stores",))
 ENVIRONMENTS = Registry("environment", "environments", ("evsys.agents.environments",))
 DEPLOYERS = Registry("deployer", "deployers", ("evsys.deploy.local", "evsys.deploy.fireworks"))
+CALLBACKS = Registry("callback", "callbacks", ("evsys.callbacks.early_stopping",))
 
 REGISTRIES: dict[str, Registry] = {
     r.kind: r
@@ -243,6 +244,7 @@ REGISTRIES: dict[str, Registry] = {
         LOG_STORES,
         ENVIRONMENTS,
         DEPLOYERS,
+        CALLBACKS,
     )
 }
 
@@ -292,13 +294,19 @@ def register_algorithm(
 def backends_supporting(recipe: str) -> list[str]:
     """Backends that can run ``recipe``: all of them for a backend-agnostic algorithm."""
     BACKENDS._ensure_loaded()
-    if hasattr(ALGORITHMS.get(recipe), "train"):
+    recipe_cls = ALGORITHMS.get(recipe)
+    if hasattr(recipe_cls, "train"):
         return BACKENDS.names()
-    return sorted(b for (r, b) in _IMPLEMENTATIONS if r == recipe)
+    own = {b for (r, b) in _IMPLEMENTATIONS if r == recipe}
+    return sorted(own | {b for b in BACKENDS.names() if _inherited(recipe_cls, b) is not None})
 
 
 def resolve_algorithm(recipe: str, backend: str) -> type:
-    """The class that runs ``recipe`` on ``backend``; a clear error when there is none."""
+    """The class that runs ``recipe`` on ``backend``; a clear error when there is none.
+
+    A recipe subclassing another (``class MyLoss(SFT)``) runs on the parent's implementation
+    where that implementation takes recipe subclasses (its ``recipe_class`` attribute): it is
+    handed the subclass, whose ``Config`` and overrides (``build_batch``, ``loss``) it uses."""
     recipe_cls = ALGORITHMS.get(recipe)
     BACKENDS._ensure_loaded()  # backends register their implementations when imported
     impl = _IMPLEMENTATIONS.get((recipe, backend))
@@ -306,6 +314,9 @@ def resolve_algorithm(recipe: str, backend: str) -> type:
         return impl
     if hasattr(recipe_cls, "train"):
         return recipe_cls
+    inherited = _inherited(recipe_cls, backend)
+    if inherited is not None:
+        return inherited
     supported = backends_supporting(recipe)
     raise UnknownExtensionError(
         [
@@ -317,6 +328,30 @@ def resolve_algorithm(recipe: str, backend: str) -> type:
             )
         ]
     )
+
+
+_INHERITED: dict[tuple[type, type], type] = {}
+
+
+def _inherited(recipe_cls: type, backend: str) -> type | None:
+    """The implementation of the nearest registered parent recipe on ``backend`` that takes
+    recipe subclasses, bound to ``recipe_cls``; None when there is none."""
+    for parent in recipe_cls.__mro__[1:]:
+        name = getattr(parent, "name", None)
+        impl = _IMPLEMENTATIONS.get((name, backend)) if isinstance(name, str) else None
+        if impl is None or ALGORITHMS._entries.get(name) is not parent:
+            continue
+        if getattr(impl, "recipe_class", None) is None:
+            return None  # the parent's implementation here runs only the parent itself
+        key = (impl, recipe_cls)
+        if key not in _INHERITED:
+            _INHERITED[key] = type(
+                impl.__name__,
+                (impl,),
+                {"recipe_class": recipe_cls, "__module__": impl.__module__},
+            )
+        return _INHERITED[key]
+    return None
 
 
 def _decorator_for(registry: Registry) -> Callable[..., Callable[[T], T]]:
@@ -336,3 +371,4 @@ register_data_store = _decorator_for(DATA_STORES)
 register_log_store = _decorator_for(LOG_STORES)
 register_environment = _decorator_for(ENVIRONMENTS)
 register_deployer = _decorator_for(DEPLOYERS)
+register_callback = _decorator_for(CALLBACKS)

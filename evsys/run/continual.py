@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from evsys.benchmarks import Benchmark, InLoopValidation
+from evsys.callbacks import Callbacks
 from evsys.config import ContinualStage, DataConfig, ExperimentConfig
 from evsys.data.sources import apply_transforms, load_rows
 from evsys.errors import ConfigError, Problem, TrainingError
@@ -88,8 +89,10 @@ def run_continual(
     log_store: LogStore,
     benchmarks: list[Benchmark],
     deps: ArmDependencies,
+    callbacks: Callbacks | None = None,
 ) -> RunResult:
     """Train the stages in order, scoring after each; raises when a stage fails to train."""
+    callbacks = callbacks or Callbacks()
     stages = load_stages(config, data_store)
     scorer = _Scorer(config, stages, benchmarks, deps)
     matrix: list[tuple[str, dict[str, float]]] = []
@@ -103,11 +106,14 @@ def run_continual(
     train = (
         _InjectedStageTrainer(deps.train, config, run_dir)
         if deps.train is not None
-        else _PhaseStageTrainer(config, run_id, run_dir, data_store, log_store, benchmarks)
+        else _PhaseStageTrainer(
+            config, run_id, run_dir, data_store, log_store, benchmarks, callbacks
+        )
     )
     checkpoint, steps = config.model.load_checkpoint_path, 0
     trained: dict[str, float] = {}
     try:
+        callbacks.train_begin()
         for stage in stages:
             log.info("continual stage %s: %d rows", stage.label, len(stage.train_rows))
             result = train(stage, checkpoint, steps)
@@ -120,6 +126,7 @@ def run_continual(
             log_store.log_metrics(
                 {k: v for k, v in prefixed.items() if "/train/" not in k}, step=steps
             )
+        callbacks.train_end()
     except BaseException:
         # The stages that did train stay on record (after a signal too); the runner records
         # the failure itself.
@@ -133,7 +140,7 @@ def run_continual(
     metrics["train/steps"] = float(steps)
     log_store.log_artifact("final_checkpoint", checkpoint)
     write_text_atomically(run_dir / CONTINUAL_MD, render_matrix(config.name, stages, matrix))
-    extras: dict[str, Any] = dict(scorer.errors)
+    extras: dict[str, Any] = dict(scorer.errors) | callbacks.record()
     extras["continual"] = {
         "stages": [stage.label for stage in stages],
         "eval_sets": [stage.spec.name for stage in stages],
@@ -162,6 +169,7 @@ class _PhaseStageTrainer:
         data_store: DataStore,
         log_store: LogStore,
         benchmarks: list[Benchmark],
+        callbacks: Callbacks,
     ):
         backend = BACKENDS.build(config.backend.kind, config.backend.params)
         if getattr(backend, "launches_ranks", lambda: False)():
@@ -184,6 +192,7 @@ class _PhaseStageTrainer:
             handles={},
             train_rows=[],
             validation=InLoopValidation(benchmarks, config.eval),
+            callbacks=callbacks,
         )
         stages = [spec.name for spec in config.continual.datasets]
         log_store.log_hyperparams(run_hyperparams(config) | {"continual": stages})

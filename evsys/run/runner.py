@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from evsys.benchmarks import Benchmark, InLoopValidation, load_benchmarks
+from evsys.callbacks import Callbacks
 from evsys.config import ExperimentConfig
 from evsys.cpus import runtime_state
 from evsys.data.sources import apply_transforms, load_rows
@@ -80,8 +81,13 @@ def run_arm(
     with signals_raise():
         try:
             data_store = DATA_STORES.build(config.data_store.kind, config.data_store.params)
+            callbacks = Callbacks.build(config.callbacks)
             log_store = _LatestMetrics(
-                LOG_STORES.build(config.log_store.kind, config.log_store.params, run_dir=run_dir)
+                callbacks.watch(
+                    LOG_STORES.build(
+                        config.log_store.kind, config.log_store.params, run_dir=run_dir
+                    )
+                )
             )
             # A bad benchmark path fails now, not after training.
             benchmarks = (
@@ -91,11 +97,11 @@ def run_arm(
             )
             if config.continual is not None:  # a chain of stages, each scored on every eval set
                 result = run_continual(
-                    config, run_id, run_dir, data_store, log_store, benchmarks, deps
+                    config, run_id, run_dir, data_store, log_store, benchmarks, deps, callbacks
                 )
             else:
                 result = _train_and_score(
-                    config, run_id, run_dir, data_store, log_store, benchmarks, deps
+                    config, run_id, run_dir, data_store, log_store, benchmarks, deps, callbacks
                 )
         except BaseException as exc:
             # Recorded either way. An error ends only this arm (a sweep goes on); an
@@ -140,6 +146,7 @@ def _train_and_score(
     log_store: LogStore,
     benchmarks: list[Benchmark],
     deps: ArmDependencies,
+    callbacks: Callbacks,
 ) -> RunResult:
     """Baseline (if asked), training, then best-effort eval and test benchmarks."""
     # An RL recipe judged by an LLM (verifier llm_judge) may train on harbor llm_judge tasks.
@@ -170,7 +177,7 @@ def _train_and_score(
     if deps.train is not None:
         result = deps.train(config, run_dir)
     else:
-        result = _train(config, run_id, run_dir, data_store, log_store, rows, benchmarks)
+        result = _train(config, run_id, run_dir, data_store, log_store, rows, benchmarks, callbacks)
     result.metrics.update(baseline)
     result.extras.update(baseline_errors)
     if result.status == "completed":
@@ -199,6 +206,7 @@ def _train(
     log_store: LogStore,
     rows: list[dict[str, Any]],
     benchmarks: list[Benchmark],
+    callbacks: Callbacks,
 ) -> RunResult:
     backend = BACKENDS.build(config.backend.kind, config.backend.params)
     if getattr(backend, "launches_ranks", lambda: False)():  # data-parallel: ranks of its own
@@ -217,12 +225,16 @@ def _train(
         handles=handles,
         train_rows=rows,
         validation=validation,
+        callbacks=callbacks,
     )
     log_store.log_hyperparams(run_hyperparams(config))
     try:
+        callbacks.train_begin()
         result = algorithm.train(ctx)
+        callbacks.train_end()
     finally:
         backend.teardown(handles)
+    result.extras.update(callbacks.record())
     result.metrics.update(validation.latest())
     result.extras.update({f"val_{key}": error for key, error in validation.errors.items()})
     return result

@@ -26,6 +26,7 @@ from evsys.files import write_json_atomically
 def _run_rank(job_dir: Path, run_dir: Path) -> None:
     """One rank: the same lifecycle as the arm's process, minus eval and the record."""
     from evsys.benchmarks import InLoopValidation, load_benchmarks
+    from evsys.callbacks import Callbacks
     from evsys.config import ExperimentConfig
     from evsys.data.jsonl import read_jsonl_lines
     from evsys.protocols import RunContext
@@ -40,8 +41,12 @@ def _run_rank(job_dir: Path, run_dir: Path) -> None:
         torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))  # "cuda" means this rank's GPU
     main = is_main_rank()
     data_store = DATA_STORES.build(config.data_store.kind, config.data_store.params)
+    # Rank 0 alone runs the callbacks; the local trainer tells the others when they stop.
+    callbacks = Callbacks.build(config.callbacks) if main else Callbacks()
     log_store = (
-        LOG_STORES.build(config.log_store.kind, config.log_store.params, run_dir=run_dir)
+        callbacks.watch(
+            LOG_STORES.build(config.log_store.kind, config.log_store.params, run_dir=run_dir)
+        )
         if main
         else _Silent()
     )
@@ -63,14 +68,18 @@ def _run_rank(job_dir: Path, run_dir: Path) -> None:
         handles=handles,
         train_rows=rows,
         validation=validation,
+        callbacks=callbacks,
     )
     try:
+        callbacks.train_begin()
         result = algorithm.train(ctx)
+        callbacks.train_end()
     finally:
         backend.teardown(handles)
         log_store.close()
     if main:
         result.metrics |= validation.latest() | {"train/world_size": float(world_size())}
+        result.extras |= callbacks.record()
         write_json_atomically(job_dir / RESULT_FILE, dataclasses.asdict(result))
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from evsys.algorithms.sft import SFT
+from evsys.backends.local.custom_loss import ExampleCollator, example_dataset, recipe_loss_trainer
 from evsys.backends.local.trainer import train_adapter
-from evsys.errors import ConfigError
+from evsys.errors import ConfigError, DataError
 from evsys.protocols import RunContext, RunResult
 from evsys.registry import register_algorithm
 from evsys.rows import assistant_text, prompt_messages
@@ -24,9 +25,11 @@ _METRICS = {
 @register_algorithm("sft", backend="local")
 class LocalSFT:
     metrics: ClassVar[tuple[str, ...]] = ("train/runtime_s",)  # besides the recipe's
+    recipe_class: ClassVar[type[SFT]] = SFT  # or a subclass with its own build_batch and loss
 
     def __init__(self, **params: Any):
-        self.cfg = SFT.Config(**params)
+        self.recipe = self.recipe_class(**params)
+        self.cfg = self.recipe.cfg
 
     def train(self, ctx: RunContext) -> RunResult:
         from datasets import Dataset
@@ -37,7 +40,8 @@ class LocalSFT:
         tokenizer = handles["tokenizer"]
 
         # Check: the loss mask needs generation markers (TRL's own error says less).
-        if cfg.assistant_only_loss and not _can_mask_assistant_turns(tokenizer):
+        custom = self.recipe.custom_training()
+        if cfg.assistant_only_loss and not custom and not _can_mask_assistant_turns(tokenizer):
             raise ConfigError(
                 "algorithm.params.assistant_only_loss needs a chat template that marks the "
                 "assistant turns with {% generation %} … {% endgeneration %}, and the "
@@ -48,7 +52,17 @@ class LocalSFT:
         set_seed(ctx.seed)  # before the LoRA weights are drawn
 
         # Data: one conversation per row; TRL applies the chat template and the assistant mask.
-        dataset = Dataset.from_list([{"messages": _conversation(row)} for row in ctx.train_rows])
+        # A recipe's own build_batch makes the examples instead, and its loss scores them.
+        trainer_cls, extra = SFTTrainer, {}
+        if custom:
+            examples = self.recipe.build_batch(ctx.train_rows, tokenizer)
+            if not examples:
+                raise DataError("the recipe's build_batch made no training example")
+            dataset = example_dataset(examples)
+            trainer_cls = recipe_loss_trainer(SFTTrainer, self.recipe, examples)
+            extra = {"data_collator": ExampleCollator(_pad_token_id(tokenizer))}
+        else:
+            dataset = Dataset.from_list([{"messages": _conversation(r)} for r in ctx.train_rows])
 
         # Trainer config: the recipe's fields, the engine's precision, the user's extra TRL args.
         args = ctx.backend.trainer_args(
@@ -66,7 +80,10 @@ class LocalSFT:
             max_steps=cfg.max_steps or -1,
             max_length=cfg.max_seq_length,
             packing=cfg.packing,
-            assistant_only_loss=cfg.assistant_only_loss,
+            # The recipe's examples carry their own weights, already truncated.
+            assistant_only_loss=cfg.assistant_only_loss and not custom,
+            remove_unused_columns=not custom,  # the collator needs each example's index
+            dataset_kwargs={"skip_prepare_dataset": True} if custom else None,
             logging_steps=cfg.log_every,
             save_strategy="no",  # evsys saves adapters itself, as step_N/ and final/
         )
@@ -74,14 +91,20 @@ class LocalSFT:
         # Train: a LoRA adapter, metrics and checkpoints through the shared evsys callback.
         return train_adapter(
             ctx,
-            SFTTrainer,
+            trainer_cls,
             cfg,
-            label="local sft",
+            label=f"local {self.recipe.name}",
             metric_names=_METRICS,
             headline="loss",
             args=args,
             train_dataset=dataset,
+            **extra,
         )
+
+
+def _pad_token_id(tokenizer: Any) -> int:
+    pad = tokenizer.pad_token_id
+    return pad if pad is not None else tokenizer.eos_token_id
 
 
 def _can_mask_assistant_turns(tokenizer: Any) -> bool:

@@ -1,8 +1,10 @@
 """What the local recipes share around a TRL trainer.
 
 A fresh LoRA adapter (unless the model already carries one), an evsys callback that logs every
-step to the run's log store, moves the progress bar, saves adapters every ``save_every`` steps
-and scores the ``val`` benchmarks on the live model when they are due, a quiet run, and the final adapter saved where eval and the next phase load it.
+step to the run's log store, moves the progress bar, saves adapters every ``save_every`` steps,
+scores the ``val`` benchmarks on the live model when they are due and ends each step for the
+run's own callbacks (TRL's ``control.should_training_stop`` when one asks to stop), a quiet run,
+and the final adapter saved where eval and the next phase load it.
 """
 
 from __future__ import annotations
@@ -108,7 +110,15 @@ def _evsys_callback(
                 path = ctx.checkpoint_dir / f"step_{step}"
                 model.save_pretrained(path)
                 ctx.log_store.log_artifact(f"checkpoint_step_{step}", str(path))
-            ctx.validate(step, lambda: LocalInferenceClient.live(model, ctx.handles["tokenizer"]))
+            # A step TRL logs ends once its log is in (on_log comes right after); others end here.
+            logged = control.should_log
+            ctx.validate(
+                step,
+                lambda: LocalInferenceClient.live(model, ctx.handles["tokenizer"]),
+                end_step=not logged,
+            )
+            if not logged:
+                _stop_if_asked(ctx, control)
             self.advance()
 
         def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **_: Any) -> None:
@@ -122,6 +132,20 @@ def _evsys_callback(
             self.last_log = (now, tokens)
             self.last = metrics
             ctx.log_store.log_metrics(metrics, step=state.global_step)
+            ctx.end_step(state.global_step)
+            _stop_if_asked(ctx, control)
             self.advance(0, **{headline: float(logs[headline])})
 
     return EvsysCallback()
+
+
+def _stop_if_asked(ctx: RunContext, control: Any) -> None:
+    """Stop TRL's loop after this step when a callback asked. Data-parallel ranks stop together:
+    rank 0, which alone runs the callbacks, decides for all of them."""
+    import torch.distributed as dist
+
+    stop = [ctx.should_stop]
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.broadcast_object_list(stop, src=0)
+    if stop[0]:
+        control.should_training_stop = True

@@ -33,7 +33,7 @@ class MockDistill:
             capacity=backend.cfg.capacity_per_rank * cfg.lora_rank
         )
         learn_probability = min(1.0, 0.5 * cfg.learning_rate / 1e-4)
-        loss = 1.0
+        loss, done = 1.0, 0
 
         with progress_bar("mock distill", cfg.max_steps) as advance:
             batches = iterate_batches(ctx.train_rows, cfg.batch_size, cfg.max_steps, ctx.seed)
@@ -57,13 +57,16 @@ class MockDistill:
                     ctx.log_store.log_artifact(f"checkpoint_step_{step}", str(path))
                 ctx.validate(step, lambda: MockInferenceClient.for_policy(student))
                 advance(loss=loss)
+                done = step
+                if ctx.should_stop:  # a callback asked: the final checkpoint is this step's
+                    break
 
         final = student.save(ctx.checkpoint_dir / "final")
         ctx.log_store.log_artifact("final_checkpoint", str(final))
         return RunResult(
             run_id=ctx.run_id,
             status="completed",
-            metrics={"train/final_loss": loss, "train/steps": float(cfg.max_steps)},
+            metrics={"train/final_loss": loss, "train/steps": float(done)},
             artifacts={"final_checkpoint": str(final)},
         )
 

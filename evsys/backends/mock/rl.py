@@ -38,7 +38,7 @@ class MockRL:
             capacity=backend.cfg.capacity_per_rank * cfg.lora_rank
         )
         step_size = min(1.0, 0.5 * cfg.learning_rate / 1e-5)
-        mean_reward = 0.0
+        mean_reward, done = 0.0, 0
 
         with progress_bar("mock rl", cfg.max_steps) as advance:
             batches = iterate_batches(ctx.train_rows, cfg.batch_size, cfg.max_steps, ctx.seed)
@@ -74,6 +74,9 @@ class MockRL:
                     ctx.log_store.log_artifact(f"checkpoint_step_{step}", str(path))
                 ctx.validate(step, lambda: MockInferenceClient.for_policy(policy))
                 advance(reward=mean_reward)
+                done = step
+                if ctx.should_stop:  # a callback asked: the final checkpoint is this step's
+                    break
 
         final = policy.save(ctx.checkpoint_dir / "final")
         ctx.log_store.log_artifact("final_checkpoint", str(final))
@@ -82,7 +85,7 @@ class MockRL:
             status="completed",
             metrics={
                 "train/final_reward_mean": mean_reward,
-                "train/steps": float(cfg.max_steps),
+                "train/steps": float(done),
                 **verifier.judge_usage(),  # an LLM judge's cost and latency, if one rewarded
             },
             artifacts={"final_checkpoint": str(final)},

@@ -38,7 +38,7 @@ class MockSFT:
         learn_probability = min(1.0, 0.5 * cfg.learning_rate / 1e-4)
         steps = total_steps(len(ctx.train_rows), cfg.batch_size, cfg.num_epochs, cfg.max_steps)
         artifacts: dict[str, str] = {}
-        loss = UNKNOWN_LOSS
+        loss, done = UNKNOWN_LOSS, 0
 
         with progress_bar("mock sft", steps) as advance:
             batches = iterate_batches(ctx.train_rows, cfg.batch_size, steps, ctx.seed)
@@ -62,6 +62,9 @@ class MockSFT:
                     ctx.log_store.log_artifact(f"checkpoint_step_{step}", str(path))
                 ctx.validate(step, lambda: MockInferenceClient.for_policy(policy))
                 advance(loss=loss)
+                done = step
+                if ctx.should_stop:  # a callback asked: the final checkpoint is this step's
+                    break
 
         final = policy.save(ctx.checkpoint_dir / "final")
         artifacts["final_checkpoint"] = str(final)
@@ -69,7 +72,7 @@ class MockSFT:
         return RunResult(
             run_id=ctx.run_id,
             status="completed",
-            metrics={"train/final_loss": loss, "train/steps": float(steps)},
+            metrics={"train/final_loss": loss, "train/steps": float(done)},
             artifacts=artifacts,
         )
 

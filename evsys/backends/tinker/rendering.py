@@ -73,6 +73,11 @@ def chat_tokens(tokenizer: Any, messages: Messages) -> tuple[list[int], list[int
     return tokens, mask
 
 
+def full_tokens(tokenizer: Any, messages: Messages) -> list[int]:
+    """The whole conversation's tokens."""
+    return _encode(tokenizer, messages)
+
+
 def datum(
     tokenizer: Any, row: dict[str, Any], *, max_length: int, assistant_only: bool
 ) -> tuple[Any, int] | None:

@@ -60,7 +60,7 @@ class TinkerRL:
                 "clip_low_threshold": 1 - cfg.clip_epsilon,
                 "clip_high_threshold": 1 + cfg.clip_epsilon,
             }
-        mean_reward = 0.0
+        mean_reward, done = 0.0, 0
 
         with progress_bar("tinker rl", cfg.max_steps) as advance:
             batches = iterate_batches(ctx.train_rows, cfg.batch_size, cfg.max_steps, ctx.seed)
@@ -104,6 +104,9 @@ class TinkerRL:
                     ctx.log_store.log_metrics(metrics, step=step)
                 validate_live(ctx, client, step)
                 advance(reward=mean_reward)
+                done = step
+                if ctx.should_stop:  # a callback asked: the final state is this step's
+                    break
 
         final = checkpoints.save_final()
         return RunResult(
@@ -111,7 +114,7 @@ class TinkerRL:
             status="completed",
             metrics={
                 "train/final_reward_mean": mean_reward,
-                "train/steps": float(cfg.max_steps),
+                "train/steps": float(done),
                 **verifier.judge_usage(),  # an LLM judge's cost and latency, if one rewarded
             },
             artifacts=final,
