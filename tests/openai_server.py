@@ -13,6 +13,7 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -31,14 +32,17 @@ def arithmetic_answer(prompt: str) -> str:
 class FakeChatServer:
     """``failures``: how the next calls fail, in order (``500``, ``503``, ``429``, ``400``,
     ``reset``); ``always_fail``: requests whose prompt contains this text, or that name this
-    model, fail every time (with ``500``)."""
+    model, fail every time (with ``500``); ``respond``: computes the answer to a request's
+    messages (default: the arithmetic answer to the last one)."""
 
     def __init__(
         self,
         failures: list[str] | None = None,
         always_fail: str | None = None,
         api_key: str | None = None,
+        respond: Callable[[list[dict[str, Any]]], str] | None = None,
     ):
+        self.respond = respond or (lambda messages: arithmetic_answer(messages[-1]["content"]))
         self.failures = list(failures or [])
         self.always_fail = always_fail
         self.api_key = api_key
@@ -96,7 +100,7 @@ def _handler(fake: FakeChatServer) -> type[BaseHTTPRequestHandler]:
             if failure is not None:
                 headers = {"Retry-After": "0"} if failure == "429" else {}
                 return self._json(int(failure), {"error": {"message": "injected"}}, headers)
-            content = arithmetic_answer(prompt)
+            content = fake.respond(body["messages"])
             self._json(
                 200,
                 {

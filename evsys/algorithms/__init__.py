@@ -4,4 +4,4 @@ A recipe only declares its parameters; each backend registers how it runs the re
 ``@register_algorithm("<recipe>", backend="<backend>")``.
 """
 
-from evsys.algorithms import combo, distill, rl, sdft, sft  # noqa: F401  (registers the recipes)
+from evsys.algorithms import combo, distill, gepa_prompt, rl, sdft, sft  # noqa: F401  (registers the recipes)
