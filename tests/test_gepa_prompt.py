@@ -185,6 +185,37 @@ def test_arms_of_a_sweep_each_tune_their_own_prompt(
     )
 
 
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["algorithm=gepa_prompt", "algorithm.params.max_metric_calls=12", "eval.baseline=true"],
+        [
+            "algorithm=combo",
+            "+algorithm.params.phases=[{kind: sft, params: {max_steps: 2}}, "
+            "{kind: gepa_prompt, params: {max_metric_calls: 12}}]",
+        ],
+    ],
+    ids=["alone", "after sft"],
+)
+def test_a_run_reports_exactly_the_metrics_validation_declares(
+    overrides: list[str], workdir: Path
+) -> None:
+    """With no reflection_model the task model (here the mock) reflects on its own answers."""
+    import fnmatch
+
+    from evsys.checks import reported_metrics
+    from evsys.compose.compose import compose_and_validate
+
+    overrides = [*overrides, "data.limit=8"]
+    _, config = compose_and_validate(overrides)
+    declared = reported_metrics(config)
+    record = run_in_process(overrides, workdir / "r").record
+    assert record["status"] == "completed", record["error"]
+    reported = set(record["metrics"])
+    assert [n for n in declared if "*" not in n and n not in reported] == []
+    assert [n for n in reported if not any(fnmatch.fnmatchcase(n, p) for p in declared)] == []
+
+
 def test_prompt_dataset_rows_train_and_are_scored(
     reflector: FakeChatServer, tmp_path: Path
 ) -> None:
