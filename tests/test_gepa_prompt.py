@@ -24,6 +24,9 @@ from evsys.prompt_tuning.examples import task_rows
 
 pytest.importorskip("gepa", reason="pip install 'evsys[gepa]'")
 
+DATA = Path(__file__).resolve().parent.parent / "data" / "tool_selection"
+BENCHMARK, VALIDATION = DATA / "benchmark", DATA / "validation"
+
 
 def learn_from_feedback(messages: list[dict[str, Any]]) -> str:
     """A reflection model: the current prompt (GEPA's first ``` block), plus one line
@@ -77,7 +80,7 @@ def system_prompts(predictions: Path) -> set[str]:
 def test_a_prompt_that_raises_the_held_out_score_is_found_and_kept(
     reflector: FakeChatServer, tmp_path: Path
 ) -> None:
-    outcome = tuned_run(reflector, tmp_path / "run")
+    outcome = tuned_run(reflector, tmp_path / "run", f"metadata.benchmark=[{{path: {BENCHMARK}}}]")
     result, run_dir = outcome.result, tmp_path / "run"
     assert result.status == "completed", result.error
     metrics = result.metrics
@@ -98,8 +101,11 @@ def test_a_prompt_that_raises_the_held_out_score_is_found_and_kept(
     assert any(p["accepted"] for p in history["proposals"])
     assert all("prompt" in p and "minibatch_score" in p for p in history["proposals"])
 
-    # The eval generated with the tuned prompt, the baseline with the data's own.
+    # The eval and the test benchmark generated with the tuned prompt, the baseline with the
+    # data's own.
     assert system_prompts(run_dir / "predictions.jsonl") == {best}
+    assert system_prompts(run_dir / "benchmarks" / "tool_selection.jsonl") == {best}
+    assert metrics["test/tool_selection/exact_match"] > 0
     assert system_prompts(run_dir / "baseline" / "predictions.jsonl") == {
         history["candidates"][0]["prompt"]
     }
@@ -188,7 +194,13 @@ def test_arms_of_a_sweep_each_tune_their_own_prompt(
 @pytest.mark.parametrize(
     "overrides",
     [
-        ["algorithm=gepa_prompt", "algorithm.params.max_metric_calls=12", "eval.baseline=true"],
+        [
+            "algorithm=gepa_prompt",
+            "algorithm.params.max_metric_calls=12",
+            "eval.baseline=true",
+            f"metadata.benchmark=[{{path: {BENCHMARK}}}, "
+            f"{{name: v, path: {VALIDATION}, tags: [val], run_every: 1}}]",
+        ],
         [
             "algorithm=combo",
             "+algorithm.params.phases=[{kind: sft, params: {max_steps: 2}}, "

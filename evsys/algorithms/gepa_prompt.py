@@ -158,7 +158,11 @@ class GepaPrompt:
         from evsys.prompt_tuning.adapter import COMPONENT, SystemPromptAdapter
         from evsys.prompt_tuning.history import HISTORY_FILE, SearchHistory
         from evsys.prompt_tuning.scoring import RowScorer
-        from evsys.prompt_tuning.system_prompt import BEST_PROMPT, BEST_PROMPT_FILE
+        from evsys.prompt_tuning.system_prompt import (
+            BEST_PROMPT,
+            BEST_PROMPT_FILE,
+            SystemPromptClient,
+        )
 
         cfg, config = self.cfg, ctx.config
         checkpoint = config.model.load_checkpoint_path
@@ -181,7 +185,14 @@ class GepaPrompt:
             temperature=config.eval.temperature if cfg.temperature is None else cfg.temperature,
         )
         seed_prompt = cfg.seed_prompt or _shared_system_prompt(train_rows + val_rows)
-        history = SearchHistory(ctx.log_store, COMPONENT)
+        # `val` benchmarks (metadata.benchmark) are scored under the best prompt so far.
+        history = SearchHistory(
+            ctx.log_store,
+            COMPONENT,
+            on_iteration=lambda step, best: ctx.validate(
+                step, lambda: SystemPromptClient(task, best)
+            ),
+        )
         log.info(
             "gepa_prompt: %d training and %d validation rows, %s, budget %d metric calls",
             len(train_rows),

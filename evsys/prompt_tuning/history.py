@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +24,14 @@ HISTORY_FILE = "prompt_candidates.json"
 class SearchHistory:
     """Implements the parts of ``gepa.core.callbacks.GEPACallback`` evsys records."""
 
-    def __init__(self, log_store: LogStore, component: str):
-        self.log_store, self.component = log_store, component
+    def __init__(
+        self,
+        log_store: LogStore,
+        component: str,
+        on_iteration: Callable[[int, str], None] = lambda step, prompt: None,
+    ):
+        """``on_iteration(iteration, best_prompt)`` runs after each iteration is logged."""
+        self.log_store, self.component, self.on_iteration = log_store, component, on_iteration
         self.proposals: list[dict[str, Any]] = []
         self.iterations = 0
         self.seed_val_score: float | None = None
@@ -70,6 +77,7 @@ class SearchHistory:
             candidates=len(state.program_candidates),
             calls=state.total_num_evals,
         )
+        self.on_iteration(self.iterations, state.program_candidates[best][self.component])
 
     # -- the record ------------------------------------------------------------------------------
 

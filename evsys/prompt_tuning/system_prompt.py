@@ -8,11 +8,12 @@ prompt a prediction was made with is the one ``predictions.jsonl`` shows.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from evsys.errors import DataError
-from evsys.protocols import Row
+from evsys.protocols import InferenceClient, Row
 from evsys.rows import Message, prompt_messages
 
 BEST_PROMPT = "best_prompt"
@@ -60,3 +61,35 @@ def best_prompt(artifacts: Mapping[str, str]) -> str | None:
         return Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise DataError(f"artifact {BEST_PROMPT} '{path}' cannot be read: {exc}") from None
+
+
+class SystemPromptClient:
+    """``client``, with every conversation it is sent opening with ``prompt``: the model under a
+    candidate prompt, for in-loop validation of a prompt search."""
+
+    def __init__(self, client: InferenceClient, prompt: str):
+        self.client, self.prompt = client, prompt
+        if hasattr(client, "generate_batch"):  # keep the engine's batching
+            self.generate_batch = self._generate_batch
+
+    def generate(
+        self,
+        *,
+        prompt: str | list[Message],
+        max_tokens: int,
+        temperature: float,
+        stop: Sequence[str] | None = None,
+    ) -> str:
+        return self.client.generate(
+            prompt=self._with_prompt(prompt),
+            max_tokens=max_tokens,
+            temperature=temperature,
+            stop=stop,
+        )
+
+    def _generate_batch(self, *, prompts: list[Any], **kwargs: Any) -> list[str]:
+        return self.client.generate_batch(prompts=[self._with_prompt(p) for p in prompts], **kwargs)
+
+    def _with_prompt(self, prompt: str | list[Message]) -> list[Message]:
+        messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+        return set_system_prompt(list(messages), self.prompt)
