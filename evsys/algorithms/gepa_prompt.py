@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import random
-from typing import Any, ClassVar, Literal
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -20,6 +21,12 @@ from evsys.errors import ConfigError, MissingDependencyError, Problem
 from evsys.files import write_text_atomically
 from evsys.protocols import InferenceClient, Row, RunContext, RunResult
 from evsys.registry import METRICS, register_algorithm
+
+if TYPE_CHECKING:  # both import gepa
+    from gepa import GEPAResult
+
+    from evsys.prompt_tuning.adapter import SystemPromptAdapter
+    from evsys.prompt_tuning.history import SearchHistory
 
 log = logging.getLogger(__name__)
 
@@ -155,59 +162,33 @@ class GepaPrompt:
 
     def train(self, ctx: RunContext) -> RunResult:
         gepa = _import_gepa()
-        from evsys.prompt_tuning.adapter import COMPONENT, SystemPromptAdapter
-        from evsys.prompt_tuning.history import HISTORY_FILE, SearchHistory
-        from evsys.prompt_tuning.scoring import RowScorer
-        from evsys.prompt_tuning.system_prompt import (
-            BEST_PROMPT,
-            BEST_PROMPT_FILE,
-            SystemPromptClient,
-        )
+        from evsys.prompt_tuning.adapter import COMPONENT
+        from evsys.prompt_tuning.history import SearchHistory
+        from evsys.prompt_tuning.system_prompt import SystemPromptClient
 
-        cfg, config = self.cfg, ctx.config
-        checkpoint = config.model.load_checkpoint_path
+        cfg, checkpoint = self.cfg, ctx.config.model.load_checkpoint_path
         train_rows, val_rows = self._split(ctx)
         self._check_budget(len(val_rows))
 
         # No weights are trained: free the trainer's copy before the task model is loaded.
         ctx.backend.teardown(ctx.handles)
-        task = _client(config, cfg.task_model, checkpoint)
-        reflection = (
-            task
-            if cfg.reflection_model is None
-            else _client(config, cfg.reflection_model, checkpoint)
-        )
-        scorer = RowScorer(self._scorer_spec(config))
-        adapter = SystemPromptAdapter(
-            task,
-            scorer,
-            max_tokens=cfg.max_tokens or config.eval.max_tokens,
-            temperature=config.eval.temperature if cfg.temperature is None else cfg.temperature,
-        )
-        seed_prompt = cfg.seed_prompt or _shared_system_prompt(train_rows + val_rows)
-        # `val` benchmarks (metadata.benchmark) are scored under the best prompt so far.
+        adapter, reflect = self._models(ctx.config, checkpoint)
+        # Each iteration logs its metrics and scores the `val` benchmarks under the best prompt.
         history = SearchHistory(
             ctx.log_store,
             COMPONENT,
             on_iteration=lambda step, best: ctx.validate(
-                step, lambda: SystemPromptClient(task, best)
+                step, lambda: SystemPromptClient(adapter.client, best)
             ),
         )
         log.info(
             "gepa_prompt: %d training and %d validation rows, %s, budget %d metric calls",
             len(train_rows),
             len(val_rows),
-            scorer.name,
+            adapter.scorer.name,
             cfg.max_metric_calls,
         )
-
-        def reflect(prompt: str | list[dict[str, Any]]) -> str:
-            return reflection.generate(
-                prompt=prompt,
-                max_tokens=cfg.reflection_max_tokens,
-                temperature=cfg.reflection_temperature,
-            )
-
+        seed_prompt = cfg.seed_prompt or _shared_system_prompt(train_rows + val_rows)
         result = gepa.optimize(
             seed_candidate={COMPONENT: seed_prompt},
             trainset=train_rows,
@@ -224,6 +205,49 @@ class GepaPrompt:
             seed=ctx.seed,
             raise_on_exception=True,  # a reflection or task model that is down ends the run
         )
+        return self._record(ctx, result, history, checkpoint)
+
+    # -- parts --------------------------------------------------------------------------------
+
+    def _models(
+        self, config: ExperimentConfig, checkpoint: str | None
+    ) -> tuple[SystemPromptAdapter, Callable[[str | list[dict[str, Any]]], str]]:
+        """GEPA's adapter (the task model and the scorer) and its reflection model."""
+        from evsys.prompt_tuning.adapter import SystemPromptAdapter
+        from evsys.prompt_tuning.scoring import RowScorer
+
+        cfg = self.cfg
+        task = _client(config, cfg.task_model, checkpoint)
+        reflection = task
+        if cfg.reflection_model is not None:
+            reflection = _client(config, cfg.reflection_model, checkpoint)
+        adapter = SystemPromptAdapter(
+            task,
+            RowScorer(self._scorer_spec(config)),
+            max_tokens=cfg.max_tokens or config.eval.max_tokens,
+            temperature=config.eval.temperature if cfg.temperature is None else cfg.temperature,
+        )
+
+        def reflect(prompt: str | list[dict[str, Any]]) -> str:
+            return reflection.generate(
+                prompt=prompt,
+                max_tokens=cfg.reflection_max_tokens,
+                temperature=cfg.reflection_temperature,
+            )
+
+        return adapter, reflect
+
+    def _record(
+        self,
+        ctx: RunContext,
+        result: GEPAResult,
+        history: SearchHistory,
+        checkpoint: str | None,
+    ) -> RunResult:
+        """The best prompt as the artifact ``best_prompt``, the history as a file, the metrics."""
+        from evsys.prompt_tuning.adapter import COMPONENT
+        from evsys.prompt_tuning.history import HISTORY_FILE
+        from evsys.prompt_tuning.system_prompt import BEST_PROMPT, BEST_PROMPT_FILE
 
         best = result.best_candidate[COMPONENT]
         prompt_path = ctx.run_dir / BEST_PROMPT_FILE
@@ -254,8 +278,6 @@ class GepaPrompt:
             artifacts=artifacts,
             extras={"best_prompt": best},
         )
-
-    # -- parts --------------------------------------------------------------------------------
 
     def _split(self, ctx: RunContext) -> tuple[list[Row], list[Row]]:
         """Rows for reflection and rows for validation, both as prompt-tuning examples."""
