@@ -3,9 +3,11 @@
 Chained recipes (``combo``, ``sdft``'s rounds, continual stages) are written once for every
 backend through two things each backend already has: ``prepare(model=...)`` honours
 ``model.load_checkpoint_path``, and the recipe's implementation returns
-``artifacts["final_checkpoint"]``. A phase re-prepares the backend from the checkpoint it starts
-from (a fresh optimizer; the weights carry over), trains in its own directory, and logs to the
-run's log store with its steps shifted after the previous phases', so the curves run on.
+``artifacts["final_checkpoint"]`` (a recipe that moves no weights, ``updates_weights = False``
+like ``gepa_prompt``, may return none: the model stays where the phase started). A phase
+re-prepares the backend from the checkpoint it starts from (a fresh optimizer; the weights carry
+over), trains in its own directory, and logs to the run's log store with its steps shifted after
+the previous phases', so the curves run on.
 """
 
 from __future__ import annotations
