@@ -7,10 +7,9 @@ eval → ``run_result.json``. A failure anywhere is recorded in the result, neve
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -242,7 +241,7 @@ def _best_effort_eval(
         with best_effort(f"{prefix}benchmark_{benchmark.name}", config.name, errors):
             if system_prompt is not None:
                 rows = with_system_prompt(benchmark.rows, system_prompt)
-                benchmark = dataclasses.replace(benchmark, rows=rows)
+                benchmark = replace(benchmark, rows=rows)
             metrics |= benchmark.score(
                 client,
                 config.eval,
