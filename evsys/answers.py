@@ -52,6 +52,8 @@ def target_answer(target: Any) -> str:
     A dict target may also carry ``toolkit`` and ``aliases``; only ``answer`` is returned here.
     """
     if isinstance(target, dict):
+        if "answer" not in target and "inputs" in target and "expected" in target:
+            target = {"answer": target["expected"]}  # a prompt-dataset row (PromptExample)
         if "answer" not in target:
             raise DataError(
                 f"target {target!r} has no 'answer' key (keys: {', '.join(map(str, target))}); "

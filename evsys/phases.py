@@ -3,9 +3,11 @@
 Chained recipes (``combo``, ``sdft``'s rounds, continual stages) are written once for every
 backend through two things each backend already has: ``prepare(model=...)`` honours
 ``model.load_checkpoint_path``, and the recipe's implementation returns
-``artifacts["final_checkpoint"]``. A phase re-prepares the backend from the checkpoint it starts
-from (a fresh optimizer; the weights carry over), trains in its own directory, and logs to the
-run's log store with its steps shifted after the previous phases', so the curves run on.
+``artifacts["final_checkpoint"]`` (a recipe that moves no weights, ``updates_weights = False``
+like ``gepa_prompt``, may return none: the model stays where the phase started). A phase
+re-prepares the backend from the checkpoint it starts from (a fresh optimizer; the weights carry
+over), trains in its own directory, and logs to the run's log store with its steps shifted after
+the previous phases', so the curves run on.
 """
 
 from __future__ import annotations
@@ -57,7 +59,9 @@ def run_phase(
             result = implementation.train(phase_ctx)
     if result.status != "completed":
         raise TrainingError(f"phase {directory} ended {result.status}: {result.error}")
-    if "final_checkpoint" not in result.artifacts:
+    # A recipe that moves no weights (gepa_prompt) leaves the model where the phase started.
+    updates_weights = getattr(implementation, "updates_weights", True)
+    if "final_checkpoint" not in result.artifacts and updates_weights:
         raise TrainingError(f"phase {directory} ({recipe}) saved no final_checkpoint")
     return result
 
@@ -66,15 +70,20 @@ def phase_steps(result: RunResult) -> int:
     return int(result.metrics.get("train/steps", 0))
 
 
-def chained_result(ctx: RunContext, checkpoint: str | None, metrics: dict[str, float]) -> RunResult:
-    """The run's result after its last phase: that phase's checkpoint stands for the run."""
-    ctx.log_store.log_artifact("final_checkpoint", str(checkpoint))
-    return RunResult(
-        run_id=ctx.run_id,
-        status="completed",
-        metrics=metrics,
-        artifacts={"final_checkpoint": str(checkpoint)},
-    )
+def chained_result(
+    ctx: RunContext,
+    checkpoint: str | None,
+    metrics: dict[str, float],
+    artifacts: dict[str, str] | None = None,
+) -> RunResult:
+    """The run's result after its last phase: that phase's checkpoint stands for the run (None:
+    no phase moved the weights); ``artifacts`` adds others (a tuned prompt)."""
+    artifacts = dict(artifacts or {})
+    if checkpoint is not None:
+        artifacts["final_checkpoint"] = str(checkpoint)
+    for name, path in artifacts.items():
+        ctx.log_store.log_artifact(name, path)
+    return RunResult(run_id=ctx.run_id, status="completed", metrics=metrics, artifacts=artifacts)
 
 
 class StepOffsetLogStore:

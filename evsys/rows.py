@@ -1,7 +1,8 @@
 """Reading the parts of a row that training and eval need, whatever its shape.
 
-Rows are plain dicts: prompt/answer rows (``{"prompt", "answer"}``) or chat rows
-(``{"messages": [...]}``, as ``jsonl_to_chat`` makes them).
+Rows are plain dicts: prompt/answer rows (``{"prompt", "answer"}``), chat rows
+(``{"messages": [...]}``, as ``jsonl_to_chat`` makes them) or prompt-dataset rows
+(``{"inputs": {...}, "expected": ...}``, :class:`evsys.data.types.PromptExample`).
 """
 
 from __future__ import annotations
@@ -26,12 +27,14 @@ def prompt_messages(row: dict[str, Any]) -> list[Message]:
 
 
 def prompt_text(row: dict[str, Any]) -> str:
-    """``row["prompt"]``, else the content of the last user message."""
+    """``row["prompt"]``, else the content of the last user message, else the row's ``inputs``."""
     if "prompt" in row:
         return str(row["prompt"])
     for message in reversed(row.get("messages") or []):
         if message.get("role") == "user":
             return _text(message.get("content"))
+    if isinstance(row.get("inputs"), dict):
+        return render_inputs(row["inputs"])
     raise DataError(f"row has neither 'prompt' nor a user message (keys: {sorted(row)})")
 
 
@@ -40,12 +43,20 @@ def assistant_text(row: dict[str, Any]) -> str:
     messages = row.get("messages") or []
     if messages and messages[-1].get("role") == "assistant":
         return _text(messages[-1].get("content"))
-    for key in ("target_assistant", "answer"):
+    for key in ("target_assistant", "answer", "expected"):
         if key in row:
             return str(row[key])
     raise DataError(
-        f"row has no assistant turn, 'target_assistant' or 'answer' (keys: {sorted(row)})"
+        f"row has no assistant turn, 'target_assistant', 'answer' or 'expected' (keys: {sorted(row)})"
     )
+
+
+def render_inputs(inputs: dict[str, Any]) -> str:
+    """A prompt-dataset row's named inputs as one user message: a lone input as itself, several
+    as ``name: value`` lines."""
+    if len(inputs) == 1:
+        return str(next(iter(inputs.values())))
+    return "\n".join(f"{name}: {value}" for name, value in inputs.items())
 
 
 def indices_by_value(rows: Sequence[dict[str, Any]], key: str) -> dict[str, list[int]]:

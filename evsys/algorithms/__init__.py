@@ -8,6 +8,7 @@ from evsys.algorithms import (  # noqa: F401  (registers the recipes)
     agent_rl,
     combo,
     distill,
+    gepa_prompt,
     rl,
     sdft,
     sft,

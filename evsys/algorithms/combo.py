@@ -10,6 +10,7 @@ from evsys.checks import recipe_metrics
 from evsys.config import AlgorithmConfig, DataConfig, Strict
 from evsys.data.sources import apply_transforms, load_rows
 from evsys.phases import chained_result, phase_steps, run_phase
+from evsys.prompt_tuning.system_prompt import BEST_PROMPT, best_prompt, with_system_prompt
 from evsys.protocols import RunContext, RunResult
 from evsys.registry import register_algorithm
 from evsys.task_verifiers import recipe_judge
@@ -29,6 +30,8 @@ class Combo:
 
     Each phase gets a fresh optimizer and starts from the previous phase's final checkpoint; its
     metrics are kept as ``phase/<i>_<kind>/<metric>`` and its steps continue the run's curves.
+    A prompt a phase tunes (``gepa_prompt``) is the system prompt of every later phase's rows,
+    and of the run's eval.
     """
 
     class Config(Strict):
@@ -52,6 +55,8 @@ class Combo:
 
     def train(self, ctx: RunContext) -> RunResult:
         checkpoint, steps = ctx.config.model.load_checkpoint_path, 0
+        tuned: dict[str, str] = {}  # the best_prompt artifact of the last phase that tuned one
+        prompt: str | None = None
         metrics: dict[str, float] = {}
         last: dict[str, float] = {}
         for index, phase in enumerate(self.cfg.phases):
@@ -61,6 +66,8 @@ class Combo:
                 rows = apply_transforms(
                     load_rows(phase.data, ctx.data_store, judge=judge), phase.data.transforms
                 )
+            if prompt is not None:
+                rows = with_system_prompt(rows, prompt)
             name = f"{index}_{phase.kind}"
             result = run_phase(
                 ctx,
@@ -71,9 +78,13 @@ class Combo:
                 directory=name,
                 step_offset=steps,
             )
-            checkpoint, steps = result.artifacts["final_checkpoint"], steps + phase_steps(result)
+            checkpoint = result.artifacts.get("final_checkpoint", checkpoint)
+            steps += phase_steps(result)
+            if BEST_PROMPT in result.artifacts:
+                tuned = {BEST_PROMPT: result.artifacts[BEST_PROMPT]}
+                prompt = best_prompt(tuned)
             metrics |= {f"phase/{name}/{key}": value for key, value in result.metrics.items()}
             last = result.metrics
         metrics |= last  # the last phase's values stand for the run
         metrics["train/steps"] = float(steps)
-        return chained_result(ctx, checkpoint, metrics)
+        return chained_result(ctx, checkpoint, metrics, tuned)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from evsys.cpus import runtime_state
 from evsys.data.sources import apply_transforms, load_rows
 from evsys.errors import ConfigError, DataError
 from evsys.interrupts import interruption, signals_deferred, signals_raise
+from evsys.prompt_tuning.system_prompt import best_prompt, with_system_prompt
 from evsys.protocols import LogStore, RunContext, RunResult
 from evsys.registry import BACKENDS, DATA_STORES, LOG_STORES, resolve_algorithm
 from evsys.run.continual import run_continual
@@ -191,6 +192,7 @@ def _train_and_score(
             deps,
             label=None,
             errors=result.extras,
+            system_prompt=best_prompt(result.artifacts),  # a tuned prompt (gepa_prompt)
         )
         if eval_metrics:
             result.metrics.update(eval_metrics)
@@ -251,9 +253,11 @@ def _best_effort_eval(
     *,
     label: str | None,
     errors: dict[str, Any],
+    system_prompt: str | None = None,
 ) -> dict[str, float]:
     """Eval rows and ``test`` benchmarks scored on ``checkpoint``; with a ``label`` (e.g.
-    ``baseline``) every name and file gets it as a prefix. Failures are kept in ``errors``."""
+    ``baseline``) every name and file gets it as a prefix; with a ``system_prompt`` every
+    conversation opens with it. Failures are kept in ``errors``."""
     tests = [b for b in benchmarks if "test" in b.spec.tags]
     scored = config.eval.enabled and config.eval.metrics
     if not scored and not tests:
@@ -269,12 +273,17 @@ def _best_effort_eval(
     if scored:
         with best_effort(f"{prefix}eval", config.name, errors):
             rows = eval_rows(config, data_store, train_rows)
+            if system_prompt is not None:
+                rows = with_system_prompt(rows, system_prompt)
             metrics |= evaluate(
                 config, client, rows, out_dir, label=label or "eval", errors=metric_errors
             )
     for benchmark in tests:
         # One benchmark that cannot be scored costs only its own scores.
         with best_effort(f"{prefix}benchmark_{benchmark.name}", config.name, errors):
+            if system_prompt is not None:
+                rows = with_system_prompt(benchmark.rows, system_prompt)
+                benchmark = replace(benchmark, rows=rows)
             metrics |= benchmark.score(
                 client,
                 config.eval,

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import Field
 
-from evsys.backends.mock.policy import MockPolicy, stable_seed
+from evsys.backends.mock.policy import MockPolicy, in_context_examples, stable_seed
 from evsys.config import Seed, Strict
 from evsys.registry import register_inference
 from evsys.rows import prompt_text
@@ -16,7 +16,12 @@ from evsys.rows import prompt_text
 
 @register_inference("mock")
 class MockInferenceClient:
-    """Answers from a mock checkpoint; an untrained (checkpoint-less) model knows nothing."""
+    """Answers from a mock checkpoint; an untrained (checkpoint-less) model knows nothing.
+
+    Like a real model it also learns in context: the worked examples of its system prompt
+    (lines ``<prompt> => <answer>``) answer prompts like theirs, so a tuned prompt
+    (``gepa_prompt``) can teach it what training would.
+    """
 
     class Config(Strict):
         model: str | None = Field(None, description="Base model name (informational for mock).")
@@ -46,9 +51,17 @@ class MockInferenceClient:
         temperature: float = 0.0,
         stop: Sequence[str] | None = None,
     ) -> str:
-        text = prompt if isinstance(prompt, str) else prompt_text({"messages": prompt})
+        messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+        text = prompt_text({"messages": messages})
+        system = "\n".join(
+            m["content"]
+            for m in messages
+            if m.get("role") == "system" and isinstance(m.get("content"), str)
+        )
+        examples = in_context_examples(system)
+        policy = self.policy.reading(examples) if examples else self.policy
         rng = random.Random(stable_seed(self.cfg.seed, text))
-        completion = self.policy.generate(text, rng, greedy=temperature == 0)
+        completion = policy.generate(text, rng, greedy=temperature == 0)
         for s in stop or ():
             completion = completion.split(s)[0]
         return completion[: max_tokens * 8]  # roughly max_tokens tokens of text

@@ -13,6 +13,8 @@ from evsys.files import write_text_atomically
 
 CHECKPOINT_FILE = "mock_policy.json"
 _WORD = re.compile(r"[a-z0-9]+")
+# A worked example in a system prompt, one per line: `<prompt> => <answer>`.
+_EXAMPLE_LINE = re.compile(r"^\s*(?:[-*]\s+)?(?P<prompt>\S.*?)\s*=>\s*(?P<answer>\S.*?)\s*$", re.M)
 
 
 def words(text: str) -> frozenset[str]:
@@ -22,6 +24,12 @@ def words(text: str) -> frozenset[str]:
 def similarity(a: frozenset[str], b: frozenset[str]) -> float:
     """Jaccard similarity of two word sets."""
     return len(a & b) / len(a | b) if a or b else 0.0
+
+
+def in_context_examples(text: str) -> dict[str, str]:
+    """The worked examples a system prompt shows, ``prompt → answer``: each line written
+    ``<prompt> => <answer>``. The mock model learns them in context (see :meth:`MockPolicy.reading`)."""
+    return {m["prompt"]: m["answer"] for m in _EXAMPLE_LINE.finditer(text)}
 
 
 def stable_seed(*parts: object) -> int:
@@ -46,6 +54,17 @@ class MockPolicy:
             if sim > best_sim:
                 best, best_sim = known, sim
         return (best, best_sim) if best_sim >= self.min_similarity else (None, best_sim)
+
+    def reading(self, examples: dict[str, str]) -> MockPolicy:
+        """This policy with ``examples`` in its context (in-context learning): it answers from them
+        as surely as from what it memorised, a prompt of its own context winning over one of its
+        memory; its memory is left as it was."""
+        return MockPolicy(
+            capacity=self.capacity + len(examples),
+            answers={**self.answers, **examples},
+            confidence={**self.confidence, **dict.fromkeys(examples, 1.0)},
+            min_similarity=self.min_similarity,
+        )
 
     def learn(self, prompt: str, answer: str, confidence: float, rng: random.Random) -> None:
         if prompt not in self.answers and len(self.answers) >= self.capacity:
