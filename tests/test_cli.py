@@ -56,10 +56,13 @@ def test_hydra_flags_behave_as_in_any_hydra_app(workdir: Path) -> None:
     help_text = run_evsys("--help", cwd=workdir)
     assert help_text.returncode == 0
     assert (
-        "algorithm: combo, distill, gepa_prompt, rl, sdft, sft, sft_quick, sft_small_model"
+        "algorithm: agent_rl, combo, distill, gepa_prompt, rl, sdft, sft, sft_quick, sft_small_model"
         in help_text.stdout
     )
-    assert "experiment: continual_mock, lora_rank, quickstart, rl_arithmetic" in help_text.stdout
+    assert (
+        "experiment: agent_calculator, agent_guess_number, continual_mock, lora_rank, quickstart,"
+        " rl_arithmetic" in help_text.stdout
+    )
 
     info = run_evsys("--info", "searchpath", cwd=workdir)
     assert info.returncode == 0
@@ -126,7 +129,17 @@ def test_list_and_schema(workdir: Path) -> None:
 
     everything = json.loads(run_evsys("schema", "--all", cwd=workdir, module=False).stdout)
     assert set(everything["groups"]["algorithm"]["options"]) == {
-        *("combo", "distill", "gepa_prompt", "rl", "sdft", "sft", "sft_quick", "sft_small_model")
+        *(
+            "agent_rl",
+            "combo",
+            "distill",
+            "gepa_prompt",
+            "rl",
+            "sdft",
+            "sft",
+            "sft_quick",
+            "sft_small_model",
+        )
     }
     assert everything["groups"]["algorithm"]["extension_kind"] == "algorithm"
     assert "tiny" in everything["groups"]["model"]["options"]
