@@ -21,6 +21,7 @@ import inspect
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -134,6 +135,11 @@ class HostedClient:
         self._sleep, self._on_retry = sleep, on_retry
         self._slots = threading.BoundedSemaphore(self.cfg.concurrency)
         self._sdk = self._connect(self._import_sdk(), self._api_key())
+        # The SDK keeps a pool of open connections: close them when this client goes, since
+        # callers of the inference protocol never close a client.
+        close = getattr(self._sdk, "close", None)
+        if callable(close):
+            weakref.finalize(self, close)
 
     @property
     def concurrency(self) -> int:

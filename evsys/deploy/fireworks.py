@@ -311,10 +311,11 @@ class _Api:
             with urllib.request.urlopen(request, timeout=self.cfg.request_timeout_s) as reply:
                 return reply.read()
         except urllib.error.HTTPError as exc:
-            detail = exc.read()[:300].decode("utf-8", "replace").strip()
-            if still_pending is not None and still_pending(exc.code, detail):
-                return None
-            raise self._http_error(where, exc, detail) from None
+            with exc:  # it holds the connection open until closed
+                detail = exc.read()[:300].decode("utf-8", "replace").strip()
+                if still_pending is not None and still_pending(exc.code, detail):
+                    return None
+                raise self._http_error(where, exc, detail) from None
         except (urllib.error.URLError, HTTPException, OSError) as exc:  # refused, reset, timeout
             reason = getattr(exc, "reason", exc)
             raise TransientHTTPError(f"{where}: {type(reason).__name__}: {reason}") from None

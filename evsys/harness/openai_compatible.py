@@ -126,7 +126,8 @@ class OpenAICompatibleClient:
             with urllib.request.urlopen(request, timeout=self.cfg.timeout_s) as response:
                 raw = response.read()
         except urllib.error.HTTPError as exc:
-            raise self._http_error(exc) from None
+            with exc:  # it holds the connection open until closed
+                raise self._http_error(exc) from None
         except (urllib.error.URLError, HTTPException, OSError) as exc:  # refused, reset, timeout
             reason = getattr(exc, "reason", exc)
             raise TransientHTTPError(f"{self.url}: {type(reason).__name__}: {reason}") from None

@@ -81,6 +81,7 @@ def probe(url: str, timeout_s: float) -> None:
             status = response.status
     except urllib.error.HTTPError as exc:
         status = exc.code
+        exc.close()  # it holds the connection open until closed
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise BackendError(
