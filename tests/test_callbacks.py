@@ -62,6 +62,22 @@ def recorder(clean_registries: None) -> type[Recorder]:
     return Recorder
 
 
+# The hooks of 4 steps with `val` every 2 steps and a checkpoint every 3 (and the final one), in
+# order: the same on every backend (test_local_callbacks, test_tinker_callbacks).
+FOUR_STEPS_VALIDATED_EVERY_2_SAVED_EVERY_3 = [
+    ("on_train_begin",),
+    ("on_step_end", 1),
+    ("on_evaluate", 2),
+    ("on_step_end", 2),
+    ("on_save", 3),
+    ("on_step_end", 3),
+    ("on_evaluate", 4),
+    ("on_step_end", 4),
+    ("on_save", 4),
+    ("on_train_end",),
+]
+
+
 def hooks_of(calls: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     """Each call as (hook, step): what the order tests compare."""
     return [call[:2] for call in calls]
@@ -85,18 +101,7 @@ def test_hooks_are_called_in_order_with_the_steps_metrics(
     assert record["status"] == "completed", record["error"]
 
     calls = recorder.calls
-    assert hooks_of(calls) == [
-        ("on_train_begin",),
-        ("on_step_end", 1),
-        ("on_evaluate", 2),
-        ("on_step_end", 2),
-        ("on_save", 3),
-        ("on_step_end", 3),
-        ("on_evaluate", 4),
-        ("on_step_end", 4),
-        ("on_save", 4),
-        ("on_train_end",),
-    ]
+    assert hooks_of(calls) == FOUR_STEPS_VALIDATED_EVERY_2_SAVED_EVERY_3
     # Each step's metrics are what the run logged at that step, as metrics.jsonl has them.
     logged: dict[int, dict[str, float]] = {}
     for line in metrics_lines(workdir / "r"):

@@ -11,7 +11,11 @@ from conftest import REPO, metrics_lines, require, run_in_process  # noqa: E402
 require("trl", "pip install 'evsys[local]'")
 require("peft", "pip install 'evsys[local]'")
 
-from test_callbacks import Recorder, hooks_of  # noqa: E402
+from test_callbacks import (  # noqa: E402
+    FOUR_STEPS_VALIDATED_EVERY_2_SAVED_EVERY_3,
+    Recorder,
+    hooks_of,
+)
 
 from evsys.registry import register_callback  # noqa: E402
 
@@ -49,18 +53,7 @@ def test_trl_steps_call_the_hooks_in_order(workdir: Path, recorder: type[Recorde
     assert record["status"] == "completed", record["error"]
 
     calls = recorder.calls
-    assert hooks_of(calls) == [
-        ("on_train_begin",),
-        ("on_step_end", 1),
-        ("on_evaluate", 2),
-        ("on_step_end", 2),
-        ("on_save", 3),
-        ("on_step_end", 3),
-        ("on_evaluate", 4),
-        ("on_step_end", 4),
-        ("on_save", 4),
-        ("on_train_end",),
-    ]
+    assert hooks_of(calls) == FOUR_STEPS_VALIDATED_EVERY_2_SAVED_EVERY_3
     logged: dict[int, dict[str, Any]] = {}
     for line in metrics_lines(workdir / "r"):
         logged.setdefault(line.pop("step"), {}).update(line)

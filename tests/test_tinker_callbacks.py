@@ -11,7 +11,11 @@ from conftest import REPO, require  # noqa: E402
 require("tinker", "pip install 'evsys[tinker]'", declared_by="EVSYS_REQUIRE_TINKER")
 require("transformers", "pip install 'evsys[local]'", declared_by="EVSYS_REQUIRE_TINKER")
 
-from test_callbacks import Recorder, hooks_of  # noqa: E402
+from test_callbacks import (  # noqa: E402
+    FOUR_STEPS_VALIDATED_EVERY_2_SAVED_EVERY_3,
+    Recorder,
+    hooks_of,
+)
 from tinker_server import API_KEY, TinkerTestServer, sdk_clients_closed, tiny_server  # noqa: E402
 
 from evsys.compose.compose import compose_and_validate  # noqa: E402
@@ -73,18 +77,7 @@ def test_tinker_sft_calls_the_hooks_in_order(
     )
     assert outcome.record["status"] == "completed", outcome.record["error"]
     calls = recorder.calls
-    assert hooks_of(calls) == [
-        ("on_train_begin",),
-        ("on_step_end", 1),
-        ("on_evaluate", 2),
-        ("on_step_end", 2),
-        ("on_save", 3),
-        ("on_step_end", 3),
-        ("on_evaluate", 4),
-        ("on_step_end", 4),
-        ("on_save", 4),
-        ("on_train_end",),
-    ]
+    assert hooks_of(calls) == FOUR_STEPS_VALIDATED_EVERY_2_SAVED_EVERY_3
     ends = {call[1]: call[2] for call in calls if call[0] == "on_step_end"}
     assert all(ends[step]["train/loss"] > 0 for step in (1, 2, 3, 4))
     assert VAL_METRIC in ends[2] and VAL_METRIC not in ends[3]
