@@ -238,6 +238,7 @@ def sft_overrides(args: argparse.Namespace) -> list[str]:
         f"model={args.model}",
         "data=tool_selection",
         "eval=none",
+        "metadata.success_metric=null",  # no eval: nothing to rank by
         f"algorithm.params.max_steps={args.steps}",
         *(f"algorithm.params.{key}={value}" for key, value in SFT.items()),
         "backend.params.device=cpu",
