@@ -12,7 +12,7 @@ from conftest import metrics_lines, require
 require("tinker", "pip install 'evsys[tinker]'", declared_by="EVSYS_REQUIRE_TINKER")
 require("transformers", "pip install 'evsys[local]'", declared_by="EVSYS_REQUIRE_TINKER")
 
-from tinker_server import API_KEY, TinkerTestServer, sdk_clients_closed, tiny_server  # noqa: E402
+from tinker_server import TinkerTestServer, serving_tiny  # noqa: E402
 
 from evsys.agents.episode import Episode  # noqa: E402
 from evsys.backends.tinker.agent_rl import episode_datum  # noqa: E402
@@ -25,13 +25,7 @@ pytestmark = pytest.mark.tinker
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TinkerTestServer]:
-    with (
-        tiny_server(tmp_path_factory.mktemp("tinker-server")) as running,
-        sdk_clients_closed(),
-        pytest.MonkeyPatch.context() as mp,
-    ):
-        mp.setenv("TINKER_API_KEY", API_KEY)
-        mp.delenv("TINKER_BASE_URL", raising=False)
+    with serving_tiny(tmp_path_factory.mktemp("tinker-server")) as running:
         yield running
 
 

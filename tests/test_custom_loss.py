@@ -100,15 +100,9 @@ def test_the_readme_recipe_changes_local_training(workdir: Path, focal: str) -> 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     require("tinker", "pip install 'evsys[tinker]'", declared_by="EVSYS_REQUIRE_TINKER")
-    from tinker_server import API_KEY, sdk_clients_closed, tiny_server
+    from tinker_server import serving_tiny
 
-    with (
-        tiny_server(tmp_path_factory.mktemp("tinker-server")) as running,
-        sdk_clients_closed(),
-        pytest.MonkeyPatch.context() as mp,
-    ):
-        mp.setenv("TINKER_API_KEY", API_KEY)
-        mp.delenv("TINKER_BASE_URL", raising=False)
+    with serving_tiny(tmp_path_factory.mktemp("tinker-server")) as running:
         yield running
 
 

@@ -19,13 +19,7 @@ from conftest import require  # noqa: E402
 require("tinker", "pip install 'evsys[tinker]'", declared_by="EVSYS_REQUIRE_TINKER")
 require("transformers", "pip install 'evsys[local]'", declared_by="EVSYS_REQUIRE_TINKER")
 
-from tinker_server import (  # noqa: E402
-    API_KEY,
-    TINY,
-    TinkerTestServer,
-    sdk_clients_closed,
-    tiny_server,
-)
+from tinker_server import TINY, TinkerTestServer, serving_tiny  # noqa: E402
 
 from evsys.backends.tinker.inference import TinkerInferenceClient  # noqa: E402
 from evsys.compose.compose import compose_and_validate  # noqa: E402
@@ -53,13 +47,7 @@ PROMPTS: list[Any] = [
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TinkerTestServer]:
-    with (
-        tiny_server(tmp_path_factory.mktemp("tinker-server")) as running,
-        sdk_clients_closed(),
-        pytest.MonkeyPatch.context() as mp,
-    ):
-        mp.setenv("TINKER_API_KEY", API_KEY)
-        mp.delenv("TINKER_BASE_URL", raising=False)
+    with serving_tiny(tmp_path_factory.mktemp("tinker-server")) as running:
         yield running
 
 

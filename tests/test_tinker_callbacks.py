@@ -16,7 +16,7 @@ from test_callbacks import (  # noqa: E402
     Recorder,
     hooks_of,
 )
-from tinker_server import API_KEY, TinkerTestServer, sdk_clients_closed, tiny_server  # noqa: E402
+from tinker_server import TinkerTestServer, serving_tiny  # noqa: E402
 
 from evsys.compose.compose import compose_and_validate  # noqa: E402
 from evsys.registry import register_callback  # noqa: E402
@@ -34,13 +34,7 @@ VAL_EVERY_2 = (
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TinkerTestServer]:
-    with (
-        tiny_server(tmp_path_factory.mktemp("tinker-server")) as running,
-        sdk_clients_closed(),
-        pytest.MonkeyPatch.context() as mp,
-    ):
-        mp.setenv("TINKER_API_KEY", API_KEY)
-        mp.delenv("TINKER_BASE_URL", raising=False)
+    with serving_tiny(tmp_path_factory.mktemp("tinker-server")) as running:
         yield running
 
 

@@ -14,7 +14,14 @@ import pytest
 
 from .server import TinkerTestServer
 
-__all__ = ["API_KEY", "TINY", "TinkerTestServer", "sdk_clients_closed", "tiny_server"]
+__all__ = [
+    "API_KEY",
+    "TINY",
+    "TinkerTestServer",
+    "sdk_clients_closed",
+    "serving_tiny",
+    "tiny_server",
+]
 
 TINY = "evsys/tiny-llama"
 API_KEY = "tml-evsys-test-4f1c9e0a7b"
@@ -25,6 +32,16 @@ def tiny_server(root: Path, api_key: str = API_KEY) -> TinkerTestServer:
     from evsys.backends.local.models import resolve_model_path
 
     return TinkerTestServer(root, {TINY: resolve_model_path(TINY)}, api_key=api_key)
+
+
+@contextmanager
+def serving_tiny(root: Path) -> Iterator[TinkerTestServer]:
+    """The tiny server, running, with the SDK's key in ``$TINKER_API_KEY`` and no
+    ``$TINKER_BASE_URL``; the SDK's clients are closed at the end (a module fixture's body)."""
+    with tiny_server(root) as running, sdk_clients_closed(), pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TINKER_API_KEY", API_KEY)
+        mp.delenv("TINKER_BASE_URL", raising=False)
+        yield running
 
 
 @contextmanager
