@@ -135,3 +135,44 @@ def metrics_lines(run_dir: Path) -> list[dict[str, Any]]:
 
 def run_results(root: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(root.rglob("run_result.json"))]
+
+
+def harbor_tasks_rewarding_digits(directory: Path) -> tuple[list[str], list[tuple[str, float]]]:
+    """Four harbor tasks whose in-process verifier ``digit_share_of`` (registered here: use the
+    ``clean_registries`` fixture) rewards the share of digits in a completion, scaled by 0.5.
+    Returns the overrides of an RL run on them (2 steps × 2 tasks × 2 samples, the recipe's own
+    verifier ignored) and the verifier's calls, as ``(expected, scale)``, filled as it runs."""
+    from evsys.verifiers import register_verifier_fn
+
+    calls: list[tuple[str, float]] = []
+
+    @register_verifier_fn("digit_share_of")
+    def digit_share_of(completion: str, expected: str, scale: float = 1.0) -> float:
+        calls.append((expected, scale))
+        return scale * sum(c.isdigit() for c in completion) / max(len(completion), 1)
+
+    verifier = {"kind": "in_process", "fn_name": "digit_share_of", "params": {"scale": 0.5}}
+    tasks = [
+        {
+            "task_id": f"t{i}",
+            "instruction": f"What is {i} + {i}?",
+            "verifier": {**verifier, "expected": str(2 * i)},
+        }
+        for i in range(4)
+    ]
+    path = directory / "tasks.jsonl"
+    path.write_text("".join(json.dumps(t) + "\n" for t in tasks))
+    overrides = [
+        "algorithm=rl",
+        "eval=none",
+        "data.source_kind=jsonl",
+        f"data.path={path}",
+        "data.eval_path=null",
+        "data.transforms=[]",
+        "algorithm.params.verifier.kind=format_only",  # rows with a verifier of their own ignore it
+        "algorithm.params.max_steps=2",
+        "algorithm.params.batch_size=2",
+        "algorithm.params.group_size=2",
+        "algorithm.params.max_tokens=8",
+    ]
+    return overrides, calls

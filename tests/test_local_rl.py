@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 
 import pytest
-from conftest import require  # noqa: E402
+from conftest import harbor_tasks_rewarding_digits, require  # noqa: E402
 
 require("trl", "pip install 'evsys[local]'")
 require("peft", "pip install 'evsys[local]'")
@@ -122,38 +122,8 @@ def test_a_graded_verifier_moves_the_adapter(workdir: Path) -> None:
 @pytest.mark.usefixtures("clean_registries")
 def test_harbor_tasks_train_on_their_own_verifiers(workdir: Path) -> None:
     """Rows that are harbor tasks: the prompt is the instruction, the reward the task's verifier."""
-    calls = []
-
-    @register_verifier_fn("digit_share_of")
-    def digit_share_of(completion: str, expected: str, scale: float = 1.0) -> float:
-        calls.append((expected, scale))
-        return scale * sum(c.isdigit() for c in completion) / max(len(completion), 1)
-
-    verifier = {"kind": "in_process", "fn_name": "digit_share_of", "params": {"scale": 0.5}}
-    tasks = [
-        {
-            "task_id": f"t{i}",
-            "instruction": f"What is {i} + {i}?",
-            "verifier": {**verifier, "expected": str(2 * i)},
-        }
-        for i in range(4)
-    ]
-    (workdir / "tasks.jsonl").write_text("".join(json.dumps(t) + "\n" for t in tasks))
-    overrides = [
-        "algorithm=rl",
-        "backend=local",
-        "model=tiny",
-        "eval=none",
-        "data.source_kind=jsonl",
-        f"data.path={workdir / 'tasks.jsonl'}",
-        "data.eval_path=null",
-        "data.transforms=[]",
-        "algorithm.params.verifier.kind=format_only",  # rows with a verifier of their own ignore it
-        "algorithm.params.max_steps=2",
-        "algorithm.params.batch_size=2",
-        "algorithm.params.group_size=2",
-        "algorithm.params.max_tokens=8",
-    ]
+    task_overrides, calls = harbor_tasks_rewarding_digits(workdir)
+    overrides = [*task_overrides, "backend=local", "model=tiny"]
     _, config = compose_and_validate(overrides)
     outcome = run_arm(config, workdir / "run", overrides=overrides)
     assert outcome.record["status"] == "completed", outcome.record["error"]

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import require  # noqa: E402
+from conftest import harbor_tasks_rewarding_digits, require  # noqa: E402
 
 require("tinker", "pip install 'evsys[tinker]'", declared_by="EVSYS_REQUIRE_TINKER")
 require("transformers", "pip install 'evsys[local]'", declared_by="EVSYS_REQUIRE_TINKER")
@@ -27,7 +27,6 @@ from evsys.config import Strict  # noqa: E402
 from evsys.protocols import VerificationResult  # noqa: E402
 from evsys.registry import register_verifier  # noqa: E402
 from evsys.run.runner import ArmOutcome, run_arm  # noqa: E402
-from evsys.verifiers import register_verifier_fn  # noqa: E402
 
 pytestmark = pytest.mark.tinker
 
@@ -299,38 +298,8 @@ def test_rl_with_ppo_and_a_kl_penalty(
 def test_rl_on_harbor_tasks_rewards_with_each_tasks_verifier(
     server: TinkerTestServer, clean_registries: None, tmp_path: Path
 ) -> None:
-    calls = []
-
-    @register_verifier_fn("digit_share_of")
-    def digit_share_of(completion: str, expected: str, scale: float = 1.0) -> float:
-        calls.append((expected, scale))
-        return scale * sum(c.isdigit() for c in completion) / max(len(completion), 1)
-
-    verifier = {"kind": "in_process", "fn_name": "digit_share_of", "params": {"scale": 0.5}}
-    tasks = [
-        {
-            "task_id": f"t{i}",
-            "instruction": f"What is {i} + {i}?",
-            "verifier": {**verifier, "expected": str(2 * i)},
-        }
-        for i in range(4)
-    ]
-    (tmp_path / "tasks.jsonl").write_text("".join(json.dumps(t) + "\n" for t in tasks))
-    outcome = run(
-        server,
-        tmp_path / "run",
-        "algorithm=rl",
-        "eval=none",
-        "data.source_kind=jsonl",
-        f"data.path={tmp_path / 'tasks.jsonl'}",
-        "data.eval_path=null",
-        "data.transforms=[]",
-        "algorithm.params.verifier.kind=format_only",  # rows with a verifier of their own ignore it
-        "algorithm.params.max_steps=2",
-        "algorithm.params.batch_size=2",
-        "algorithm.params.group_size=2",
-        "algorithm.params.max_tokens=8",
-    )
+    overrides, calls = harbor_tasks_rewarding_digits(tmp_path)
+    outcome = run(server, tmp_path / "run", *overrides)
     assert outcome.record["status"] == "completed", outcome.record["error"]
     rows = metrics_of(tmp_path / "run", "train/reward_mean")
     assert [m["step"] for m in rows] == [1, 2]
