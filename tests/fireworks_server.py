@@ -13,8 +13,10 @@ import json
 import re
 import threading
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
+
+from vendor_servers import JSONHandler
 
 _MODELS = re.compile(r"^/v1/accounts/([^/]+)/models$")
 _MODEL_ACTION = re.compile(
@@ -175,11 +177,8 @@ def _error(code: int, message: str) -> dict[str, Any]:
     return {"code": code, "message": message}
 
 
-def _handler(fake: FakeFireworks) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *_: Any) -> None:  # quiet test output
-            pass
-
+def _handler(fake: FakeFireworks) -> type[JSONHandler]:
+    class Handler(JSONHandler):
         def do_GET(self) -> None:
             self._serve()
 
@@ -211,15 +210,5 @@ def _handler(fake: FakeFireworks) -> type[BaseHTTPRequestHandler]:
                 body: Any = raw if route == "upload" else json.loads(raw or b"{}")
                 code, payload = fake.handle(self.command, split.path, query, body)
             self._json(code, payload)
-
-        def _json(self, code: int, payload: Any, headers: dict[str, str] | None = None) -> None:
-            data = json.dumps(payload).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            for key, value in (headers or {}).items():
-                self.send_header(key, value)
-            self.end_headers()
-            self.wfile.write(data)
 
     return Handler

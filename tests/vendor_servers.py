@@ -77,6 +77,25 @@ def count_tokens(text: str) -> int:
     return len(text.split())
 
 
+class JSONHandler(BaseHTTPRequestHandler):
+    """A quiet request handler that answers JSON (the test servers' shared plumbing)."""
+
+    def log_message(self, *_: Any) -> None:  # quiet test output
+        pass
+
+    def _json(self, code: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+        self._raw(code, json.dumps(payload).encode(), headers)
+
+    def _raw(self, code: int, data: bytes, headers: dict[str, str] | None = None) -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+
 class VendorServer:
     """``failures``: how the next requests fail, in order; ``always_fail``: requests whose
     prompt contains this text, or that name this model, fail every time (with ``500``);
@@ -180,11 +199,8 @@ def _truncate(text: str, stop: list[str], max_tokens: int) -> tuple[str, str]:
 
 
 def _handler(fake: VendorServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(JSONHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, as the SDKs' HTTP clients expect
-
-        def log_message(self, *_: Any) -> None:  # quiet test output
-            pass
 
         def do_POST(self) -> None:
             raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
@@ -239,18 +255,6 @@ def _handler(fake: VendorServer) -> type[BaseHTTPRequestHandler]:
             )
             texts = [text for text, _ in cut]
             return self._json(200, fake.respond(request, texts, [why for _, why in cut]))
-
-        def _json(self, code: int, payload: Any, headers: dict[str, str] | None = None) -> None:
-            self._raw(code, json.dumps(payload).encode(), headers)
-
-        def _raw(self, code: int, data: bytes, headers: dict[str, str] | None = None) -> None:
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            for key, value in (headers or {}).items():
-                self.send_header(key, value)
-            self.end_headers()
-            self.wfile.write(data)
 
     return Handler
 
