@@ -238,6 +238,16 @@ def test_bad_sweeps_are_refused_by_plan_and_multirun_alike(
     assert plan[0] == multirun[0], f"{lines}: plan {plan[0]}, --multirun {multirun[0]}"
 
 
+@pytest.mark.parametrize("lines", [["seed=???"], ["seed=???", "hydra.sweep.dir='_'"]])
+def test_a_required_value_marker_is_refused_by_every_entry_point(
+    lines: list[str], empty_dir: Path
+) -> None:
+    """``???`` reaches a run as the marker itself, never as the schema's default."""
+    results = _entry_points(lines, empty_dir)
+    _check(results, lines, must_refuse=True)
+    assert "seed: required value is missing" in results["validate"][1]
+
+
 @pytest.mark.parametrize(
     "lines",
     [

@@ -309,6 +309,8 @@ def _patch_resolved(
             return None
         if isinstance(value, (dict, list)) or (isinstance(value, str) and "${" in value):
             return None
+        if value == MISSING:  # the full path reports it
+            return None
         parent, _, leaf = key.rpartition(".")
         node = _child(base, parent) if parent else base
         if not isinstance(node, dict) or leaf not in node or isinstance(node[leaf], (dict, list)):
@@ -562,7 +564,17 @@ def _resolve(cfg: DictConfig, sources: dict[str, str], problems: list[Problem]) 
         container = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
     except OmegaConfBaseException:
         container = _resolve_leafwise(cfg, problems, sources)
-    _drop_missing(container, "")
+    reported = {problem.path for problem in problems}
+    for path in _drop_missing(container, ""):
+        if path not in reported:  # an interpolation that failed is reported already
+            problems.append(
+                Problem(
+                    path=path,
+                    message="required value is missing",
+                    value=MISSING,
+                    source=sources.get(path),
+                )
+            )
     return container
 
 
@@ -596,17 +608,19 @@ def _raw_value(cfg: DictConfig, path: str) -> Any:
     return node._get_node(key)._value() if node is not None else None
 
 
-def _drop_missing(container: Any, prefix: str) -> None:
-    """Remove ``???`` values: the schema then reports each as a required value."""
+def _drop_missing(container: Any, prefix: str) -> Iterator[str]:
+    """Remove ``???`` values, yielding their paths. A ``???`` is refused even where the schema
+    has a default: Hydra would hand the run the marker itself, not the default."""
     if isinstance(container, dict):
         for key in list(container):
             if container[key] == MISSING:
                 del container[key]
+                yield f"{prefix}{key}"
             else:
-                _drop_missing(container[key], f"{prefix}{key}.")
+                yield from _drop_missing(container[key], f"{prefix}{key}.")
     elif isinstance(container, list):
-        for item in container:
-            _drop_missing(item, prefix)
+        for index, item in enumerate(container):
+            yield from _drop_missing(item, f"{prefix.rstrip('.')}[{index}].")
 
 
 def _leaf_paths(node: Any, prefix: str) -> Iterator[str]:
