@@ -6,7 +6,7 @@ On SQLite (a file per service) and on PostgreSQL (a fresh schema per service in 
 as ``scripts/test`` sets it). Tests that share one service keep apart by project:
 :meth:`DashboardService.new_project` makes a project and its key.
 
-Use the fixtures from a test module with ``pytest_plugins = ["dashboard_server"]``:
+``tests/conftest.py`` loads this module as a plugin, so every test module has its fixtures:
 
 - ``dashboard``: one service per test module and database (default limits);
 - ``fresh_dashboard``: one service per test, on an empty database.

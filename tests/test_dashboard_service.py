@@ -13,7 +13,8 @@ import tarfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -168,8 +169,8 @@ def everything(api: Api, experiment: str = "exp-1", run: str = "run-1") -> dict[
 # --- health, keys, isolation ---------------------------------------------------------------------
 
 
-def test_health_needs_no_key(service: DashboardService) -> None:
-    response = httpx.get(f"{service.api}/health")
+def test_health_needs_no_key(dashboard: DashboardService) -> None:
+    response = httpx.get(f"{dashboard.api}/health")
     assert response.status_code == 200
     assert response.json() == {"status": "ok", "version": evsys.__version__}
 
@@ -604,6 +605,7 @@ def test_a_hostile_archive_is_refused_and_nothing_is_stored(
         ("datasets", "../up", "a.jsonl", b"{}\n", "name '../up'"),
         ("datasets", "a/b", "a.jsonl", b"{}\n", "name 'a/b'"),
         ("datasets", "ok", "a.tar.gz", b"{}\n", "datasets takes a .jsonl file"),
+        ("datasets", "ok", "a.jsonl", b"", "is empty"),
         ("datasets", "ok", "a.jsonl", b'{"a": 1}\nnot json\n', "line 2 is not JSON"),
         ("benchmarks", "ok", "a.tar.gz", b"not gzip", "not a readable .tar.gz archive"),
         ("benchmarks", "ok", "a.exe", b"MZ", "benchmarks takes a .jsonl file or a .tar.gz"),
@@ -718,21 +720,38 @@ def test_the_migrations_build_exactly_the_models(database: str, tmp_path: Path) 
             engine.dispose()
 
 
-def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "evsys.cli", "dashboard", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+@dataclass
+class Done:
+    code: int
+    out: str
+    err: str
 
 
-def test_create_key_then_serve_then_revoke(tmp_path: Path) -> None:
-    created = run_cli("create-key", "--project", "team", cwd=tmp_path)
-    assert created.returncode == 0, created.stderr
-    key = created.stdout.strip()
-    assert key.startswith("evsys_") and "shown once" in created.stderr
+@pytest.fixture
+def dashboard_cli(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Callable[..., Done]:
+    """``evsys dashboard ARGS`` in this process, in a scratch working directory."""
+    from evsys.cli import main
+
+    monkeypatch.chdir(tmp_path)
+
+    def run(*args: str) -> Done:
+        with pytest.raises(SystemExit) as exit_info:
+            main(["dashboard", *args])
+        captured = capsys.readouterr()
+        return Done(exit_info.value.code, captured.out, captured.err)
+
+    return run
+
+
+def test_create_key_then_serve_then_revoke(
+    tmp_path: Path, dashboard_cli: Callable[..., Done]
+) -> None:
+    created = dashboard_cli("create-key", "--project", "team")
+    assert created.code == 0, created.err
+    key = created.out.strip()
+    assert key.startswith("evsys_") and "shown once" in created.err
     assert (tmp_path / ".evsys" / "dashboard.db").is_file()  # the default database
 
     port = free_port()
@@ -746,16 +765,13 @@ def test_create_key_then_serve_then_revoke(tmp_path: Path) -> None:
     try:
         api = f"http://127.0.0.1:{port}/api/dashboard/api"
         wait_for(f"{api}/health", server)
-        whoami = httpx.get(f"{api}/sdk/whoami", headers={"Authorization": f"Bearer {key}"})
-        assert whoami.json()["project_name"] == "team"
+        headers = {"Authorization": f"Bearer {key}"}
+        assert httpx.get(f"{api}/sdk/whoami", headers=headers).json()["project_name"] == "team"
         prefix = key[:14]
-        revoked = run_cli("revoke-key", prefix, cwd=tmp_path)
-        assert revoked.returncode == 0 and prefix in revoked.stdout
-        assert (
-            httpx.get(f"{api}/sdk/whoami", headers={"Authorization": f"Bearer {key}"}).status_code
-            == 401
-        )
-        assert "revoked" in run_cli("keys", cwd=tmp_path).stdout
+        revoked = dashboard_cli("revoke-key", prefix)
+        assert revoked.code == 0 and prefix in revoked.out
+        assert httpx.get(f"{api}/sdk/whoami", headers=headers).status_code == 401
+        assert "revoked" in dashboard_cli("keys").out
     finally:
         server.terminate()
         server.communicate(timeout=30)
@@ -772,13 +788,13 @@ def test_create_key_then_serve_then_revoke(tmp_path: Path) -> None:
     ],
 )
 def test_bad_input_to_the_command_is_one_line_and_exit_2(
-    args: list[str], named: str, tmp_path: Path
+    args: list[str], named: str, dashboard_cli: Callable[..., Done]
 ) -> None:
-    done = run_cli(*args, cwd=tmp_path)
-    assert done.returncode == 2
-    assert named in done.stderr and "Traceback" not in done.stderr
-    assert len(done.stderr.strip().splitlines()) == 1
-    assert "secret" not in done.stderr  # the password is not echoed
+    done = dashboard_cli(*args)
+    assert done.code == 2
+    assert named in done.err
+    assert len(done.err.strip().splitlines()) == 1
+    assert "secret" not in done.err  # the password is not echoed
 
 
 def test_without_the_extra_the_command_says_how_to_install_it(

@@ -132,6 +132,8 @@ def store_upload(
     fmt = upload_format(kind, upload.filename)
     received, sha256, size = _receive(upload.file, store / ".incoming")
     try:
+        if size == 0:
+            raise Rejected(f"file {upload.filename!r} is empty")
         (check_jsonl if fmt == "jsonl" else check_archive)(received)
         for _attempt in range(3):  # a concurrent upload of the same name may take our number
             latest = _latest(session, project, kind, name)
