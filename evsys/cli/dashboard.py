@@ -16,8 +16,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from evsys.errors import EvsysError
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 EXIT_OK, EXIT_BAD_INPUT = 0, 2
 DEFAULT_DB = ".evsys/dashboard.db"
@@ -88,7 +92,7 @@ def _require_extra() -> None:
         )
 
 
-def _open(db: str):  # noqa: ANN202 - a SQLAlchemy engine, imported lazily
+def _open(db: str) -> Engine:
     """The engine of ``db``, upgraded to the newest schema; bad URLs and unreachable databases
     are one line."""
     from sqlalchemy.exc import SQLAlchemyError

@@ -12,6 +12,7 @@ PostgreSQL alike, under concurrent batches too.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from evsys.dashboard.models import (
     AppliedWrite,
+    Base,
     BenchmarkRecord,
     EvalRun,
     Experiment,
@@ -42,6 +44,8 @@ UPSERTS = {
     "eval_run.create": EvalRun,
     "benchmark.record": BenchmarkRecord,
 }
+# The dialect's INSERT (sqlite.insert or postgresql.insert): both have on_conflict_do_*.
+Insert = Callable[[Any], Any]
 STEP_CHUNK = 500  # step metric rows per INSERT: well under SQLite's bound-parameter limit
 
 
@@ -71,7 +75,9 @@ def apply_batch(session: Session, project_id: str, writes: list[dict[str, Any]])
     return applied, len(writes) - applied
 
 
-def _claim(session: Session, insert, project_id: str, writes: list[dict[str, Any]]) -> set[str]:  # noqa: ANN001
+def _claim(
+    session: Session, insert: Insert, project_id: str, writes: list[dict[str, Any]]
+) -> set[str]:
     rows = {
         w["id"]: {
             "project_id": project_id,
@@ -85,14 +91,16 @@ def _claim(session: Session, insert, project_id: str, writes: list[dict[str, Any
         return set()
     statement = (
         insert(AppliedWrite)
-        .values(list(rows.values()))
+        .values(sorted(rows.values(), key=lambda row: row["id"]))  # one lock order for all
         .on_conflict_do_nothing(index_elements=["project_id", "id"])
         .returning(AppliedWrite.id)
     )
     return set(session.execute(statement).scalars())
 
 
-def _upsert(session: Session, insert, model, project_id: str, data: dict, when: datetime) -> None:  # noqa: ANN001
+def _upsert(
+    session: Session, insert: Insert, model: type[Base], project_id: str, data: dict, when: datetime
+) -> None:
     fields = {key: value for key, value in data.items() if key != "id"}
     statement = insert(model).values(
         project_id=project_id, id=data["id"], created_at=when, updated_at=when, **fields
@@ -103,7 +111,7 @@ def _upsert(session: Session, insert, model, project_id: str, data: dict, when: 
     )
 
 
-def _add_predictions(session: Session, insert, project_id: str, data: dict) -> None:  # noqa: ANN001
+def _add_predictions(session: Session, insert: Insert, project_id: str, data: dict) -> None:
     rows = [
         {
             "project_id": project_id,
@@ -129,7 +137,7 @@ def _add_predictions(session: Session, insert, project_id: str, data: dict) -> N
         )
 
 
-def _upsert_steps(session: Session, insert, project_id: str, steps: dict) -> None:  # noqa: ANN001
+def _upsert_steps(session: Session, insert: Insert, project_id: str, steps: dict) -> None:
     # Sorted, so that concurrent batches lock rows in one order and cannot deadlock each other.
     rows = [
         {"project_id": project_id, "run_id": run_id, "step": step, "name": name, "value": value}
