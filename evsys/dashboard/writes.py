@@ -46,7 +46,6 @@ UPSERTS = {
 }
 # The dialect's INSERT (sqlite.insert or postgresql.insert): both have on_conflict_do_*.
 Insert = Callable[[Any], Any]
-STEP_CHUNK = 500  # step metric rows per INSERT: well under SQLite's bound-parameter limit
 
 
 def apply_batch(session: Session, project_id: str, writes: list[dict[str, Any]]) -> tuple[int, int]:
@@ -89,13 +88,15 @@ def _claim(
     }
     if not rows:
         return set()
+    # Core executemany on the session's connection (not the ORM's bulk path, which costs per
+    # row): one compiled statement, the rows batched into multi-row INSERTs by SQLAlchemy.
     statement = (
         insert(AppliedWrite)
-        .values(sorted(rows.values(), key=lambda row: row["id"]))  # one lock order for all
         .on_conflict_do_nothing(index_elements=["project_id", "id"])
         .returning(AppliedWrite.id)
     )
-    return set(session.execute(statement).scalars())
+    ordered = sorted(rows.values(), key=lambda row: row["id"])  # one lock order for all
+    return set(session.connection().execute(statement, ordered).scalars())
 
 
 def _upsert(
@@ -106,7 +107,7 @@ def _upsert(
         project_id=project_id, id=data["id"], created_at=when, updated_at=when, **fields
     )
     changes = {key: statement.excluded[key] for key in [*fields, "updated_at"]}
-    session.execute(
+    session.connection().execute(
         statement.on_conflict_do_update(index_elements=["project_id", "id"], set_=changes)
     )
 
@@ -128,12 +129,12 @@ def _add_predictions(session: Session, insert: Insert, project_id: str, data: di
         }
         for position, row in enumerate(data["rows"])
     ]
-    for start in range(0, len(rows), STEP_CHUNK // 10):
-        chunk = rows[start : start + STEP_CHUNK // 10]
-        session.execute(
-            insert(Prediction)
-            .values(chunk)
-            .on_conflict_do_nothing(index_elements=["project_id", "batch_id", "position"])
+    if rows:
+        session.connection().execute(
+            insert(Prediction).on_conflict_do_nothing(
+                index_elements=["project_id", "batch_id", "position"]
+            ),
+            rows,
         )
 
 
@@ -143,14 +144,16 @@ def _upsert_steps(session: Session, insert: Insert, project_id: str, steps: dict
         {"project_id": project_id, "run_id": run_id, "step": step, "name": name, "value": value}
         for (run_id, step, name), value in sorted(steps.items(), key=lambda item: item[0])
     ]
-    for start in range(0, len(rows), STEP_CHUNK):
-        statement = insert(StepMetric).values(rows[start : start + STEP_CHUNK])
-        session.execute(
-            statement.on_conflict_do_update(
-                index_elements=["project_id", "run_id", "step", "name"],
-                set_={"value": statement.excluded.value},
-            )
-        )
+    if not rows:
+        return
+    statement = insert(StepMetric)
+    session.connection().execute(
+        statement.on_conflict_do_update(
+            index_elements=["project_id", "run_id", "step", "name"],
+            set_={"value": statement.excluded.value},
+        ),
+        rows,
+    )
 
 
 def clean(value: Any) -> Any:
