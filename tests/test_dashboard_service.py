@@ -93,6 +93,13 @@ def write(op: str, data: dict[str, Any], write_id: str | None = None) -> dict[st
     return {"id": write_id or uuid.uuid4().hex, "op": op, "data": data, "time": time.time()}
 
 
+def nested(depth: int) -> dict[str, Any]:
+    value: dict[str, Any] = {}
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+
+
 def sweep_writes(experiment: str = "exp-1", run: str = "run-1") -> list[dict[str, Any]]:
     """One of every op: an experiment with a generation, a run and what hangs off it."""
     return [
@@ -401,6 +408,18 @@ def test_concurrent_batches_lose_nothing(api: Api) -> None:
             "extra: unknown field of a write",
         ),
         ("not an object", "write: must be an object"),
+        (
+            {"id": "w", "op": "run.update", "data": {"id": "r", "status": "s" * 300}},
+            "data.status: must be a string of at most 256",
+        ),
+        (
+            {
+                "id": "w",
+                "op": "run.create",
+                "data": {"id": "r", "experiment_id": "e", "name": "n", "config": nested(100)},
+            },
+            "data: nested deeper than 64 levels",
+        ),
     ],
     ids=lambda v: v if isinstance(v, str) else None,
 )
@@ -423,6 +442,7 @@ def test_a_malformed_write_rejects_its_batch_naming_index_and_field(
         (b'{"writes": {}}', "writes: must be a list"),
         (b'{"writes": [], "more": 1}', 'the body must be {"writes": [...]}'),
         (b"[1, 2]", 'the body must be {"writes": [...]}'),
+        (b'{"writes": [' + b"[" * 100_000 + b"]" * 100_000 + b"]}", "body: JSON nested too deeply"),
         (
             b'{"writes": [{"id": "w", "op": "run.update", "data": {"id": "r", "summary": {"acc": NaN}}}] }',
             None,

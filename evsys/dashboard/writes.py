@@ -49,8 +49,8 @@ Insert = Callable[[Any], Any]
 
 
 def apply_batch(session: Session, project_id: str, writes: list[dict[str, Any]]) -> tuple[int, int]:
-    """Apply ``writes`` (already checked by :func:`evsys.tracking.wire.check_write`) for
-    ``project_id``; returns ``(applied, duplicates)``. The caller commits."""
+    """Apply ``writes`` for ``project_id``: each checked by :func:`evsys.tracking.wire.check_write`,
+    its data passed through :func:`clean`. Returns ``(applied, duplicates)``; the caller commits."""
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     claimed = _claim(session, insert, project_id, writes)
     steps: dict[tuple[str, int, str], float | None] = {}
@@ -60,7 +60,7 @@ def apply_batch(session: Session, project_id: str, writes: list[dict[str, Any]])
             continue
         claimed.discard(write["id"])  # the same id twice in one batch: the second is a duplicate
         applied += 1
-        op, data = write["op"], clean(write["data"])
+        op, data = write["op"], write["data"]
         when = _time(write.get("time"))
         if op == "run.steps":
             for entry in data["steps"]:
@@ -156,10 +156,17 @@ def _upsert_steps(session: Session, insert: Insert, project_id: str, steps: dict
     )
 
 
-def clean(value: Any) -> Any:
+MAX_DEPTH = 64  # JSON nesting: deeper values hit recursion and PostgreSQL's stack limits
+
+
+class TooDeep(ValueError):
+    """A value nested deeper than MAX_DEPTH."""
+
+
+def clean(value: Any, depth: int = 0) -> Any:
     """``value`` as both databases store it: NaN and infinities become null (JSONB has no
     NaN), NUL characters and lone surrogates in text are replaced (PostgreSQL text takes
-    neither), integers past 64 bits become floats."""
+    neither), integers past 64 bits become floats. Raises :class:`TooDeep` past MAX_DEPTH."""
     if isinstance(value, str):
         if "\x00" in value:
             value = value.replace("\x00", "\ufffd")
@@ -175,10 +182,12 @@ def clean(value: Any) -> Any:
             return clean(float(value))
         except OverflowError:
             return None
+    if isinstance(value, dict | list) and depth >= MAX_DEPTH:
+        raise TooDeep(f"nested deeper than {MAX_DEPTH} levels")
     if isinstance(value, dict):
-        return {clean(key): clean(item) for key, item in value.items()}
+        return {clean(key): clean(item, depth + 1) for key, item in value.items()}
     if isinstance(value, list):
-        return [clean(item) for item in value]
+        return [clean(item, depth + 1) for item in value]
     return value
 
 
