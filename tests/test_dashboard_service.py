@@ -804,6 +804,7 @@ def test_create_key_then_serve_then_revoke(
         (["keys", "--db", "postgresql://u:secret@127.0.0.1:1/db"], "cannot open the database"),
         (["serve", "--db", "postgresql://u:secret@127.0.0.1:1/db"], "cannot open the database"),
         (["create-key", "--project", "../etc"], "project name '../etc'"),
+        (["serve", "--store", "/proc/no/such"], "--store /proc/no/such: cannot create it"),
         (["revoke-key", "evsys_nothing"], "no key has the prefix 'evsys_nothing'"),
     ],
 )
@@ -815,6 +816,21 @@ def test_bad_input_to_the_command_is_one_line_and_exit_2(
     assert named in done.err
     assert len(done.err.strip().splitlines()) == 1
     assert "secret" not in done.err  # the password is not echoed
+
+
+def test_a_database_of_a_newer_evsys_is_refused_in_one_line(
+    tmp_path: Path, dashboard_cli: Callable[..., Done]
+) -> None:
+    import contextlib
+    import sqlite3
+
+    assert dashboard_cli("create-key", "--project", "p").code == 0
+    database = tmp_path / ".evsys" / "dashboard.db"
+    with contextlib.closing(sqlite3.connect(database)) as connection, connection:
+        connection.execute("UPDATE alembic_version SET version_num = '9999_from_the_future'")
+    done = dashboard_cli("keys")
+    assert done.code == 2
+    assert "cannot open the database" in done.err and "9999_from_the_future" in done.err
 
 
 def test_without_the_extra_the_command_says_how_to_install_it(

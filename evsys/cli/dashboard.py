@@ -95,6 +95,7 @@ def _require_extra() -> None:
 def _open(db: str) -> Engine:
     """The engine of ``db``, upgraded to the newest schema; bad URLs and unreachable databases
     are one line."""
+    from alembic.util import CommandError
     from sqlalchemy.exc import SQLAlchemyError
 
     from evsys.dashboard.db import DatabaseURLError, make_engine, normalize_url, upgrade
@@ -107,7 +108,8 @@ def _open(db: str) -> Engine:
         raise DashboardCommandError(str(error)) from None
     try:
         upgrade(engine)
-    except (SQLAlchemyError, OSError) as error:
+    except (SQLAlchemyError, CommandError, OSError) as error:
+        # CommandError: the database is at a revision this evsys does not know (a newer one).
         engine.dispose()
         reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
         raise DashboardCommandError(f"cannot open the database {shown}: {reason}") from None
@@ -120,6 +122,12 @@ def _serve(args: argparse.Namespace) -> int:
     from evsys.dashboard.app import create_app
 
     _open(args.db).dispose()  # a bad --db is one line here, not a traceback from the app
+    if args.max_body_mb < 1 or args.max_upload_mb < 1:
+        raise DashboardCommandError("--max-body-mb and --max-upload-mb must be at least 1")
+    try:
+        Path(args.store).mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise DashboardCommandError(f"--store {args.store}: cannot create it: {error}") from None
     app = create_app(
         args.db,
         Path(args.store),
