@@ -740,6 +740,22 @@ def test_the_migrations_build_exactly_the_models(database: str, tmp_path: Path) 
             engine.dispose()
 
 
+def test_postgresql_tests_skip_without_a_server_unless_required(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from dashboard_server import postgres_url
+
+    monkeypatch.delenv("EVSYS_TEST_POSTGRES_URL", raising=False)
+    monkeypatch.delenv("EVSYS_REQUIRE_POSTGRES", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="EVSYS_TEST_POSTGRES_URL"):
+        postgres_url()
+    monkeypatch.setenv("EVSYS_REQUIRE_POSTGRES", "1")
+    with pytest.raises(pytest.fail.Exception, match="scripts/postgres start"):
+        postgres_url()
+    monkeypatch.setenv("EVSYS_TEST_POSTGRES_URL", "postgresql+psycopg://u:p@127.0.0.1:1/db")
+    assert postgres_url() == "postgresql+psycopg://u:p@127.0.0.1:1/db"
+
+
 @dataclass
 class Done:
     code: int
