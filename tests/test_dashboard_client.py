@@ -6,11 +6,15 @@ what the service stores is checked against the real service.
 
 from __future__ import annotations
 
+import ast
 import json
 import logging
 import pickle
 import socket
+import subprocess
+import sys
 import threading
+import time
 import urllib.request
 from pathlib import Path
 
@@ -21,8 +25,20 @@ from evsys.tracking.errors import DashboardClientError, EvsysAuthError
 from evsys.tracking.mirror import find_segments, read_segment
 from evsys.tracking.settings import Settings
 from tests.dashboard_double import ScriptedDashboard
+from tests.dashboard_process import ServiceProcess, database_url, new_key
 
 FAST = {"send_interval": 0.01, "retry_initial": 0.02, "retry_max": 0.1, "timeout": 5.0}
+
+
+def sent_ids(log_dir: Path) -> list[str]:
+    return [i for p in log_dir.rglob("*.sent") for i in p.read_text().split()]
+
+
+def wait_for(condition, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
 
 
 def free_port() -> int:
@@ -100,6 +116,16 @@ def test_rejected_key_raises_at_start(double, tmp_path):
 def test_key_of_another_project_is_refused(double, tmp_path):
     with pytest.raises(EvsysAuthError, match="belongs to project 'demo'"):
         evsys.DashboardClient(double.url, "good-key", project_id="other", log_dir=tmp_path, **FAST)
+
+
+def test_the_client_runs_on_the_standard_library_alone():
+    code = (
+        "import sys, evsys; evsys.DashboardClient, evsys.ExperimentRun; import evsys.tracking.sync;"
+        "print(sorted({m.split('.')[0] for m in sys.modules} - set(sys.stdlib_module_names)))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    third_party = set(ast.literal_eval(done.stdout)) - {"__main__", "_distutils_hack"}  # site's own
+    assert third_party == {"evsys"}
 
 
 def test_errors_pickle_with_their_status():
@@ -261,3 +287,227 @@ def test_experiment_run_marks_a_failed_block_failed(tmp_path):
             "summary": {"loss": 1.0},
         }
     ]
+
+
+# ---- against the real service: evsys sync, and the fault test ----
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def service(request, tmp_path_factory):
+    root = tmp_path_factory.mktemp(f"dashboard-{request.param}")
+    with ServiceProcess(database_url(request.param, root), root / "store") as process:
+        yield process
+
+
+@pytest.fixture
+def service_key(service):
+    return new_key(service.db_url)
+
+
+def sync(service, key, *dirs, monkeypatch, capsys, extra=()) -> tuple[int, str, str]:
+    from evsys.cli import main
+
+    monkeypatch.setenv("EVSYS_API_URL", service.url)
+    monkeypatch.setenv("EVSYS_API_KEY", key)
+    with pytest.raises(SystemExit) as exit_:
+        main(["sync", *map(str, dirs), *extra])
+    out, err = capsys.readouterr()
+    return exit_.value.code, out, err
+
+
+def steps_held(service, key, run_id) -> list[tuple[int, str, float]]:
+    with evsys.DashboardClient(service.url, key, offline=False, log_dir=Path("unused")) as reader:
+        return [(s["step"], s["name"], s["value"]) for s in reader.get_run_steps(run_id)]
+
+
+def steps_mirrored(*dirs: Path) -> dict[tuple[int, str], float]:
+    """(step, name) → value as the mirrors say: the latest write of each pair wins."""
+    writes = sorted((w for d in dirs for w in mirrored(d)), key=lambda w: w["time"])
+    held = {}
+    for write in writes:
+        if write["op"] == "run.steps":
+            for entry in write["data"]["steps"]:
+                for name, value in entry["metrics"].items():
+                    held[(entry["step"], name)] = value
+    return held
+
+
+def offline_arm(log_dir: Path, steps: range, *, run_id: str, exp_id: str, scale: float = 1.0):
+    """One segment of an arm: an offline client writing run ``run_id``'s ``steps``."""
+    with (
+        evsys.DashboardClient(offline=True, log_dir=log_dir) as client,
+        evsys.ExperimentRun(
+            client, experiment_name="arm", experiment_id=exp_id, run_id=run_id
+        ) as run,
+    ):
+        for step in steps:
+            run.log_step(step, loss=scale / step, reward=scale * step)
+
+
+def test_sync_twice_creates_no_duplicate(service, service_key, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    client = evsys.DashboardClient(offline=True, log_dir=tmp_path / "m")
+    with evsys.ExperimentRun(client, experiment_name="sweep", recipe_kind="sft") as run:
+        for step in range(1, 31):
+            run.log_step(step, loss=1 / step)
+        run.set_conclusion("done")
+    client.close()
+    writes = len(mirrored(tmp_path / "m"))
+
+    code, out, err = sync(
+        service, service_key, tmp_path / "m", monkeypatch=monkeypatch, capsys=capsys
+    )
+    assert code == 0, err
+    assert f"{writes} writes, {writes} sent ({writes} applied, 0 already held)" in out
+    first = steps_held(service, service_key, run.run_id)
+    assert len(first) == 30
+
+    code, out, err = sync(
+        service, service_key, tmp_path / "m", monkeypatch=monkeypatch, capsys=capsys
+    )
+    assert code == 0, err
+    assert f"({0} applied, {writes} already held)" in out
+    assert steps_held(service, service_key, run.run_id) == first
+    code, out, _ = sync(
+        service,
+        service_key,
+        tmp_path / "m",
+        monkeypatch=monkeypatch,
+        capsys=capsys,
+        extra=["--only-unsent"],
+    )
+    assert code == 0 and f"0 sent (0 applied, 0 already held), {writes} skipped as sent" in out
+    with evsys.DashboardClient(service.url, service_key, log_dir=tmp_path / "r") as reader:
+        experiment = reader.get_experiment(run.experiment_id)
+        assert experiment["conclusion"] == "done"
+        assert [r["id"] for r in experiment["runs"]] == [run.run_id]
+
+
+def test_resumed_arms_and_machines_merge_by_step(
+    service, service_key, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    exp_id, run_id = "exp-" + service_key[-8:], "run-" + service_key[-8:]
+    offline_arm(tmp_path / "machine-a", range(1, 11), run_id=run_id, exp_id=exp_id)
+    # the arm is requeued on another machine and replays steps 8-10 with new values
+    offline_arm(
+        tmp_path / "machine-b" / "arm-0", range(8, 16), run_id=run_id, exp_id=exp_id, scale=2.0
+    )
+    code, _, err = sync(
+        service,
+        service_key,
+        tmp_path / "machine-a",
+        tmp_path / "machine-b",
+        monkeypatch=monkeypatch,
+        capsys=capsys,
+    )
+    assert code == 0, err
+    held = steps_held(service, service_key, run_id)
+    assert len(held) == len({(s, n) for s, n, _ in held}) == 15 * 2  # no duplicate
+    assert {(s, n): v for s, n, v in held} == steps_mirrored(
+        tmp_path / "machine-a", tmp_path / "machine-b"
+    )
+    assert dict(((s, n), v) for s, n, v in held)[(9, "reward")] == 18.0  # the later segment wins
+
+
+def test_a_line_cut_by_a_kill_is_reported_and_the_rest_syncs(
+    service, service_key, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    offline_arm(
+        tmp_path / "m",
+        range(1, 6),
+        run_id="cut-" + service_key[-8:],
+        exp_id="e-" + service_key[-8:],
+    )
+    segment = find_segments(tmp_path / "m")[0]
+    lines = segment.read_bytes().splitlines(keepends=True)
+    segment.write_bytes(b"".join(lines[:-1]) + lines[-1][: len(lines[-1]) // 2])  # killed mid-line
+    code, out, err = sync(
+        service, service_key, tmp_path / "m", monkeypatch=monkeypatch, capsys=capsys
+    )
+    assert code == 0, err
+    assert f"{segment}:{len(lines)}: incomplete last line" in err
+    assert f"{len(lines) - 1} writes, {len(lines) - 1} sent" in out
+    assert len(steps_held(service, service_key, "cut-" + service_key[-8:])) == 10
+
+
+def test_a_corrupt_mirror_line_is_exit_2_naming_it_and_nothing_is_sent(
+    service, service_key, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    run_id = "bad-" + service_key[-8:]
+    offline_arm(tmp_path / "m", range(1, 4), run_id=run_id, exp_id="e-" + service_key[-8:])
+    segment = find_segments(tmp_path / "m")[0]
+    lines = segment.read_text().splitlines(keepends=True)
+    lines[1] = '{"id": "x", "op": "run.explode", "data": {}}\n'
+    segment.write_text("".join(lines))
+    code, out, err = sync(
+        service, service_key, tmp_path / "m", monkeypatch=monkeypatch, capsys=capsys
+    )
+    assert code == 2
+    assert f"{segment}:2: not a write: op: unknown op 'run.explode'" in err
+    assert "Traceback" not in err and out == ""
+    with evsys.DashboardClient(service.url, service_key, log_dir=tmp_path / "r") as reader:
+        assert reader.list_runs() == []
+
+
+def test_sync_input_errors_and_an_unreachable_service(
+    service, service_key, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = sync(
+        service, service_key, tmp_path / "nowhere", monkeypatch=monkeypatch, capsys=capsys
+    )
+    assert code == 2 and f"evsys sync: {tmp_path / 'nowhere'}: no such directory" in err
+    (tmp_path / "empty").mkdir()
+    code, _, err = sync(
+        service, service_key, tmp_path / "empty", monkeypatch=monkeypatch, capsys=capsys
+    )
+    assert code == 2 and "no mirror (*.writes.jsonl)" in err
+    offline_arm(tmp_path / "m", range(1, 3), run_id="r", exp_id="e")
+    code, _, err = sync(
+        service, "evsys_wrong", tmp_path / "m", monkeypatch=monkeypatch, capsys=capsys
+    )
+    assert code == 2 and "HTTP 401" in err
+    down = ServiceProcess(service.db_url, tmp_path)  # a port nothing listens on
+    code, _, err = sync(down, service_key, tmp_path / "m", monkeypatch=monkeypatch, capsys=capsys)
+    assert code == 1 and "does not answer" in err
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_service_killed_mid_run_then_sync_holds_exactly_the_mirror(
+    kind, tmp_path, monkeypatch, capsys
+):
+    """THE FAULT TEST: the service dies (SIGKILL) mid-run and comes back on the same database;
+    after `evsys sync`, it holds exactly what the mirror holds: every step, no duplicate."""
+    monkeypatch.chdir(tmp_path)
+    db_url = database_url(kind, tmp_path)
+    key = new_key(db_url)
+    process = ServiceProcess(db_url, tmp_path / "store").start()
+    try:
+        client = evsys.DashboardClient(
+            process.url, key, log_dir=tmp_path / "arm" / "mirror", **FAST
+        )
+        with evsys.ExperimentRun(client, experiment_name="fault", recipe_kind="sft") as run:
+            for step in range(1, 301):
+                run.log_step(step, loss=1 / step, reward=step / 300)
+                time.sleep(0.002)  # a training step: the sender sends while the run goes on
+                if step == 100:
+                    wait_for(lambda: sent_ids(tmp_path / "arm"))  # the service has taken some
+                    process.kill()  # mid-run, batches in flight or queued
+                if step == 200:
+                    process.start()
+            run.set_conclusion("survived")
+        client.close(timeout=30)
+        code, out, err = sync(
+            process, key, tmp_path / "arm", monkeypatch=monkeypatch, capsys=capsys
+        )
+        assert code == 0, err
+        held = steps_held(process, key, run.run_id)
+        assert len(held) == len({(s, n) for s, n, _ in held})  # no duplicate
+        assert {(s, n): v for s, n, v in held} == steps_mirrored(tmp_path / "arm")
+        assert len(held) == 600
+        with evsys.DashboardClient(process.url, key, log_dir=tmp_path / "r") as reader:
+            assert reader.get_run(run.run_id)["status"] == "completed"
+            assert reader.get_experiment(run.experiment_id)["conclusion"] == "survived"
+    finally:
+        process.kill()
