@@ -94,12 +94,8 @@ class DashboardClient:
 
     def _check_key(self) -> dict[str, Any] | None:
         """``GET /sdk/whoami``: a rejected key raises; no answer warns and goes on."""
-        wanted = self.settings.project_id
         try:
-            project = self._transport.json("GET", "/sdk/whoami", query={"project_id": wanted})
-        except EvsysAuthError as exc:
-            detail = f"the service rejected the API key: {exc.detail}"
-            raise EvsysAuthError(detail, exc.status) from None
+            return self._transport.whoami(self.settings.project_id)
         except ServiceUnreachable as exc:
             log.warning(
                 "dashboard: %s; writes go to the local mirror %s and are sent when it answers",
@@ -107,13 +103,6 @@ class DashboardClient:
                 self.settings.log_dir,
             )
             return None
-        if wanted and wanted not in (project.get("project_id"), project.get("project_name")):
-            raise EvsysAuthError(
-                f"EVSYS_PROJECT_ID={wanted!r} but the key belongs to project "
-                f"{project.get('project_name')!r} ({project.get('project_id')})",
-                403,
-            )
-        return project
 
     # ---- writes: mirrored, then queued; never a network call ----
     def _write(self, op: str, data: dict[str, Any], *, keep_none: bool = False) -> None:

@@ -89,33 +89,27 @@ class Sender:
 
     # ---- the thread ----
     def _run(self) -> None:
-        pending: list[tuple[str, str]] = []
         while True:
-            item = self._queue.get()
-            self._pace(item)
-            items = [item]
+            first = self._queue.get()
+            self._pace(first)
+            items = [first]
             while len(items) < MAX_WRITES:
                 try:
                     items.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
+            batch: list[tuple[str, str]] = []
             for item in items:
                 if isinstance(item, tuple):
-                    pending.append(item)
-                    if len(pending) >= MAX_WRITES:
-                        self._send(pending)
-                        pending = []
+                    batch.append(item)
                     continue
-                if pending:
-                    self._send(pending)
-                    pending = []
+                self._send(batch)  # the writes queued before a flush or close go first
+                batch = []
                 if item is _STOP:
                     return
                 item.all_sent = self._given_up == 0
                 item.done.set()
-            if pending:
-                self._send(pending)
-                pending = []
+            self._send(batch)
 
     def _pace(self, first: Any) -> None:
         """Let writes gather for up to ``interval`` since the last send, unless flushed."""
@@ -126,6 +120,8 @@ class Sender:
         self._wake.clear()
 
     def _send(self, batch: list[tuple[str, str]]) -> None:
+        if not batch:
+            return
         if self._revoked or self._abandon:
             self._given_up += len(batch)
             return
@@ -135,6 +131,9 @@ class Sender:
             try:
                 self.transport.post_lines("/sdk/writes", [line for _, line in batch])
             except EvsysAuthError as exc:
+                if exc.status != 401:  # 403: a write naming what this key may not touch
+                    self._refuse(batch, exc)
+                    return
                 log.warning(
                     "dashboard: the service rejected the API key (%s); this run goes on writing "
                     "to its local mirror %s only: `evsys sync` it once the key works",
