@@ -511,3 +511,22 @@ def test_service_killed_mid_run_then_sync_holds_exactly_the_mirror(
             assert reader.get_experiment(run.experiment_id)["conclusion"] == "survived"
     finally:
         process.kill()
+
+
+def test_datasets_upload_resolve_and_download(service, service_key, tmp_path):
+    data = tmp_path / "train.jsonl"
+    data.write_text('{"prompt": "1+1", "completion": "2"}\n')
+    with evsys.DashboardClient(service.url, service_key, log_dir=tmp_path / "m") as client:
+        first = client.upload("datasets", "arith", data)
+        assert client.upload("datasets", "arith", data) == first  # same bytes, same version
+        data.write_text('{"prompt": "2+2", "completion": "4"}\n')
+        second = client.upload("datasets", "arith", data)
+        assert (first["version"], second["version"]) == (1, 2)
+        assert client.resolve("datasets", "arith")["id"] == second["id"]
+        copy = client.download("datasets", first["id"], tmp_path / "cache" / "train.jsonl")
+        assert copy.read_text() == '{"prompt": "1+1", "completion": "2"}\n'
+        with pytest.raises(DashboardClientError) as missing:
+            client.resolve("datasets", "nothing-by-this-name")
+        assert missing.value.status == 404
+        with pytest.raises(DashboardClientError, match="kind 'models'"):
+            client.resolve("models", "x")
