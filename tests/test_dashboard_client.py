@@ -200,6 +200,27 @@ def test_unreachable_service_at_start_warns_mirrors_and_sends_when_it_comes_up(t
         assert len(server.steps("run-1")) == 5
 
 
+def test_a_run_ending_while_the_service_is_down_waits_once_not_twice(tmp_path, caplog):
+    caplog.set_level(logging.WARNING, logger="evsys.tracking")
+    port = free_port()
+    client = evsys.DashboardClient(f"http://127.0.0.1:{port}", "good-key", log_dir=tmp_path, **FAST)
+    with evsys.ExperimentRun(client, experiment_name="e", flush_timeout=0.5) as run:
+        run.log_step(1, loss=1.0)
+    started = time.monotonic()
+    assert client.close(timeout=120) is False
+    assert time.monotonic() - started < 60  # a second full wait would be 120 s
+    assert f"run `evsys sync {tmp_path}`" in caplog.text
+    ops = [w["op"] for w in mirrored(tmp_path)]
+    assert ops == [
+        "experiment.create",
+        "run.create",
+        "run.steps",
+        "run.update",
+        "experiment.update",
+    ]
+    assert caplog.text.count("does not answer") == 1  # warned once for the whole outage
+
+
 def test_5xx_and_cut_connections_warn_once_and_retry(online, double, caplog):
     double.fail_next = ["503", "500", "reset", "503"]
     with caplog.at_level(logging.WARNING, logger="evsys.tracking"):

@@ -85,6 +85,7 @@ class DashboardClient:
                 interval=send_interval,
                 retry_initial=retry_initial,
                 retry_max=retry_max,
+                service_down=self.project is None,
             )
         self._closed = False
 
