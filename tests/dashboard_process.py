@@ -2,10 +2,9 @@
 
 ``ServiceProcess(db_url, store_dir)`` starts ``create_app`` under uvicorn in a child process and
 waits for ``/health``; ``kill()`` is a SIGKILL (no shutdown, no flush: a crash), and ``start()``
-again serves the same database on the same port. ``new_key(db_url, project)`` makes a project
-and its API key directly in the database. The database is SQLite, or PostgreSQL at
-``EVSYS_TEST_POSTGRES_URL`` (``scripts/test`` starts one; ``EVSYS_REQUIRE_POSTGRES=1`` makes a
-missing one a failure rather than a skip).
+again serves the same database on the same port. ``new_key(db_url)`` makes a project and its
+API key directly in the database (``dashboard_server.fresh_database`` makes the database). The
+in-process service of ``dashboard_server`` serves every other test; only a crash needs a process.
 """
 
 from __future__ import annotations
@@ -20,8 +19,6 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-import pytest
-
 REPO = Path(__file__).resolve().parent.parent
 SERVE = """
 import sys, uvicorn
@@ -29,17 +26,6 @@ from evsys.dashboard.app import create_app
 uvicorn.run(create_app(sys.argv[1], sys.argv[2]), host="127.0.0.1", port=int(sys.argv[3]),
             log_level="warning")
 """
-
-
-def database_url(kind: str, tmp_path: Path) -> str:
-    if kind == "sqlite":
-        return f"sqlite:///{tmp_path / 'dashboard.db'}"
-    url = os.environ.get("EVSYS_TEST_POSTGRES_URL")
-    if not url:
-        if os.environ.get("EVSYS_REQUIRE_POSTGRES") == "1":
-            pytest.fail("EVSYS_REQUIRE_POSTGRES=1 but EVSYS_TEST_POSTGRES_URL is not set")
-        pytest.skip("no PostgreSQL: set EVSYS_TEST_POSTGRES_URL (scripts/test does)")
-    return url
 
 
 def new_key(db_url: str, project: str | None = None) -> str:

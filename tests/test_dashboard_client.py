@@ -17,15 +17,17 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+from dashboard_server import DATABASES, fresh_database, running_dashboard
 
 import evsys
 from evsys.tracking.errors import DashboardClientError, EvsysAuthError
 from evsys.tracking.mirror import find_segments, read_segment
 from evsys.tracking.settings import Settings
 from tests.dashboard_double import ScriptedDashboard
-from tests.dashboard_process import ServiceProcess, database_url, new_key
+from tests.dashboard_process import ServiceProcess, new_key
 
 FAST = {"send_interval": 0.01, "retry_initial": 0.02, "retry_max": 0.1, "timeout": 5.0}
 
@@ -248,20 +250,6 @@ def test_a_refused_write_raises_at_flush_and_the_rest_of_its_batch_is_sent(onlin
     assert {w["op"] for w in double.writes.values()} == {"run.create", "run.steps"}
 
 
-def test_a_key_revoked_mid_run_warns_and_the_run_goes_on_locally(online, double, caplog, tmp_path):
-    online.log_step_metric("run-1", 1, {"loss": 1.0})
-    assert online.flush(timeout=10) is True
-    double.revoke()
-    with caplog.at_level(logging.WARNING, logger="evsys.tracking"):
-        for step in range(2, 6):
-            online.log_step_metric("run-1", step, {"loss": 1.0})
-        assert online.flush(timeout=10) is False
-        online.log_step_metric("run-1", 6, {"loss": 1.0})  # still mirrored, no error
-    assert "rejected the API key" in caplog.text
-    assert len(double.steps("run-1")) == 1
-    assert len(mirrored(tmp_path / "m")) == 6
-
-
 # ---- ExperimentRun ----
 def test_experiment_run_records_the_reference_flow(tmp_path):
     client = evsys.DashboardClient(offline=True, log_dir=tmp_path)
@@ -311,16 +299,17 @@ def test_experiment_run_marks_a_failed_block_failed(tmp_path):
 
 
 # ---- against the real service: evsys sync, and the fault test ----
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+@pytest.fixture(scope="module", params=DATABASES)
 def service(request, tmp_path_factory):
-    root = tmp_path_factory.mktemp(f"dashboard-{request.param}")
-    with ServiceProcess(database_url(request.param, root), root / "store") as process:
-        yield process
+    """The service (uvicorn in this process), one per database; tests keep apart by project."""
+    pytest.importorskip("fastapi", reason="the dashboard extra: pip install 'evsys[dashboard]'")
+    with running_dashboard(request.param, tmp_path_factory.mktemp("dashboard")) as running:
+        yield running
 
 
 @pytest.fixture
 def service_key(service):
-    return new_key(service.db_url)
+    return service.new_project().key
 
 
 def sync(service, key, *dirs, monkeypatch, capsys, extra=()) -> tuple[int, str, str]:
@@ -489,49 +478,70 @@ def test_sync_input_errors_and_an_unreachable_service(
         service, "evsys_wrong", tmp_path / "m", monkeypatch=monkeypatch, capsys=capsys
     )
     assert code == 2 and "HTTP 401" in err
-    down = ServiceProcess(service.db_url, tmp_path)  # a port nothing listens on
+    down = SimpleNamespace(url=f"http://127.0.0.1:{free_port()}")  # nothing listens there
     code, _, err = sync(down, service_key, tmp_path / "m", monkeypatch=monkeypatch, capsys=capsys)
     assert code == 1 and "does not answer" in err
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+@pytest.mark.parametrize("database", DATABASES)
 def test_service_killed_mid_run_then_sync_holds_exactly_the_mirror(
-    kind, tmp_path, monkeypatch, capsys
+    database, tmp_path, monkeypatch, capsys
 ):
     """THE FAULT TEST: the service dies (SIGKILL) mid-run and comes back on the same database;
     after `evsys sync`, it holds exactly what the mirror holds: every step, no duplicate."""
+    pytest.importorskip("fastapi", reason="the dashboard extra: pip install 'evsys[dashboard]'")
     monkeypatch.chdir(tmp_path)
-    db_url = database_url(kind, tmp_path)
-    key = new_key(db_url)
-    process = ServiceProcess(db_url, tmp_path / "store").start()
-    try:
-        client = evsys.DashboardClient(
-            process.url, key, log_dir=tmp_path / "arm" / "mirror", **FAST
-        )
-        with evsys.ExperimentRun(client, experiment_name="fault", recipe_kind="sft") as run:
-            for step in range(1, 301):
-                run.log_step(step, loss=1 / step, reward=step / 300)
-                time.sleep(0.002)  # a training step: the sender sends while the run goes on
-                if step == 100:
-                    wait_for(lambda: sent_ids(tmp_path / "arm"))  # the service has taken some
-                    process.kill()  # mid-run, batches in flight or queued
-                if step == 200:
-                    process.start()
-            run.set_conclusion("survived")
-        client.close(timeout=30)
-        code, out, err = sync(
-            process, key, tmp_path / "arm", monkeypatch=monkeypatch, capsys=capsys
-        )
-        assert code == 0, err
-        held = steps_held(process, key, run.run_id)
-        assert len(held) == len({(s, n) for s, n, _ in held})  # no duplicate
-        assert {(s, n): v for s, n, v in held} == steps_mirrored(tmp_path / "arm")
-        assert len(held) == 600
-        with evsys.DashboardClient(process.url, key, log_dir=tmp_path / "r") as reader:
-            assert reader.get_run(run.run_id)["status"] == "completed"
-            assert reader.get_experiment(run.experiment_id)["conclusion"] == "survived"
-    finally:
-        process.kill()
+    with fresh_database(database, tmp_path) as db_url:
+        key = new_key(db_url)
+        with ServiceProcess(db_url, tmp_path / "store") as process:
+            run = run_through_a_crash(process, key, tmp_path / "arm" / "mirror")
+            code, _, err = sync(
+                process, key, tmp_path / "arm", monkeypatch=monkeypatch, capsys=capsys
+            )
+            assert code == 0, err
+            held = steps_held(process, key, run.run_id)
+            assert len(held) == len({(s, n) for s, n, _ in held})  # no duplicate
+            assert {(s, n): v for s, n, v in held} == steps_mirrored(tmp_path / "arm")
+            assert len(held) == 600
+            with evsys.DashboardClient(process.url, key, log_dir=tmp_path / "r") as reader:
+                assert reader.get_run(run.run_id)["status"] == "completed"
+                assert reader.get_experiment(run.experiment_id)["conclusion"] == "survived"
+
+
+def run_through_a_crash(process: ServiceProcess, key: str, log_dir: Path) -> evsys.ExperimentRun:
+    """300 steps; the service is SIGKILLed at step 100, once it has taken some, and started
+    again on the same database at step 200."""
+    client = evsys.DashboardClient(process.url, key, log_dir=log_dir, **FAST)
+    with evsys.ExperimentRun(client, experiment_name="fault", recipe_kind="sft") as run:
+        for step in range(1, 301):
+            run.log_step(step, loss=1 / step, reward=step / 300)
+            time.sleep(0.002)  # a training step: the sender sends while the run goes on
+            if step == 100:
+                wait_for(lambda: sent_ids(log_dir))
+                process.kill()  # mid-run: batches in flight or queued
+            if step == 200:
+                process.start()
+        run.set_conclusion("survived")
+    client.close(timeout=30)
+    return run
+
+
+def test_a_key_revoked_mid_run_warns_and_the_run_goes_on_locally(service, tmp_path, caplog):
+    project = service.new_project()
+    client = evsys.DashboardClient(service.url, project.key, log_dir=tmp_path / "m", **FAST)
+    run = client.create_run("exp-1", "r")
+    client.log_step_metric(run, 1, {"loss": 1.0})
+    assert client.flush(timeout=10) is True
+    service.revoke(project.key)
+    with caplog.at_level(logging.WARNING, logger="evsys.tracking"):
+        for step in range(2, 6):
+            client.log_step_metric(run, step, {"loss": 1.0})
+        assert client.flush(timeout=10) is False
+        client.log_step_metric(run, 6, {"loss": 1.0})  # still mirrored, no error
+        assert client.close(timeout=10) is False
+    assert "rejected the API key" in caplog.text
+    assert len(mirrored(tmp_path / "m")) == 7
+    assert steps_held(service, service.new_project(project.name).key, run) == [(1, "loss", 1.0)]
 
 
 def test_datasets_upload_resolve_and_download(service, service_key, tmp_path):
