@@ -159,17 +159,18 @@ def test_a_write_is_mirrored_before_it_is_sent_and_never_on_the_callers_thread(
     monkeypatch.setattr(urllib.request, "urlopen", watched)
     client = evsys.DashboardClient(double.url, "good-key", log_dir=tmp_path, **FAST)
     main_calls = len(sent_from)  # the key check at start is the only call on this thread
+    client.create_run("exp-1", "r", id="run-1")
     for step in range(1, 201):
         client.log_step_metric("run-1", step, {"loss": 1 / step})
+    client.update_run("run-1", status="completed")
     # on disk at once, before any flush
-    assert len(mirrored(tmp_path)) == 200
+    assert len(mirrored(tmp_path)) == 202
     assert client.close(timeout=10) is True
     assert sent_from[:main_calls] == ["MainThread"]
     assert set(sent_from[main_calls:]) == {"evsys-dashboard-sender"}
     assert sorted(s for s, _ in double.steps("run-1")) == list(range(1, 201))
     assert max(double.batches) > 1  # batched, not one request a step
-    sent_ids = tmp_path / find_segments(tmp_path)[0].name.replace(".writes.jsonl", ".sent")
-    assert len(sent_ids.read_text().split()) == 200
+    assert sorted(sent_ids(tmp_path)) == sorted(w["id"] for w in mirrored(tmp_path))
 
 
 def test_bad_writes_are_refused_before_the_mirror(tmp_path):

@@ -116,7 +116,8 @@ class DashboardClient:
         problem = check_data(op, data)
         if problem is not None:
             raise DashboardClientError(f"{op}: {problem}")
-        self._record(new_id(), encode_write(make_write(op, data)))
+        write = make_write(op, data)
+        self._record(write["id"], encode_write(write))
 
     def _record(self, write_id: str, line: str) -> None:
         self.mirror.append(line)
