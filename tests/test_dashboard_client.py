@@ -562,3 +562,19 @@ def test_datasets_upload_resolve_and_download(service, service_key, tmp_path):
         assert missing.value.status == 404
         with pytest.raises(DashboardClientError, match="kind 'models'"):
             client.resolve("models", "x")
+
+
+def test_sync_reports_each_refused_write_by_file_and_line_and_sends_the_rest(
+    double, tmp_path, monkeypatch, capsys
+):
+    offline_arm(tmp_path / "m", range(1, 21), run_id="run-1", exp_id="exp-1")
+    double.refuse = lambda write: write["op"] == "run.create"
+    code, out, err = sync(
+        double, "good-key", tmp_path / "m", monkeypatch=monkeypatch, capsys=capsys
+    )
+    assert code == 2
+    segment = find_segments(tmp_path / "m")[0]
+    assert f"refused by the service: {segment}:1: writes[0].data: refused on cue" in err
+    assert "1 refused" in out
+    assert len(double.steps("run-1")) == 40  # the rest of the batch went through
+    assert {w["op"] for w in double.writes.values()} == {"run.steps", "run.update"}
