@@ -578,3 +578,11 @@ def test_sync_reports_each_refused_write_by_file_and_line_and_sends_the_rest(
     assert "1 refused" in out
     assert len(double.steps("run-1")) == 40  # the rest of the batch went through
     assert {w["op"] for w in double.writes.values()} == {"run.steps", "run.update"}
+
+
+def test_a_mirror_that_is_not_text_is_named(tmp_path):
+    from evsys.tracking.mirror import MirrorLineError
+
+    (tmp_path / "a.writes.jsonl").write_bytes(b'{"id": "\xff"}\n')
+    with pytest.raises(MirrorLineError, match=r"a\.writes\.jsonl:1: not UTF-8 text"):
+        read_segment(tmp_path / "a.writes.jsonl")

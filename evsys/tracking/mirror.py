@@ -91,11 +91,11 @@ class Mirror:
 
 
 class MirrorLineError(ValueError):
-    """A mirror line that is not a write: named by file and line number."""
+    """A mirror line that is not a write, named by file and line number (line 0: the file)."""
 
     def __init__(self, path: Path, line: int, message: str):
         self.path, self.line, self.message = path, line, message
-        super().__init__(f"{path}:{line}: {message}")
+        super().__init__(f"{path}:{line}: {message}" if line else f"{path}: {message}")
 
 
 @dataclass
