@@ -1,5 +1,6 @@
 """The ``evsys`` command: ``run``, ``validate``, ``plan``, ``resume``, ``results``, ``list``,
-``schema``, ``diff``, ``init-project``, ``new-experiment``, ``eval``, ``deploy``, ``dashboard``.
+``schema``, ``diff``, ``init-project``, ``new-experiment``, ``eval``, ``deploy``, ``dashboard``,
+``sync``.
 
 Each subcommand lives in its own module and is imported only when used, so ``evsys --help`` and
 the light commands stay fast (none of them imports torch, transformers, trl, peft or tinker).
@@ -26,6 +27,7 @@ COMMANDS = {
     "eval": ("evsys.cli.eval", "score a model on an eval set: evsys eval model --dataset …"),
     "deploy": ("evsys.cli.deploy", "ship a run's adapter: evsys deploy <run dir> --to local"),
     "dashboard": ("evsys.cli.dashboard", "the dashboard service: serve, create-key, revoke-key"),
+    "sync": ("evsys.cli.sync", "send local dashboard mirrors to the service: evsys sync [DIR ...]"),
 }
 
 

@@ -8,6 +8,8 @@ Standard library only: this module runs in every arm. A write is
 
 from __future__ import annotations
 
+import os
+import time
 from typing import Any
 
 API_PREFIX = "/api/dashboard/api"
@@ -245,3 +247,17 @@ def _check_rows(where: str, value: Any) -> str | None:
             if problem:
                 return problem
     return None
+
+
+def new_id() -> str:
+    """A fresh uuid4 as 32 hex digits: the id of a write, or of an object a write creates.
+    (``uuid.uuid4().hex`` at a third of its cost: one is made for every logged step.)"""
+    raw = bytearray(os.urandom(16))
+    raw[6] = raw[6] & 0x0F | 0x40  # version 4
+    raw[8] = raw[8] & 0x3F | 0x80  # RFC 4122 variant
+    return raw.hex()
+
+
+def make_write(op: str, data: dict[str, Any]) -> dict[str, Any]:
+    """The envelope of one write, with a fresh id and the current time."""
+    return {"id": new_id(), "op": op, "data": data, "time": time.time()}
