@@ -152,15 +152,15 @@ def test_compare_shows_what_evsys_diff_shows_for_each_run_against_the_first() ->
     c = arm("c", 1e-5, 16, 0.4)
     c["config"]["extra"] = "x"
     result = views.compare([a, b, c])
-    by_key = {row["key"]: [v["text"] for v in row["values"]] for row in result.config}
+    by_key = {row["key"]: [v["text"] for v in row["cells"]] for row in result.config}
     assert by_key == {
         "algorithm.params.learning_rate": ["1e-05", "0.0001", "1e-05"],
         "algorithm.params.rank": ["8", "8", "16"],
         "extra": ["(absent)", "(absent)", '"x"'],
     }
-    differs = {row["key"]: [v["differs"] for v in row["values"]] for row in result.config}
+    differs = {row["key"]: [v["differs"] for v in row["cells"]] for row in result.config}
     assert differs["algorithm.params.rank"] == [False, False, True]
-    deltas = {row["name"]: [v["delta"] for v in row["values"]] for row in result.metrics}
+    deltas = {row["name"]: [v["delta"] for v in row["cells"]] for row in result.metrics}
     assert deltas == {"eval/exact_match": ["", "+0.2", "-0.1"], "loss": ["", "0", ""]}
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from evsys.report import format_number
 
 WIDTH, HEIGHT = 560, 220
-LEFT, RIGHT, TOP, BOTTOM = 56, 16, 12, 40
+LEFT, RIGHT, TOP, BOTTOM = 68, 16, 12, 40
 MAX_POINTS = 600
 """A curve keeps at most this many points (evenly strided, last point kept): a 100k-step run
 draws as fast as a short one and the page stays small."""
@@ -83,12 +83,23 @@ def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
 class _Scale:
     """Data → pixels on one axis, linear or log10; a flat range is widened so it has a middle."""
 
-    def __init__(self, low: float, high: float, start: float, end: float, log: bool = False):
+    def __init__(
+        self,
+        low: float,
+        high: float,
+        start: float,
+        end: float,
+        log: bool = False,
+        padded: bool = False,
+    ):
         self.log = log
         if log:
             low, high = math.log10(low), math.log10(high)
         if high == low:
             pad = abs(low) * 0.1 or 1.0
+            low, high = low - pad, high + pad
+        elif padded:  # dots at the extremes stay inside the plot
+            pad = (high - low) * 0.06
             low, high = low - pad, high + pad
         self.low, self.high, self.start, self.end = low, high, start, end
 
@@ -119,7 +130,7 @@ def line_chart(title: str, points: list[tuple[float, float]]) -> Chart:
         return chart
     xs, ys = [x for x, _ in points], [y for _, y in points]
     sx = _Scale(min(xs), max(xs), chart.plot_left, chart.plot_right)
-    sy = _Scale(min(ys), max(ys), chart.plot_bottom, chart.plot_top)
+    sy = _Scale(min(ys), max(ys), chart.plot_bottom, chart.plot_top, padded=True)
     chart.x_ticks, chart.y_ticks = sx.ticks(), sy.ticks()
     chart.polyline = " ".join(f"{sx(x)},{sy(y)}" for x, y in points)
     if len(points) == 1:  # a lone point has no line to show it
@@ -148,7 +159,7 @@ def axis_chart(axis: str, metric: str, arms: list[ArmValue]) -> Chart:
     if not arms:
         return chart
     ys = [float(a.score) for a in arms]
-    sy = _Scale(min(ys), max(ys), chart.plot_bottom, chart.plot_top)
+    sy = _Scale(min(ys), max(ys), chart.plot_bottom, chart.plot_top, padded=True)
     chart.y_ticks = sy.ticks()
     numeric = all(_is_number(a.axis_value) for a in arms)
     if numeric:

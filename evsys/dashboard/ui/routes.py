@@ -79,9 +79,9 @@ class _UI:
 
     # ---- plumbing --------------------------------------------------------------------------
 
-    def render(self, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+    def render(self, name: str, code: int = 200, **context: Any) -> HTMLResponse:
         html = self.env.get_template(name).render(**context)
-        return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
+        return HTMLResponse(html, status_code=code, headers=SECURITY_HEADERS)
 
     def project(self, request: Request, db: Session, fragment: bool = False) -> Project:
         """The session's project; raises LoginRequired when the cookie is missing, forged,

@@ -4,6 +4,7 @@ the charts, and the compare view (``evsys diff``'s differences, for two or more 
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -106,7 +107,7 @@ def arms_table(
                 "id": arm["id"],
                 "name": arm["name"],
                 "status": arm["status"],
-                "values": values,
+                "cells": values,
                 "best": best is not None and arm["id"] == best["id"],
                 "_sort": sort_value,
             }
@@ -211,9 +212,9 @@ def _all_numbers(values: list[Any]) -> bool:
 @dataclass
 class Comparison:
     config: list[dict[str, Any]] = field(default_factory=list)
-    """One row a differing config key: ``{key, values: [{text, missing, differs}]}``."""
+    """One row a differing config key: ``{key, cells: [{text, missing, differs}]}``."""
     metrics: list[dict[str, Any]] = field(default_factory=list)
-    """One row a metric: ``{name, values: [{text, delta}]}``, deltas against the first run."""
+    """One row a metric: ``{name, cells: [{text, delta}]}``, deltas against the first run."""
 
 
 def compare(runs: list[dict[str, Any]]) -> Comparison:
@@ -238,7 +239,7 @@ def compare(runs: list[dict[str, Any]]) -> Comparison:
             )
             text = "(absent)" if value is _ABSENT else show_value(value)
             values.append({"text": text, "missing": value is _ABSENT, "differs": differs})
-        result.config.append({"key": key, "values": values})
+        result.config.append({"key": key, "cells": values})
     names = sorted({m for r in records for m in r["metrics"]})
     for name in names:
         values = [{"text": show_metric(records[0]["metrics"].get(name)), "delta": ""}]
@@ -246,7 +247,7 @@ def compare(runs: list[dict[str, Any]]) -> Comparison:
             _, _, delta = diff.metrics[name]
             shown = "" if delta is None else "0" if delta == 0 else format_number(delta, "+.4g")
             values.append({"text": show_metric(record["metrics"].get(name)), "delta": shown})
-        result.metrics.append({"name": name, "values": values})
+        result.metrics.append({"name": name, "cells": values})
     return result
 
 
@@ -260,14 +261,14 @@ def run_ids_from_query(runs: str | None, run: list[str]) -> list[str]:
 
 
 def pretty(value: Any) -> str:
-    """A config or any JSON value as YAML, for a <pre> (the template escapes it)."""
+    """A config or any JSON value as YAML (a scalar as JSON), for a <pre>; the template escapes it."""
     if isinstance(value, str):
         return value
+    if not isinstance(value, dict | list):
+        return json.dumps(value, default=str)
     try:
         return yaml.safe_dump(value, sort_keys=False, allow_unicode=True, width=100).rstrip()
     except yaml.YAMLError:
-        import json
-
         return json.dumps(value, indent=2, default=str)
 
 
