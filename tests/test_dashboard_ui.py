@@ -289,6 +289,51 @@ def test_datasets_list_every_version_of_a_name(service, http) -> None:
     assert "No benchmarks uploaded yet" in http.get("/benchmarks").text
 
 
+def test_odd_but_valid_records_render(service, http) -> None:
+    """Whatever the writes API accepts, every page shows: NaN and infinite metrics, a git object
+    of any shape, a run that arrived before its experiment, a parent that is not there."""
+    nan, inf = float("nan"), float("inf")
+    service.post_writes(
+        [
+            write(
+                "run.create",
+                id="odd-run",
+                experiment_id="odd-1",
+                name="odd arm",
+                git={"commit": 12345, "diff": {"files": 2}},
+                config={"a": [1, {"b": None}], "big": 1e300, "empty": {}},
+                overrides=["=", "no-equals", "a=1=2"],
+            ),
+            write("run.steps", run_id="odd-run", steps=[{"step": 0, "metrics": {"loss": nan}}]),
+            write("run.update", id="odd-run", summary={"m": nan, "n": inf, "k": 3}),
+            write("eval_run.create", id="odd-eval", run_id="odd-run", metrics={"m": inf}),
+            write(
+                "predictions.add",
+                id="odd-pred",
+                run_id="odd-run",
+                rows=[{"prompt": "", "completion": "", "expected": {"nested": [1, None]}}],
+            ),
+        ]
+    )
+    assert http.get("/runs/odd-run").status_code == 200  # its experiment is not there yet
+    service.post_writes(
+        [
+            write(
+                "experiment.create",
+                id="odd-1",
+                name="odd",
+                success_metric="m",
+                direction="minimize",
+                parent_experiment_id="gone",
+            )
+        ]
+    )
+    for page in ("/", "/experiments/odd-1", "/experiments/odd-1?sort=metric:n&order=asc"):
+        assert http.get(page).status_code == 200, page
+    assert http.get("/compare?runs=odd-run,arm-a").status_code == 200
+    assert http.get("/experiments/odd-1/live?sort=axis:a&order=desc").status_code == 200
+
+
 def test_compare_asks_for_two_runs_at_least(http) -> None:
     answer = http.get("/compare?runs=arm-a")
     assert answer.status_code == 400 and "Pick 2" in answer.text

@@ -35,7 +35,9 @@ def experiments(
     query = select(Experiment).where(Experiment.project_id == project_id)
     if status:
         query = query.where(Experiment.status == status)
-    query = query.order_by(Experiment.created_at.desc()).limit(MAX_EXPERIMENTS)
+    query = query.order_by(Experiment.created_at.desc())
+    if not tag:
+        query = query.limit(MAX_EXPERIMENTS)
     counts = dict(
         db.execute(
             select(Run.experiment_id, func.count())
@@ -51,7 +53,7 @@ def experiments(
         row["name"] = row["name"] or experiment.id
         row["run_count"] = counts.get(experiment.id, 0)
         rows.append(row)
-    return rows
+    return rows[:MAX_EXPERIMENTS]
 
 
 def experiment_filters(db: Session, project_id: str) -> tuple[list[str], list[str]]:
@@ -159,6 +161,12 @@ def _run(row: Run) -> dict[str, Any]:
     out = row.to_dict()
     out["name"] = out["name"] or row.id
     out["summary"] = {k: v for k, v in (row.summary or {}).items() if isinstance(k, str)}
+    git = row.git if isinstance(row.git, dict) else {}  # any object a client sent: keep what reads
+    commit = git.get("commit")
+    out["git"] = {
+        "commit": commit if isinstance(commit, str) else None,
+        "diff": bool(git.get("diff")),
+    }
     return out
 
 

@@ -98,9 +98,7 @@ def arms_table(
     rows = []
     for index, arm in enumerate(arms):
         values = [_cell(axes[k][index]) for k in axes]
-        values += [
-            format_number(arm["summary"][m]) if m in arm["summary"] else "" for m in metric_names
-        ]
+        values += [number(arm["summary"][m]) if m in arm["summary"] else "" for m in metric_names]
         sort_value = _sort_value(arm, sort, axes, index)
         rows.append(
             {
