@@ -1,5 +1,5 @@
 """The ``evsys`` command: ``run``, ``validate``, ``plan``, ``resume``, ``results``, ``list``,
-``schema``, ``diff``, ``init-project``, ``new-experiment``, ``eval``, ``deploy``.
+``schema``, ``diff``, ``init-project``, ``new-experiment``, ``eval``, ``deploy``, ``dashboard``.
 
 Each subcommand lives in its own module and is imported only when used, so ``evsys --help`` and
 the light commands stay fast (none of them imports torch, transformers, trl, peft or tinker).
@@ -25,6 +25,7 @@ COMMANDS = {
     "new-experiment": ("evsys.cli.new_experiment", "write experiments/<yyyymmdd>_<slug>.yaml"),
     "eval": ("evsys.cli.eval", "score a model on an eval set: evsys eval model --dataset …"),
     "deploy": ("evsys.cli.deploy", "ship a run's adapter: evsys deploy <run dir> --to local"),
+    "dashboard": ("evsys.cli.dashboard", "the dashboard service: serve, create-key, revoke-key"),
 }
 
 

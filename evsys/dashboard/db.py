@@ -41,7 +41,12 @@ def make_engine(db: str | URL) -> Engine:
     url = db if isinstance(db, URL) else normalize_url(db)
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
-            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise DatabaseURLError(
+                    f"--db {url!s}: cannot create its directory: {error}"
+                ) from None
         try:
             engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         except NoSuchModuleError as error:
