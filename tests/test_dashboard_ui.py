@@ -334,6 +334,38 @@ def test_odd_but_valid_records_render(service, http) -> None:
     assert http.get("/experiments/odd-1/live?sort=axis:a&order=desc").status_code == 200
 
 
+def test_generations_and_parent_runs_link_an_evolved_arm_to_where_it_came_from(
+    service, http
+) -> None:
+    service.post_writes(
+        [
+            write(
+                "experiment.create", id="evo-1", name="evolved", success_metric="eval/exact_match"
+            ),
+            write(
+                "generation.create", id="gen-0", experiment_id="evo-1", index=0, proposer="optuna"
+            ),
+            write("generation.create", id="gen-1", experiment_id="evo-1", index=1, proposer="llm"),
+            *arm_writes("evo-1", "evo-a", 1e-5, 8, 0.5),
+            write(
+                "run.create",
+                id="evo-b",
+                experiment_id="evo-1",
+                name="child of a",
+                generation_id="gen-1",
+                parent_run_ids=["evo-a"],
+            ),
+            write("generation.update", id="gen-1", best_run_id="evo-b", best_score=0.7),
+        ]
+    )
+    page = http.get("/experiments/evo-1").text
+    assert 'id="generations"' in page and "optuna" in page and "llm" in page
+    assert '<a href="/runs/evo-b">child of a</a>' in page
+    run_page = http.get("/runs/evo-b").text
+    assert "generation 1" in run_page
+    assert '<a href="/runs/evo-a">lr=1e-05,rank=8</a>' in run_page
+
+
 def test_compare_asks_for_two_runs_at_least(http) -> None:
     answer = http.get("/compare?runs=arm-a")
     assert answer.status_code == 400 and "Pick 2" in answer.text

@@ -17,6 +17,7 @@ from evsys.dashboard.models import (
     DataVersion,
     EvalRun,
     Experiment,
+    Generation,
     Prediction,
     Run,
     StepMetric,
@@ -90,6 +91,20 @@ def experiment(db: Session, project_id: str, experiment_id: str) -> dict[str, An
         .order_by(Run.created_at, Run.id)
     )
     out["runs"] = [_run(r) for r in arms]
+    generations = db.scalars(
+        select(Generation)
+        .where(Generation.project_id == project_id, Generation.experiment_id == found.id)
+        .order_by(Generation.index, Generation.created_at)
+    )
+    names = {r["id"]: r["name"] for r in out["runs"]}
+    out["generations"] = [
+        g.to_dict()
+        | {
+            "arms": sum(r["generation_id"] == g.id for r in out["runs"]),
+            "best_run_name": names.get(g.best_run_id or ""),
+        }
+        for g in generations
+    ]
     return out
 
 
@@ -105,6 +120,11 @@ def run(db: Session, project_id: str, run_id: str) -> dict[str, Any] | None:
         "name": (parent.name or parent.id) if parent else (found.experiment_id or "(none)"),
     }
     out["curves"] = _curves(db, project_id, found.id)
+    parents = [i for i in found.parent_run_ids or [] if isinstance(i, str)]
+    known = runs(db, project_id, parents) if parents else {}
+    out["parents"] = [{"id": i, "name": known[i]["name"] if i in known else i} for i in parents]
+    generation = found.generation_id and db.get(Generation, (project_id, found.generation_id))
+    out["generation_index"] = generation.index if generation else None
     evals = db.scalars(
         select(EvalRun)
         .where(EvalRun.project_id == project_id, EvalRun.run_id == found.id)

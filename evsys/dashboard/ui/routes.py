@@ -102,7 +102,8 @@ class _UI:
         return self.render("error.html", 404, project=project, status="Not found", message=message)
 
     async def login_required(self, request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, LoginRequired)
+        if not isinstance(exc, LoginRequired):  # registered for LoginRequired only
+            raise exc
         if exc.fragment:
             return Response("log in again", status_code=401, headers=SECURITY_HEADERS)
         return RedirectResponse(f"/login?{urlencode({'next': exc.next_url})}", status_code=303)
