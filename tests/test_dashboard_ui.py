@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import unavailable
+from conftest import require, unavailable
 
 pytest.importorskip("fastapi")
 pytest.importorskip("sqlalchemy")
@@ -384,7 +384,9 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
             f"needs {' and '.join(missing)}: apt-get install chromium chromium-driver",
             declared_by="EVSYS_REQUIRE_BROWSER",
         )
-    webdriver = pytest.importorskip("selenium.webdriver")
+    webdriver = require(
+        "selenium.webdriver", "pip install selenium", declared_by="EVSYS_REQUIRE_BROWSER"
+    )
     from selenium.webdriver.chrome.service import Service as DriverService
 
     options = webdriver.ChromeOptions()
