@@ -17,6 +17,8 @@ def test_the_wheel_carries_its_config_experiments_and_data(tmp_path: Path) -> No
     (wheel,) = wheels.glob("evsys-*.whl")
     subprocess.run([*pip, "install", "--no-deps", "--target", str(target), str(wheel)], check=True)
     project.mkdir()
+    ui = target / "evsys" / "dashboard" / "ui"  # the web UI serves these from the package
+    assert (ui / "templates" / "base.html").is_file() and (ui / "static" / "dashboard.js").is_file()
 
     # The wheel's evsys comes first on the path; its dependencies come from this environment.
     env = {**os.environ, "PYTHONPATH": str(target)}

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from evsys.report import format_number
 
@@ -42,7 +42,7 @@ def execute(args: argparse.Namespace) -> int:
 
 
 def render(result: RunDiff) -> str:
-    from evsys.run.compare import summary
+    from evsys.run.compare import show_metric, show_value, summary
 
     lines = []
     for label, record in (("a", result.a), ("b", result.b)):
@@ -58,11 +58,11 @@ def render(result: RunDiff) -> str:
     else:
         lines.append(f"config: {count} difference{'s' * (count != 1)}")
         for key, (value_a, value_b) in result.changed.items():
-            lines.append(f"  {key}: {_show(value_a)} -> {_show(value_b)}")
+            lines.append(f"  {key}: {show_value(value_a)} -> {show_value(value_b)}")
         for key, value in result.added.items():
-            lines.append(f"+ {key}: {_show(value)}   (only in b)")
+            lines.append(f"+ {key}: {show_value(value)}   (only in b)")
         for key, value in result.removed.items():
-            lines.append(f"- {key}: {_show(value)}   (only in a)")
+            lines.append(f"- {key}: {show_value(value)}   (only in a)")
     lines.append("")
 
     if not result.metrics:
@@ -71,7 +71,7 @@ def render(result: RunDiff) -> str:
         rows = [("metric", "a", "b", "delta")]
         for name, (value_a, value_b, delta) in result.metrics.items():
             shown = "" if delta is None else "0" if delta == 0 else format_number(delta, "+.4g")
-            rows.append((name, _metric(value_a), _metric(value_b), shown))
+            rows.append((name, show_metric(value_a), show_metric(value_b), shown))
         widths = [max(len(row[i]) for row in rows) for i in range(4)]
         lines.append("metrics:")
         for row in rows:
@@ -79,17 +79,3 @@ def render(result: RunDiff) -> str:
             cells = [row[0].ljust(widths[0]), *numbers]
             lines.append("  " + "  ".join(cells).rstrip())
     return "\n".join(lines) + "\n"
-
-
-def _metric(value: Any) -> str:
-    return format_number(value, ".6g") if isinstance(value, int | float) else _show(value, "-")
-
-
-def _show(value: Any, missing: str = "null") -> str:
-    if value is None:
-        return missing
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)  # quoted: "" and "1" read unambiguously
-    return json.dumps(value, default=str) if isinstance(value, list | dict | bool) else str(value)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from evsys.errors import DataError
+from evsys.report import format_number
 from evsys.run.record import RUN_RESULT
 
 _MISSING = object()
@@ -124,3 +125,19 @@ def _delta(a: Any, b: Any) -> float | None:
         delta = float(b) - float(a)
         return delta if math.isfinite(delta) else None
     return None
+
+
+def show_value(value: Any, missing: str = "null") -> str:
+    """A config value as ``evsys diff`` and the dashboard's compare view show it."""
+    if value is None:
+        return missing
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)  # quoted: "" and "1" read unambiguously
+    return json.dumps(value, default=str) if isinstance(value, list | dict | bool) else str(value)
+
+
+def show_metric(value: Any) -> str:
+    """A metric value; ``-`` where the run lacks it."""
+    return format_number(value, ".6g") if isinstance(value, int | float) else show_value(value, "-")

@@ -1,0 +1,1 @@
+"""The dashboard's web UI: server-rendered pages over the service's tables (``routes.install``)."""
