@@ -111,6 +111,17 @@ def test_runs_repeats_stores_and_free_form_metadata(project: Path) -> None:
     assert config.description.startswith("one SFT run")
 
 
+def test_overrides_after_the_file_apply_last_and_sweeps_name_the_arms(project: Path) -> None:
+    arms = plan(EXAMPLES / "runs.yaml", ["eval.n_samples=5,6", "algorithm.params.max_steps=2"])
+    assert [a.name for a in arms][:2] == ["sft__seed7__n_samples5", "sft__seed8__n_samples5"]
+    assert len({a.config_hash for a in arms}) == 8
+    assert {a.config.algorithm.params["max_steps"] for a in arms} == {2}  # over each run's own
+    assert [a.config.eval.n_samples for a in arms[:4]] == [5, 5, 6, 6]
+    # a group chosen after the file replaces the file's block for it, in every arm
+    (single,) = plan(EXAMPLES / "minimal.yaml", ["eval=tool_selection"])
+    assert single.config.eval.inference is None and single.config.eval.max_tokens == 64
+
+
 def test_run_experiment_runs_every_arm_on_mock(project: Path) -> None:
     result = run_experiment(EXAMPLES / "runs.yaml", project / "sweep")
     assert [arm.status for arm in result.arms] == ["completed"] * 4

@@ -205,9 +205,12 @@ def test_two_sweeps_never_share_a_directory(workdir: Path) -> None:
 def test_explicit_arms_cross_with_repeats_and_refuse_sweeps() -> None:
     """hydra.sweeper.arms: each arm its own lines (group choices too), as listed."""
     axes = SweepAxes(arms=[["algorithm=sft", "seed=1"], ["algorithm=rl"]], n_repeats=1)
-    assert enumerate_arms(["backend=mock"], axes) == [
-        ["backend=mock", "algorithm=sft", "seed=1"],
-        ["backend=mock", "algorithm=rl"],
+    # an arm's own lines first: the command line and the other axes override them
+    assert enumerate_arms(["backend=mock", "data.limit=3,4"], axes) == [
+        ["algorithm=sft", "seed=1", "backend=mock", "data.limit=3"],
+        ["algorithm=sft", "seed=1", "backend=mock", "data.limit=4"],
+        ["algorithm=rl", "backend=mock", "data.limit=3"],
+        ["algorithm=rl", "backend=mock", "data.limit=4"],
     ]
     repeated = SweepAxes(arms=[["algorithm=sft"], ["algorithm=rl"]], n_repeats=2, base_seed=5)
     assert enumerate_arms([], repeated) == [

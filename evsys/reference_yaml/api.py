@@ -72,8 +72,10 @@ def plan(
         arms = experiment.plan()
     except ConfigError as exc:
         raise located(exc, config) from None
+    # Each of `runs` is one block of consecutive arms (its cells of other axes, its repeats).
+    block = max(1, len(arms) // len(config.runs)) if config.runs else 1
     for arm in arms:
-        arm.problems = locate(arm.problems, config, arm.index)
+        arm.problems = locate(arm.problems, config, arm.index // block)
     return arms
 
 
@@ -147,23 +149,23 @@ def migrate(path_or_config: str | Path | ReferenceConfig) -> str:
 # -- problems against the file ------------------------------------------------------------------
 
 
-def located(exc: ConfigError, config: ReferenceConfig, arm_index: int | None = None) -> ConfigError:
+def located(exc: ConfigError, config: ReferenceConfig, run_index: int | None = None) -> ConfigError:
     from evsys.report import problems_header
 
-    problems = locate(exc.problems, config, arm_index)
+    problems = locate(exc.problems, config, run_index)
     subject = str(config.path) if config.path is not None else "the reference config"
     return ConfigError(problems, header=exc.header or problems_header(len(problems), subject))
 
 
 def locate(
-    problems: list[Problem], config: ReferenceConfig, arm_index: int | None = None
+    problems: list[Problem], config: ReferenceConfig, run_index: int | None = None
 ) -> list[Problem]:
     """Problems of evsys's composed config, said of the file: its key and ``file:line``. One
     problem per key (an unknown kind is reported by its group and by its schema)."""
     out: list[Problem] = []
     seen = set()
     for problem in problems:
-        key = reference_key(problem, config, arm_index)
+        key = reference_key(problem, config, run_index)
         if key in seen:
             continue
         seen.add(key)
@@ -172,7 +174,7 @@ def locate(
     return out
 
 
-def reference_key(problem: Problem, config: ReferenceConfig, arm_index: int | None) -> str:
+def reference_key(problem: Problem, config: ReferenceConfig, run_index: int | None) -> str:
     """The file's key for the problem's path in evsys's config."""
     path = problem.path
     if problem.message.startswith("unknown option") and "/" not in path:
@@ -193,9 +195,9 @@ def reference_key(problem: Problem, config: ReferenceConfig, arm_index: int | No
             if path == axis or path.startswith((axis + ".", axis + "[")):
                 return f"matrix.axes.{axis}"
         return f"matrix.base_run.{path}"
-    if arm_index is None:
+    if run_index is None:
         return f"runs.{path}"
-    return f"runs[{arm_index // config.n_repeats}].{path}"
+    return f"runs[{run_index}].{path}"
 
 
 def _hydra_key(path: str, config: ReferenceConfig) -> str:

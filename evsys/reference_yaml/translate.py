@@ -90,21 +90,25 @@ class Translation:
             f"++{key}={literal(value)}" for key, value in self.content.items() if key not in chosen
         ]
         settings = [f"hydra.{key}={quoted(value)}" for key, value in self.dirs.items()]
-        settings += self._sweeper_lines(chosen, [x for x in extra if not is_sweep_override(x)])
+        swept = [_key_of(line) for line in extra if is_sweep_override(line)]
+        settings += self._sweeper_lines(chosen, swept)
         sweeps = [f"{key}={sweep_expression(values)}" for key, values in self.axes.items()]
         return [*fixed, *settings, *sweeps, *extra]
 
-    def _sweeper_lines(self, chosen: set[str | None], fixed_extra: list[str]) -> list[str]:
+    def _sweeper_lines(self, chosen: set[str | None], swept: list[str]) -> list[str]:
         lines = []
-        if self.arms:  # the caller's fixed overrides come after each arm's own lines
-            arms = [[*_without_groups(arm, chosen), *fixed_extra] for arm in self.arms]
+        if self.arms:  # each arm's lines come first: the caller's overrides apply after them
+            arms = [_without_groups(arm, chosen) for arm in self.arms]
             lines.append(f"hydra.sweeper.arms={literal(arms)}")
         if self.n_repeats > 1:
             lines.append(f"hydra.sweeper.n_repeats={self.n_repeats}")
         if self.base_seed is not None:
             lines.append(f"hydra.sweeper.base_seed={self.base_seed}")
-        if self.name_template is not None:
-            lines.append(f"hydra.sweeper.name_template={quoted(self.name_template)}")
+        template = self.name_template
+        if swept:  # the caller sweeps more: its keys name the arms too, as the reference's would
+            template = _reference_names(swept, base=template or "{base}")
+        if template is not None:
+            lines.append(f"hydra.sweeper.name_template={quoted(template)}")
         return lines
 
 
@@ -242,9 +246,13 @@ def _dirs(config: ReferenceConfig) -> dict[str, str]:
     }
 
 
-def _reference_names(keys: list[str]) -> str:
+def _reference_names(keys: list[str], base: str = "{base}") -> str:
     """The reference's arm names without a template: ``{base}__<last key><value>__…``."""
-    return "__".join(["{base}", *(f"{key.rsplit('.', 1)[-1]}{{{key}}}" for key in keys)])
+    return "__".join([base, *(f"{key.rsplit('.', 1)[-1]}{{{key}}}" for key in keys)])
+
+
+def _key_of(line: str) -> str:
+    return line.lstrip("+~").partition("=")[0]
 
 
 def _with_seed(template: str, repeats: bool) -> str:

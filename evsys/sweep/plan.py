@@ -74,15 +74,16 @@ class SweepAxes:
     paired: list[dict[str, str]] = field(default_factory=list)
     """Each dict is one axis whose keys vary together: ``{lr: "1e-4,3e-4", warmup: "0,0.1"}``."""
     arms: list[list[str]] = field(default_factory=list)
-    """Explicit arms, each its own override lines (group choices included): one axis whose values
-    need not share keys, e.g. the reference YAML's ``runs:`` list."""
+    """Explicit arms, each its own override lines (group choices included): the outermost axis,
+    whose values need not share keys (the reference YAML's ``runs:`` list). An arm's lines come
+    first, so the command line and the other axes override them."""
     n_repeats: int = 1
     """Repeat every arm over this many seeds (base_seed, base_seed + 1, …)."""
     base_seed: int | None = None
 
 
 def enumerate_arms(arguments: list[str], axes: SweepAxes) -> list[list[str]]:
-    """Every arm's overrides, in Hydra's order, then paired axes, then repeats.
+    """Every arm's overrides: explicit arms, then Hydra's order, paired axes, repeats.
 
     Raises ConfigError naming every line or axis that cannot be expanded, and when the sweep
     has no arm at all (``range(5,1)``, a ``glob()`` that matches nothing).
@@ -102,10 +103,12 @@ def enumerate_arms(arguments: list[str], axes: SweepAxes) -> list[list[str]]:
     repeats = _repeat_axis(axes, [*expanded, *arm_keys], problems)
     if problems:
         raise ConfigError(problems)
+    # An explicit arm is the outermost axis and its lines come first: everything else (the
+    # command line, the other axes) overrides them.
     arms = [
-        [*base, *itertools.chain.from_iterable(extra)]
-        for base, *extra in itertools.product(
-            *_hydra_order(list(expanded.values())), explicit, *paired, repeats
+        [*own, *base, *itertools.chain.from_iterable(extra)]
+        for own, base, *extra in itertools.product(
+            explicit, *_hydra_order(list(expanded.values())), *paired, repeats
         )
     ]
     if not arms:
