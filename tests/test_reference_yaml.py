@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import run_evsys
 
-from evsys import Experiment, load_yaml, run_experiment, validate_yaml
+from evsys import ConfigError, Experiment, load_yaml, run_experiment, validate_yaml
 from evsys.reference_yaml import dump_yaml, migrate, plan, translate
 
 EXAMPLES = Path(__file__).parent / "reference_examples"
@@ -203,6 +203,16 @@ def test_migrate_writes_a_runnable_experiment_file(project: Path) -> None:
     assert hashes == arms_of(plan(source))
 
 
+def test_from_python_a_bad_file_raises_naming_its_keys(project: Path) -> None:
+    path = project / "bad.yaml"
+    path.write_text(BAD["misspelt_param"][0])
+    with pytest.raises(ConfigError) as caught:
+        Experiment.from_yaml(path).run(project / "run")
+    assert "run.algorithm.params.lerning_rate: unknown key" in str(caught.value)
+    assert validate_yaml(path)[0].source == f"{path}:6"
+    assert not (project / "run").exists()
+
+
 def test_dump_yaml_round_trips(project: Path, tmp_path: Path) -> None:
     config = load_yaml(EXAMPLES / "matrix.yaml")
     dump_yaml(config, tmp_path / "again.yaml")
@@ -260,6 +270,11 @@ BAD = {
         ":8",
     ),
     "not_yaml": ("name: x\nrun: [\n", "not valid YAML", ":3"),
+    "name_is_a_path": (
+        "version: 1\nname: ../../etc\nrun: {name: r}\n",
+        "name: the experiment's",
+        ":2",
+    ),
 }
 
 

@@ -11,6 +11,7 @@ and sweep settings (:mod:`.translate`), and planned, run or migrated to an exper
 """
 
 from evsys.reference_yaml.api import (
+    ReferenceExperiment,
     dump_yaml,
     experiment_from_yaml,
     load_yaml,
@@ -25,6 +26,7 @@ from evsys.reference_yaml.translate import Translation, translate
 __all__ = [
     "MatrixSpec",
     "ReferenceConfig",
+    "ReferenceExperiment",
     "Translation",
     "dump_yaml",
     "experiment_from_yaml",

@@ -16,12 +16,13 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from evsys.errors import ConfigError, Problem
+from evsys.experiment import Experiment
 from evsys.reference_yaml import source
 from evsys.reference_yaml.source import ReferenceConfig
 from evsys.reference_yaml.translate import Translation, experiment_file, translate
 
 if TYPE_CHECKING:
-    from evsys.experiment import Experiment, ExperimentResult
+    from evsys.experiment import ExperimentResult
     from evsys.sweep.plan import Arm
 
 BASE_CONFIG = "base"
@@ -39,21 +40,43 @@ def load_yaml(path: str | Path) -> ReferenceConfig:
     return source.read(path)
 
 
+class ReferenceExperiment(Experiment):
+    """An :class:`~evsys.experiment.Experiment` made from a reference file: its plan's problems
+    name the file's keys and lines."""
+
+    def __init__(
+        self, config: ReferenceConfig, overrides: list[str] | tuple[str, ...] = (), **options: Any
+    ):
+        from evsys.preflight import is_sweep_override
+
+        translation = _translation(config)
+        options.setdefault("config_name", BASE_CONFIG)
+        multirun = translation.multirun or any(is_sweep_override(line) for line in overrides)
+        super().__init__(translation.overrides(overrides), multirun=multirun, **options)
+        self.reference = config
+        self.translation = translation
+
+    def plan(self) -> list[Arm]:
+        config = self.reference
+        try:
+            arms = super().plan()
+        except ConfigError as exc:
+            raise located(exc, config) from None
+        # Each of `runs` is one block of consecutive arms (its cells of other axes, its repeats).
+        block = max(1, len(arms) // len(config.runs)) if config.runs else 1
+        for arm in arms:
+            arm.problems = locate(arm.problems, config, arm.index // block)
+        return arms
+
+
 def experiment_from_yaml(
     path_or_config: str | Path | ReferenceConfig,
     overrides: list[str] | tuple[str, ...] = (),
     **options: Any,
-) -> Experiment:
-    """The :class:`~evsys.experiment.Experiment` that runs a reference file (options: see
-    ``Experiment.__init__``); ``overrides`` are Hydra overrides applied after the file."""
-    from evsys.experiment import Experiment
-    from evsys.preflight import is_sweep_override
-
-    config = _config(path_or_config)
-    translation = _translation(config)
-    options.setdefault("config_name", BASE_CONFIG)
-    multirun = translation.multirun or any(is_sweep_override(line) for line in overrides)
-    return Experiment(translation.overrides(overrides), multirun=multirun, **options)
+) -> ReferenceExperiment:
+    """The experiment that runs a reference file (options: see ``Experiment.__init__``);
+    ``overrides`` are Hydra overrides applied after the file."""
+    return ReferenceExperiment(_config(path_or_config), overrides, **options)
 
 
 def plan(
@@ -61,22 +84,14 @@ def plan(
     overrides: list[str] | tuple[str, ...] = (),
     *,
     deep: bool = True,
+    **options: Any,
 ) -> list[Arm]:
     """Every arm the file runs, named and validated; an arm's ``problems`` name the file's key and
     line. Without ``deep``: the first cell of a matrix only, and each of ``runs`` once."""
     config = _config(path_or_config)
     if not deep:
         config = _first_cells(config)
-    experiment = experiment_from_yaml(config, overrides)
-    try:
-        arms = experiment.plan()
-    except ConfigError as exc:
-        raise located(exc, config) from None
-    # Each of `runs` is one block of consecutive arms (its cells of other axes, its repeats).
-    block = max(1, len(arms) // len(config.runs)) if config.runs else 1
-    for arm in arms:
-        arm.problems = locate(arm.problems, config, arm.index // block)
-    return arms
+    return experiment_from_yaml(config, overrides, **options).plan()
 
 
 def validate_yaml(
@@ -97,34 +112,10 @@ def run_experiment(
     output_dir: str | Path | None = None,
     **options: Any,
 ) -> ExperimentResult:
-    """Run the file in this process, every arm validated first (ConfigError: nothing ran); a
-    failing arm is recorded and the others run. ``output_dir``: the run or sweep directory
-    (None: under the file's ``output_dir``)."""
-    config = _config(path_or_config)
-    arms = plan(config)  # reports problems against the file, before anything is written
-    error = bad_arms_error(arms)
-    if error is not None:
-        raise error
-    return experiment_from_yaml(config, **options).run(output_dir)
-
-
-def bad_arms_error(arms: list[Arm]) -> ConfigError | None:
-    """One ConfigError for the arms that cannot run (each problem names its arm), or None."""
-    from evsys.sweep.plan import bad_arms
-
-    bad = bad_arms(arms)
-    if not bad:
-        return None
-    if len(arms) == 1:
-        return ConfigError(bad[0].problems)
-    problems = [
-        dataclasses.replace(problem, path=f"{arm.name}: {problem.path}")
-        for arm in bad
-        for problem in arm.problems
-    ]
-    return ConfigError(
-        problems, header=f"{len(bad)} of {len(arms)} arms are invalid; no arm was launched"
-    )
+    """Run the file in this process, every arm validated first (ConfigError naming the file's
+    keys: nothing ran); a failing arm is recorded and the others run. ``output_dir``: the run or
+    sweep directory (None: under the file's ``output_dir``); options: see ``Experiment``."""
+    return experiment_from_yaml(path_or_config, **options).run(output_dir)
 
 
 def dump_yaml(config: ReferenceConfig, path: str | Path | None = None) -> str:

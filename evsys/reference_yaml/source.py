@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, PrivateAttr, ValidationError, model_validator
+from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from evsys.config import Seed, Strict
 from evsys.errors import ConfigError, Problem
@@ -64,6 +64,17 @@ class ReferenceConfig(Strict):
     _path: Path | None = PrivateAttr(None)
     _lines: dict[str, int] = PrivateAttr(default_factory=dict)
 
+    @field_validator("name")
+    @classmethod
+    def _names_a_directory(cls, name: str) -> str:
+        from evsys.output_dirs import name_problems
+
+        if name_problems(name) or "${" in name:
+            raise ValueError(
+                "the experiment's name names its directory: no '/', '\\', '..' or '${'"
+            )
+        return name
+
     @model_validator(mode="after")
     def _one_kind_of_run(self) -> ReferenceConfig:
         given = [key for key in ("run", "runs", "matrix") if getattr(self, key) is not None]
@@ -95,8 +106,13 @@ def read(path: str | Path) -> ReferenceConfig:
     path = Path(path)
     try:
         text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(
+            Problem(path="", message="no such file"), header=_header(path, 1)
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(Problem(path="", message=f"cannot read {path}: {exc}")) from None
+        problem = Problem(path="", message=f"cannot read the file: {exc}")
+        raise ConfigError(problem, header=_header(path, 1)) from None
     loader = _loader()
     try:
         node = yaml.compose(text, Loader=loader)
@@ -106,19 +122,19 @@ def read(path: str | Path) -> ReferenceConfig:
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(
-            Problem(path="", message=f"not valid YAML: {problem}", source=where)
+            Problem(path="", message=f"not valid YAML: {problem}", source=where),
+            header=_header(path, 1),
         ) from None
     lines = _key_lines(node, "") if node is not None else {}
     if not isinstance(raw, dict):
-        raise ConfigError(
-            Problem(
-                path="",
-                message="the file holds no mapping",
-                value=raw,
-                expected="a YAML mapping with name and one of run, runs, matrix",
-                source=str(path),
-            )
+        problem = Problem(
+            path="",
+            message="the file holds no mapping",
+            value=raw,
+            expected="a YAML mapping with name and one of run, runs, matrix",
+            source=str(path),
         )
+        raise ConfigError(problem, header=_header(path, 1))
     return from_dict(raw, path=path, lines=lines)
 
 

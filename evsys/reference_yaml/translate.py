@@ -207,8 +207,12 @@ def _run_parts(
         spec = run.get(group)
         kind = spec.get("kind") if isinstance(spec, dict) else None
         if group == "algorithm" and kind in ROUTED_ALGORITHMS:
-            spec["kind"] = kind = ROUTED_ALGORITHMS[kind]
-            notes.append(f"{where}.algorithm.kind: the recipe {kind!r}, routed by the backend")
+            spec["kind"] = recipe = ROUTED_ALGORITHMS[kind]
+            notes.append(
+                f"{where}.algorithm.kind: {kind} runs as the recipe {recipe!r} (evsys picks "
+                "a recipe's engine by the backend)"
+            )
+            kind = recipe
         groups[group] = kind if isinstance(kind, str) else None
     model = run.get("model")
     if isinstance(model, dict) and "renderer_name" in model:
