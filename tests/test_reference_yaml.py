@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 from conftest import run_evsys
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from evsys import ConfigError, Experiment, load_yaml, run_experiment, validate_yaml
 from evsys.reference_yaml import dump_yaml, migrate, plan, translate
@@ -302,3 +304,27 @@ def test_an_evsys_experiment_file_is_pointed_to_its_own_command(project: Path) -
     assert done.returncode == 2
     assert "looks like an evsys experiment file" in done.stdout
     assert "experiment=lora" in done.stdout
+
+
+# -- values reach Hydra unchanged ---------------------------------------------------------------
+
+KEYS = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,8}", fullmatch=True)
+TEXT = st.text(st.characters(blacklist_categories=["Cs"]), max_size=12).filter(
+    lambda s: "${" not in s  # an interpolation, on purpose
+)
+VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | TEXT,
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(KEYS, children, max_size=3),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(VALUES)
+def test_literal_reads_back_as_the_same_value(value) -> None:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from evsys.reference_yaml.translate import literal
+
+    parsed = OverridesParser.create().parse_override(f"++key={literal(value)}").value()
+    assert parsed == value
