@@ -3,7 +3,7 @@ unchanged through evsys's Hydra machinery.
 
 A file is read and its root checked (:mod:`.source`), translated into overrides of ``base.yaml``
 and sweep settings (:mod:`.translate`), and planned, run or migrated to an experiment file
-(:mod:`.api`)::
+(:mod:`.api`; the experiment file: :mod:`.migration`)::
 
     evsys run config.yaml            # one run, or every arm of its matrix / runs
     evsys validate config.yaml --deep

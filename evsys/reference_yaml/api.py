@@ -18,8 +18,9 @@ import yaml
 from evsys.errors import ConfigError, Problem
 from evsys.experiment import Experiment
 from evsys.reference_yaml import source
+from evsys.reference_yaml.migration import experiment_file
 from evsys.reference_yaml.source import ReferenceConfig
-from evsys.reference_yaml.translate import Translation, experiment_file, translate
+from evsys.reference_yaml.translate import Translation, translate
 
 if TYPE_CHECKING:
     from evsys.experiment import ExperimentResult

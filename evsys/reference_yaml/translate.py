@@ -20,8 +20,9 @@ reference                     evsys
 ``metadata``                  ``metadata``; keys evsys has no field for go to ``metadata.notes``
 ============================  ===========================================================
 
-The same translation is written as an experiment file by :func:`experiment_file` (``evsys
-migrate``); composing either gives the same configs, arm by arm.
+The same translation is written as an experiment file by
+:func:`evsys.reference_yaml.migration.experiment_file` (``evsys migrate``); composing either gives
+the same configs, arm by arm.
 """
 
 from __future__ import annotations
@@ -30,8 +31,6 @@ import copy
 import re
 from dataclasses import dataclass, field
 from typing import Any
-
-import yaml
 
 from evsys.config import Metadata, RunConfig
 from evsys.errors import ConfigError, Problem
@@ -370,41 +369,3 @@ def _unpassable_keys(node: Any, prefix: str = "") -> list[str]:
         for index, item in enumerate(node):
             found += _unpassable_keys(item, f"{prefix}[{index}]")
     return found
-
-
-# -- the experiment file ------------------------------------------------------------------------
-
-
-def experiment_file(translation: Translation, *, origin: str) -> str:
-    """The translation as ``experiments/<name>.yaml``: ``python -m evsys experiment=<name>``
-    (``--multirun`` for a sweep) composes the same arms, with the same configs."""
-    config = translation.source
-    defaults = [{f"override /{group}": option} for group, option in translation.groups.items()]
-    body: dict[str, Any] = {"defaults": defaults, **translation.content}
-    sweeper: dict[str, Any] = {}
-    if translation.axes:
-        sweeper["params"] = {k: sweep_expression(v) for k, v in translation.axes.items()}
-    if translation.arms:
-        sweeper["arms"] = translation.arms
-    if translation.n_repeats > 1:
-        sweeper["n_repeats"] = translation.n_repeats
-    if translation.base_seed is not None:
-        sweeper["base_seed"] = translation.base_seed
-    if translation.name_template is not None:
-        sweeper["name_template"] = translation.name_template
-    hydra: dict[str, Any] = {
-        "run": {"dir": translation.dirs["run.dir"]},
-        "sweep": {"dir": translation.dirs["sweep.dir"]},
-    }
-    if sweeper:
-        hydra["sweeper"] = sweeper
-    body["hydra"] = hydra
-    mode = " --multirun" if translation.multirun else ""
-    header = [
-        "# @package _global_",
-        f"# {config.name}: migrated by `evsys migrate` from {origin} (the reference's format).",
-        f"#   python -m evsys experiment=<this file's name>{mode}",
-        *(f"# note: {note}" for note in translation.notes),
-    ]
-    text = yaml.safe_dump(body, sort_keys=False, allow_unicode=True, width=100)
-    return "\n".join(header) + "\n" + text
