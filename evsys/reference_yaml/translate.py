@@ -6,19 +6,15 @@ the ``data``, ``eval`` and ``model`` presets removed (``~data``: the schema's de
 the ``algorithm`` and ``backend`` options the run names (their ``Config`` defaults remain), and sets
 every field the file gives (``++data={…}``, merged as an experiment file's values are). Then:
 
-============================  ===========================================================
-reference                     evsys
-============================  ===========================================================
-``run``                       one run (a sweep when ``n_repeats`` > 1)
-``runs``                      ``hydra.sweeper.arms``: one explicit arm per run
-``matrix.base_run``           the config every arm starts from
-``matrix.axes``               sweep overrides (``hydra.sweeper.params`` in a migrated file)
-``matrix.name_template``      ``hydra.sweeper.name_template`` (default: the reference's names)
-``n_repeats`` / ``base_seed`` ``hydra.sweeper.n_repeats`` / ``base_seed``
-``output_dir``                the root of ``hydra.run.dir`` / ``hydra.sweep.dir``
-``data_store`` / ``log_store``  the store options and their params
-``metadata``                  ``metadata``; keys evsys has no field for go to ``metadata.notes``
-============================  ===========================================================
+- ``run``: one run (a sweep when ``n_repeats`` > 1);
+- ``runs``: ``hydra.sweeper.arms``, one explicit arm per run;
+- ``matrix``: ``base_run`` is what every arm starts from, ``axes`` are sweep overrides
+  (``hydra.sweeper.params`` in a migrated file), ``name_template`` is the sweeper's (default:
+  the reference's names);
+- ``n_repeats`` / ``base_seed``: the sweeper's;
+- ``output_dir``: the root of ``hydra.run.dir`` and ``hydra.sweep.dir``;
+- ``data_store`` / ``log_store``: the store options and their params;
+- ``metadata``: evsys's ``metadata``; keys it has no field for go to ``metadata.notes``.
 
 The same translation is written as an experiment file by
 :func:`evsys.reference_yaml.migration.experiment_file` (``evsys migrate``); composing either gives
