@@ -28,7 +28,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from evsys.config import Metadata, RunConfig
+from evsys.config import Metadata
 from evsys.errors import ConfigError, Problem
 from evsys.reference_yaml.source import ReferenceConfig
 
@@ -38,7 +38,6 @@ REPLACED_GROUPS = ("data", "eval", "model")
 # Groups whose option is the `kind` the file names (a registered extension).
 KIND_GROUPS = ("algorithm", "backend")
 STORE_GROUPS = ("data_store", "log_store")
-RUN_FIELDS = tuple(RunConfig.model_fields)
 # The reference's default backend (its RunConfig.backend default).
 REFERENCE_BACKEND = {"kind": "tinker"}
 # The reference's backend-specific implementations of a recipe: evsys routes the recipe itself.
@@ -109,9 +108,11 @@ class Translation:
 
 def translate(config: ReferenceConfig) -> Translation:
     """The evsys form of a checked reference config. Raises ConfigError for what has none."""
-    problems: list[Problem] = []
+    problems = _unsupported(config)
+    if problems:
+        raise ConfigError(problems)
     notes: list[str] = []
-    groups, content = _experiment_parts(config, notes, problems)
+    groups, content = _experiment_parts(config)
     translation = Translation(
         source=config,
         groups=groups,
@@ -145,18 +146,13 @@ def translate(config: ReferenceConfig) -> Translation:
             lines += [f"++{key}={literal(value)}" for key, value in run_content.items()]
             translation.arms.append(lines)
         translation.name_template = _with_seed("{base}", repeats)
-    problems += _unsupported(config)
-    if problems:
-        raise ConfigError(problems)
     return translation
 
 
 # -- parts of the config ------------------------------------------------------------------------
 
 
-def _experiment_parts(
-    config: ReferenceConfig, notes: list[str], problems: list[Problem]
-) -> tuple[dict[str, str | None], dict[str, Any]]:
+def _experiment_parts(config: ReferenceConfig) -> tuple[dict[str, str | None], dict[str, Any]]:
     groups: dict[str, str | None] = {group: None for group in REPLACED_GROUPS}
     content: dict[str, Any] = {"version": config.version}
     if config.description:
