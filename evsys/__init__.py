@@ -90,6 +90,12 @@ _EXPORTS = {
     "DEFAULT_SYSTEM": "evsys.harness",
     "DEFAULT_SYSTEM_NO_THINK": "evsys.harness",
     "Experiment": "evsys.experiment",
+    # the reference's single YAML file (run / runs / matrix)
+    "load_yaml": "evsys.reference_yaml",
+    "dump_yaml": "evsys.reference_yaml",
+    "validate_yaml": "evsys.reference_yaml",
+    "run_experiment": "evsys.reference_yaml",
+    "ReferenceConfig": "evsys.reference_yaml",
     "ExperimentResult": "evsys.experiment",
     "ArmResult": "evsys.experiment",
     # the dashboard client

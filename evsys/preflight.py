@@ -42,8 +42,15 @@ from evsys.sweep.plan import (
 DIR_KEYS = ("hydra.run.dir", "hydra.sweep.dir")
 EVSYS_SWEEPER = "hydra_plugins.evsys_plugins.sweeper.EvsysSweeper"
 # evsys's sweeper settings; another sweeper has settings of its own, which it checks itself.
-_EVSYS_SWEEPER_KEYS = ("params", "paired", "n_repeats", "base_seed", "name_template")
-_NO_SWEEP = {"params": {}, "paired": [], "n_repeats": 1, "base_seed": None, "name_template": None}
+_EVSYS_SWEEPER_KEYS = ("params", "paired", "arms", "n_repeats", "base_seed", "name_template")
+_NO_SWEEP = {
+    "params": {},
+    "paired": [],
+    "arms": [],
+    "n_repeats": 1,
+    "base_seed": None,
+    "name_template": None,
+}
 
 
 @dataclass
@@ -190,6 +197,7 @@ def read_hydra_settings(composition: Composition) -> tuple[HydraSettings | None,
     axes = SweepAxes(
         params={str(k): str(v) for k, v in (sweeper["params"] or {}).items()},
         paired=[{str(k): str(v) for k, v in axis.items()} for axis in sweeper["paired"] or []],
+        arms=[[str(line) for line in arm] for arm in sweeper["arms"] or []],
         n_repeats=sweeper["n_repeats"],
         base_seed=sweeper["base_seed"],
     )
@@ -204,7 +212,9 @@ def _sweeper_problems(settings: HydraSettings, resolved: dict[str, Any]) -> list
     """In a single run, the sweep settings it carries are still checked: the same config is
     then valid or not whichever way it is started."""
     problems = template_problems(settings.name_template, resolved)
-    single = SweepAxes(params=settings.axes.params, paired=settings.axes.paired)
+    single = SweepAxes(
+        params=settings.axes.params, paired=settings.axes.paired, arms=settings.axes.arms
+    )
     try:
         enumerate_arms([], single)
     except ConfigError as exc:

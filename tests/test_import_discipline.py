@@ -36,6 +36,10 @@ def test_import_evsys_is_light() -> None:
     assert done.stdout.strip() == "[]"
 
 
+# A file in the reference's single-YAML format: reading and planning it is light too.
+REFERENCE_FILE = Path(__file__).parent / "reference_examples" / "matrix.yaml"
+
+
 @pytest.mark.parametrize(
     ("module", "argv"),
     [
@@ -55,6 +59,9 @@ def test_import_evsys_is_light() -> None:
         ("evsys.cli", ["evsys", "deploy", ".", "--to", "local"]),
         ("evsys.cli", ["evsys", "deploy", "--stop", "."]),
         ("evsys.cli", ["evsys", "sync", "no-such-dir"]),
+        ("evsys.cli", ["evsys", "validate", str(REFERENCE_FILE), "--deep"]),
+        ("evsys.cli", ["evsys", "plan", str(REFERENCE_FILE)]),
+        ("evsys.cli", ["evsys", "migrate", str(REFERENCE_FILE)]),
     ],
     ids=lambda v: " ".join(v) if isinstance(v, list) else v,
 )

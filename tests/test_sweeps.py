@@ -9,6 +9,7 @@ import pytest
 from conftest import run_evsys
 
 from evsys.compose.compose import compose
+from evsys.errors import ConfigError
 from evsys.sweep.plan import SweepAxes, enumerate_arms, preflight
 
 EXPERIMENT = """\
@@ -199,3 +200,26 @@ def test_two_sweeps_never_share_a_directory(workdir: Path) -> None:
     _release_all()
     assert one != two
     assert two[0].rstrip("'").endswith("_2") or two[0] > one[0]
+
+
+def test_explicit_arms_cross_with_repeats_and_refuse_sweeps() -> None:
+    """hydra.sweeper.arms: each arm its own lines (group choices too), as listed."""
+    axes = SweepAxes(arms=[["algorithm=sft", "seed=1"], ["algorithm=rl"]], n_repeats=1)
+    # an arm's own lines first: the command line and the other axes override them
+    assert enumerate_arms(["backend=mock", "data.limit=3,4"], axes) == [
+        ["algorithm=sft", "seed=1", "backend=mock", "data.limit=3"],
+        ["algorithm=sft", "seed=1", "backend=mock", "data.limit=4"],
+        ["algorithm=rl", "backend=mock", "data.limit=3"],
+        ["algorithm=rl", "backend=mock", "data.limit=4"],
+    ]
+    repeated = SweepAxes(arms=[["algorithm=sft"], ["algorithm=rl"]], n_repeats=2, base_seed=5)
+    assert enumerate_arms([], repeated) == [
+        ["algorithm=sft", "seed=5"],
+        ["algorithm=sft", "seed=6"],
+        ["algorithm=rl", "seed=5"],
+        ["algorithm=rl", "seed=6"],
+    ]
+    with pytest.raises(ConfigError, match="one value per key"):
+        enumerate_arms([], SweepAxes(arms=[["seed=1,2"]]))
+    with pytest.raises(ConfigError, match="n_repeats and a seed override"):
+        enumerate_arms([], SweepAxes(arms=[["seed=1"]], n_repeats=2))

@@ -1,6 +1,6 @@
 """The ``evsys`` command: ``run``, ``validate``, ``plan``, ``resume``, ``results``, ``list``,
-``schema``, ``diff``, ``init-project``, ``new-experiment``, ``eval``, ``deploy``, ``dashboard``,
-``sync``.
+``schema``, ``diff``, ``init-project``, ``new-experiment``, ``eval``, ``deploy``, ``migrate``,
+``dashboard``, ``sync``.
 
 Each subcommand lives in its own module and is imported only when used, so ``evsys --help`` and
 the light commands stay fast (none of them imports torch, transformers, trl, peft or tinker).
@@ -14,7 +14,10 @@ import sys
 
 # subcommand → (module, one-line help); `run` hands its whole command line to Hydra (evsys.app)
 COMMANDS = {
-    "run": ("evsys.app", "compose, validate and run (same as python -m evsys)"),
+    "run": (
+        "evsys.app",
+        "compose, validate and run (same as python -m evsys; or a reference YAML)",
+    ),
     "validate": ("evsys.cli.validate", "compose and validate without running"),
     "list": ("evsys.cli.listing", "registered extensions, and the backends each recipe runs on"),
     "schema": ("evsys.cli.schema", "JSON Schema of one extension, or of everything"),
@@ -28,12 +31,18 @@ COMMANDS = {
     "deploy": ("evsys.cli.deploy", "ship a run's adapter: evsys deploy <run dir> --to local"),
     "dashboard": ("evsys.cli.dashboard", "the dashboard service: serve, create-key, revoke-key"),
     "sync": ("evsys.cli.sync", "send local dashboard mirrors to the service: evsys sync [DIR ...]"),
+    "migrate": ("evsys.cli.migrate", "write a reference YAML file as an experiments/ file"),
 }
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "run":  # Hydra parses the rest of a run's command line itself
+        from evsys.cli.reference_yaml import is_reference_file, run_file
+
+        if len(argv) > 1 and is_reference_file(argv[1]):  # the reference's single YAML file
+            run_file(argv[1], argv[2:])
+            return
         from evsys.app import main as run_main
 
         run_main(argv[1:])

@@ -16,12 +16,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def execute(args: argparse.Namespace) -> int:
+    from evsys.cli.reference_yaml import is_reference_file
     from evsys.errors import ConfigError
     from evsys.preflight import plan_sweep
     from evsys.report import format_problems
-    from evsys.sweep.plan import bad_arms
-    from evsys.sweep.sweeper import format_bad_arms
 
+    if args.overrides and is_reference_file(args.overrides[0]):  # the reference's format
+        from evsys.cli.reference_yaml import plan_file
+
+        arms = plan_file(args.overrides[0], args.overrides[1:])
+        return EXIT_BAD_INPUT if arms is None else _print_arms(arms, args.json, shared=False)
     try:  # exactly what `python -m evsys --multirun` checks before it starts
         arms, settings = plan_sweep(args.overrides)
     except ConfigError as exc:
@@ -42,18 +46,27 @@ def execute(args: argparse.Namespace) -> int:
         )
         print(json.dumps({"ok": True, "arms": [], "note": note}) if args.json else note)
         return EXIT_OK
-    if args.json:
+    return _print_arms(arms, args.json)
+
+
+def _print_arms(arms, as_json: bool, *, shared: bool = True) -> int:
+    """The plan's table (or JSON); ``shared=False`` leaves out the overrides every arm has (a
+    reference file's whole config) from the table."""
+    from evsys.sweep.plan import bad_arms
+    from evsys.sweep.sweeper import format_bad_arms
+
+    if as_json:
         entries = [
             {**arm.plan_entry(), "problems": [p.to_dict() for p in arm.problems]} for arm in arms
         ]
         print(json.dumps({"ok": not bad_arms(arms), "arms": entries}, indent=2, default=str))
     else:
         width = max((len(arm.name) for arm in arms), default=3)
+        common = set.intersection(*(set(arm.overrides) for arm in arms)) if not shared else set()
         print(f"{'arm':<{width}}  {'config hash':<16}  overrides")
         for arm in arms:
-            print(
-                f"{arm.name:<{width}}  {arm.config_hash or 'INVALID':<16}  {' '.join(arm.overrides)}"
-            )
+            own = " ".join(line for line in arm.overrides if line not in common)
+            print(f"{arm.name:<{width}}  {arm.config_hash or 'INVALID':<16}  {own}")
         print(f"\n{len(arms)} arms")
         if bad_arms(arms):
             print("\n" + format_bad_arms(arms), file=sys.stderr)

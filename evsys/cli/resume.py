@@ -20,9 +20,14 @@ def replay_arguments(sweep_dir: Path) -> list[str]:
     from omegaconf import OmegaConf
 
     master = OmegaConf.load(sweep_dir / "multirun.yaml")
-    task = list(master.hydra.overrides.task)
-    hydra = [o for o in master.hydra.overrides.hydra if not o.startswith(_NOT_REPLAYED)]
-    return ["--multirun", *task, *hydra, f"hydra.sweep.dir='{sweep_dir.resolve()}'"]
+    # As typed: an override may hold an interpolation (${now:…}) that only its run resolves.
+    overrides = OmegaConf.to_container(master.hydra.overrides, resolve=False)
+    task = list(overrides["task"])
+    hydra = [o for o in overrides["hydra"] if not o.startswith(_NOT_REPLAYED)]
+    config_name = OmegaConf.select(master, "hydra.job.config_name", default=None)
+    # The primary config the sweep was composed from (`evsys run file.yaml` names base.yaml).
+    primary = ["--config-name", config_name] if config_name else []
+    return [*primary, "--multirun", *task, *hydra, f"hydra.sweep.dir='{sweep_dir.resolve()}'"]
 
 
 def not_replayable(sweep_dir: Path) -> str | None:

@@ -1,4 +1,5 @@
-"""``evsys validate [overrides] [--all-experiments] [--json]``: check without running."""
+"""``evsys validate [overrides] [--all-experiments] [--json]``: check without running;
+``evsys validate config.yaml [--deep]`` checks a file in the reference's format."""
 
 from __future__ import annotations
 
@@ -18,6 +19,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="validate every experiment file (with the overrides applied to each)",
     )
     parser.add_argument("--json", action="store_true", help="machine-readable report")
+    parser.add_argument(
+        "--deep",
+        action="store_true",
+        help="with a reference YAML file: every arm of its sweep, not only each run",
+    )
 
 
 def check(overrides: list[str]) -> list[Problem]:
@@ -33,7 +39,14 @@ def check(overrides: list[str]) -> list[Problem]:
 
 
 def execute(args: argparse.Namespace) -> int:
+    from evsys.cli.reference_yaml import is_reference_file
     from evsys.report import format_problems, problems_header
+
+    if args.overrides and is_reference_file(args.overrides[0]):
+        from evsys.cli.reference_yaml import validate_file
+
+        path, overrides = args.overrides[0], args.overrides[1:]
+        return validate_file(path, overrides, deep=args.deep, as_json=args.json)
 
     if args.all_experiments:
         from evsys.compose.compose import config_loader

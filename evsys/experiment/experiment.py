@@ -96,12 +96,20 @@ class Experiment:
     ) -> Experiment:
         """The experiment file ``experiments/<name>.yaml`` (a name, or the file's path), plus
         ``overrides``. ``multirun=None`` sweeps when the file (or an override) defines sweep axes
-        (``hydra.sweeper.params``, ``paired``, ``n_repeats`` > 1) and runs one arm otherwise."""
+        (``hydra.sweeper.params``, ``paired``, ``arms``, ``n_repeats`` > 1) and runs one arm otherwise."""
         lines = [f"experiment={experiment_option(path_or_name)}", *overrides]
         experiment = cls(lines, multirun=bool(multirun), **options)
         if multirun is None:
             experiment.multirun = experiment.has_sweep_axes()
         return experiment
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, overrides: Sequence[str] = (), **options) -> Experiment:
+        """A YAML file in the reference's format (``run``, ``runs`` or ``matrix``; see
+        :mod:`evsys.reference_yaml`), plus ``overrides``: a sweep when it has several arms."""
+        from evsys.reference_yaml.api import experiment_from_yaml
+
+        return experiment_from_yaml(path, list(overrides), **options)
 
     def __repr__(self) -> str:
         mode = ", multirun=True" if self.multirun else ""
@@ -112,7 +120,7 @@ class Experiment:
     def has_sweep_axes(self) -> bool:
         """Whether the overrides or ``hydra.sweeper`` vary anything (then it is a sweep)."""
         axes, _ = sweeper_settings(self.overrides, self.config_name)
-        varied = axes.params or axes.paired or axes.n_repeats > 1
+        varied = axes.params or axes.paired or axes.arms or axes.n_repeats > 1
         return bool(varied) or any(is_sweep_override(line) for line in self.overrides)
 
     def plan(self) -> list[Arm]:

@@ -73,13 +73,17 @@ class SweepAxes:
     """``hydra.sweeper.params``: key → Hydra sweep expression, crossed with the others."""
     paired: list[dict[str, str]] = field(default_factory=list)
     """Each dict is one axis whose keys vary together: ``{lr: "1e-4,3e-4", warmup: "0,0.1"}``."""
+    arms: list[list[str]] = field(default_factory=list)
+    """Explicit arms, each its own override lines (group choices included): the outermost axis,
+    whose values need not share keys (the reference YAML's ``runs:`` list). An arm's lines come
+    first, so the command line and the other axes override them."""
     n_repeats: int = 1
     """Repeat every arm over this many seeds (base_seed, base_seed + 1, …)."""
     base_seed: int | None = None
 
 
 def enumerate_arms(arguments: list[str], axes: SweepAxes) -> list[list[str]]:
-    """Every arm's overrides, in Hydra's order, then paired axes, then repeats.
+    """Every arm's overrides: explicit arms, then Hydra's order, paired axes, repeats.
 
     Raises ConfigError naming every line or axis that cannot be expanded, and when the sweep
     has no arm at all (``range(5,1)``, a ``glob()`` that matches nothing).
@@ -94,13 +98,17 @@ def enumerate_arms(arguments: list[str], axes: SweepAxes) -> list[list[str]]:
         if values is not None:
             expanded[values[0].partition("=")[0]] = values
     paired = [_paired_axis(axis, problems) for axis in axes.paired]
-    repeats = _repeat_axis(axes, list(expanded), problems)
+    explicit = _explicit_axis(axes.arms, problems)
+    arm_keys = [line.partition("=")[0] for arm in axes.arms for line in arm]
+    repeats = _repeat_axis(axes, [*expanded, *arm_keys], problems)
     if problems:
         raise ConfigError(problems)
+    # An explicit arm is the outermost axis and its lines come first: everything else (the
+    # command line, the other axes) overrides them.
     arms = [
-        [*base, *itertools.chain.from_iterable(extra)]
-        for base, *extra in itertools.product(
-            *_hydra_order(list(expanded.values())), *paired, repeats
+        [*own, *base, *itertools.chain.from_iterable(extra)]
+        for own, base, *extra in itertools.product(
+            explicit, *_hydra_order(list(expanded.values())), *paired, repeats
         )
     ]
     if not arms:
@@ -175,6 +183,18 @@ def _paired_axis(axis: dict[str, str], problems: list[Problem]) -> list[list[str
         return [[]]
     columns = [v for v in values.values() if v is not None]
     return [list(row) for row in zip(*columns, strict=True)]
+
+
+def _explicit_axis(arms: list[list[str]], problems: list[Problem]) -> list[list[str]]:
+    """``hydra.sweeper.arms``: each arm's lines as given; a line that sweeps has no place there."""
+    origin = "hydra.sweeper.arms"
+    for index, arm in enumerate(arms):
+        for line in arm:
+            values = _expand(line, origin, problems)
+            if values is not None and len(values) != 1:
+                message = "an explicit arm sets one value per key; sweep with hydra.sweeper.params"
+                problems.append(_problem(f"{origin}[{index}]", message, line, origin))
+    return [list(arm) for arm in arms] or [[]]
 
 
 def _repeat_axis(

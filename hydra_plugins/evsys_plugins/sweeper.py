@@ -10,6 +10,7 @@ Selected by evsys's config (``hydra/sweeper: evsys``). Its settings live under
                   algorithm.params.warmup_ratio: "0,0.1"}]
         n_repeats: 3                                           # each arm over seeds base_seed…
         name_template: "{base}__r{algorithm.params.lora_rank}"
+        arms: [[algorithm=sft], [algorithm=rl, data=arithmetic]]  # explicit arms, as listed
 """
 
 # No `from __future__ import annotations` here: OmegaConf reads the dataclass's annotations as
@@ -32,6 +33,7 @@ class EvsysSweeperConf:
     # A dict, not None: `hydra.sweeper.params.seed='1,2'` on the command line needs a node to set.
     params: Dict[str, str] = field(default_factory=dict)  # noqa: UP006
     paired: List[Dict[str, str]] = field(default_factory=list)  # noqa: UP006
+    arms: List[List[str]] = field(default_factory=list)  # noqa: UP006
     n_repeats: int = 1
     base_seed: Optional[int] = None  # noqa: UP045
     name_template: Optional[str] = None  # noqa: UP045
@@ -48,6 +50,7 @@ class EvsysSweeper(Sweeper):
         max_batch_size: int | None = None,
         params: dict[str, str] | None = None,
         paired: list[dict[str, str]] | None = None,
+        arms: list[list[str]] | None = None,
         n_repeats: int = 1,
         base_seed: int | None = None,
         name_template: str | None = None,
@@ -58,6 +61,7 @@ class EvsysSweeper(Sweeper):
         self.axes = SweepAxes(
             params={str(k): str(v) for k, v in (params or {}).items()},
             paired=[{str(k): str(v) for k, v in axis.items()} for axis in paired or []],
+            arms=[[str(line) for line in arm] for arm in arms or []],
             n_repeats=n_repeats,
             base_seed=base_seed,
         )
