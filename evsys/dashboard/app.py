@@ -1,10 +1,8 @@
-"""``create_app``: the dashboard service as one FastAPI app (API, file store, and the web UI
-when ``evsys.dashboard.ui`` is present)."""
+"""``create_app``: the dashboard service as one FastAPI app (API, file store, web UI)."""
 
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,6 +15,7 @@ from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from evsys.dashboard import api, files
 from evsys.dashboard.db import make_engine, sessions, upgrade
 from evsys.dashboard.limits import BodyLimit
+from evsys.dashboard.ui import routes as ui_routes
 from evsys.tracking.wire import API_PREFIX
 
 MiB = 1024 * 1024
@@ -71,20 +70,8 @@ def create_app(
         max_upload=max_upload,
         upload_paths={f"{API_PREFIX}/{kind}" for kind in files.KINDS},
     )
-    install_ui(app)
+    ui_routes.install(app, app.state.sessions)
     return app
-
-
-def install_ui(app: FastAPI) -> None:
-    """Mount the web UI's routes when the package ships it (``evsys/dashboard/ui/routes.py``
-    with ``install(app, sessionmaker)``)."""
-    if importlib.util.find_spec("evsys.dashboard.ui") is None:
-        return
-    if importlib.util.find_spec("evsys.dashboard.ui.routes") is None:
-        return
-    from evsys.dashboard.ui import routes
-
-    routes.install(app, app.state.sessions)
 
 
 def _add_error_handlers(app: FastAPI) -> None:
