@@ -321,7 +321,7 @@ class Evolution:
             names = [arm_name(generation, len(self.arms) + i) for i in range(wanted)]
             history = [a for a in self.arms if a.state != PROPOSED]
             proposals = self.proposer.propose(generation, names, history)
-            for proposal, arm in self._admit(generation, proposals):
+            for proposal, arm in self._admit(generation, proposals, wanted):
                 self.store.add_arm(arm)
                 self.arms.append(arm)
                 pending.append((arm, proposal))
@@ -342,9 +342,11 @@ class Evolution:
             wanted = min(wanted, self.settings.max_arms - len(self.arms))
         return wanted
 
-    def _admit(self, generation: int, proposals: list[Any]) -> list[tuple[Any, StoredArm]]:
-        """The legal proposals, as stored arms; the others are refused and counted."""
-        from evsys.report import format_problems
+    def _admit(
+        self, generation: int, proposals: list[Any], wanted: int
+    ) -> list[tuple[Any, StoredArm]]:
+        """The first ``wanted`` legal proposals, as stored arms named in the order admitted; the
+        illegal ones are refused and counted, legal ones past ``wanted`` left unused."""
         from evsys.sweep.plan import preflight
 
         if not proposals:
@@ -354,8 +356,10 @@ class Evolution:
         seen = {a.proposal.get("config_hash") for a in self.arms}
         admitted = []
         for proposal, overrides, arm in zip(proposals, lines, checked, strict=True):
-            problems = [format_problems([p]).splitlines()[-1].strip() for p in arm.problems]
+            problems = [_problem_text(p) for p in arm.problems]
             problems += _line_problems(proposal.overrides)
+            if not problems and len(admitted) >= wanted:
+                continue  # an LLM gave more than asked: the generation is full
             if not problems and arm.config_hash in seen:
                 self.proposer.refused(proposal, ["the same config as an earlier arm"])
                 continue
@@ -365,6 +369,7 @@ class Evolution:
                 self.proposer.refused(proposal, problems)
                 continue
             seen.add(arm.config_hash)
+            proposal.name = arm_name(generation, len(self.arms) + len(admitted))
             admitted.append(
                 (
                     proposal,
@@ -548,6 +553,11 @@ class Evolution:
             call(sweep_dir=str(self.sweep_dir), **payload)
         except Exception as exc:  # the dashboard being down never stops the evolution
             log.warning("evolve: tracker %s failed: %s", method, exc)
+
+
+def _problem_text(problem: Problem) -> str:
+    expected = f" (expected {problem.expected})" if problem.expected else ""
+    return f"{problem.path}: {problem.message}{expected}, got {problem.value!r}"
 
 
 def arm_name(generation: int, number: int) -> str:

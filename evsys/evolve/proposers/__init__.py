@@ -4,7 +4,8 @@ launches and tells it what came of each arm.
 Every proposer has:
 
 - ``replay(arms)``: rebuild its state from the stored arms (a resumed sweep);
-- ``propose(generation, names, history) -> list[Proposal]``: at most one proposal per name;
+- ``propose(generation, names, history) -> list[Proposal]``: a proposal per name (an LLM may
+  give fewer or more); the loop admits the legal ones and names them in the order admitted;
 - ``observe(arm, proposal)``: an arm's result (``proposal`` is None for an arm proposed by an
   earlier, interrupted session);
 - ``refused(proposal, problems)``: a proposal that failed validation and was not launched.

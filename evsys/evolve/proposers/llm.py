@@ -83,7 +83,8 @@ class LLMProposer:
             self.feedback.append(f"your last answer was refused as a whole: {exc}")
             return []
         proposals = []
-        for name, entry in zip(names, entries, strict=False):
+        extra = [f"{names[-1]}+{i}" for i in range(1, len(entries))] if names else []
+        for name, entry in zip([*names, *extra], entries[: 2 * len(names)], strict=False):
             parents = [p for p in entry["parents"] if p in known] or [
                 a.name for a in self.context.best_arms(history, 1)
             ]
@@ -183,10 +184,11 @@ def parse_answer(answer: str) -> list[dict[str, Any]]:
 
 
 def _arm_view(arm: StoredArm, context: Any) -> dict[str, Any]:
+    varied = [line for line in arm.overrides if line not in context.base]  # base: said once
     view: dict[str, Any] = {
         "arm": arm.name,
         "generation": arm.generation,
-        "overrides": arm.overrides,
+        "overrides": varied,
     }
     if arm.values is not None:
         view["metrics"] = {

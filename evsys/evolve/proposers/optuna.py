@@ -51,7 +51,9 @@ class OptunaProposer:
             self.study = optuna.create_study(
                 directions=directions, sampler=self._sampler(len(directions), seed)
             )
-        self.trial_arms: dict[int, str] = {}  # trial id → arm name (NSGA-II names parents by id)
+        # trial id → its arm's name, or its live proposal (named when the loop admits it):
+        # NSGA-II names parents by trial id.
+        self.trial_arms: dict[int, Any] = {}
 
     def _sampler(self, n_objectives: int, seed: int | None) -> Any:
         import optuna
@@ -84,27 +86,27 @@ class OptunaProposer:
         self, generation: int, names: list[str], history: list[StoredArm]
     ) -> list[Proposal]:
         proposals = []
-        by_id = {arm_id: name for arm_id, name in self.trial_arms.items()}
         for name in names:
             with _quiet():
                 trial = self.study.ask(self.distributions)
-            self.trial_arms[trial._trial_id] = name
             params = dict(trial.params)
             parent_ids = trial.system_attrs.get(_NSGA2_PARENTS) or []
-            parents = [by_id[i] for i in parent_ids if i in by_id] or _incumbent(
-                history, self.context
+            parents = [self._arm_of(i) for i in parent_ids if i in self.trial_arms]
+            proposal = Proposal(
+                name=name,
+                overrides=[self.dimensions[key].override(v) for key, v in params.items()],
+                params=params,
+                parents=parents or _incumbent(history, self.context),
+                data={"system_attrs": _plain(trial.system_attrs)},
+                handle=trial,
             )
-            proposals.append(
-                Proposal(
-                    name=name,
-                    overrides=[self.dimensions[key].override(v) for key, v in params.items()],
-                    params=params,
-                    parents=parents,
-                    data={"system_attrs": _plain(trial.system_attrs)},
-                    handle=trial,
-                )
-            )
+            self.trial_arms[trial._trial_id] = proposal
+            proposals.append(proposal)
         return proposals
+
+    def _arm_of(self, trial_id: int) -> str:
+        arm = self.trial_arms[trial_id]
+        return arm if isinstance(arm, str) else arm.name
 
     def observe(self, arm: StoredArm, proposal: Proposal | None) -> None:
         from optuna.trial import TrialState
@@ -135,7 +137,7 @@ class OptunaProposer:
         if len(params) != len(self.distributions):
             return  # proposed over another space: nothing the sampler can learn from
         attrs = dict(arm.proposal.get("system_attrs") or {})
-        names = {name: i for i, name in self.trial_arms.items()}
+        names = {self._arm_of(i): i for i in self.trial_arms}
         if _NSGA2_PARENTS in attrs:  # ids of this session's trials, by the parents' names
             attrs[_NSGA2_PARENTS] = [names[p] for p in arm.parents if p in names]
         done = arm.state == COMPLETE and arm.values is not None
