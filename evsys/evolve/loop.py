@@ -169,8 +169,21 @@ def _declared_objectives(config: Any) -> list[Objective]:
 
 
 def _proposer_problems(settings: EvolveSettings) -> list[Problem]:
+    from importlib.util import find_spec
+
     from pydantic import ValidationError
 
+    needed = ["sqlalchemy", *(["optuna"] if settings.proposer.kind == "optuna" else [])]
+    missing = [name for name in needed if find_spec(name) is None]
+    if missing:
+        return [
+            Problem(
+                path="hydra.sweeper.proposer.kind",
+                message=f"the evolve sweeper needs {', '.join(missing)}: "
+                "pip install 'evsys[evolve]'",
+                value=settings.proposer.kind,
+            )
+        ]
     path = "hydra.sweeper.proposer.params"
     params = dict(settings.proposer.params)
     try:
@@ -229,6 +242,11 @@ def run_evolution(
         store = EvolveStore.for_sweep(sweep_dir, settings.storage)
         try:
             loop = Evolution(sweep_dir, config, launcher, settings, context, store, max_batch_size)
+        except ConfigError as exc:  # the proposer could not be built (its client, say)
+            store.close()
+            print(format_problems(exc.problems, header=exc.header), file=sys.stderr)
+            return EXIT_BAD_INPUT
+        try:
             refused = loop.check_resumable()
             if refused:
                 print(refused, file=sys.stderr)
@@ -242,6 +260,10 @@ def run_evolution(
     code = report_sweep(summary)
     print(f"  proposals refused as illegal: {context.illegal}")
     return code
+
+
+class ProposerGaveNothing(Exception):
+    """A generation got no legal proposal after every round: the loop ends there."""
 
 
 class Evolution:
@@ -294,7 +316,14 @@ class Evolution:
                 log.warning("evolve: %s; no generation %d", stop, generation)
                 print(f"evsys: evolve stops before generation {generation}: {stop}")
                 return
-            self.run_generation(generation)
+            try:
+                self.run_generation(generation)
+            except ProposerGaveNothing:
+                print(
+                    f"evsys: evolve stops: no legal proposal for generation {generation}",
+                    file=sys.stderr,
+                )
+                return
 
     def _budget_spent(self) -> str | None:
         elapsed = time.monotonic() - self.started
@@ -320,11 +349,20 @@ class Evolution:
                 break
             names = [arm_name(generation, len(self.arms) + i) for i in range(wanted)]
             history = [a for a in self.arms if a.state != PROPOSED]
-            proposals = self.proposer.propose(generation, names, history)
+            try:
+                proposals = self.proposer.propose(generation, names, history)
+            except Exception as exc:  # an LLM that cannot be reached: this round proposes nothing
+                log.error("evolve: the proposer failed in generation %d: %s", generation, exc)
+                print(
+                    f"evsys: the proposer failed in generation {generation}: {exc}", file=sys.stderr
+                )
+                proposals = []
             for proposal, arm in self._admit(generation, proposals, wanted):
                 self.store.add_arm(arm)
                 self.arms.append(arm)
                 pending.append((arm, proposal))
+        if not pending:
+            raise ProposerGaveNothing(generation)
         self._launch(generation, pending)
         self.store.complete_generation(generation)
         self._write_lineage()
