@@ -203,13 +203,13 @@ def proposer_policy():
 def test_llm_proposer_refuses_and_counts_illegal_proposals(workdir: Path) -> None:
     with OpenAIServer(policy=proposer_policy()) as server:
         client = (
-            "{client: {kind: openai_compatible, params: {model: evolver, base_url: "
-            f"'{server.base_url}', api_key_env: null, max_attempts: 1}}}}}}"
+            "{kind: openai_compatible, params: {model: evolver, base_url: "
+            f"'{server.base_url}', api_key_env: null, max_attempts: 1}}}}"
         )
         done = run_evsys(
             *EVOLVE,
             "hydra.sweeper.proposer.kind=llm",
-            f"+hydra.sweeper.proposer.params={client}",
+            f"hydra.sweeper.proposer.params.client={client}",
             "hydra.sweeper.generations=3",
             "hydra.sweeper.population=2",
             cwd=workdir,

@@ -290,6 +290,7 @@ class Evolution:
         self.proposer = make_proposer(settings, context)
         self.proposer.replay(self.arms)
         self.tracker = load_tracker(settings.tracker, sweep_dir)
+        self.checked: dict[str, Any] = {}  # arm name → its pre-flighted Arm
         self.started = time.monotonic()
 
     def check_resumable(self) -> str | None:
@@ -408,6 +409,7 @@ class Evolution:
                 continue
             seen.add(arm.config_hash)
             proposal.name = arm_name(generation, len(self.arms) + len(admitted))
+            self.checked[proposal.name] = arm  # composed and validated: launched as it is
             admitted.append(
                 (
                     proposal,
@@ -440,9 +442,11 @@ class Evolution:
         from evsys.sweep.plan import preflight
         from evsys.sweep.sweeper import is_completed, run_pending_arms
 
-        checked = preflight(
-            [arm.overrides for arm, _ in pending], config_name=self.context.config_name
-        )
+        # Arms admitted in this session were checked then; an interrupted session's, now.
+        unchecked = [arm for arm, _ in pending if arm.name not in self.checked]
+        fresh = preflight([a.overrides for a in unchecked], config_name=self.context.config_name)
+        self.checked.update({a.name: arm for a, arm in zip(unchecked, fresh, strict=True)})
+        checked = [self.checked[arm.name] for arm, _ in pending]
         runnable = []
         for (stored, _), arm in zip(pending, checked, strict=True):
             arm.index, arm.name = stored.number, stored.name
@@ -450,7 +454,7 @@ class Evolution:
                 stored.state, stored.error = FAILED, "; ".join(p.message for p in arm.problems)
             elif not is_completed(self.sweep_dir / stored.name):
                 runnable.append(arm)
-        self._write_plan(checked_by_name={a.name: a for a in checked})
+        self._write_plan(checked_by_name=self.checked)
         run_pending_arms(self.sweep_dir, self.launcher, runnable, self.max_batch_size)
         for stored, proposal in pending:
             self._read_result(stored)

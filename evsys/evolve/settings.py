@@ -33,6 +33,15 @@ class ProposerSpec(_Strict):
     kind: str = "optuna"
     params: dict[str, Any] = Field(default_factory=dict)
 
+    @field_validator("params", mode="before")
+    @classmethod
+    def _drop_unset(cls, params: Any) -> Any:
+        """The sweeper's config lists every proposer's settings, unset (null): only the set
+        ones are this proposer's."""
+        if isinstance(params, dict):
+            return {key: value for key, value in params.items() if value is not None}
+        return params
+
     @field_validator("kind")
     @classmethod
     def _known(cls, kind: str) -> str:

@@ -25,12 +25,23 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
+# Every proposer setting, unset (null: the proposer's default), so that each can be set on the
+# command line without `+` (hydra.sweeper.proposer.params.sampler=cmaes): Hydra's config is
+# struct. optuna: sampler, n_startup_trials; llm: client, max_tokens, temperature, show_arms,
+# rounds, include_schema.
+_PROPOSER_PARAMS = (
+    "sampler", "n_startup_trials",
+    "client", "max_tokens", "temperature", "show_arms", "rounds", "include_schema",
+)  # fmt: skip
+
 
 @dataclass
 class EvolveSweeperConf:
     _target_: str = "hydra_plugins.evsys_plugins.evolve_sweeper.EvolveSweeper"
     max_batch_size: Optional[int] = None  # noqa: UP045
-    proposer: Any = field(default_factory=lambda: {"kind": "optuna", "params": {}})
+    proposer: Any = field(
+        default_factory=lambda: {"kind": "optuna", "params": dict.fromkeys(_PROPOSER_PARAMS)}
+    )
     params: Dict[str, str] = field(default_factory=dict)  # noqa: UP006
     space: List[str] = field(default_factory=list)  # noqa: UP006
     objectives: List[Any] = field(default_factory=list)  # noqa: UP006

@@ -8,7 +8,8 @@ row is learned with probability
 
 (``lr*``, ``rank*``: the landscape's ``learning_rate`` and ``lora_rank``), so exact_match peaks
 at the landscape's optimum and falls off smoothly around it; the policy's memory is then large
-enough for every row, so the rank acts through ``q`` alone. Each run also reports a toy price
+enough for every row, so the rank acts through ``q`` alone. Each run reports ``q`` itself
+(``train/learn_probability``: the optimum is 1, a benchmark's truth) and a toy price
 ``train/cost_usd`` = rank × steps × 1e-5, a second objective that favours small ranks. Without a
 landscape, nothing changes: the learning rate and rank act as they always have.
 """

@@ -76,7 +76,8 @@ class MockSFT:
         artifacts["final_checkpoint"] = str(final)
         ctx.log_store.log_artifact("final_checkpoint", str(final))
         metrics = {"train/final_loss": loss, "train/steps": float(done)}
-        if landscape:
+        if landscape:  # the known function's value, and the toy price of the run
+            metrics["train/learn_probability"] = learn_probability
             metrics["train/cost_usd"] = cfg.lora_rank * done * COST_PER_RANK_STEP
         return RunResult(
             run_id=ctx.run_id,
