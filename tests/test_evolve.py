@@ -232,3 +232,56 @@ def test_llm_proposer_refuses_and_counts_illegal_proposals(workdir: Path) -> Non
     assert '"properties"' in later  # the whole-space JSON schema
     tree = lineage(sweep)
     assert all(a["parent_arms"] == ["g0_000"] for a in tree["arms"] if a["generation"] > 0)
+
+
+# -- the parts, in this process ------------------------------------------------------------------
+
+
+def test_a_space_from_the_registry_schemas_follows_each_fields_bounds_and_type() -> None:
+    from evsys.compose.compose import compose
+    from evsys.evolve.space import CHOICE, FLOAT, INT, schema_dimensions
+
+    resolved = compose([]).config
+    fields = ["learning_rate", "lr_schedule", "packing", "lora_rank", "warmup_ratio"]
+    problems: list = []
+    dims = {
+        d.key.rsplit(".", 1)[-1]: d
+        for d in schema_dimensions([f"algorithm.params.{f}" for f in fields], resolved, problems)
+    }
+    assert not problems
+    lr = dims["learning_rate"]  # gt=0, no upper bound: ×10 around the default 1e-4, log scale
+    assert (lr.kind, lr.log) == (FLOAT, True) and 0 < lr.low < 1e-4 < lr.high <= 1e-3
+    assert dims["lr_schedule"].kind == CHOICE and "cosine" in dims["lr_schedule"].choices
+    assert dims["packing"].choices == (False, True)
+    rank = dims["lora_rank"]  # ge=1, default 8
+    assert (rank.kind, rank.low, rank.high) == (INT, 2, 32)
+    warmup = dims["warmup_ratio"]  # ge=0, lt=1: the open end is not a legal value
+    assert warmup.kind == FLOAT and warmup.low == 0 and warmup.high < 1
+
+    schema_dimensions(["algorithm.params.target_modules", "algorithm.nope"], resolved, problems)
+    assert [p.path for p in problems] == ["algorithm.params.target_modules", "algorithm.nope"]
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "raise the learning rate",
+        '{"proposal": []}',
+        '{"proposals": [{"overrides": "seed=1"}]}',
+        '{"proposals": [{"overrides": ["seed"]}]}',
+        '{"proposals": [{"overrides": ["seed=1"], "parents": "g0_000"}]}',
+        '{"proposals": [{"overrides": ["seed=1"], "extra": 1}]}',
+    ],
+)
+def test_an_llm_answer_of_another_shape_is_refused_as_a_whole(answer: str) -> None:
+    from evsys.evolve.proposers.llm import IllegalAnswer, parse_answer
+
+    with pytest.raises(IllegalAnswer):
+        parse_answer(answer)
+
+
+def test_an_llm_answer_is_read_from_a_json_fence() -> None:
+    from evsys.evolve.proposers.llm import parse_answer
+
+    answer = 'Here:\n```json\n{"proposals": [{"overrides": ["seed=1"], "why": "w"}]}\n```'
+    assert parse_answer(answer) == [{"overrides": ["seed=1"], "parents": [], "why": "w"}]

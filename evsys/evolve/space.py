@@ -9,7 +9,8 @@ Two ways to declare it, combinable:
 - ``hydra.sweeper.space: [algorithm.params.learning_rate, …]``: each field's range comes from its
   registry schema — ``Literal``/enum and ``bool`` become a choice, ``int``/``float`` an interval
   within the field's ``gt/ge/lt/le`` bounds. A side without a bound is taken a factor of 10
-  (floats, on a log scale when positive) or 4 (ints) from the field's default.
+  (floats) or 4 (ints) from the field's default; a positive range spanning a decade or more is
+  sampled on a log scale.
 
 Before any arm runs, :func:`check_space` composes and validates one arm per value of every
 dimension (each interval at both ends) exactly like a hand-written sweep's arms: a space that
@@ -245,7 +246,7 @@ def _from_field(key: str, info: Any, default: Any, source: str) -> Dimension:
         low, high = low + inset * low_open, high - inset * high_open
     if low > high:
         raise ValueError(f"the field's bounds leave no value between {low} and {high}")
-    log = low > 0 and high / low >= 100
+    log = low > 0 and high / low >= 10  # a positive range over a decade or more: log scale
     return Dimension(key, kind, low, high, log, source=source)
 
 
