@@ -182,7 +182,7 @@ def test_resume_continues_after_the_last_complete_generation(workdir: Path) -> N
 def proposer_policy():
     """The model behind the OpenAI-protocol server: it reads the prompt, answers one JSON object
     with an illegal proposal (a negative learning rate) and as many legal ones as asked; in
-    generation 1 its first answer is not JSON at all."""
+    generation 1 its first answer is not JSON at all, its second repeats the first arm."""
     counter = iter(range(1000))
 
     def answer(prompt: str, rng: object = None) -> str:
@@ -192,6 +192,8 @@ def proposer_policy():
         if generation == 1 and "refused as a whole" not in prompt:
             return "Sure! Here are some ideas: raise the learning rate."
         proposals = [{"overrides": [f"{LR}=-0.5"], "parents": [], "why": "bold"}]
+        if generation == 1:  # g0_000's config again, from another parent: not a new arm
+            proposals.append({"overrides": [f"{LR}=0.0001"], "parents": ["g0_001"], "why": "again"})
         for _ in range(count):
             lr = 1e-4 * 1.25 ** next(counter)
             proposals.append({"overrides": [f"{LR}={lr}"], "parents": ["g0_000"], "why": "step"})
@@ -228,6 +230,7 @@ def test_llm_proposer_refuses_and_counts_illegal_proposals(workdir: Path) -> Non
     later = prompts[-1]
     assert "REFUSED" in later and "greater than 0" in later  # the feedback, with why
     assert "refused as a whole" in later
+    assert "the same config as an earlier arm" in later  # not launched twice, not illegal
     assert '"metrics": {"eval/exact_match"' in later  # parents with their results
     assert '"properties"' in later  # the whole-space JSON schema
     tree = lineage(sweep)

@@ -392,14 +392,15 @@ class Evolution:
             return []
         lines = [self._arm_overrides(p) for p in proposals]
         checked = preflight(lines, config_name=self.context.config_name)
-        seen = {a.proposal.get("config_hash") for a in self.arms}
+        seen = {a.proposal.get("searched") for a in self.arms}
         admitted = []
         for proposal, overrides, arm in zip(proposals, lines, checked, strict=True):
             problems = [_problem_text(p) for p in arm.problems]
             problems += _line_problems(proposal.overrides)
             if not problems and len(admitted) >= wanted:
                 continue  # an LLM gave more than asked: the generation is full
-            if not problems and arm.config_hash in seen:
+            searched = _searched_hash(arm) if not problems else None
+            if not problems and searched in seen:
                 self.proposer.refused(proposal, ["the same config as an earlier arm"])
                 continue
             if problems:
@@ -407,7 +408,7 @@ class Evolution:
                 self.context.count_illegal(generation, proposal.overrides, problems)
                 self.proposer.refused(proposal, problems)
                 continue
-            seen.add(arm.config_hash)
+            seen.add(searched)
             proposal.name = arm_name(generation, len(self.arms) + len(admitted))
             self.checked[proposal.name] = arm  # composed and validated: launched as it is
             admitted.append(
@@ -420,7 +421,11 @@ class Evolution:
                         overrides=overrides,
                         params=proposal.params,
                         parents=proposal.parents,
-                        proposal={**proposal.data, "config_hash": arm.config_hash},
+                        proposal={
+                            **proposal.data,
+                            "config_hash": arm.config_hash,
+                            "searched": searched,
+                        },
                     ),
                 )
             )
@@ -595,6 +600,15 @@ class Evolution:
             call(sweep_dir=str(self.sweep_dir), **payload)
         except Exception as exc:  # the dashboard being down never stops the evolution
             log.warning("evolve: tracker %s failed: %s", method, exc)
+
+
+def _searched_hash(arm: Any) -> str:
+    """The arm's config without its lineage: the same config proposed from another parent is
+    the same point of the search, not a new one."""
+    from evsys.run.record import config_hash, redact
+
+    config = arm.config.model_dump(mode="json")
+    return config_hash(redact({k: v for k, v in config.items() if k != "parent_experiment_id"}))
 
 
 def _problem_text(problem: Problem) -> str:
