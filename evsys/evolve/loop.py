@@ -321,7 +321,8 @@ class Evolution:
                 self.run_generation(generation)
             except ProposerGaveNothing:
                 print(
-                    f"evsys: evolve stops: no legal proposal for generation {generation}",
+                    f"evsys: evolve stops: no new legal proposal for generation {generation} "
+                    "(every proposal was illegal or already run: the space may be exhausted)",
                     file=sys.stderr,
                 )
                 return
@@ -343,7 +344,7 @@ class Evolution:
         pending: list[tuple[StoredArm, Any]] = [
             (arm, None) for arm in self.arms if arm.generation == generation
         ]
-        rounds = getattr(getattr(self.proposer, "cfg", None), "rounds", 1)
+        rounds = self.proposer.rounds  # asks to fill the generation with new legal arms
         for _ in range(rounds):
             wanted = self._room(generation)
             if wanted <= 0:
@@ -363,7 +364,7 @@ class Evolution:
                 self.arms.append(arm)
                 pending.append((arm, proposal))
         if not pending:
-            raise ProposerGaveNothing(generation)
+            raise ProposerGaveNothing(generation)  # every proposal illegal or already run
         self._launch(generation, pending)
         self.store.complete_generation(generation)
         self._write_lineage()
@@ -392,7 +393,10 @@ class Evolution:
             return []
         lines = [self._arm_overrides(p) for p in proposals]
         checked = preflight(lines, config_name=self.context.config_name)
-        seen = {a.proposal.get("searched") for a in self.arms}
+        # searched config → the arm that has it (None: one admitted from this same batch)
+        seen: dict[str | None, StoredArm | None] = {
+            a.proposal.get("searched"): a for a in self.arms
+        }
         admitted = []
         for proposal, overrides, arm in zip(proposals, lines, checked, strict=True):
             problems = [_problem_text(p) for p in arm.problems]
@@ -401,14 +405,17 @@ class Evolution:
                 continue  # an LLM gave more than asked: the generation is full
             searched = _searched_hash(arm) if not problems else None
             if not problems and searched in seen:
-                self.proposer.refused(proposal, ["the same config as an earlier arm"])
+                earlier = seen[searched]
+                which = earlier.name if earlier else "another proposal of this generation"
+                reason = f"the same config as an earlier arm ({which})"
+                self.proposer.refused(proposal, [reason], earlier=earlier)
                 continue
             if problems:
                 log.warning("evolve: refused %s: %s", proposal.overrides, problems)
                 self.context.count_illegal(generation, proposal.overrides, problems)
                 self.proposer.refused(proposal, problems)
                 continue
-            seen.add(searched)
+            seen[searched] = None
             proposal.name = arm_name(generation, len(self.arms) + len(admitted))
             self.checked[proposal.name] = arm  # composed and validated: launched as it is
             admitted.append(

@@ -8,7 +8,9 @@ Every proposer has:
   give fewer or more); the loop admits the legal ones and names them in the order admitted;
 - ``observe(arm, proposal)``: an arm's result (``proposal`` is None for an arm proposed by an
   earlier, interrupted session);
-- ``refused(proposal, problems)``: a proposal that failed validation and was not launched.
+- ``refused(proposal, problems, earlier=None)``: a proposal that was not launched — illegal, or
+  a repeat of the ``earlier`` arm;
+- ``rounds``: how many times the loop asks it to fill one generation.
 """
 
 from __future__ import annotations

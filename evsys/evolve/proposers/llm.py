@@ -103,7 +103,13 @@ class LLMProposer:
     def observe(self, arm: StoredArm, proposal: Proposal | None) -> None:
         """Nothing to update: the next prompt reads the arm from the history."""
 
-    def refused(self, proposal: Proposal, problems: list[str]) -> None:
+    @property
+    def rounds(self) -> int:
+        return self.cfg.rounds
+
+    def refused(
+        self, proposal: Proposal, problems: list[str], earlier: StoredArm | None = None
+    ) -> None:
         self.feedback.append(
             f"REFUSED {json.dumps(proposal.overrides)}: " + "; ".join(problems)[:600]
         )

@@ -120,11 +120,21 @@ class OptunaProposer:
             else:
                 self.study.tell(proposal.handle, state=TrialState.FAIL)
 
-    def refused(self, proposal: Proposal, problems: list[str]) -> None:
+    rounds = 3  # asks per generation, when a proposal repeats an earlier arm
+
+    def refused(
+        self, proposal: Proposal, problems: list[str], earlier: StoredArm | None = None
+    ) -> None:
+        """An illegal proposal fails its trial; one that repeats an earlier arm gets that arm's
+        result, so the sampler learns the point is known."""
         from optuna.trial import TrialState
 
-        if proposal.handle is not None:
-            with _quiet():
+        if proposal.handle is None:
+            return
+        with _quiet():
+            if earlier is not None and earlier.state == COMPLETE and earlier.values is not None:
+                self.study.tell(proposal.handle, _values(earlier.values))
+            else:
                 self.study.tell(proposal.handle, state=TrialState.FAIL)
 
     # -- replay -------------------------------------------------------------------------------
