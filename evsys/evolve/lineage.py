@@ -82,9 +82,11 @@ def render(lineage: dict[str, Any], plot_note: str) -> str:
         "",
         "### Lineage",
         "",
-        "Each arm under its first parent; `(also: …)` names its other parents.",
+        "Each arm under its first parent (`(also: …)`: its other parents), with what it sets "
+        "beyond the sweep's fixed overrides.",
         "",
     ]
+    fixed = set(lineage.get("fixed_overrides", []))
     children: dict[str | None, list[dict[str, Any]]] = {}
     names = {arm["name"] for arm in arms}
     for arm in arms:
@@ -96,7 +98,9 @@ def render(lineage: dict[str, Any], plot_note: str) -> str:
             others = [p for p in arm["parent_arms"] if p != parent]
             shown = _fmt(arm["values"][0]) if arm["values"] else arm["state"]
             varied = " ".join(
-                o for o in arm["overrides"] if not o.startswith("parent_experiment_id=")
+                line
+                for line in arm["overrides"]
+                if line not in fixed and not line.startswith("parent_experiment_id=")
             )
             also = f" (also: {', '.join(others)})" if others else ""
             lines.append(

@@ -572,6 +572,7 @@ class Evolution:
         return {
             "proposer": self.settings.proposer.kind,
             "objectives": [o.model_dump() for o in self.context.objectives],
+            "fixed_overrides": self.context.base,
             "generations_complete": sorted(self.store.complete_generations()),
             "proposals_illegal": self.context.illegal,
             "arms": [
