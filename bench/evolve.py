@@ -7,6 +7,7 @@ The mock backend's SFT score is a known smooth function of the learning rate and
 search gets ``generations × population`` arms over lr ∈ [1e-5, 1e-2] (log) × rank ∈ [2, 32]:
 
 - ``evolve``: ``hydra/sweeper=evolve``, the Optuna proposer (TPE), generation by generation;
+- ``evolve-cmaes``: the same with Optuna's CMA-ES sampler;
 - ``optuna``: the unmodified hydra-optuna-sweeper (TPE), ``population`` trials at a time;
 - ``random``: ``hydra/sweeper=evolve`` with Optuna's random sampler;
 - ``grid``: evsys's sweeper over a log-spaced grid of the same size.
@@ -174,7 +175,7 @@ def main() -> None:
     args = parser.parse_args()
     cwd = Path(tempfile.mkdtemp())
     budget = args.generations * args.population
-    methods = ("evolve", "optuna", "random", "grid")
+    methods = ("evolve", "evolve-cmaes", "optuna", "random", "grid")
     fractions: dict[str, list[float]] = {m: [] for m in methods}  # measured score ÷ optimum's
     truths: dict[str, list[float]] = {m: [] for m in methods}  # the landscape at the best arm
     overheads: list[float] = []
@@ -184,6 +185,7 @@ def main() -> None:
         evolved, wall = run_evolve(seed, "tpe", args, cwd)
         found = {
             "evolve": best_found(evolved),
+            "evolve-cmaes": best_found(run_evolve(seed, "cmaes", args, cwd)[0]),
             "random": best_found(run_evolve(seed, "random", args, cwd)[0]),
             "optuna": best_found(run_optuna(seed, args, cwd)),
             "grid": best_found(run_grid(seed, args, cwd)),
@@ -201,7 +203,7 @@ def main() -> None:
     for method in methods:
         score, truth = fractions[method], truths[method]
         print(
-            f"  {method:7s} score mean {statistics.mean(score):.3f} min {min(score):.3f}   "
+            f"  {method:12s} score mean {statistics.mean(score):.3f} min {min(score):.3f}   "
             f"q mean {statistics.mean(truth):.3f} min {min(truth):.3f}"
         )
     print(
