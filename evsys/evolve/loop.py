@@ -642,7 +642,11 @@ def _line_problems(overrides: list[str]) -> list[str]:
 
 
 def load_tracker(spec: str | None, sweep_dir: Path) -> Any:
-    """The generation tracker ``module:factory`` builds (the dashboard's), or None."""
+    """The generation tracker ``module:factory(sweep_dir=…)`` builds (the dashboard's), or None.
+
+    Its optional methods, called with keywords: ``create_generation(sweep_dir, generation)``
+    when a generation starts, ``update_generation(sweep_dir, generation, arms={name: state},
+    best=[name])`` when it ended. A tracker that fails is logged, never the loop's end."""
     if not spec:
         return None
     module_name, _, attribute = spec.partition(":")
