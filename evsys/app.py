@@ -65,7 +65,7 @@ def _run_task(cfg: DictConfig) -> Any:
     run_dir, overrides = Path(hydra_cfg.runtime.output_dir), list(hydra_cfg.overrides.task)
     swept_by_another = (
         hydra_cfg.mode == RunMode.MULTIRUN
-        and hydra_cfg.sweeper.get("_target_") != foreign.EVSYS_SWEEPER
+        and hydra_cfg.sweeper.get("_target_") not in foreign.EVSYS_SWEEPERS
     )
     resolved = OmegaConf.to_container(cfg, resolve=True)
     try:

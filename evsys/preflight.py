@@ -41,6 +41,8 @@ from evsys.sweep.plan import (
 
 DIR_KEYS = ("hydra.run.dir", "hydra.sweep.dir")
 EVSYS_SWEEPER = "hydra_plugins.evsys_plugins.sweeper.EvsysSweeper"
+EVOLVE_SWEEPER = "hydra_plugins.evsys_plugins.evolve_sweeper.EvolveSweeper"
+"""evsys's evolutionary sweeper: its arms are proposed as it runs, its search space checked here."""
 # evsys's sweeper settings; another sweeper has settings of its own, which it checks itself.
 _EVSYS_SWEEPER_KEYS = ("params", "paired", "arms", "n_repeats", "base_seed", "name_template")
 _NO_SWEEP = {
@@ -92,10 +94,25 @@ def check_run(
             problems += _sweeper_problems(settings, composition.config)
             if not problems:  # a broken config breaks the directories named after it: once
                 problems += settings.unresolved
+            if not problems and settings.foreign_sweeper == EVOLVE_SWEEPER:
+                problems += _evolve_problems(overrides, config_name)
     if problems:
         raise ConfigError(problems)
     assert config is not None and settings is not None
     return composition, config, settings
+
+
+def _evolve_problems(
+    overrides: list[str] | tuple[str, ...], config_name: str | None
+) -> list[Problem]:
+    """A config that evolves carries its search space: checked whichever way it is started."""
+    from evsys.evolve.loop import preflight_evolution
+
+    try:
+        preflight_evolution(overrides, config_name)
+    except ConfigError as exc:
+        return exc.problems
+    return []
 
 
 def plan_sweep(
@@ -105,6 +122,10 @@ def plan_sweep(
     it cannot run). Raises ConfigError when the sweep itself is wrong: its grammar, Hydra's
     settings, an empty sweep."""
     settings = hydra_settings(overrides, config_name)
+    if settings.foreign_sweeper == EVOLVE_SWEEPER:  # its search space, proposer and objectives
+        from evsys.evolve.loop import preflight_evolution
+
+        preflight_evolution(overrides, config_name)
     if settings.foreign_sweeper:
         return [], settings
     task = [line for line in overrides if not is_hydra_override(line)]

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from evsys.preflight import EVSYS_SWEEPER
+from evsys.preflight import EVOLVE_SWEEPER, EVSYS_SWEEPER
 
 if TYPE_CHECKING:
     from evsys.config import ExperimentConfig
@@ -40,8 +40,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
-REPLAYABLE_SWEEPERS = (EVSYS_SWEEPER, BASIC_SWEEPER)
-"""Sweepers that propose the same arms, in the same order, when a sweep is run again."""
+REPLAYABLE_SWEEPERS = (EVSYS_SWEEPER, BASIC_SWEEPER, EVOLVE_SWEEPER)
+"""Sweepers that propose the same arms, in the same order, when a sweep is run again (evolve:
+from its store, see evsys.evolve.loop)."""
+EVSYS_SWEEPERS = (EVSYS_SWEEPER, EVOLVE_SWEEPER)
+"""Sweepers that pre-flight, record and aggregate their arms themselves."""
 _VALUES_CHECKED_PER_KEY = 20  # a long range() is checked at its first values and its last
 _OPTUNA_DIRECTIONS = {"maximize": "max", "minimize": "min"}
 
@@ -52,7 +55,7 @@ def sweeper_target(config: DictConfig) -> str | None:
 
 def is_foreign(config: DictConfig) -> bool:
     """Whether ``config`` (a Hydra config with its ``hydra`` node) sweeps with another sweeper."""
-    return sweeper_target(config) != EVSYS_SWEEPER
+    return sweeper_target(config) not in EVSYS_SWEEPERS
 
 
 class ForeignSweepCallback(Callback):

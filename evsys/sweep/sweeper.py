@@ -144,6 +144,16 @@ def launch_arms(
     _write_plan(sweep_dir, config, arms)
     pending = [arm for arm in arms if not is_completed(sweep_dir / arm.name)]
     log.info("sweep %s: %d arms, %d to run", sweep_dir, len(arms), len(pending))
+    run_pending_arms(sweep_dir, launcher, pending, max_batch_size)
+    return write_sweep_outputs(sweep_dir)
+
+
+def run_pending_arms(
+    sweep_dir: Path, launcher: Any, pending: list[Arm], max_batch_size: int | None
+) -> None:
+    """Launch ``pending`` arms in batches through Hydra's launcher API, each into
+    ``sweep_dir/<arm name>``; an earlier attempt is set aside first, and an arm that ends
+    without its record is recorded failed (the evolve sweeper launches its generations here)."""
     for arm in pending:
         _set_aside_previous_attempt(sweep_dir, arm)
 
@@ -160,8 +170,6 @@ def launch_arms(
             returns = [exc] * len(batch)
         for arm, returned in zip(batch, returns, strict=True):
             _record_if_unfinished(sweep_dir, arm, returned)
-
-    return write_sweep_outputs(sweep_dir)
 
 
 def is_completed(arm_dir: Path) -> bool:

@@ -6,6 +6,7 @@ import random
 from typing import Any
 
 from evsys.algorithms.sft import SFT
+from evsys.backends.mock.backend import COST_PER_RANK_STEP
 from evsys.backends.mock.inference import MockInferenceClient
 from evsys.backends.mock.policy import MockPolicy, stable_seed
 from evsys.protocols import RunContext, RunResult
@@ -31,11 +32,16 @@ class MockSFT:
     def train(self, ctx: RunContext) -> RunResult:
         cfg, backend = self.cfg, ctx.backend
         rng = random.Random(stable_seed("mock_sft", ctx.seed))
-        policy = ctx.handles.get("policy") or MockPolicy(
-            capacity=backend.cfg.capacity_per_rank * cfg.lora_rank
+        landscape = backend.cfg.landscape
+        # On a landscape the memory holds every row: the rank acts through learn_probability.
+        capacity = (
+            len(ctx.train_rows) if landscape else backend.cfg.capacity_per_rank * cfg.lora_rank
         )
-        # A higher learning rate memorises more of each batch.
-        learn_probability = min(1.0, 0.5 * cfg.learning_rate / 1e-4)
+        policy = ctx.handles.get("policy") or MockPolicy(capacity=capacity)
+        if landscape:  # a known smooth function of lr and rank (see evsys.backends.mock.backend)
+            learn_probability = landscape.learn_probability(cfg.learning_rate, cfg.lora_rank)
+        else:  # a higher learning rate memorises more of each batch
+            learn_probability = min(1.0, 0.5 * cfg.learning_rate / 1e-4)
         steps = total_steps(len(ctx.train_rows), cfg.batch_size, cfg.num_epochs, cfg.max_steps)
         artifacts: dict[str, str] = {}
         loss, done = UNKNOWN_LOSS, 0
@@ -69,10 +75,14 @@ class MockSFT:
         final = policy.save(ctx.checkpoint_dir / "final")
         artifacts["final_checkpoint"] = str(final)
         ctx.log_store.log_artifact("final_checkpoint", str(final))
+        metrics = {"train/final_loss": loss, "train/steps": float(done)}
+        if landscape:  # the known function's value, and the toy price of the run
+            metrics["train/learn_probability"] = learn_probability
+            metrics["train/cost_usd"] = cfg.lora_rank * done * COST_PER_RANK_STEP
         return RunResult(
             run_id=ctx.run_id,
             status="completed",
-            metrics={"train/final_loss": loss, "train/steps": float(done)},
+            metrics=metrics,
             artifacts=artifacts,
         )
 
