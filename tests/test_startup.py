@@ -162,3 +162,125 @@ def test_an_entry_point_loads_what_importlib_metadata_would(value: str, expected
     from evsys.entry_points import EntryPoint
 
     assert EntryPoint("evsys.metrics", "probe", value).load() is expected
+
+
+# -- composition kept on disk (evsys.compose.stored) ---------------------------------------------
+
+
+def _as_a_new_process() -> None:
+    """Forget what this process composed: the next composition starts from the cache on disk."""
+    from evsys.compose import compose
+
+    compose._defaults_cache.clear()
+    compose._loaders.clear()
+
+
+@pytest.fixture
+def unregistered(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This process as one that registered nothing of its own (other tests of the session may
+    have, and restored the registries since): the one kind that uses the cache on disk."""
+    monkeypatch.setattr(registry, "_generation", 0)
+
+
+def _merged(defaults: object) -> tuple[object, ...]:
+    from omegaconf import OmegaConf
+
+    cfg, hydra = defaults.cfg, defaults.hydra  # type: ignore[attr-defined]
+    return (
+        OmegaConf.to_yaml(cfg),
+        OmegaConf.to_yaml(hydra),
+        OmegaConf.is_struct(cfg),
+        OmegaConf.is_struct(hydra),
+        defaults.sources,  # type: ignore[attr-defined]
+        defaults.choices,  # type: ignore[attr-defined]
+    )
+
+
+def test_stored_defaults_are_what_merging_gives(
+    workdir: Path, unregistered: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from evsys.compose import compose
+
+    _as_a_new_process()
+    groups, _ = compose.split_overrides(["algorithm=rl", "model=tiny"], [])
+    merged = compose.compose_defaults(groups, "base")
+    _as_a_new_process()
+    monkeypatch.setattr(compose, "_merge_defaults_list", None)  # read back from disk, or fail
+    groups, _ = compose.split_overrides(["algorithm=rl", "model=tiny"], [])
+    kept = compose.compose_defaults(groups, "base")
+    assert kept is not merged
+    assert _merged(kept) == _merged(merged)
+
+
+def test_a_changed_or_new_config_file_is_read_again(workdir: Path, unregistered: None) -> None:
+    from evsys.compose.compose import compose
+
+    (workdir / "conf" / "model").mkdir(parents=True)
+    (workdir / "conf" / "model" / "mine.yaml").write_text("name: first\n")
+    _as_a_new_process()
+    assert compose(["model=mine"], "base").config["model"]["name"] == "first"
+    (workdir / "conf" / "model" / "mine.yaml").write_text("name: the second\n")
+    _as_a_new_process()
+    assert compose(["model=mine"], "base").config["model"]["name"] == "the second"
+    (workdir / "conf" / "model" / "other.yaml").write_text("name: other\n")
+    _as_a_new_process()  # an option that did not exist when the groups were stored
+    assert compose(["model=other"], "base").config["model"]["name"] == "other"
+
+
+def test_the_stamp_watches_every_config_folder_of_the_search_path(workdir: Path) -> None:
+    from evsys.compose import compose, stored
+    from evsys.paths import config_dir, experiments_dir
+
+    (workdir / "conf").mkdir()
+    (workdir / "experiments").mkdir()
+    _as_a_new_process()
+    roots = stored.config_roots(compose._search_path(compose.config_loader()))
+    assert {str(config_dir()), str(experiments_dir())} <= set(roots)
+    assert {str(workdir.resolve() / "conf"), str(workdir.resolve() / "experiments")} <= set(roots)
+
+
+def test_a_registered_extension_is_never_served_from_the_stored_composition(
+    workdir: Path, clean_registries: None
+) -> None:
+    from evsys.compose.compose import compose
+
+    _as_a_new_process()
+    compose([], "base")  # stored
+
+    @registry.register_algorithm("startup_probe_recipe")
+    class Probe:
+        """Registered by this test only."""
+
+        def train(self, ctx: object) -> None: ...
+
+    _as_a_new_process()
+    composition = compose(["algorithm=startup_probe_recipe"], "base")
+    assert composition.config["algorithm"]["kind"] == "startup_probe_recipe"
+
+
+def test_validating_again_needs_neither_the_plugin_scan_nor_a_merge(tmp_path: Path) -> None:
+    # Hydra's plugin scan (every module under hydra_plugins) and merging the defaults list were
+    # most of what `evsys validate` cost; the first validation stores what they give.
+    code = """
+import sys
+from hydra.core.plugins import Plugins
+from hydra.core.singleton import Singleton
+from evsys.compose import compose
+from evsys.cli import main
+def refuse(*args, **kwargs):
+    raise AssertionError("merged the defaults list although the cache holds it")
+if sys.argv[1] == "again":
+    compose._merge_defaults_list = refuse
+try:
+    main(["validate", "seed=3", "algorithm=rl"])
+except SystemExit as exc:
+    assert exc.code == 0, exc.code
+print("SCANNED" if Plugins in Singleton._instances else "NOT SCANNED")
+"""
+    for attempt in ("first", "again"):
+        done = subprocess.run(
+            [sys.executable, "-c", code, attempt], cwd=tmp_path, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        assert "config is valid" in done.stdout
+    assert done.stdout.strip().endswith("NOT SCANNED")

@@ -12,11 +12,9 @@ import json
 import os
 import platform
 import re
-import subprocess
 import uuid
 from datetime import UTC, datetime
 from functools import cache
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +79,10 @@ def redact_override(line: str) -> str:
 
 @cache  # one process runs many arms of a sweep: look once
 def package_versions() -> dict[str, str]:
+    # Imported here: importlib.metadata costs ≈ 10 ms, and `evsys validate` and `plan` import
+    # this module (through evsys.sweep.plan) without ever recording a run.
+    from importlib.metadata import PackageNotFoundError, version
+
     versions = {"python": platform.python_version()}
     for name in _TRACKED_PACKAGES:
         try:
@@ -103,6 +105,8 @@ def git_state(cwd: Path | None = None) -> dict[str, Any] | None:
 
 @cache
 def _git_state(cwd: Path) -> dict[str, Any] | None:
+    import subprocess  # only when a run is recorded, not when a sweep is planned
+
     # GIT_OPTIONAL_LOCKS=0: never take the index lock, so a run cannot break the user's own git.
     env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0"}
 

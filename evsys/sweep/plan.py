@@ -25,6 +25,7 @@ from evsys.compose.compose import (
     _parse_line,
     apply_overrides,
     compose_defaults,
+    config_groups,
     config_loader,
     split_overrides,
     validate_composition,
@@ -265,11 +266,12 @@ def preflight(
 ) -> list[Arm]:
     """Compose and validate every arm; name them. Problems stay on each arm (see ``bad_arms``)."""
     shared: dict[tuple[str, ...], Defaults] = {}
+    config_groups_now = config_groups()  # looked up once for every arm
     arms = []
     for index, overrides in enumerate(arms_overrides):
         arm = Arm(index=index, overrides=list(overrides))
         problems: list[Problem] = []
-        groups, keys = split_overrides(overrides, problems)
+        groups, keys = split_overrides(overrides, problems, config_groups_now)
         choice = tuple(o.input_line for o in groups)
         if choice not in shared:
             shared[choice] = compose_defaults(groups, config_name)
