@@ -66,6 +66,20 @@ def test_a_mock_run_without_api_baselines_leaves_the_eval_harness_out(workdir: P
     assert loaded_modules("evsys", argv, watched, workdir) == []
 
 
+@pytest.mark.parametrize(
+    "argv", [["evsys", "validate"], ["evsys", "plan", "seed=1,2"]], ids=" ".join
+)
+def test_checking_a_config_leaves_http_and_ssl_out(
+    argv: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Checking the default experiment loads the inference registry, so the HTTP clients; they
+    # import urllib.request (which loads ssl, ≈ 10 ms) only when they make a request.
+    monkeypatch.setenv("EVSYS_CONFIG_NAME", "config")
+    watched = ("urllib.request", "http.client", "ssl")
+    loaded_modules("evsys.cli", argv, watched, tmp_path)  # fills the caches if cold
+    assert loaded_modules("evsys.cli", argv, watched, tmp_path) == []
+
+
 def test_the_cache_stamp_ignores_what_runs_write_to_the_working_directory(
     workdir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
