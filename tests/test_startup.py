@@ -298,3 +298,28 @@ print("SCANNED" if Plugins in Singleton._instances else "NOT SCANNED")
         assert done.returncode == 0, done.stderr
         assert "config is valid" in done.stdout
     assert done.stdout.strip().endswith("NOT SCANNED")
+
+
+def test_package_versions_are_read_again_only_when_a_distribution_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from evsys.run import record
+
+    def read_again() -> dict[str, str]:
+        raise AssertionError("package versions read again although no distribution changed")
+
+    record.package_versions.cache_clear()
+    try:
+        first = record.package_versions()
+        assert first == record._read_package_versions()
+        record.package_versions.cache_clear()  # a new process
+        monkeypatch.setattr(record, "_read_package_versions", read_again)
+        assert record.package_versions() == first
+        site = tmp_path / "site"
+        (site / "startup_probe-0.1.dist-info").mkdir(parents=True)
+        monkeypatch.syspath_prepend(str(site))
+        monkeypatch.setattr(record, "_read_package_versions", lambda: {"python": "probe"})
+        record.package_versions.cache_clear()
+        assert record.package_versions() == {"python": "probe"}
+    finally:
+        record.package_versions.cache_clear()
