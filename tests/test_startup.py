@@ -272,9 +272,19 @@ def test_a_registered_extension_is_never_served_from_the_stored_composition(
     assert composition.config["algorithm"]["kind"] == "startup_probe_recipe"
 
 
-def test_validating_again_needs_neither_the_plugin_scan_nor_a_merge(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["validate", "seed=3", "algorithm=rl"], "config is valid"),
+        (["plan", "seed=1,2", "algorithm=rl"], "2 arms"),
+    ],
+    ids=lambda v: " ".join(v) if isinstance(v, list) else "",
+)
+def test_checking_again_needs_neither_the_plugin_scan_nor_a_merge(
+    argv: list[str], says: str, tmp_path: Path
+) -> None:
     # Hydra's plugin scan (every module under hydra_plugins) and merging the defaults list were
-    # most of what `evsys validate` cost; the first validation stores what they give.
+    # most of what `evsys validate` cost; the first check stores what they give.
     code = """
 import sys
 from hydra.core.plugins import Plugins
@@ -286,17 +296,20 @@ def refuse(*args, **kwargs):
 if sys.argv[1] == "again":
     compose._merge_defaults_list = refuse
 try:
-    main(["validate", "seed=3", "algorithm=rl"])
+    main(sys.argv[2:])
 except SystemExit as exc:
     assert exc.code == 0, exc.code
 print("SCANNED" if Plugins in Singleton._instances else "NOT SCANNED")
 """
     for attempt in ("first", "again"):
         done = subprocess.run(
-            [sys.executable, "-c", code, attempt], cwd=tmp_path, capture_output=True, text=True
+            [sys.executable, "-c", code, attempt, *argv],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
         )
         assert done.returncode == 0, done.stderr
-        assert "config is valid" in done.stdout
+        assert says in done.stdout
     assert done.stdout.strip().endswith("NOT SCANNED")
 
 

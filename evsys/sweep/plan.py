@@ -19,6 +19,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from hydra.core.override_parser.types import Glob
+
 from evsys.compose.compose import (
     Defaults,
     _first_line,
@@ -141,7 +143,8 @@ def _expand(line: str, origin: str, problems: list[Problem]) -> list[str] | None
         )
         problems.append(_problem(key, message, line, origin))
         return None
-    override.config_loader = config_loader()  # glob() lists a group's options
+    if isinstance(override.value(), Glob):  # glob() lists a group's options: Hydra's loader
+        override.config_loader = config_loader()
     try:
         values = list(override.sweep_string_iterator())
     except Exception as exc:
