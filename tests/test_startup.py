@@ -253,6 +253,26 @@ def test_the_stamp_watches_every_config_folder_of_the_search_path(workdir: Path)
     assert {str(workdir.resolve() / "conf"), str(workdir.resolve() / "experiments")} <= set(roots)
 
 
+def test_a_config_folder_of_the_primary_configs_searchpath_is_watched(
+    workdir: Path, unregistered: None
+) -> None:
+    from evsys.compose.compose import compose
+
+    extra = workdir / "extra"
+    (extra / "model").mkdir(parents=True)
+    (extra / "model" / "extra.yaml").write_text("name: first\n")
+    (workdir / "conf").mkdir()
+    (workdir / "conf" / "mine.yaml").write_text(
+        "defaults:\n  - base\n  - override model: extra\n  - _self_\n"
+        f"hydra:\n  searchpath:\n    - file://{extra}\n"
+    )
+    _as_a_new_process()
+    assert compose([], "mine").config["model"]["name"] == "first"
+    (extra / "model" / "extra.yaml").write_text("name: the second\n")
+    _as_a_new_process()
+    assert compose([], "mine").config["model"]["name"] == "the second"
+
+
 def test_a_registered_extension_is_never_served_from_the_stored_composition(
     workdir: Path, clean_registries: None
 ) -> None:

@@ -132,6 +132,8 @@ class Defaults:
     sources: dict[str, str]
     problems: list[Problem]
     choices: dict[str, str | None]
+    config_roots: list[str] = field(default_factory=list)
+    """The config folders it was read from (with a primary config's ``hydra.searchpath``)."""
     _resolved: tuple[dict[str, Any], list[Problem], set[str] | None] | None = None
 
     def resolved(self) -> tuple[dict[str, Any], set[str] | None]:
@@ -265,7 +267,7 @@ def _stored_defaults(group_overrides: list[Override], config_name: str) -> Defau
         return kept
     defaults = _merge_defaults_list(group_overrides, config_name)
     if defaults.cfg is not None:  # a failed defaults list is reported, not kept
-        stored.save("defaults", key, defaults, stored.config_roots(_search_path(config_loader())))
+        stored.save("defaults", key, defaults, defaults.config_roots)
     return defaults
 
 
@@ -316,6 +318,7 @@ def _merge_defaults_list(group_overrides: list[Override], config_name: str) -> D
         sources=sources,
         problems=[],
         choices=dict(defaults.overrides.known_choices),
+        config_roots=stored.config_roots(repo.get_sources()),
     )
 
 

@@ -68,7 +68,7 @@ def save(kind: str, key: tuple[Any, ...], value: Any, roots: Iterable[str]) -> N
 
 
 def config_roots(search_path: Iterable[Any]) -> list[str]:
-    """The folders of the file-based entries of a Hydra search path."""
+    """The folders of the file-based entries of a Hydra search path (or config sources)."""
     roots = []
     for element in search_path:
         scheme, found, where = str(element.path).partition("://")
