@@ -273,6 +273,25 @@ def test_a_config_folder_of_the_primary_configs_searchpath_is_watched(
     assert compose([], "mine").config["model"]["name"] == "the second"
 
 
+def test_a_structured_config_stored_in_process_is_an_option_at_once(
+    workdir: Path, unregistered: None
+) -> None:
+    from hydra.core.config_store import ConfigStore
+
+    from evsys.compose.compose import compose
+
+    _as_a_new_process()
+    compose(["model=tiny"], "base")  # stores the groups and the defaults list
+    ConfigStore.instance().store(group="model", name="startup_probe", node={"name": "stored"})
+    try:
+        _as_a_new_process()
+        composition = compose(["model=startup_probe"], "base")
+        assert not composition.problems
+        assert composition.config["model"]["name"] == "stored"
+    finally:
+        ConfigStore.instance().repo["model"].pop("startup_probe.yaml", None)
+
+
 def test_a_registered_extension_is_never_served_from_the_stored_composition(
     workdir: Path, clean_registries: None
 ) -> None:

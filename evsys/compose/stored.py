@@ -12,7 +12,9 @@ from:
 - the ``hydra_plugins`` packages on ``sys.path`` (search-path plugins, config sources, the
   structured configs of sweepers and launchers) and evsys's own composing code;
 - the installed distributions (Hydra, OmegaConf and every plugin: their metadata folders);
-- the registry's published group options.
+- the registry's published group options;
+- the names in Hydra's ConfigStore (structured configs): one stored since the entry was built
+  (by code of the process, not by a plugin) makes it stale.
 
 Any change to one of them rebuilds the entry; a process that registered extensions of its own
 never reads or writes the cache (its options are its own). Config folders a package serves
@@ -38,7 +40,7 @@ from evsys.entry_points import install_key, installed_distributions
 from evsys.files import write_bytes_atomically
 from evsys.paths import PACKAGE_DIR, cache_dir
 
-FORMAT = 1
+FORMAT = 2
 
 
 def load(kind: str, key: tuple[Any, ...]) -> Any | None:
@@ -46,8 +48,10 @@ def load(kind: str, key: tuple[Any, ...]) -> Any | None:
     path = _path(kind, key)
     try:
         with open(path, "rb") as f:
-            roots, stamp = pickle.load(f)
-            if stamp != _stamp(roots):
+            roots, structured, stamp = pickle.load(f)
+            # Hydra's structured configs: this process may not have imported every plugin that
+            # stores some (the plugin scan is what is saved), but one stored since is new.
+            if stamp != _stamp(roots) or not _structured_configs() <= structured:
                 return None
             return pickle.load(f)
     except Exception:  # missing, unreadable, from another version: build it again
@@ -58,7 +62,9 @@ def save(kind: str, key: tuple[Any, ...], value: Any, roots: Iterable[str]) -> N
     """Store ``value`` for ``key``; ``roots`` are the config folders it was read from."""
     roots = sorted(set(roots))
     try:
-        header = pickle.dumps((roots, _stamp(roots)), protocol=pickle.HIGHEST_PROTOCOL)
+        header = pickle.dumps(
+            (roots, _structured_configs(), _stamp(roots)), protocol=pickle.HIGHEST_PROTOCOL
+        )
         body = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
         path = _path(kind, key)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -93,6 +99,22 @@ def _stamp(roots: list[str]) -> str:
     parts += installed_distributions()
     parts.append(json.dumps(GROUP_NODES, sort_keys=True, default=str))
     return hashlib.sha1(repr(parts).encode()).hexdigest()
+
+
+def _structured_configs() -> frozenset[str]:
+    """``group/name`` of every config in Hydra's ConfigStore of this process."""
+    from hydra.core.config_store import ConfigStore
+
+    found = set()
+    folders: list[tuple[str, dict[str, Any]]] = [("", ConfigStore.instance().repo)]
+    while folders:
+        prefix, folder = folders.pop()
+        for name, entry in folder.items():
+            if isinstance(entry, dict):
+                folders.append((f"{prefix}{name}/", entry))
+            else:
+                found.add(f"{prefix}{name}")
+    return frozenset(found)
 
 
 def _plugin_folders() -> list[str]:
