@@ -45,9 +45,8 @@ FORMAT = 2
 
 def load(kind: str, key: tuple[Any, ...]) -> Any | None:
     """The value stored for ``key``, or None when there is none or what it was built from changed."""
-    path = _path(kind, key)
     try:
-        with open(path, "rb") as f:
+        with open(_path(kind, key), "rb") as f:
             roots, structured, stamp = pickle.load(f)
             # Hydra's structured configs: this process may not have imported every plugin that
             # stores some (the plugin scan is what is saved), but one stored since is new.
@@ -69,8 +68,8 @@ def save(kind: str, key: tuple[Any, ...], value: Any, roots: Iterable[str]) -> N
         path = _path(kind, key)
         path.parent.mkdir(parents=True, exist_ok=True)
         write_bytes_atomically(path, header + body)
-    except (OSError, pickle.PicklingError, TypeError, AttributeError):
-        pass  # a read-only home, or a value that cannot be kept, only costs speed
+    except Exception:  # a read-only home, a value that cannot be pickled: only costs speed
+        pass
 
 
 def config_roots(search_path: Iterable[Any]) -> list[str]:
