@@ -292,6 +292,18 @@ def test_a_structured_config_stored_in_process_is_an_option_at_once(
         ConfigStore.instance().repo["model"].pop("startup_probe.yaml", None)
 
 
+def test_an_unreadable_cache_entry_is_built_again(workdir: Path, unregistered: None) -> None:
+    from evsys.compose import stored
+    from evsys.compose.compose import compose
+
+    _as_a_new_process()
+    expected = compose(["seed=5"], "base").config
+    for entry in stored.cache_dir().glob("compose-*/*.pkl"):
+        entry.write_bytes(b"not a pickle")
+    _as_a_new_process()
+    assert compose(["seed=5"], "base").config == expected
+
+
 def test_a_registered_extension_is_never_served_from_the_stored_composition(
     workdir: Path, clean_registries: None
 ) -> None:
