@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from hydra._internal.config_loader_impl import ConfigLoaderImpl
 from hydra._internal.config_repository import IConfigRepository
@@ -24,13 +24,15 @@ from hydra._internal.defaults_list import create_defaults_list
 from hydra._internal.utils import create_config_search_path
 from hydra.core.default_element import ResultDefault
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.object_type import ObjectType
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from hydra.errors import HydraException
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf, flag_override, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from evsys import registry
+from evsys.compose import stored
 from evsys.compose.nodes import MISSING, PROVIDER, ensure_published
 from evsys.compose.resolvers import register_resolvers
 from evsys.config import ExperimentConfig
@@ -130,6 +132,8 @@ class Defaults:
     sources: dict[str, str]
     problems: list[Problem]
     choices: dict[str, str | None]
+    config_roots: list[str] = field(default_factory=list)
+    """The config folders it was read from (with a primary config's ``hydra.searchpath``)."""
     _resolved: tuple[dict[str, Any], list[Problem], set[str] | None] | None = None
 
     def resolved(self) -> tuple[dict[str, Any], set[str] | None]:
@@ -150,23 +154,80 @@ class Defaults:
 
 
 def split_overrides(
-    lines: list[str] | tuple[str, ...], problems: list[Problem]
+    lines: list[str] | tuple[str, ...],
+    problems: list[Problem],
+    groups: ConfigGroups | None = None,
 ) -> tuple[list[Override], list[Override]]:
     """Parse ``lines`` into group choices (``algorithm=rl``) and value overrides (``seed=3``).
 
-    Unparsable lines and unknown group options become problems and are left out.
+    Unparsable lines and unknown group options become problems and are left out. ``groups``:
+    the config groups to classify them by (:func:`config_groups`; looked up when not given).
     """
     register_resolvers()
-    loader = config_loader()
-    groups, keys = [], []
-    for override in _parse(lines, problems):
+    parsed = _parse(lines, problems)
+    if groups is None and parsed:
+        groups = config_groups()
+    chosen, keys = [], []
+    for override in parsed:
         value = override.value()
-        if loader.repository.group_exists(override.key_or_group) and not isinstance(value, dict):
-            if _group_choice_is_known(override, loader, problems):
-                groups.append(override)
+        assert groups is not None
+        if groups.group_exists(override.key_or_group) and not isinstance(value, dict):
+            if _group_choice_is_known(override, groups, problems):
+                chosen.append(override)
         else:
             keys.append(override)
-    return groups, keys
+    return chosen, keys
+
+
+class ConfigGroups(Protocol):
+    """What classifying an override needs of Hydra's config repository."""
+
+    def group_exists(self, config_path: str) -> bool: ...
+
+    def get_group_options(self, group_name: str) -> list[str]: ...
+
+
+@dataclass(frozen=True)
+class GroupIndex:
+    """Every config group on the search path, with its options: a :class:`ConfigGroups` read from
+    the cache on disk, which spares a process Hydra's plugin scan (see :mod:`.stored`)."""
+
+    options: dict[str, list[str]]
+
+    def group_exists(self, config_path: str) -> bool:
+        return config_path in self.options
+
+    def get_group_options(self, group_name: str) -> list[str]:
+        return list(self.options.get(group_name, []))
+
+
+def config_groups() -> ConfigGroups:
+    """The config groups: the repository of this process's loader once there is one (it sees
+    every file as it is now), else the stored index while nothing it was built from changed."""
+    ensure_published()
+    cwd = str(Path.cwd())
+    if cwd in _loaders or registry.generation() != 0:
+        return config_loader().repository
+    index = stored.load("groups", ("groups",))
+    if isinstance(index, GroupIndex):
+        return index
+    loader = config_loader()
+    index = GroupIndex(_group_options(loader.repository, ""))
+    stored.save("groups", ("groups",), index, stored.config_roots(_search_path(loader)))
+    return loader.repository
+
+
+def _group_options(repository: IConfigRepository, parent: str) -> dict[str, list[str]]:
+    options: dict[str, list[str]] = {}
+    for name in repository.get_group_options(parent, ObjectType.GROUP):
+        group = f"{parent}/{name}" if parent else name
+        options[group] = repository.get_group_options(group, ObjectType.CONFIG)
+        options.update(_group_options(repository, group))
+    return options
+
+
+def _search_path(loader: ConfigLoaderImpl) -> list[Any]:
+    return list(loader.get_search_path().get_path())
 
 
 _DEFAULTS_CACHE_SIZE = 16
@@ -190,8 +251,24 @@ def compose_defaults(group_overrides: list[Override], config_name: str | None = 
     if key not in _defaults_cache:
         if len(_defaults_cache) >= _DEFAULTS_CACHE_SIZE:
             del _defaults_cache[next(iter(_defaults_cache))]
-        _defaults_cache[key] = _merge_defaults_list(group_overrides, config_name)
+        _defaults_cache[key] = _stored_defaults(group_overrides, config_name)
     return _defaults_cache[key]
+
+
+def _stored_defaults(group_overrides: list[Override], config_name: str) -> Defaults:
+    """The merged defaults list from the cache on disk (see :mod:`.stored`), else merged now and
+    stored. Only while this process registered nothing of its own: its options are its own."""
+    ensure_published()  # the stamp covers the registry's options as published
+    if registry.generation() != 0:
+        return _merge_defaults_list(group_overrides, config_name)
+    key = ("defaults", config_name, tuple(o.input_line for o in group_overrides))
+    kept = stored.load("defaults", key)
+    if isinstance(kept, Defaults):
+        return kept
+    defaults = _merge_defaults_list(group_overrides, config_name)
+    if defaults.cfg is not None:  # a failed defaults list is reported, not kept
+        stored.save("defaults", key, defaults, defaults.config_roots)
+    return defaults
 
 
 def _config_files_state() -> tuple[Any, ...]:
@@ -241,6 +318,7 @@ def _merge_defaults_list(group_overrides: list[Override], config_name: str) -> D
         sources=sources,
         problems=[],
         choices=dict(defaults.overrides.known_choices),
+        config_roots=stored.config_roots(repo.get_sources()),
     )
 
 
@@ -366,13 +444,15 @@ def config_loader() -> ConfigLoaderImpl:
     """Hydra's loader over evsys's search path (bundled conf, the project's conf and experiments),
     with every extension registered so far as a group option."""
     ensure_published()
-    return _loader_for(str(Path.cwd()))
+    cwd = str(Path.cwd())
+    if cwd not in _loaders:
+        # The search path depends on the working directory (its conf/ and experiments/).
+        path = create_config_search_path(str(config_dir()))
+        _loaders[cwd] = ConfigLoaderImpl(config_search_path=path)
+    return _loaders[cwd]
 
 
-@cache
-def _loader_for(cwd: str) -> ConfigLoaderImpl:
-    # The search path depends on the working directory (its conf/ and experiments/).
-    return ConfigLoaderImpl(config_search_path=create_config_search_path(str(config_dir())))
+_loaders: dict[str, ConfigLoaderImpl] = {}
 
 
 # -- overrides ---------------------------------------------------------------------------------
@@ -430,15 +510,15 @@ def _parse(lines: list[str] | tuple[str, ...], problems: list[Problem]) -> list[
 
 
 def _group_choice_is_known(
-    override: Override, loader: ConfigLoaderImpl, problems: list[Problem]
+    override: Override, groups: ConfigGroups, problems: list[Problem]
 ) -> bool:
     group = override.key_or_group
-    if override.is_delete() or not loader.repository.group_exists(group):
+    if override.is_delete() or not groups.group_exists(group):
         return True
     choice = override.value()
     if choice is None:
         return True  # no option
-    options = loader.repository.get_group_options(group)
+    options = groups.get_group_options(group)
     # A list selects several options at once (Hydra's multi-select); each must be one of them.
     chosen = choice if isinstance(choice, list) else [choice]
     unknown = [c for c in chosen if not isinstance(c, str) or c not in options]
@@ -507,14 +587,17 @@ def _merge_defaults(
     """Hydra's merge of the defaults list, remembering which default set each value."""
     cfg = OmegaConf.create()
     sources: dict[str, str] = {}
-    for default in defaults:
-        # Hydra 1.3's loader applies the package header and schema matching here.
-        loaded = loader._load_single_config(default=default, repo=repo)
-        cfg.merge_with(loaded.config)
-        origin = _describe(default, loaded.provider, loaded.path)
-        for path in _leaf_paths(loaded.config, ""):
-            if path.partition(".")[0] != "defaults" and ".defaults" not in path:
-                sources[path] = origin
+    # As Hydra's own merge: each loaded config is fresh (its repository is this composition's
+    # alone), so its nodes move into ``cfg`` rather than being deep-copied there.
+    with flag_override(cfg, "no_deepcopy_set_nodes", True):
+        for default in defaults:
+            # Hydra 1.3's loader applies the package header and schema matching here.
+            loaded = loader._load_single_config(default=default, repo=repo)
+            origin = _describe(default, loaded.provider, loaded.path)
+            for path in _leaf_paths(loaded.config, ""):  # before the merge moves its nodes
+                if path.partition(".")[0] != "defaults" and ".defaults" not in path:
+                    sources[path] = origin
+            cfg.merge_with(loaded.config)
     with open_dict(cfg):
         cfg.pop("defaults", None)
     _strip_nested_defaults(cfg)

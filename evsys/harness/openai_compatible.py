@@ -11,11 +11,8 @@ from __future__ import annotations
 import json
 import os
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
-from http.client import HTTPException
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
@@ -23,6 +20,9 @@ from evsys.config import Strict
 from evsys.errors import BackendError, ConfigError
 from evsys.harness.retry import call_with_retry
 from evsys.registry import register_inference
+
+if TYPE_CHECKING:
+    import urllib.error
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 BASE_URL_ENV = "OPENAI_BASE_URL"
@@ -121,6 +121,12 @@ class OpenAICompatibleClient:
         return headers
 
     def _post(self, payload: bytes) -> str:
+        # Imported on the first request: urllib.request loads ssl (≈ 10 ms), and every command
+        # that loads the inference registry (`evsys validate`) imports this module.
+        import urllib.error
+        import urllib.request
+        from http.client import HTTPException
+
         request = urllib.request.Request(self.url, data=payload, headers=self._headers())
         try:
             with urllib.request.urlopen(request, timeout=self.cfg.timeout_s) as response:

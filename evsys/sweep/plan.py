@@ -19,12 +19,15 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from hydra.core.override_parser.types import Glob
+
 from evsys.compose.compose import (
     Defaults,
     _first_line,
     _parse_line,
     apply_overrides,
     compose_defaults,
+    config_groups,
     config_loader,
     split_overrides,
     validate_composition,
@@ -148,7 +151,8 @@ def _expand(line: str, origin: str, problems: list[Problem]) -> list[str] | None
         )
         problems.append(_problem(key, message, line, origin))
         return None
-    override.config_loader = config_loader()  # glob() lists a group's options
+    if isinstance(override.value(), Glob):  # glob() lists a group's options: Hydra's loader
+        override.config_loader = config_loader()
     try:
         values = list(override.sweep_string_iterator())
     except Exception as exc:
@@ -285,11 +289,12 @@ def preflight(
 ) -> list[Arm]:
     """Compose and validate every arm; name them. Problems stay on each arm (see ``bad_arms``)."""
     shared: dict[tuple[str, ...], Defaults] = {}
+    config_groups_now = config_groups()  # looked up once for every arm
     arms = []
     for index, overrides in enumerate(arms_overrides):
         arm = Arm(index=index, overrides=list(overrides))
         problems: list[Problem] = []
-        groups, keys = split_overrides(overrides, problems)
+        groups, keys = split_overrides(overrides, problems, config_groups_now)
         choice = tuple(o.input_line for o in groups)
         if choice not in shared:
             shared[choice] = compose_defaults(groups, config_name)
