@@ -94,6 +94,18 @@ def test_problems_in_an_experiment_file_name_the_experiment(workdir: Path) -> No
     assert problems["metadata.success_metric.direction"].value == "up"
 
 
+def test_an_experiment_file_setting_an_unknown_sweeper_key_is_a_problem(workdir: Path) -> None:
+    (workdir / "experiments").mkdir()
+    (workdir / "experiments" / "typo.yaml").write_text(
+        "# @package _global_\nhydra:\n  sweeper:\n    n_repeat: 3\n"
+    )
+    problems = by_path(check(["experiment=typo"]))
+    assert "n_repeat" in problems["hydra.sweeper.n_repeat"].message
+    assert problems["hydra.sweeper.n_repeat"].source == (
+        f"{Path('experiments/typo.yaml')} (experiment=typo)"
+    )
+
+
 def test_unknown_experiment_suggests_the_closest(workdir: Path) -> None:
     problems = by_path(check(["experiment=lora_rnak"]))
     assert problems["experiment"].suggestion == "lora_rank"

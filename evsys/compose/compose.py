@@ -303,7 +303,10 @@ def _merge_defaults_list(group_overrides: list[Override], config_name: str) -> D
     except (HydraException, OmegaConfBaseException, ValueError) as exc:
         problem = Problem(path="defaults", message=_first_line(exc))
         return Defaults(cfg=None, hydra=None, sources={}, problems=[problem], choices={})
-    cfg, sources = _merge_defaults(loader, repo, defaults.defaults)
+    try:
+        cfg, sources = _merge_defaults(loader, repo, defaults.defaults)
+    except ConfigError as exc:  # a config file sets a key its schema lacks (hydra.sweeper.*)
+        return Defaults(cfg=None, hydra=None, sources={}, problems=exc.problems, choices={})
     with open_dict(cfg):
         hydra = OmegaConf.create({"hydra": cfg.pop("hydra")})
     with open_dict(hydra.hydra):
@@ -597,7 +600,13 @@ def _merge_defaults(
             for path in _leaf_paths(loaded.config, ""):  # before the merge moves its nodes
                 if path.partition(".")[0] != "defaults" and ".defaults" not in path:
                     sources[path] = origin
-            cfg.merge_with(loaded.config)
+            try:
+                cfg.merge_with(loaded.config)
+            except OmegaConfBaseException as exc:
+                key = getattr(exc, "full_key", None) or "defaults"
+                raise ConfigError(
+                    [Problem(path=key, message=_first_line(exc), source=origin)]
+                ) from None
     with open_dict(cfg):
         cfg.pop("defaults", None)
     _strip_nested_defaults(cfg)
