@@ -92,6 +92,11 @@ _EXPORTS = {
     "Experiment": "evsys.experiment",
     "ExperimentResult": "evsys.experiment",
     "ArmResult": "evsys.experiment",
+    # the dashboard client
+    "DashboardClient": "evsys.tracking.client",
+    "ExperimentRun": "evsys.tracking.run",
+    "DashboardClientError": "evsys.tracking.errors",
+    "EvsysAuthError": "evsys.tracking.errors",
     # errors
     "EvsysError": "evsys.errors",
     "ConfigError": "evsys.errors",

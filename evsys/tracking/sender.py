@@ -1,0 +1,190 @@
+"""The background sender: batches mirrored writes to ``POST /sdk/writes`` on a daemon thread.
+
+Training only puts writes on a queue. This thread takes what has gathered (at most one batch
+every ``interval`` seconds, at most ``MAX_WRITES_PER_BATCH`` a batch), fsyncs the mirror, sends,
+and appends the acknowledged ids to the mirror's ``.sent`` file. No answer (connection error,
+timeout, 5xx): warn once, back off, retry the same batch. A write refused with a 4xx: kept for
+``flush``/``close`` to raise, never raised here. A key rejected mid-run: warn, stop sending,
+keep mirroring (``evsys sync`` sends the rest later).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from typing import Any
+
+from evsys.tracking.errors import DashboardClientError, EvsysAuthError, ServiceUnreachable
+from evsys.tracking.mirror import Mirror
+from evsys.tracking.transport import Transport
+from evsys.tracking.wire import MAX_WRITES_PER_BATCH
+
+log = logging.getLogger("evsys.tracking")
+
+
+class _Marker:
+    """Put on the queue by ``flush``: set once every write queued before it was dealt with."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.all_sent = False
+
+
+_STOP = object()
+
+
+class Sender:
+    def __init__(
+        self,
+        transport: Transport,
+        mirror: Mirror,
+        *,
+        interval: float = 0.25,
+        retry_initial: float = 0.5,
+        retry_max: float = 30.0,
+    ):
+        self.transport, self.mirror = transport, mirror
+        self.interval, self.retry_initial, self.retry_max = interval, retry_initial, retry_max
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._wake = threading.Event()  # flush and close cut a wait short
+        self._abandon = False  # close gave up waiting: stop retrying, the mirror has it all
+        self._revoked = False
+        self._unreachable_since: float | None = None
+        self._given_up = 0  # writes not sent for good (key rejected, write refused, abandoned)
+        self._refused: list[DashboardClientError] = []
+        self._refused_lock = threading.Lock()
+        self._last_send = 0.0
+        self._thread = threading.Thread(
+            target=self._run, name="evsys-dashboard-sender", daemon=True
+        )
+        self._thread.start()
+
+    def submit(self, write_id: str, line: str) -> None:
+        """Queue one mirrored write: its id and its JSON line (sent as it is, not re-encoded)."""
+        self._queue.put((write_id, line))
+
+    def flush(self, timeout: float) -> bool:
+        """Wait until every write submitted so far was sent or given up; ``True`` when all were
+        acknowledged (and none ever given up), ``False`` on a timeout too."""
+        marker = _Marker()
+        self._queue.put(marker)
+        self._wake.set()
+        return marker.done.wait(timeout) and marker.all_sent
+
+    def close(self, timeout: float) -> bool:
+        all_sent = self.flush(timeout)
+        self._abandon = True  # a batch still retrying stays in the mirror for `evsys sync`
+        self._queue.put(_STOP)
+        self._wake.set()
+        self._thread.join(timeout=max(1.0, self.transport.timeout + 1.0))
+        return all_sent
+
+    def take_refused(self) -> list[DashboardClientError]:
+        with self._refused_lock:
+            refused, self._refused = self._refused, []
+        return refused
+
+    # ---- the thread ----
+    def _run(self) -> None:
+        pending: list[tuple[str, str]] = []
+        while True:
+            item = self._queue.get()
+            self._pace(item)
+            items = [item]
+            while len(items) < MAX_WRITES_PER_BATCH:
+                try:
+                    items.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            for item in items:
+                if isinstance(item, tuple):
+                    pending.append(item)
+                    if len(pending) >= MAX_WRITES_PER_BATCH:
+                        self._send(pending)
+                        pending = []
+                    continue
+                if pending:
+                    self._send(pending)
+                    pending = []
+                if item is _STOP:
+                    return
+                item.all_sent = self._given_up == 0
+                item.done.set()
+            if pending:
+                self._send(pending)
+                pending = []
+
+    def _pace(self, first: Any) -> None:
+        """Let writes gather for up to ``interval`` since the last send, unless flushed."""
+        if isinstance(first, tuple):
+            wait = self._last_send + self.interval - time.monotonic()
+            if wait > 0:
+                self._wake.wait(wait)
+        self._wake.clear()
+
+    def _send(self, batch: list[tuple[str, str]]) -> None:
+        if self._revoked or self._abandon:
+            self._given_up += len(batch)
+            return
+        self.mirror.sync_to_disk()
+        delay = self.retry_initial
+        while True:
+            try:
+                self.transport.post_lines("/sdk/writes", [line for _, line in batch])
+            except EvsysAuthError as exc:
+                log.warning(
+                    "dashboard: the service rejected the API key (%s); this run goes on writing "
+                    "to its local mirror %s only: `evsys sync` it once the key works",
+                    exc.detail,
+                    self.mirror.log_dir,
+                )
+                self._revoked = True
+                self._given_up += len(batch)
+                return
+            except ServiceUnreachable as exc:
+                if self._unreachable_since is None:
+                    self._unreachable_since = time.monotonic()
+                    log.warning(
+                        "dashboard: %s; writes go on to the local mirror %s and are retried",
+                        exc.detail,
+                        self.mirror.log_dir,
+                    )
+                if self._abandon or self._wait(delay):
+                    self._given_up += len(batch)
+                    return
+                delay = min(delay * 2, self.retry_max)
+                continue
+            except DashboardClientError as exc:
+                self._refuse(batch, exc)
+                return
+            break
+        if self._unreachable_since is not None:
+            log.warning("dashboard: reachable again; sending what the mirror gathered")
+            self._unreachable_since = None
+        self._last_send = time.monotonic()
+        self.mirror.mark_sent(write_id for write_id, _ in batch)
+
+    def _wait(self, delay: float) -> bool:
+        """Back off ``delay`` seconds (a flush cuts it short); ``True`` when close abandoned."""
+        self._wake.wait(delay)
+        self._wake.clear()
+        return self._abandon
+
+    def _refuse(self, batch: list[tuple[str, str]], exc: DashboardClientError) -> None:
+        """A batch is one transaction: halve it until the refused writes are alone, send the rest."""
+        if len(batch) > 1:
+            half = len(batch) // 2
+            self._send(batch[:half])
+            self._send(batch[half:])
+            return
+        write_id, line = batch[0]
+        op = json.loads(line).get("op")
+        log.error("dashboard: the service refused write %s (%s): %s", write_id, op, exc)
+        self._given_up += 1
+        with self._refused_lock:
+            self._refused.append(
+                DashboardClientError(f"write {write_id} ({op}): {exc.detail}", exc.status)
+            )
