@@ -1,5 +1,6 @@
 """The ``evsys`` command: ``run``, ``validate``, ``plan``, ``resume``, ``results``, ``list``,
-``schema``, ``diff``, ``init-project``, ``new-experiment``, ``eval``, ``deploy``.
+``schema``, ``diff``, ``init-project``, ``new-experiment``, ``eval``, ``deploy``, and the
+dashboard's ``dataset``, ``benchmark``, ``experiments``, ``runs``.
 
 Each subcommand lives in its own module and is imported only when used, so ``evsys --help`` and
 the light commands stay fast (none of them imports torch, transformers, trl, peft or tinker).
@@ -25,6 +26,10 @@ COMMANDS = {
     "new-experiment": ("evsys.cli.new_experiment", "write experiments/<yyyymmdd>_<slug>.yaml"),
     "eval": ("evsys.cli.eval", "score a model on an eval set: evsys eval model --dataset …"),
     "deploy": ("evsys.cli.deploy", "ship a run's adapter: evsys deploy <run dir> --to local"),
+    "dataset": ("evsys.cli.uploads", "evsys dataset upload NAME FILE.jsonl: a dashboard dataset"),
+    "benchmark": ("evsys.cli.uploads", "evsys benchmark upload NAME DIR: a dashboard benchmark"),
+    "experiments": ("evsys.cli.experiments", "the dashboard's experiments (--tag, --status)"),
+    "runs": ("evsys.cli.runs", "the dashboard's runs (--experiment ID)"),
 }
 
 

@@ -24,7 +24,10 @@ import logging
 import os
 import shutil
 import tarfile
+import tempfile
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -40,6 +43,7 @@ DATASET_FILE = "rows.jsonl"
 TASKS_FILE = "tasks.jsonl"
 _PINS = "_names"
 _SINGULAR = {"datasets": "dataset", "benchmarks": "benchmark"}
+UNREACHABLE = "the dashboard cannot be reached"
 
 
 class UnresolvedReference(DataError):
@@ -237,13 +241,18 @@ def _safe_component(text: str) -> bool:
 # -- the service --------------------------------------------------------------------------------
 
 
-def client() -> Any:
-    """A DashboardClient for reads and uploads, from the environment (EVSYS_API_URL,
-    EVSYS_API_KEY, EVSYS_PROJECT_ID); its mirror of writes goes under ``.evsys/sdk``."""
-    from evsys.tracking import DashboardClient
+@contextmanager
+def reading_client() -> Iterator[Any]:
+    """A DashboardClient from the environment (EVSYS_API_URL, EVSYS_API_KEY, EVSYS_PROJECT_ID)
+    for reads and uploads; it writes nothing, so its mirror is a temporary directory."""
+    from evsys.tracking.client import DashboardClient
 
-    log_dir = os.environ.get("EVSYS_LOG_DIR") or str(cache_root() / "sdk")
-    return DashboardClient(log_dir=log_dir)
+    with tempfile.TemporaryDirectory(prefix="evsys-reads-") as mirror:
+        client = DashboardClient(log_dir=mirror)
+        try:
+            yield client
+        finally:
+            client.close()
 
 
 def _ask(kind: Kind, reference: str) -> dict[str, Any]:
@@ -251,19 +260,20 @@ def _ask(kind: Kind, reference: str) -> dict[str, Any]:
     what = f"{_SINGULAR[kind]} '{reference}'"
     if not dashboard_configured():
         raise UnresolvedReference(f"{what}: {why_unresolvable(kind, reference)}")
-    from evsys.tracking import DashboardClientError
+    from evsys.tracking.errors import DashboardClientError
 
     try:
-        return client().resolve(kind, reference)
+        with reading_client() as client:
+            return client.resolve(kind, reference)
     except DashboardClientError as exc:
-        if getattr(exc, "status", None) == 404:
+        if exc.status == 404:
             raise UnresolvedReference(
                 f"{what}: the dashboard has no such {_SINGULAR[kind]} (see `evsys "
                 f"{_SINGULAR[kind]} upload`)"
             ) from None
-        raise UnresolvedReference(f"{what}: the dashboard refused it: {exc}") from None
-    except OSError as exc:
-        raise UnresolvedReference(f"{what}: the dashboard cannot be reached: {exc}") from None
+        if exc.status is None:
+            raise UnresolvedReference(f"{what}: {UNREACHABLE}: {exc.detail}") from None
+        raise UnresolvedReference(f"{what}: the dashboard refused it: {exc.detail}") from None
 
 
 def _pull_by_name(kind: Kind, name: str) -> CachedReference:
@@ -271,7 +281,7 @@ def _pull_by_name(kind: Kind, name: str) -> CachedReference:
         meta = _ask(kind, name)
     except UnresolvedReference as exc:
         pin = _pinned(kind, name)
-        if pin is None or "cannot be reached" not in str(exc):
+        if pin is None or UNREACHABLE not in str(exc):
             raise
         log.warning("%s; using version %s pulled before", exc, pin.version)
         return pin
@@ -290,10 +300,13 @@ def _pull(kind: Kind, meta: dict[str, Any]) -> CachedReference:
     staging.mkdir()
     try:
         download = staging / ".download"
+        from evsys.tracking.errors import DashboardClientError
+
         try:
-            client().download(kind, reference_id, download)
-        except Exception as exc:  # the client's error or the network's: the pull failed
-            raise UnresolvedReference(f"{what}: download failed: {exc}") from None
+            with reading_client() as client:
+                client.download(kind, reference_id, download)
+        except DashboardClientError as exc:
+            raise UnresolvedReference(f"{what}: download failed: {exc.detail}") from None
         digest = file_sha256(download)
         if meta.get("sha256") and digest != meta["sha256"]:
             raise UnresolvedReference(

@@ -67,7 +67,8 @@ class DashboardSettings(Strict):
 def make_client(settings: DashboardSettings, log_dir: Path) -> Any:
     """A DashboardClient for ``settings`` with its mirror in ``log_dir``. A key the service
     rejects (or a project it does not belong to) is a ConfigError now, unless EVSYS_OFFLINE."""
-    from evsys.tracking import DashboardClient, DashboardClientError
+    from evsys.tracking.client import DashboardClient
+    from evsys.tracking.errors import DashboardClientError
 
     options: dict[str, Any] = {"log_dir": str(log_dir)}
     if settings.api_url is not None:
