@@ -30,7 +30,7 @@ from evsys.tracking.mirror import Mirror, encode_write
 from evsys.tracking.sender import Sender
 from evsys.tracking.settings import Settings
 from evsys.tracking.transport import Transport
-from evsys.tracking.wire import OPS, data_problem, make_write, new_id
+from evsys.tracking.wire import OPS, check_data, make_write, new_id
 
 __all__ = ["DashboardClient", "DashboardClientError", "EvsysAuthError"]
 
@@ -116,13 +116,16 @@ class DashboardClient:
         return project
 
     # ---- writes: mirrored, then queued; never a network call ----
-    def _write(self, op: str, data: dict[str, Any]) -> None:
+    def _write(self, op: str, data: dict[str, Any], *, keep_none: bool = False) -> None:
+        """Check, mirror, queue. Optional fields left ``None`` are left out of a creation; an
+        update sends what it was given (``None`` clears a field)."""
         if self._closed:
             raise DashboardClientError(f"{op} after close(): the client is closed")
-        data = {key: value for key, value in data.items() if value is not None}
-        problem = data_problem(op, data)
+        if not keep_none:
+            data = {key: value for key, value in data.items() if value is not None}
+        problem = check_data(op, data)
         if problem is not None:
-            raise DashboardClientError(f"{op}: {problem[0]}: {problem[1]}")
+            raise DashboardClientError(f"{op}: {problem}")
         self._record(new_id(), encode_write(make_write(op, data)))
 
     def _record(self, write_id: str, line: str) -> None:
@@ -299,11 +302,11 @@ class DashboardClient:
         )
 
     def _update(self, op: str, object_id: str, fields: dict[str, Any]) -> None:
-        unknown = sorted(set(fields) - set(OPS[op]) | ({"id"} & set(fields)))
+        allowed = sorted(OPS[op]["optional"])
+        unknown = sorted(set(fields) - set(allowed))
         if unknown:
-            allowed = sorted(set(OPS[op]) - {"id"})
             raise DashboardClientError(f"{op}: unknown field(s) {unknown}; fields: {allowed}")
-        self._write(op, {"id": object_id, **fields})
+        self._write(op, {"id": object_id, **fields}, keep_none=True)
 
     # ---- delivery ----
     def flush(self, timeout: float = 30.0) -> bool:

@@ -112,7 +112,7 @@ def read_segment(path: Path) -> Segment:
     """The writes of one segment file. A last line cut short (no newline: the process died while
     writing it) is noted in ``truncated_line`` and left out; any other bad line raises
     ``MirrorLineError``, since skipping it would silently lose a write."""
-    from evsys.tracking.wire import write_problem
+    from evsys.tracking.wire import check_write
 
     segment = Segment(path=path)
     for number, line, complete in _lines(path):
@@ -125,10 +125,9 @@ def read_segment(path: Path) -> Segment:
                 segment.truncated_line = number
                 break
             raise MirrorLineError(path, number, f"not JSON ({exc})") from None
-        problem = write_problem(write)
+        problem = check_write(write)
         if problem is not None:
-            where, message = problem
-            raise MirrorLineError(path, number, f"not a write: {where or 'line'}: {message}")
+            raise MirrorLineError(path, number, f"not a write: {problem}")
         segment.writes.append((number, write))
     sent_path = path.with_name(path.name.removesuffix(WRITES_SUFFIX) + SENT_SUFFIX)
     if sent_path.exists():

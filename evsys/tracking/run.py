@@ -89,10 +89,12 @@ class ExperimentRun:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, _tb
     ) -> None:
         status = "completed" if exc_type is None else "failed"
-        error = None if exc is None else f"{exc_type.__name__}: {exc}"
-        self.client.update_run(
-            self.run_id, status=status, error=error, summary=self._finite_summary() or None
-        )
+        ending: dict[str, Any] = {"status": status}
+        if exc is not None:
+            ending["error"] = f"{exc_type.__name__}: {exc}"
+        if self._finite_summary():
+            ending["summary"] = self._finite_summary()
+        self.client.update_run(self.run_id, **ending)
         if self._owns_experiment:
             self.client.update_experiment(self.experiment_id, status=status)
         if exc_type is None:

@@ -1,7 +1,7 @@
 """The background sender: batches mirrored writes to ``POST /sdk/writes`` on a daemon thread.
 
 Training only puts writes on a queue. This thread takes what has gathered (at most one batch
-every ``interval`` seconds, at most ``MAX_WRITES_PER_BATCH`` a batch), fsyncs the mirror, sends,
+every ``interval`` seconds, at most ``MAX_WRITES`` a batch), fsyncs the mirror, sends,
 and appends the acknowledged ids to the mirror's ``.sent`` file. No answer (connection error,
 timeout, 5xx): warn once, back off, retry the same batch. A write refused with a 4xx: kept for
 ``flush``/``close`` to raise, never raised here. A key rejected mid-run: warn, stop sending,
@@ -20,7 +20,7 @@ from typing import Any
 from evsys.tracking.errors import DashboardClientError, EvsysAuthError, ServiceUnreachable
 from evsys.tracking.mirror import Mirror
 from evsys.tracking.transport import Transport
-from evsys.tracking.wire import MAX_WRITES_PER_BATCH
+from evsys.tracking.wire import MAX_WRITES
 
 log = logging.getLogger("evsys.tracking")
 
@@ -94,7 +94,7 @@ class Sender:
             item = self._queue.get()
             self._pace(item)
             items = [item]
-            while len(items) < MAX_WRITES_PER_BATCH:
+            while len(items) < MAX_WRITES:
                 try:
                     items.append(self._queue.get_nowait())
                 except queue.Empty:
@@ -102,7 +102,7 @@ class Sender:
             for item in items:
                 if isinstance(item, tuple):
                     pending.append(item)
-                    if len(pending) >= MAX_WRITES_PER_BATCH:
+                    if len(pending) >= MAX_WRITES:
                         self._send(pending)
                         pending = []
                     continue

@@ -1,9 +1,9 @@
-"""The write ops both sides agree on: their names, their fields, and the envelope of a write.
+"""The dashboard's write protocol, shared by the client (``evsys.tracking``) and the service
+(``evsys.dashboard``): the op names, the fields each op's ``data`` takes, and one checker.
 
-A write is ``{"id": <uuid4 hex>, "op": <op>, "data": {...}, "time": <unix seconds>}``. Its id is
-made by the client, so the service can apply it exactly once however often it is replayed; the
-objects it names carry client-made ids too, so a write can arrive before its object's creation.
-Shared by the client (which checks before mirroring) and the service (which checks on arrival).
+Standard library only: this module runs in every arm. A write is
+``{"id": <uuid4 hex>, "op": <op>, "data": {...}, "time": <unix seconds>}``; ``POST
+/sdk/writes`` takes ``{"writes": [write, ...]}``, at most :data:`MAX_WRITES` of them.
 """
 
 from __future__ import annotations
@@ -13,109 +13,240 @@ import time
 from typing import Any
 
 API_PREFIX = "/api/dashboard/api"
-MAX_WRITES_PER_BATCH = 1000
+MAX_WRITES = 1000  # writes in one POST /sdk/writes
+MAX_ID_LENGTH = 128  # client-made ids (uuid4 hex is 32)
+MAX_NAME_LENGTH = 256  # metric names
+MAX_INT = 2**63 - 1  # steps, seeds and indexes are stored as 64-bit integers
 
-# field type names → the Python types a JSON value of that type decodes to
-_TYPES: dict[str, tuple[type, ...]] = {
-    "str": (str,),
-    "int": (int,),
-    "number": (int, float),
-    "obj": (dict,),
-    "list": (list,),
-    "any": (object,),
-}
-
-# op → {field: (type, required)}
-OPS: dict[str, dict[str, tuple[str, bool]]] = {
+# Field types: "id" (a non-empty string of at most MAX_ID_LENGTH), "str", "int", "number" (int or
+# float), "bool", "obj" (a JSON object), "any" (any JSON), "list[str]", "list[obj]",
+# "metrics" ({name: number}), "steps" ([{"step": int, "metrics": metrics}]), "rows"
+# (predictions: [{"prompt": str, "completion": str, "expected"?, "passed"?, "score"?, "meta"?}]),
+# "direction" ("maximize" | "minimize").
+OPS: dict[str, dict[str, dict[str, str]]] = {
     "experiment.create": {
-        "id": ("str", True),
-        "name": ("str", True),
-        "hypothesis": ("str", False),
-        "success_metric": ("str", False),
-        "direction": ("str", False),
-        "tags": ("list", False),
-        "project_goal_id": ("str", False),
-        "parent_experiment_id": ("str", False),
-        "sweep_plan": ("obj", False),
-        "status": ("str", False),
+        "required": {"id": "id", "name": "str"},
+        "optional": {
+            "hypothesis": "str",
+            "success_metric": "str",
+            "direction": "direction",
+            "tags": "list[str]",
+            "project_goal_id": "str",
+            "parent_experiment_id": "str",
+            "sweep_plan": "obj",
+            "status": "str",
+        },
     },
     "experiment.update": {
-        "id": ("str", True),
-        "status": ("str", False),
-        "best_run_id": ("str", False),
-        "best_score": ("number", False),
-        "conclusion": ("str", False),
-        "sweep_plan": ("obj", False),
-        "tags": ("list", False),
-        "hypothesis": ("str", False),
+        "required": {"id": "id"},
+        "optional": {
+            "status": "str",
+            "best_run_id": "str",
+            "best_score": "number",
+            "conclusion": "str",
+            "sweep_plan": "obj",
+            "tags": "list[str]",
+            "hypothesis": "str",
+        },
     },
     "generation.create": {
-        "id": ("str", True),
-        "experiment_id": ("str", True),
-        "index": ("int", True),
-        "parent_run_ids": ("list", False),
-        "proposer": ("str", False),
-        "status": ("str", False),
+        "required": {"id": "id", "experiment_id": "id", "index": "int"},
+        "optional": {"parent_run_ids": "list[str]", "proposer": "str", "status": "str"},
     },
     "generation.update": {
-        "id": ("str", True),
-        "status": ("str", False),
-        "best_run_id": ("str", False),
-        "best_score": ("number", False),
-        "summary": ("obj", False),
+        "required": {"id": "id"},
+        "optional": {
+            "status": "str",
+            "best_run_id": "str",
+            "best_score": "number",
+            "summary": "obj",
+        },
     },
     "run.create": {
-        "id": ("str", True),
-        "experiment_id": ("str", True),
-        "name": ("str", True),
-        "status": ("str", False),
-        "config": ("obj", False),
-        "config_hash": ("str", False),
-        "overrides": ("list", False),
-        "group_id": ("str", False),
-        "seed": ("int", False),
-        "git": ("obj", False),
-        "generation_id": ("str", False),
-        "parent_run_ids": ("list", False),
-        "data_lineage": ("list", False),
+        "required": {"id": "id", "experiment_id": "id", "name": "str"},
+        "optional": {
+            "status": "str",
+            "config": "obj",
+            "config_hash": "str",
+            "overrides": "list[str]",
+            "group_id": "str",
+            "seed": "int",
+            "git": "obj",
+            "generation_id": "str",
+            "parent_run_ids": "list[str]",
+            "data_lineage": "list[obj]",
+        },
     },
     "run.update": {
-        "id": ("str", True),
-        "status": ("str", False),
-        "error": ("str", False),
-        "summary": ("obj", False),
-        "config": ("obj", False),
-        "config_hash": ("str", False),
+        "required": {"id": "id"},
+        "optional": {
+            "status": "str",
+            "error": "str",
+            "summary": "metrics",
+            "config": "obj",
+            "config_hash": "str",
+        },
     },
-    "run.steps": {"run_id": ("str", True), "steps": ("list", True)},
+    "run.steps": {"required": {"run_id": "id", "steps": "steps"}, "optional": {}},
     "eval_run.create": {
-        "id": ("str", True),
-        "run_id": ("str", True),
-        "metrics": ("obj", True),
-        "name": ("str", False),
-        "step": ("int", False),
-        "benchmark_id": ("str", False),
+        "required": {"id": "id", "run_id": "id", "metrics": "metrics"},
+        "optional": {"name": "str", "step": "int", "benchmark_id": "str"},
     },
     "predictions.add": {
-        "id": ("str", True),
-        "run_id": ("str", True),
-        "eval_run_id": ("str", False),
-        "rows": ("list", True),
+        "required": {"id": "id", "run_id": "id", "rows": "rows"},
+        "optional": {"eval_run_id": "str"},
     },
     "benchmark.record": {
-        "id": ("str", True),
-        "run_id": ("str", True),
-        "benchmark_id": ("str", False),
-        "benchmark_name": ("str", False),
-        "metrics": ("obj", True),
+        "required": {"id": "id", "run_id": "id", "metrics": "metrics"},
+        "optional": {"benchmark_id": "str", "benchmark_name": "str"},
     },
 }
-DIRECTIONS = ("maximize", "minimize")
+
+_ROW_FIELDS = {"prompt": "str", "completion": "str"}
+_ROW_OPTIONAL = {"expected": "any", "passed": "bool", "score": "number", "meta": "obj"}
+
+
+def check_write(write: Any) -> str | None:
+    """The first problem of one write, as ``"<field>: <what is wrong>"``; ``None`` when valid.
+
+    Unknown fields of ``data`` are refused, so a misspelt field never vanishes silently.
+    Numbers may be NaN or infinite (a diverged loss is a fact worth recording); the service
+    stores such a value as null.
+    """
+    if not isinstance(write, dict):
+        return "write: must be an object with id, op, data and time"
+    unknown = sorted(set(write) - {"id", "op", "data", "time"})
+    if unknown:
+        return f"{unknown[0]}: unknown field of a write (fields: id, op, data, time)"
+    problem = _check("id", write.get("id"), "id")
+    if problem:
+        return problem
+    op = write.get("op")
+    if op not in OPS:
+        return f"op: unknown op {op!r}; choose from {', '.join(OPS)}"
+    if "time" in write and _check("time", write["time"], "number"):
+        return "time: must be a number (unix seconds)"
+    data = write.get("data")
+    if not isinstance(data, dict):
+        return "data: must be an object"
+    return check_data(op, data)
+
+
+def check_data(op: str, data: dict[str, Any]) -> str | None:
+    """The first problem of ``data`` for ``op`` (see :func:`check_write`)."""
+    spec = OPS[op]
+    for name in spec["required"]:
+        if name not in data:
+            return f"data.{name}: required by {op}"
+    allowed = {**spec["required"], **spec["optional"]}
+    for name, value in data.items():
+        if name not in allowed:
+            return f"data.{name}: not a field of {op} (fields: {', '.join(allowed)})"
+        if value is None and name in spec["optional"]:
+            continue  # null clears an optional field
+        problem = _check(f"data.{name}", value, allowed[name])
+        if problem:
+            return problem
+    return None
+
+
+def _is_number(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        try:
+            float(value)
+        except OverflowError:
+            return False
+        return True
+    return isinstance(value, float)
+
+
+def _check(where: str, value: Any, kind: str) -> str | None:
+    if kind == "id":
+        if not isinstance(value, str) or not value or len(value) > MAX_ID_LENGTH:
+            return f"{where}: must be a non-empty string of at most {MAX_ID_LENGTH} characters"
+        if not value.isprintable():
+            return f"{where}: must contain printable characters only"
+    elif kind == "str":
+        if not isinstance(value, str):
+            return f"{where}: must be a string"
+    elif kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int) or abs(value) > MAX_INT:
+            return f"{where}: must be an integer (64-bit)"
+    elif kind == "number":
+        if not _is_number(value):
+            return f"{where}: must be a number"
+    elif kind == "bool":
+        if not isinstance(value, bool):
+            return f"{where}: must be true or false"
+    elif kind == "obj":
+        if not isinstance(value, dict):
+            return f"{where}: must be an object"
+    elif kind == "direction":
+        if value not in ("maximize", "minimize"):
+            return f"{where}: must be 'maximize' or 'minimize', not {value!r}"
+    elif kind in ("list[str]", "list[obj]"):
+        item = "str" if kind == "list[str]" else "obj"
+        if not isinstance(value, list):
+            return f"{where}: must be a list"
+        for i, element in enumerate(value):
+            problem = _check(f"{where}[{i}]", element, item)
+            if problem:
+                return problem
+    elif kind == "metrics":
+        if not isinstance(value, dict):
+            return f"{where}: must be an object of metric name to number"
+        for name, number in value.items():
+            if not name or len(name) > MAX_NAME_LENGTH:
+                return f"{where}: metric names must have 1 to {MAX_NAME_LENGTH} characters"
+            if not _is_number(number):
+                return f"{where}.{name}: must be a number"
+    elif kind == "steps":
+        return _check_steps(where, value)
+    elif kind == "rows":
+        return _check_rows(where, value)
+    return None
+
+
+def _check_steps(where: str, value: Any) -> str | None:
+    if not isinstance(value, list):
+        return f"{where}: must be a list of {{step, metrics}}"
+    for i, entry in enumerate(value):
+        if not isinstance(entry, dict) or set(entry) != {"step", "metrics"}:
+            return f"{where}[{i}]: must be an object with exactly step and metrics"
+        problem = _check(f"{where}[{i}].step", entry["step"], "int") or _check(
+            f"{where}[{i}].metrics", entry["metrics"], "metrics"
+        )
+        if problem:
+            return problem
+    return None
+
+
+def _check_rows(where: str, value: Any) -> str | None:
+    if not isinstance(value, list):
+        return f"{where}: must be a list of prediction rows"
+    for i, row in enumerate(value):
+        if not isinstance(row, dict):
+            return f"{where}[{i}]: must be an object"
+        for name in _ROW_FIELDS:
+            if name not in row:
+                return f"{where}[{i}].{name}: required"
+        for name, field_value in row.items():
+            kind = _ROW_FIELDS.get(name) or _ROW_OPTIONAL.get(name)
+            if kind is None:
+                return f"{where}[{i}].{name}: not a field of a prediction row"
+            if field_value is None and name in _ROW_OPTIONAL:
+                continue
+            problem = _check(f"{where}[{i}].{name}", field_value, kind)
+            if problem:
+                return problem
+    return None
 
 
 def new_id() -> str:
     """A fresh uuid4 as 32 hex digits: the id of a write, or of an object a write creates.
-    (``uuid.uuid4().hex``, at a third of its cost: it is made for every logged step.)"""
+    (``uuid.uuid4().hex`` at a third of its cost: one is made for every logged step.)"""
     raw = bytearray(os.urandom(16))
     raw[6] = raw[6] & 0x0F | 0x40  # version 4
     raw[8] = raw[8] & 0x3F | 0x80  # RFC 4122 variant
@@ -125,94 +256,3 @@ def new_id() -> str:
 def make_write(op: str, data: dict[str, Any]) -> dict[str, Any]:
     """The envelope of one write, with a fresh id and the current time."""
     return {"id": new_id(), "op": op, "data": data, "time": time.time()}
-
-
-def write_problem(write: Any) -> tuple[str, str] | None:
-    """``(field, what is wrong)`` for a malformed write, ``None`` for a well-formed one.
-    ``field`` is dotted from the write, e.g. ``data.steps[3].step``."""
-    if not isinstance(write, dict):
-        return "", "a write is a JSON object"
-    for key, kind in (("id", str), ("op", str), ("data", dict), ("time", (int, float))):
-        if not isinstance(write.get(key), kind) or isinstance(write.get(key), bool):
-            return key, f"missing or not a {kind.__name__ if isinstance(kind, type) else 'number'}"
-    if not 1 <= len(write["id"]) <= 64:
-        return "id", "must be 1 to 64 characters"
-    fields = OPS.get(write["op"])
-    if fields is None:
-        return "op", f"unknown op {write['op']!r}; known: {sorted(OPS)}"
-    return data_problem(write["op"], write["data"])
-
-
-def data_problem(op: str, data: dict[str, Any]) -> tuple[str, str] | None:
-    """``(field, what is wrong)`` for the data of a write of ``op``, or ``None``."""
-    fields = OPS[op]
-    for name in data:
-        if name not in fields:
-            return f"data.{name}", f"not a field of {op}; fields: {sorted(fields)}"
-    for name, (type_name, required) in fields.items():
-        value = data.get(name)
-        if value is None:
-            if required:
-                return f"data.{name}", f"required by {op}"
-            continue
-        if not _is(value, type_name):
-            return f"data.{name}", f"must be {type_name}, got {type(value).__name__}"
-    if data.get("direction") is not None and data["direction"] not in DIRECTIONS:
-        return "data.direction", f"must be one of {list(DIRECTIONS)}"
-    for name in ("metrics", "summary"):
-        if name in data and op != "generation.update":
-            problem = _metrics_problem(data[name], f"data.{name}")
-            if problem:
-                return problem
-    if op == "run.steps":
-        return _steps_problem(data["steps"])
-    if op == "predictions.add":
-        return _rows_problem(data["rows"])
-    return None
-
-
-def _is(value: Any, type_name: str) -> bool:
-    if isinstance(value, bool):
-        return type_name == "any"
-    if type_name == "number" and isinstance(value, float):
-        return True
-    return isinstance(value, _TYPES[type_name])
-
-
-def _metrics_problem(metrics: dict[str, Any], where: str) -> tuple[str, str] | None:
-    for name, value in metrics.items():
-        if not name:
-            return where, "a metric name is empty"
-        if not _is(value, "number"):
-            return f"{where}.{name}", f"must be a number, got {type(value).__name__}"
-    return None
-
-
-def _steps_problem(steps: list[Any]) -> tuple[str, str] | None:
-    for i, entry in enumerate(steps):
-        where = f"data.steps[{i}]"
-        if not isinstance(entry, dict) or set(entry) != {"step", "metrics"}:
-            return where, 'must be {"step": int, "metrics": {name: number}}'
-        if not _is(entry["step"], "int"):
-            return f"{where}.step", "must be an int"
-        if not isinstance(entry["metrics"], dict):
-            return f"{where}.metrics", "must be an object"
-        problem = _metrics_problem(entry["metrics"], f"{where}.metrics")
-        if problem:
-            return problem
-    return None
-
-
-def _rows_problem(rows: list[Any]) -> tuple[str, str] | None:
-    for i, row in enumerate(rows):
-        where = f"data.rows[{i}]"
-        if not isinstance(row, dict):
-            return where, "must be an object"
-        for key in ("prompt", "completion"):
-            if not isinstance(row.get(key), str):
-                return f"{where}.{key}", "required, a string"
-        if row.get("score") is not None and not _is(row["score"], "number"):
-            return f"{where}.score", "must be a number"
-        if row.get("passed") is not None and not isinstance(row["passed"], bool):
-            return f"{where}.passed", "must be true or false"
-    return None
