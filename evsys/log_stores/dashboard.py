@@ -140,6 +140,13 @@ class DashboardLogStore:
             description="Directory of the local mirror (append-only *.writes.jsonl, replayed "
             "by `evsys sync`). None: <run directory>/dashboard.",
         )
+        close_timeout_s: float = Field(
+            10.0,
+            ge=0,
+            description="How long the end of a run waits for writes not yet sent (a service "
+            "that is down costs each arm at most this); what is left stays in the mirror, "
+            "for `evsys sync`.",
+        )
 
     def __init__(self, *, run_dir: Path | None = None, **params: Any):
         self.cfg = self.Config(**params)
@@ -189,12 +196,8 @@ class DashboardLogStore:
         """Artifacts stay in the run directory; the dashboard records metrics, not files."""
 
     def close(self) -> None:
-        if not self.owns_client:
-            return
-        try:
-            self.client.flush(timeout=30.0)
-        finally:
-            self.client.close()
+        if self.owns_client:  # what is not sent by then stays in the mirror, for `evsys sync`
+            self.client.close(timeout=self.cfg.close_timeout_s)
 
     # -- the run around the metrics ------------------------------------------------------------
 

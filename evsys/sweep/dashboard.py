@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from evsys.errors import ConfigError, Problem
 from evsys.files import write_json_atomically
 from evsys.log_stores.dashboard import (
     EXPERIMENT_FILE,
@@ -34,6 +35,9 @@ from evsys.sweep.aggregate import SweepSummary
 from evsys.sweep.plan import Arm
 
 log = logging.getLogger(__name__)
+
+START_TIMEOUT_S = 5.0  # the experiment reaches the service before the arms' runs, when it can
+CLOSE_TIMEOUT_S = 10.0  # then what is left stays in the mirror, for `evsys sync`
 
 
 @dataclass
@@ -61,13 +65,13 @@ class SweepExperiment:
     def close(self) -> None:
         if not self.owns_client:
             return
+        from evsys.tracking.errors import DashboardClientError
+
         try:
-            if not self.client.flush(timeout=30.0):
-                log.warning(
-                    "not every write reached the dashboard; `evsys sync` the sweep directory"
-                )
-        finally:
-            self.client.close()
+            if not self.client.close(timeout=CLOSE_TIMEOUT_S):
+                log.warning("not every write reached the dashboard: `evsys sync` the sweep dir")
+        except DashboardClientError as exc:  # the sweep's own files hold it all
+            log.warning("the dashboard refused a write of the sweep: %s", exc)
 
 
 def open_sweep_experiment(
@@ -110,7 +114,14 @@ def open_sweep_experiment(
             {"experiment_id": experiment_id, "created_at": datetime.now(UTC).isoformat()},
         )
     # Arms on other machines create their runs in it: let the experiment reach the service first.
-    client.flush(timeout=10.0)
+    from evsys.tracking.errors import DashboardClientError
+
+    try:
+        client.flush(timeout=START_TIMEOUT_S)
+    except DashboardClientError as exc:
+        raise ConfigError(
+            Problem(path="metadata", message=f"the dashboard refused the sweep's experiment: {exc}")
+        ) from None
     return SweepExperiment(client, experiment_id, owns)
 
 

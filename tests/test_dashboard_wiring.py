@@ -1,0 +1,410 @@
+"""evsys on the dashboard: sweeps as experiments, arms as runs, data by reference, the CLI.
+
+Everything runs against the real service (uvicorn on 127.0.0.1 over SQLite, started here in a
+process of its own so that a test can kill it and start it again) and the real client.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, require, run_evsys
+
+require("fastapi", "pip install 'evsys[dashboard]'", declared_by="EVSYS_REQUIRE_DASHBOARD")
+require("uvicorn", "pip install 'evsys[dashboard]'", declared_by="EVSYS_REQUIRE_DASHBOARD")
+
+SERVE = """
+import sys, uvicorn
+from evsys.dashboard.app import create_app
+uvicorn.run(create_app(sys.argv[1], sys.argv[2]), host="127.0.0.1", port=int(sys.argv[3]),
+            log_level="warning")
+"""
+MAKE_KEY = """
+import sys
+from evsys.dashboard.auth import create_key
+from evsys.dashboard.db import make_engine, sessions, upgrade
+engine = make_engine(sys.argv[1]); upgrade(engine)
+with sessions(engine)() as session:
+    key, _, _ = create_key(session, sys.argv[2]); session.commit()
+print(key)
+"""
+SWEEP = [
+    "--multirun",
+    "backend=mock",
+    "log_store=jsonl_dashboard",
+    "seed=1,2",
+    "metadata.success_metric=eval/exact_match",
+    "metadata.hypothesis='seeds barely matter'",
+    "metadata.tags=[wiring]",
+    "metadata.project_goal_id=goal-7",
+    "+parent_experiment_id=parent-1",
+]
+
+
+@dataclass
+class Service:
+    """One dashboard service process; ``restart()`` starts it again on the same port and data."""
+
+    root: Path
+    port: int
+    key: str
+    process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def db(self) -> str:
+        return f"sqlite:///{self.root / 'dashboard.db'}"
+
+    def env(self, **more: str) -> dict[str, str]:
+        return {"EVSYS_API_URL": self.url, "EVSYS_API_KEY": self.key, **more}
+
+    def start(self) -> None:
+        command = [sys.executable, "-c", SERVE, self.db, str(self.root / "store"), str(self.port)]
+        self.process = subprocess.Popen(command, env={**os.environ, "PYTHONPATH": str(REPO)})
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"{self.url}/api/dashboard/api/health", timeout=1)
+                return
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError("the dashboard service did not start")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)  # killed, as a crashed service would be
+            self.process.wait(timeout=10)
+
+    def client(self):
+        from evsys.tracking.client import DashboardClient
+
+        return DashboardClient(self.url, self.key, log_dir=self.root / "reader")
+
+
+@pytest.fixture
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    root = tmp_path_factory.mktemp("dashboard")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    db = f"sqlite:///{root / 'dashboard.db'}"
+    made = subprocess.run(
+        [sys.executable, "-c", MAKE_KEY, db, "wiring"], capture_output=True, text=True, check=True
+    )
+    server = Service(root, port, made.stdout.strip())
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def dashboard_env(service: Service, monkeypatch: pytest.MonkeyPatch) -> Service:
+    for name, value in service.env().items():
+        monkeypatch.setenv(name, value)
+    return service
+
+
+def logged_steps(run_dir: Path) -> dict[tuple[int, str], float]:
+    """``{(step, metric): value}`` of a run's metrics.jsonl: what its dashboard run must hold."""
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return {
+        (line["step"], key): value
+        for line in map(json.loads, lines)
+        for key, value in line.items()
+        if key not in ("step", "time")
+    }
+
+
+def record_group(record: dict) -> str:
+    from evsys.sweep.aggregate import group_id
+
+    return group_id(record["config"])
+
+
+def evsys_cli(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return run_evsys(*args, cwd=cwd, module=False, env=env)
+
+
+# -- a sweep is one experiment ---------------------------------------------------------------
+
+
+def test_a_mock_sweep_is_one_experiment_with_its_plan_arms_steps_and_conclusion(
+    service: Service, workdir: Path
+) -> None:
+    done = run_evsys(*SWEEP, "hydra.sweep.dir=sweep", cwd=workdir, env=service.env())
+    assert done.returncode == 0, done.stderr
+
+    sweep = workdir / "sweep"
+    local = json.loads((sweep / "sweep_result.json").read_text())
+    experiment_id = json.loads((sweep / "dashboard_experiment.json").read_text())["experiment_id"]
+    with service.client() as client:
+        (listed,) = client.list_experiments(tag="wiring")
+        experiment = client.get_experiment(experiment_id)
+        runs = {run["name"]: run for run in client.list_runs(experiment_id=experiment_id)}
+        steps = {name: client.get_run_steps(run["id"]) for name, run in runs.items()}
+        full = {name: client.get_run(run["id"]) for name, run in runs.items()}
+
+    assert listed["id"] == experiment_id
+    assert experiment["hypothesis"] == "seeds barely matter"
+    assert experiment["success_metric"] == "eval/exact_match"
+    assert experiment["direction"] == "maximize"
+    assert experiment["project_goal_id"] == "goal-7"
+    assert experiment["parent_experiment_id"] == "parent-1"
+    assert [arm["name"] for arm in experiment["sweep_plan"]["arms"]] == ["seed1", "seed2"]
+    assert experiment["status"] == "completed"
+    assert experiment["conclusion"] == local["conclusion"]
+    assert experiment["best_score"] == pytest.approx(local["best_value"])
+    assert experiment["best_run_id"] == runs[local["best_arm"]]["id"]
+
+    assert sorted(runs) == ["seed1", "seed2"]
+    for name, run in full.items():
+        record = json.loads((sweep / name / "run_result.json").read_text())
+        assert run["status"] == "completed"
+        assert run["config_hash"] == record["config_hash"]
+        assert run["seed"] == record["config"]["seed"]
+        assert run["config"]["seed"] == record["config"]["seed"]
+        assert run["overrides"] == record["overrides"]
+        assert run["group_id"] == record_group(record)
+        assert (run["git"] or {}).get("commit") == (record["git"] or {}).get("commit")
+        assert run["summary"]["eval/exact_match"] == pytest.approx(
+            record["metrics"]["eval/exact_match"]
+        )
+        assert run["data_lineage"] == record["data_lineage"] != []
+        # every step metric the arm logged, and nothing else
+        stored = {(s["step"], s["name"]): s["value"] for s in steps[name]}
+        assert len(stored) == len(steps[name])
+        assert stored == pytest.approx(logged_steps(sweep / name))
+        # each arm's mirror is in its own directory
+        assert list((sweep / name / "dashboard").glob("*.writes.jsonl"))
+
+
+def test_the_key_is_never_written_to_any_output(service: Service, workdir: Path) -> None:
+    done = run_evsys(
+        "backend=mock", "log_store=dashboard", "hydra.run.dir=run", cwd=workdir, env=service.env()
+    )
+    assert done.returncode == 0, done.stderr
+    leaked = [
+        path
+        for path in (workdir / "run").rglob("*")
+        if path.is_file() and service.key.encode() in path.read_bytes()
+    ]
+    assert leaked == []
+    assert service.key not in done.stdout + done.stderr
+
+
+def test_a_rejected_key_stops_the_sweep_before_any_arm(service: Service, workdir: Path) -> None:
+    env = service.env(EVSYS_API_KEY="evsys_wrong")
+    done = run_evsys(*SWEEP, "hydra.sweep.dir=sweep", cwd=workdir, env=env)
+    assert done.returncode == 2
+    assert "refused the key" in done.stderr and "Traceback" not in done.stderr
+    assert not list((workdir / "sweep").glob("seed*"))
+
+
+def test_experiment_api_with_a_store_records_a_single_run_as_an_experiment(
+    service: Service, workdir: Path
+) -> None:
+    import evsys
+
+    client = service.client()
+    result = evsys.Experiment(
+        ["backend=mock", "metadata.success_metric=eval/exact_match", "name=solo"], store=client
+    ).run(workdir / "solo")
+    client.flush(timeout=30)
+    (experiment,) = [e for e in client.list_experiments() if e["name"] == "solo"]
+    (run,) = client.list_runs(experiment_id=experiment["id"])
+    client.close()
+    assert run["status"] == "completed"
+    assert experiment["best_run_id"] == run["id"]
+    assert experiment["best_score"] == pytest.approx(result.best_arm.metrics["eval/exact_match"])
+
+
+def test_store_none_keeps_runs_local(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import evsys
+
+    monkeypatch.setenv("EVSYS_API_URL", "http://127.0.0.1:9")  # nothing may be contacted
+    evsys.Experiment(["backend=mock"], store=None).run(workdir / "local")
+    assert not (workdir / "local" / "dashboard").exists()
+
+
+# -- data by reference ------------------------------------------------------------------------
+
+
+def test_a_dataset_uploaded_is_used_by_name_then_read_offline_from_the_cache(
+    dashboard_env: Service, workdir: Path
+) -> None:
+    rows = REPO / "data" / "tool_selection" / "train.jsonl"
+    done = evsys_cli("dataset", "upload", "toolsel", str(rows), cwd=workdir, env={})
+    assert done.returncode == 0, done.stderr
+    dataset_id = done.stdout.split("id ")[-1].strip()
+    assert "version 1" in done.stdout
+
+    import evsys
+
+    evsys.Experiment(["backend=mock", "data.dataset_name=toolsel"]).run(workdir / "first")
+    first = json.loads((workdir / "first" / "run_result.json").read_text())
+    cached = workdir / ".evsys" / "datasets" / dataset_id / "rows.jsonl"
+    assert cached.read_bytes() == rows.read_bytes()
+    (entry,) = [e for e in first["data_lineage"] if e["role"] == "data"]
+    assert entry["id"] == dataset_id and entry["name"] == "toolsel" and entry["version"] == 1
+    assert first["status"] == "completed"
+
+    dashboard_env.stop()  # the second run reads the cache: no service to ask
+    second = run_evsys(
+        "backend=mock",
+        "data.dataset_name=toolsel",
+        "hydra.run.dir=second",
+        cwd=workdir,
+        env={"EVSYS_API_KEY": "", "EVSYS_OFFLINE": "1"},
+    )
+    assert second.returncode == 0, second.stderr
+    record = json.loads((workdir / "second" / "run_result.json").read_text())
+    assert record["metrics"] == pytest.approx(first["metrics"])
+
+
+def test_an_unknown_dataset_id_stops_the_sweep_before_any_arm(
+    service: Service, workdir: Path
+) -> None:
+    done = run_evsys(
+        "--multirun",
+        "backend=mock",
+        "seed=1,2",
+        "data.dataset_id=0123456789abcdef",
+        "hydra.sweep.dir=sweep",
+        cwd=workdir,
+        env=service.env(),
+    )
+    assert done.returncode == 2
+    assert "data.dataset_id" in done.stderr and "0123456789abcdef" in done.stderr
+    assert "no such dataset" in done.stderr and "Traceback" not in done.stderr
+    assert not (workdir / "sweep").exists()
+
+
+def test_a_benchmark_directory_uploaded_resolves_by_id(
+    dashboard_env: Service, workdir: Path
+) -> None:
+    bench = workdir / "bench"
+    bench.mkdir()
+    (bench / "tasks.jsonl").write_text(
+        (REPO / "data" / "tool_selection" / "test.jsonl").read_text()
+    )
+    (bench / "metadata.yaml").write_text("name: toolbench\n")
+    first = evsys_cli("benchmark", "upload", "toolbench", str(bench), cwd=workdir, env={})
+    again = evsys_cli("benchmark", "upload", "toolbench", str(bench), cwd=workdir, env={})
+    assert first.returncode == 0, first.stderr
+    assert first.stdout == again.stdout  # the same bytes are the same version
+    benchmark_id = first.stdout.split("id ")[-1].strip()
+
+    import evsys
+
+    result = evsys.Experiment(["backend=mock", f"metadata.benchmark=[{{id: {benchmark_id}}}]"]).run(
+        workdir / "scored"
+    )
+    (arm,) = result.arms
+    assert arm.status == "completed", arm
+    assert "test/toolbench/exact_match" in arm.metrics
+    cached = workdir / ".evsys" / "benchmarks" / benchmark_id
+    assert (cached / "tasks.jsonl").read_bytes() == (bench / "tasks.jsonl").read_bytes()
+
+
+def test_a_benchmark_id_without_a_dashboard_is_refused_with_the_reason(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("EVSYS_API_KEY", raising=False)
+    done = run_evsys("backend=mock", "metadata.benchmark=[{id: b-1}]", cwd=workdir)
+    assert done.returncode == 2
+    assert "metadata.benchmark[0].id" in done.stderr and "EVSYS_API_KEY" in done.stderr
+
+
+def test_upload_refuses_a_link_in_a_benchmark_and_a_bad_name(
+    dashboard_env: Service, workdir: Path
+) -> None:
+    bench = workdir / "bench"
+    bench.mkdir()
+    (bench / "tasks.jsonl").write_text("{}\n")
+    (bench / "escape").symlink_to("/etc/passwd")
+    linked = evsys_cli("benchmark", "upload", "b", str(bench), cwd=workdir, env={})
+    assert linked.returncode == 2 and "escape" in linked.stderr
+    named = evsys_cli("dataset", "upload", "../x", str(bench / "tasks.jsonl"), cwd=workdir, env={})
+    assert named.returncode == 2 and "name" in named.stderr
+    assert len((linked.stderr + named.stderr).strip().splitlines()) == 2
+
+
+# -- reading without a browser ----------------------------------------------------------------
+
+
+def test_experiments_and_runs_list_what_the_dashboard_holds(
+    service: Service, workdir: Path
+) -> None:
+    done = run_evsys(*SWEEP, "hydra.sweep.dir=sweep", cwd=workdir, env=service.env())
+    assert done.returncode == 0, done.stderr
+    listed = evsys_cli("experiments", "--tag", "wiring", "--json", cwd=workdir, env=service.env())
+    (experiment,) = json.loads(listed.stdout)
+    runs = evsys_cli(
+        "runs", "--experiment", experiment["id"], "--json", cwd=workdir, env=service.env()
+    )
+    assert sorted(r["name"] for r in json.loads(runs.stdout)) == ["seed1", "seed2"]
+    table = evsys_cli("experiments", cwd=workdir, env=service.env())
+    assert experiment["id"] in table.stdout and "completed" in table.stdout
+    refused = evsys_cli("runs", cwd=workdir, env=service.env(EVSYS_API_KEY="evsys_nope"))
+    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1
+
+
+# -- faults ------------------------------------------------------------------------------------
+
+
+def test_service_killed_mid_sweep_then_sync_gives_exactly_the_local_files(
+    service: Service, workdir: Path
+) -> None:
+    """The service dies while the sweep runs; after a restart, `evsys sync` of the sweep
+    directory leaves the dashboard holding every step of every arm, once."""
+    env = service.env()
+    sweep = subprocess.Popen(
+        [sys.executable, "-m", "evsys", *SWEEP, "seed=1,2,3", "hydra.sweep.dir=sweep"],
+        cwd=workdir,
+        env={**os.environ, **env, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not list(workdir.glob("sweep/seed*/dashboard/*.writes.jsonl")):
+        assert time.monotonic() < deadline and sweep.poll() is None
+        time.sleep(0.05)
+    service.stop()
+    _, stderr = sweep.communicate(timeout=300)
+    assert sweep.returncode == 0, stderr
+
+    service.start()
+    for _ in range(2):  # syncing twice duplicates nothing
+        synced = evsys_cli("sync", str(workdir / "sweep"), cwd=workdir, env=env)
+        assert synced.returncode == 0, synced.stderr
+    experiment_id = json.loads((workdir / "sweep" / "dashboard_experiment.json").read_text())[
+        "experiment_id"
+    ]
+    with service.client() as client:
+        runs = {r["name"]: r for r in client.list_runs(experiment_id=experiment_id)}
+        assert sorted(runs) == ["seed1", "seed2", "seed3"]
+        for name, run in runs.items():
+            steps = client.get_run_steps(run["id"])
+            stored = {(s["step"], s["name"]): s["value"] for s in steps}
+            assert len(stored) == len(steps)  # no step metric twice
+            assert stored == pytest.approx(logged_steps(workdir / "sweep" / name))
+            assert client.get_run(run["id"])["status"] == "completed"
+        assert client.get_experiment(experiment_id)["best_run_id"] in {
+            r["id"] for r in runs.values()
+        }
