@@ -374,7 +374,10 @@ def test_service_killed_mid_sweep_then_sync_gives_exactly_the_local_files(
     directory leaves the dashboard holding every step of every arm, once."""
     env = service.env()
     sweep = subprocess.Popen(
-        [sys.executable, "-m", "evsys", *SWEEP, "seed=1,2,3", "hydra.sweep.dir=sweep"],
+        [
+            *(sys.executable, "-m", "evsys", *SWEEP, "seed=1,2,3", "hydra.sweep.dir=sweep"),
+            "+log_store.params.stores.1.params.close_timeout_s=1",  # the service is down
+        ],
         cwd=workdir,
         env={**os.environ, **env, "PYTHONPATH": str(REPO)},
         stdout=subprocess.DEVNULL,

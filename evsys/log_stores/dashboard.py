@@ -97,7 +97,8 @@ def dashboard_settings(log_store: Any) -> DashboardSettings | None:
     child of ``multiplex``), or None when it has none."""
     kind, params = _kind_and_params(log_store)
     if kind == "dashboard":
-        return DashboardSettings(**{k: v for k, v in params.items() if k != "log_dir"})
+        store = DashboardLogStore.Config(**params)
+        return DashboardSettings(**store.model_dump(include=set(DashboardSettings.model_fields)))
     if kind == "multiplex":
         for child in params.get("stores") or []:
             found = dashboard_settings(child)
