@@ -19,6 +19,10 @@ REPO = Path(__file__).resolve().parent.parent
 # experiment, which trains SmolLM2; a test of the default experiment names config.yaml itself.
 os.environ["EVSYS_CONFIG_NAME"] = "base"
 
+# The dashboard service's fixtures (`dashboard`, `fresh_dashboard`), for every module that tests
+# against it; the module imports nothing of the service until a fixture is used.
+pytest_plugins = ["dashboard_server"]
+
 
 @pytest.fixture(autouse=True, scope="session")
 def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:

@@ -43,6 +43,20 @@ def test_the_wheel_carries_its_config_experiments_and_data(tmp_path: Path) -> No
     assert record["status"] == "completed"
     assert "eval/exact_match" in record["metrics"]
 
+    # The dashboard builds its schema from the Alembic migrations that ship inside the package.
+    upgraded = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from evsys.dashboard.db import make_engine, upgrade; upgrade(make_engine('d.db'))",
+        ],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert upgraded.returncode == 0, upgraded.stderr
+
 
 def test_every_dependency_the_install_scripts_install_is_pinned() -> None:
     """A fresh clone installs what the suite passed with: constraints.txt pins every requirement

@@ -1,6 +1,6 @@
 """The ``evsys`` command: ``run``, ``validate``, ``plan``, ``resume``, ``results``, ``list``,
-``schema``, ``diff``, ``init-project``, ``new-experiment``, ``eval``, ``deploy``, ``sync``, and
-the dashboard's ``dataset``, ``benchmark``, ``experiments``, ``runs``.
+``schema``, ``diff``, ``init-project``, ``new-experiment``, ``eval``, ``deploy``, ``dashboard``,
+``sync``, and the dashboard's ``dataset``, ``benchmark``, ``experiments``, ``runs``.
 
 Each subcommand lives in its own module and is imported only when used, so ``evsys --help`` and
 the light commands stay fast (none of them imports torch, transformers, trl, peft or tinker).
@@ -31,6 +31,7 @@ COMMANDS = {
     "experiments": ("evsys.cli.experiments", "the dashboard's experiments (--tag, --status)"),
     "runs": ("evsys.cli.runs", "the dashboard's runs (--experiment ID)"),
     "sync": ("evsys.cli.sync", "send local dashboard mirrors to the service: evsys sync [DIR ...]"),
+    "dashboard": ("evsys.cli.dashboard", "the dashboard service: serve, create-key, revoke-key"),
 }
 
 

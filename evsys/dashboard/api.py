@@ -25,7 +25,7 @@ from evsys.dashboard.models import (
     Run,
     StepMetric,
 )
-from evsys.dashboard.writes import apply_batch
+from evsys.dashboard.writes import TooDeep, apply_batch, clean
 from evsys.tracking.wire import MAX_WRITES, OPS, check_write
 
 router = APIRouter()
@@ -86,6 +86,8 @@ async def json_body(request: Request) -> Any:
         return json.loads(raw)
     except (UnicodeDecodeError, ValueError) as error:
         raise HTTPException(422, f"body: not JSON ({error})") from None
+    except RecursionError:
+        raise HTTPException(422, "body: JSON nested too deeply") from None
 
 
 WRITES_BODY = {
@@ -142,11 +144,16 @@ def _checked_writes(payload: Any) -> list[dict[str, Any]]:
         raise HTTPException(422, "writes: must be a list")
     if len(writes) > MAX_WRITES:
         raise HTTPException(422, f"writes: {len(writes)} writes; at most {MAX_WRITES} in one batch")
+    checked = []
     for index, write in enumerate(writes):
         problem = check_write(write)
         if problem:
             raise HTTPException(422, f"writes[{index}].{problem}")
-    return writes
+        try:
+            checked.append({**write, "data": clean(write["data"])})
+        except TooDeep as error:
+            raise HTTPException(422, f"writes[{index}].data: {error}") from None
+    return checked
 
 
 # --- reads ---------------------------------------------------------------------------------------

@@ -103,5 +103,9 @@ def _add_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"detail": f"the database refused a value: {reason}"}, 422)
 
     @app.exception_handler(OperationalError)
-    async def unavailable(_request: Request, _error: Exception) -> JSONResponse:
+    async def unavailable(request: Request, error: OperationalError) -> JSONResponse:
+        # SQLSTATE class 54 (program limit exceeded: a value too large to index) is the
+        # request's fault; anything else operational is the database's, worth a retry.
+        if str(getattr(error.orig, "sqlstate", "") or "").startswith("54"):
+            return await refused(request, error)
         return JSONResponse({"detail": "the database is unavailable; retry later"}, 503)

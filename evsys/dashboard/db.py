@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
@@ -41,7 +42,12 @@ def make_engine(db: str | URL) -> Engine:
     url = db if isinstance(db, URL) else normalize_url(db)
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
-            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise DatabaseURLError(
+                    f"--db {url!s}: cannot create its directory: {error}"
+                ) from None
         try:
             engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         except NoSuchModuleError as error:
@@ -56,7 +62,7 @@ def make_engine(db: str | URL) -> Engine:
         ) from None
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:  # noqa: ANN001 - DB-API connection
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # WAL lets the UI read while a batch is written; foreign keys are off by default in SQLite.
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")

@@ -132,45 +132,42 @@ def store_upload(
     fmt = upload_format(kind, upload.filename)
     received, sha256, size = _receive(upload.file, store / ".incoming")
     try:
+        if size == 0:
+            raise Rejected(f"file {upload.filename!r} is empty")
         (check_jsonl if fmt == "jsonl" else check_archive)(received)
         for _attempt in range(3):  # a concurrent upload of the same name may take our number
             latest = _latest(session, project, kind, name)
             if latest is not None and latest.sha256 == sha256:
                 return latest
-            row = _place(session, store, project, kind, name, fmt, received, sha256, size, latest)
+            version_id = uuid.uuid4().hex
+            row = DataVersion(
+                id=version_id,
+                project_id=project.id,
+                kind=kind,
+                name=name,
+                version=(latest.version + 1) if latest else 1,
+                format=fmt,
+                sha256=sha256,
+                size=size,
+                path=f"{kind}/{version_id}/{FORMATS[fmt][0]}",
+            )
+            _copy_read_only(received, store / row.path)
+            session.add(row)
             try:
                 session.commit()
                 return row
             except IntegrityError:
                 session.rollback()
-                shutil.rmtree(store / Path(row.path).parent, ignore_errors=True)
+                shutil.rmtree(store / kind / version_id, ignore_errors=True)
         raise HTTPException(409, f"{kind[:-1]} {name!r}: concurrent uploads; retry")
     finally:
         received.unlink(missing_ok=True)
 
 
-def _place(session, store, project, kind, name, fmt, received, sha256, size, latest) -> DataVersion:  # noqa: ANN001, PLR0913
-    version_id = uuid.uuid4().hex
-    filename = FORMATS[fmt][0]
-    relative = f"{kind}/{version_id}/{filename}"
-    final = store / relative
-    final.parent.mkdir(parents=True)
-    shutil.copyfile(received, final)
-    os.chmod(final, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)  # versions are immutable
-    row = DataVersion(
-        id=version_id,
-        project_id=project.id,
-        kind=kind,
-        name=name,
-        version=(latest.version + 1) if latest else 1,
-        format=fmt,
-        sha256=sha256,
-        size=size,
-        path=relative,
-    )
-    session.add(row)
-    session.flush()
-    return row
+def _copy_read_only(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True)
+    shutil.copyfile(source, target)
+    os.chmod(target, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)  # versions are immutable
 
 
 def describe(row: DataVersion) -> dict[str, Any]:

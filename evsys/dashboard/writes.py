@@ -12,6 +12,7 @@ PostgreSQL alike, under concurrent batches too.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from evsys.dashboard.models import (
     AppliedWrite,
+    Base,
     BenchmarkRecord,
     EvalRun,
     Experiment,
@@ -42,12 +44,13 @@ UPSERTS = {
     "eval_run.create": EvalRun,
     "benchmark.record": BenchmarkRecord,
 }
-STEP_CHUNK = 500  # step metric rows per INSERT: well under SQLite's bound-parameter limit
+# The dialect's INSERT (sqlite.insert or postgresql.insert): both have on_conflict_do_*.
+Insert = Callable[[Any], Any]
 
 
 def apply_batch(session: Session, project_id: str, writes: list[dict[str, Any]]) -> tuple[int, int]:
-    """Apply ``writes`` (already checked by :func:`evsys.tracking.wire.check_write`) for
-    ``project_id``; returns ``(applied, duplicates)``. The caller commits."""
+    """Apply ``writes`` for ``project_id``: each checked by :func:`evsys.tracking.wire.check_write`,
+    its data passed through :func:`clean`. Returns ``(applied, duplicates)``; the caller commits."""
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     claimed = _claim(session, insert, project_id, writes)
     steps: dict[tuple[str, int, str], float | None] = {}
@@ -57,7 +60,7 @@ def apply_batch(session: Session, project_id: str, writes: list[dict[str, Any]])
             continue
         claimed.discard(write["id"])  # the same id twice in one batch: the second is a duplicate
         applied += 1
-        op, data = write["op"], clean(write["data"])
+        op, data = write["op"], write["data"]
         when = _time(write.get("time"))
         if op == "run.steps":
             for entry in data["steps"]:
@@ -71,7 +74,9 @@ def apply_batch(session: Session, project_id: str, writes: list[dict[str, Any]])
     return applied, len(writes) - applied
 
 
-def _claim(session: Session, insert, project_id: str, writes: list[dict[str, Any]]) -> set[str]:  # noqa: ANN001
+def _claim(
+    session: Session, insert: Insert, project_id: str, writes: list[dict[str, Any]]
+) -> set[str]:
     rows = {
         w["id"]: {
             "project_id": project_id,
@@ -83,27 +88,31 @@ def _claim(session: Session, insert, project_id: str, writes: list[dict[str, Any
     }
     if not rows:
         return set()
+    # Core executemany on the session's connection (not the ORM's bulk path, which costs per
+    # row): one compiled statement, the rows batched into multi-row INSERTs by SQLAlchemy.
     statement = (
         insert(AppliedWrite)
-        .values(list(rows.values()))
         .on_conflict_do_nothing(index_elements=["project_id", "id"])
         .returning(AppliedWrite.id)
     )
-    return set(session.execute(statement).scalars())
+    ordered = sorted(rows.values(), key=lambda row: row["id"])  # one lock order for all
+    return set(session.connection().execute(statement, ordered).scalars())
 
 
-def _upsert(session: Session, insert, model, project_id: str, data: dict, when: datetime) -> None:  # noqa: ANN001
+def _upsert(
+    session: Session, insert: Insert, model: type[Base], project_id: str, data: dict, when: datetime
+) -> None:
     fields = {key: value for key, value in data.items() if key != "id"}
     statement = insert(model).values(
         project_id=project_id, id=data["id"], created_at=when, updated_at=when, **fields
     )
     changes = {key: statement.excluded[key] for key in [*fields, "updated_at"]}
-    session.execute(
+    session.connection().execute(
         statement.on_conflict_do_update(index_elements=["project_id", "id"], set_=changes)
     )
 
 
-def _add_predictions(session: Session, insert, project_id: str, data: dict) -> None:  # noqa: ANN001
+def _add_predictions(session: Session, insert: Insert, project_id: str, data: dict) -> None:
     rows = [
         {
             "project_id": project_id,
@@ -120,35 +129,44 @@ def _add_predictions(session: Session, insert, project_id: str, data: dict) -> N
         }
         for position, row in enumerate(data["rows"])
     ]
-    for start in range(0, len(rows), STEP_CHUNK // 10):
-        chunk = rows[start : start + STEP_CHUNK // 10]
-        session.execute(
-            insert(Prediction)
-            .values(chunk)
-            .on_conflict_do_nothing(index_elements=["project_id", "batch_id", "position"])
+    if rows:
+        session.connection().execute(
+            insert(Prediction).on_conflict_do_nothing(
+                index_elements=["project_id", "batch_id", "position"]
+            ),
+            rows,
         )
 
 
-def _upsert_steps(session: Session, insert, project_id: str, steps: dict) -> None:  # noqa: ANN001
+def _upsert_steps(session: Session, insert: Insert, project_id: str, steps: dict) -> None:
     # Sorted, so that concurrent batches lock rows in one order and cannot deadlock each other.
     rows = [
         {"project_id": project_id, "run_id": run_id, "step": step, "name": name, "value": value}
         for (run_id, step, name), value in sorted(steps.items(), key=lambda item: item[0])
     ]
-    for start in range(0, len(rows), STEP_CHUNK):
-        statement = insert(StepMetric).values(rows[start : start + STEP_CHUNK])
-        session.execute(
-            statement.on_conflict_do_update(
-                index_elements=["project_id", "run_id", "step", "name"],
-                set_={"value": statement.excluded.value},
-            )
-        )
+    if not rows:
+        return
+    statement = insert(StepMetric)
+    session.connection().execute(
+        statement.on_conflict_do_update(
+            index_elements=["project_id", "run_id", "step", "name"],
+            set_={"value": statement.excluded.value},
+        ),
+        rows,
+    )
 
 
-def clean(value: Any) -> Any:
+MAX_DEPTH = 64  # JSON nesting: deeper values hit recursion and PostgreSQL's stack limits
+
+
+class TooDeep(ValueError):
+    """A value nested deeper than MAX_DEPTH."""
+
+
+def clean(value: Any, depth: int = 0) -> Any:
     """``value`` as both databases store it: NaN and infinities become null (JSONB has no
     NaN), NUL characters and lone surrogates in text are replaced (PostgreSQL text takes
-    neither), integers past 64 bits become floats."""
+    neither), integers past 64 bits become floats. Raises :class:`TooDeep` past MAX_DEPTH."""
     if isinstance(value, str):
         if "\x00" in value:
             value = value.replace("\x00", "\ufffd")
@@ -164,10 +182,12 @@ def clean(value: Any) -> Any:
             return clean(float(value))
         except OverflowError:
             return None
+    if isinstance(value, dict | list) and depth >= MAX_DEPTH:
+        raise TooDeep(f"nested deeper than {MAX_DEPTH} levels")
     if isinstance(value, dict):
-        return {clean(key): clean(item) for key, item in value.items()}
+        return {clean(key): clean(item, depth + 1) for key, item in value.items()}
     if isinstance(value, list):
-        return [clean(item) for item in value]
+        return [clean(item, depth + 1) for item in value]
     return value
 
 

@@ -15,11 +15,13 @@ from typing import Any
 API_PREFIX = "/api/dashboard/api"
 MAX_WRITES = 1000  # writes in one POST /sdk/writes
 MAX_ID_LENGTH = 128  # client-made ids (uuid4 hex is 32)
+MAX_SHORT_LENGTH = 256  # statuses, hashes and references to other objects
 MAX_NAME_LENGTH = 256  # metric names
 MAX_INT = 2**63 - 1  # steps, seeds and indexes are stored as 64-bit integers
 
-# Field types: "id" (a non-empty string of at most MAX_ID_LENGTH), "str", "int", "number" (int or
-# float), "bool", "obj" (a JSON object), "any" (any JSON), "list[str]", "list[obj]",
+# Field types: "id" (a non-empty string of at most MAX_ID_LENGTH), "short" (a string of at
+# most MAX_SHORT_LENGTH: statuses and references, which the service indexes), "str", "int",
+# "number" (int or float), "bool", "obj" (a JSON object), "any" (any JSON), "list[str]", "list[obj]",
 # "metrics" ({name: number}), "steps" ([{"step": int, "metrics": metrics}]), "rows"
 # (predictions: [{"prompt": str, "completion": str, "expected"?, "passed"?, "score"?, "meta"?}]),
 # "direction" ("maximize" | "minimize").
@@ -31,17 +33,17 @@ OPS: dict[str, dict[str, dict[str, str]]] = {
             "success_metric": "str",
             "direction": "direction",
             "tags": "list[str]",
-            "project_goal_id": "str",
-            "parent_experiment_id": "str",
+            "project_goal_id": "short",
+            "parent_experiment_id": "short",
             "sweep_plan": "obj",
-            "status": "str",
+            "status": "short",
         },
     },
     "experiment.update": {
         "required": {"id": "id"},
         "optional": {
-            "status": "str",
-            "best_run_id": "str",
+            "status": "short",
+            "best_run_id": "short",
             "best_score": "number",
             "conclusion": "str",
             "sweep_plan": "obj",
@@ -51,13 +53,13 @@ OPS: dict[str, dict[str, dict[str, str]]] = {
     },
     "generation.create": {
         "required": {"id": "id", "experiment_id": "id", "index": "int"},
-        "optional": {"parent_run_ids": "list[str]", "proposer": "str", "status": "str"},
+        "optional": {"parent_run_ids": "list[str]", "proposer": "short", "status": "short"},
     },
     "generation.update": {
         "required": {"id": "id"},
         "optional": {
-            "status": "str",
-            "best_run_id": "str",
+            "status": "short",
+            "best_run_id": "short",
             "best_score": "number",
             "summary": "obj",
         },
@@ -65,14 +67,14 @@ OPS: dict[str, dict[str, dict[str, str]]] = {
     "run.create": {
         "required": {"id": "id", "experiment_id": "id", "name": "str"},
         "optional": {
-            "status": "str",
+            "status": "short",
             "config": "obj",
-            "config_hash": "str",
+            "config_hash": "short",
             "overrides": "list[str]",
-            "group_id": "str",
+            "group_id": "short",
             "seed": "int",
             "git": "obj",
-            "generation_id": "str",
+            "generation_id": "short",
             "parent_run_ids": "list[str]",
             "data_lineage": "list[obj]",
         },
@@ -80,25 +82,25 @@ OPS: dict[str, dict[str, dict[str, str]]] = {
     "run.update": {
         "required": {"id": "id"},
         "optional": {
-            "status": "str",
+            "status": "short",
             "error": "str",
             "summary": "metrics",
             "config": "obj",
-            "config_hash": "str",
+            "config_hash": "short",
         },
     },
     "run.steps": {"required": {"run_id": "id", "steps": "steps"}, "optional": {}},
     "eval_run.create": {
         "required": {"id": "id", "run_id": "id", "metrics": "metrics"},
-        "optional": {"name": "str", "step": "int", "benchmark_id": "str"},
+        "optional": {"name": "str", "step": "int", "benchmark_id": "short"},
     },
     "predictions.add": {
         "required": {"id": "id", "run_id": "id", "rows": "rows"},
-        "optional": {"eval_run_id": "str"},
+        "optional": {"eval_run_id": "short"},
     },
     "benchmark.record": {
         "required": {"id": "id", "run_id": "id", "metrics": "metrics"},
-        "optional": {"benchmark_id": "str", "benchmark_name": "str"},
+        "optional": {"benchmark_id": "short", "benchmark_name": "str"},
     },
 }
 
@@ -171,6 +173,9 @@ def _check(where: str, value: Any, kind: str) -> str | None:
     elif kind == "str":
         if not isinstance(value, str):
             return f"{where}: must be a string"
+    elif kind == "short":
+        if not isinstance(value, str) or len(value) > MAX_SHORT_LENGTH:
+            return f"{where}: must be a string of at most {MAX_SHORT_LENGTH} characters"
     elif kind == "int":
         if isinstance(value, bool) or not isinstance(value, int) or abs(value) > MAX_INT:
             return f"{where}: must be an integer (64-bit)"
