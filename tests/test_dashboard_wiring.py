@@ -1,7 +1,8 @@
 """evsys on the dashboard: sweeps as experiments, arms as runs, data by reference, the CLI.
 
-Everything runs against the real service (uvicorn on 127.0.0.1 over SQLite, started here in a
-process of its own so that a test can kill it and start it again) and the real client.
+Everything runs against the real service (``tests/dashboard_server.py``: uvicorn on 127.0.0.1,
+over SQLite and PostgreSQL) and the real client; the fault test runs the service in a process of
+its own, to kill it mid-sweep and start it again.
 """
 
 from __future__ import annotations
@@ -20,10 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, require, run_evsys
+from tests.conftest import REPO, run_evsys
 
-require("fastapi", "pip install 'evsys[dashboard]'", declared_by="EVSYS_REQUIRE_DASHBOARD")
-require("uvicorn", "pip install 'evsys[dashboard]'", declared_by="EVSYS_REQUIRE_DASHBOARD")
+pytest.importorskip("fastapi")
 
 SERVE = """
 import sys, uvicorn
@@ -53,29 +53,74 @@ SWEEP = [
 ]
 
 
+# The wiring does not depend on the database: the sweep runs on both, the rest on SQLite.
+sqlite_only = pytest.mark.parametrize("dashboard", ["sqlite"], indirect=True)
+
+
 @dataclass
-class Service:
-    """One dashboard service process; ``restart()`` starts it again on the same port and data."""
+class Project:
+    """A project of the test's dashboard, and the environment that points evsys at it."""
 
-    root: Path
-    port: int
+    url: str
     key: str
-    process: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def db(self) -> str:
-        return f"sqlite:///{self.root / 'dashboard.db'}"
+    root: Path
 
     def env(self, **more: str) -> dict[str, str]:
         return {"EVSYS_API_URL": self.url, "EVSYS_API_KEY": self.key, **more}
 
+    def client(self):
+        from evsys.tracking.client import DashboardClient
+
+        return DashboardClient(self.url, self.key, log_dir=self.root / "reader")
+
+
+@pytest.fixture
+def project(dashboard, tmp_path: Path) -> Project:
+    return Project(dashboard.url, dashboard.new_project().key, tmp_path / "reader")
+
+
+@pytest.fixture
+def project_env(project: Project, monkeypatch: pytest.MonkeyPatch) -> Project:
+    for name, value in project.env().items():
+        monkeypatch.setenv(name, value)
+    return project
+
+
+class KillableService(Project):
+    """The service in a process of its own, on SQLite: ``kill()`` it as a crash would, then
+    ``start()`` it again on the same port and database."""
+
+    SERVE = (
+        "import sys, uvicorn\n"
+        "from evsys.dashboard.app import create_app\n"
+        "uvicorn.run(create_app(sys.argv[1], sys.argv[2]), host='127.0.0.1',"
+        " port=int(sys.argv[3]), log_level='warning')\n"
+    )
+
+    def __init__(self, root: Path):
+        from evsys.dashboard.auth import create_key
+        from evsys.dashboard.db import make_engine, sessions, upgrade
+
+        root.mkdir(parents=True, exist_ok=True)
+        self.db = f"sqlite:///{root / 'dashboard.db'}"
+        engine = make_engine(self.db)
+        upgrade(engine)
+        with sessions(engine)() as session:
+            key, _, _ = create_key(session, "faults")
+            session.commit()
+        engine.dispose()
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        super().__init__(f"http://127.0.0.1:{self.port}", key, root)
+        self.process: subprocess.Popen | None = None
+
     def start(self) -> None:
-        command = [sys.executable, "-c", SERVE, self.db, str(self.root / "store"), str(self.port)]
-        self.process = subprocess.Popen(command, env={**os.environ, "PYTHONPATH": str(REPO)})
+        store = str(self.root / "store")
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", self.SERVE, self.db, store, str(self.port)],
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
@@ -85,38 +130,18 @@ class Service:
                 time.sleep(0.2)
         raise RuntimeError("the dashboard service did not start")
 
-    def stop(self) -> None:
+    def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)  # killed, as a crashed service would be
+            self.process.send_signal(signal.SIGKILL)
             self.process.wait(timeout=10)
 
-    def client(self):
-        from evsys.tracking.client import DashboardClient
-
-        return DashboardClient(self.url, self.key, log_dir=self.root / "reader")
-
 
 @pytest.fixture
-def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    root = tmp_path_factory.mktemp("dashboard")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    db = f"sqlite:///{root / 'dashboard.db'}"
-    made = subprocess.run(
-        [sys.executable, "-c", MAKE_KEY, db, "wiring"], capture_output=True, text=True, check=True
-    )
-    server = Service(root, port, made.stdout.strip())
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def dashboard_env(service: Service, monkeypatch: pytest.MonkeyPatch) -> Service:
-    for name, value in service.env().items():
-        monkeypatch.setenv(name, value)
-    return service
+def killable(tmp_path: Path) -> Iterator[KillableService]:
+    service = KillableService(tmp_path / "service")
+    service.start()
+    yield service
+    service.kill()
 
 
 def logged_steps(run_dir: Path) -> dict[tuple[int, str], float]:
@@ -144,15 +169,15 @@ def evsys_cli(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.Complete
 
 
 def test_a_mock_sweep_is_one_experiment_with_its_plan_arms_steps_and_conclusion(
-    service: Service, workdir: Path
+    project: Project, workdir: Path
 ) -> None:
-    done = run_evsys(*SWEEP, "hydra.sweep.dir=sweep", cwd=workdir, env=service.env())
+    done = run_evsys(*SWEEP, "hydra.sweep.dir=sweep", cwd=workdir, env=project.env())
     assert done.returncode == 0, done.stderr
 
     sweep = workdir / "sweep"
     local = json.loads((sweep / "sweep_result.json").read_text())
     experiment_id = json.loads((sweep / "dashboard_experiment.json").read_text())["experiment_id"]
-    with service.client() as client:
+    with project.client() as client:
         (listed,) = client.list_experiments(tag="wiring")
         experiment = client.get_experiment(experiment_id)
         runs = {run["name"]: run for run in client.list_runs(experiment_id=experiment_id)}
@@ -193,34 +218,37 @@ def test_a_mock_sweep_is_one_experiment_with_its_plan_arms_steps_and_conclusion(
         assert list((sweep / name / "dashboard").glob("*.writes.jsonl"))
 
 
-def test_the_key_is_never_written_to_any_output(service: Service, workdir: Path) -> None:
+@sqlite_only
+def test_the_key_is_never_written_to_any_output(project: Project, workdir: Path) -> None:
     done = run_evsys(
-        "backend=mock", "log_store=dashboard", "hydra.run.dir=run", cwd=workdir, env=service.env()
+        "backend=mock", "log_store=dashboard", "hydra.run.dir=run", cwd=workdir, env=project.env()
     )
     assert done.returncode == 0, done.stderr
     leaked = [
         path
         for path in (workdir / "run").rglob("*")
-        if path.is_file() and service.key.encode() in path.read_bytes()
+        if path.is_file() and project.key.encode() in path.read_bytes()
     ]
     assert leaked == []
-    assert service.key not in done.stdout + done.stderr
+    assert project.key not in done.stdout + done.stderr
 
 
-def test_a_rejected_key_stops_the_sweep_before_any_arm(service: Service, workdir: Path) -> None:
-    env = service.env(EVSYS_API_KEY="evsys_wrong")
+@sqlite_only
+def test_a_rejected_key_stops_the_sweep_before_any_arm(project: Project, workdir: Path) -> None:
+    env = project.env(EVSYS_API_KEY="evsys_wrong")
     done = run_evsys(*SWEEP, "hydra.sweep.dir=sweep", cwd=workdir, env=env)
     assert done.returncode == 2
     assert "refused the key" in done.stderr and "Traceback" not in done.stderr
     assert not list((workdir / "sweep").glob("seed*"))
 
 
+@sqlite_only
 def test_experiment_api_with_a_store_records_a_single_run_as_an_experiment(
-    service: Service, workdir: Path
+    project: Project, workdir: Path
 ) -> None:
     import evsys
 
-    client = service.client()
+    client = project.client()
     result = evsys.Experiment(
         ["backend=mock", "metadata.success_metric=eval/exact_match", "name=solo"], store=client
     ).run(workdir / "solo")
@@ -244,8 +272,9 @@ def test_store_none_keeps_runs_local(workdir: Path, monkeypatch: pytest.MonkeyPa
 # -- data by reference ------------------------------------------------------------------------
 
 
+@sqlite_only
 def test_a_dataset_uploaded_is_used_by_name_then_read_offline_from_the_cache(
-    dashboard_env: Service, workdir: Path
+    project_env: Project, workdir: Path
 ) -> None:
     rows = REPO / "data" / "tool_selection" / "train.jsonl"
     done = evsys_cli("dataset", "upload", "toolsel", str(rows), cwd=workdir, env={})
@@ -263,21 +292,22 @@ def test_a_dataset_uploaded_is_used_by_name_then_read_offline_from_the_cache(
     assert entry["id"] == dataset_id and entry["name"] == "toolsel" and entry["version"] == 1
     assert first["status"] == "completed"
 
-    dashboard_env.stop()  # the second run reads the cache: no service to ask
-    second = run_evsys(
+    offline = {"EVSYS_API_URL": "http://127.0.0.1:9", "EVSYS_API_KEY": "", "EVSYS_OFFLINE": "1"}
+    second = run_evsys(  # from the cache: there is no service to ask
         "backend=mock",
         "data.dataset_name=toolsel",
         "hydra.run.dir=second",
         cwd=workdir,
-        env={"EVSYS_API_KEY": "", "EVSYS_OFFLINE": "1"},
+        env=offline,
     )
     assert second.returncode == 0, second.stderr
     record = json.loads((workdir / "second" / "run_result.json").read_text())
     assert record["metrics"] == pytest.approx(first["metrics"])
 
 
+@sqlite_only
 def test_an_unknown_dataset_id_stops_the_sweep_before_any_arm(
-    service: Service, workdir: Path
+    project: Project, workdir: Path
 ) -> None:
     done = run_evsys(
         "--multirun",
@@ -286,7 +316,7 @@ def test_an_unknown_dataset_id_stops_the_sweep_before_any_arm(
         "data.dataset_id=0123456789abcdef",
         "hydra.sweep.dir=sweep",
         cwd=workdir,
-        env=service.env(),
+        env=project.env(),
     )
     assert done.returncode == 2
     assert "data.dataset_id" in done.stderr and "0123456789abcdef" in done.stderr
@@ -294,9 +324,8 @@ def test_an_unknown_dataset_id_stops_the_sweep_before_any_arm(
     assert not (workdir / "sweep").exists()
 
 
-def test_a_benchmark_directory_uploaded_resolves_by_id(
-    dashboard_env: Service, workdir: Path
-) -> None:
+@sqlite_only
+def test_a_benchmark_directory_uploaded_resolves_by_id(project_env: Project, workdir: Path) -> None:
     bench = workdir / "bench"
     bench.mkdir()
     (bench / "tasks.jsonl").write_text(
@@ -330,8 +359,9 @@ def test_a_benchmark_id_without_a_dashboard_is_refused_with_the_reason(
     assert "metadata.benchmark[0].id" in done.stderr and "EVSYS_API_KEY" in done.stderr
 
 
+@sqlite_only
 def test_upload_refuses_a_link_in_a_benchmark_and_a_bad_name(
-    dashboard_env: Service, workdir: Path
+    project_env: Project, workdir: Path
 ) -> None:
     bench = workdir / "bench"
     bench.mkdir()
@@ -347,20 +377,21 @@ def test_upload_refuses_a_link_in_a_benchmark_and_a_bad_name(
 # -- reading without a browser ----------------------------------------------------------------
 
 
+@sqlite_only
 def test_experiments_and_runs_list_what_the_dashboard_holds(
-    service: Service, workdir: Path
+    project: Project, workdir: Path
 ) -> None:
-    done = run_evsys(*SWEEP, "hydra.sweep.dir=sweep", cwd=workdir, env=service.env())
+    done = run_evsys(*SWEEP, "hydra.sweep.dir=sweep", cwd=workdir, env=project.env())
     assert done.returncode == 0, done.stderr
-    listed = evsys_cli("experiments", "--tag", "wiring", "--json", cwd=workdir, env=service.env())
+    listed = evsys_cli("experiments", "--tag", "wiring", "--json", cwd=workdir, env=project.env())
     (experiment,) = json.loads(listed.stdout)
     runs = evsys_cli(
-        "runs", "--experiment", experiment["id"], "--json", cwd=workdir, env=service.env()
+        "runs", "--experiment", experiment["id"], "--json", cwd=workdir, env=project.env()
     )
     assert sorted(r["name"] for r in json.loads(runs.stdout)) == ["seed1", "seed2"]
-    table = evsys_cli("experiments", cwd=workdir, env=service.env())
+    table = evsys_cli("experiments", cwd=workdir, env=project.env())
     assert experiment["id"] in table.stdout and "completed" in table.stdout
-    refused = evsys_cli("runs", cwd=workdir, env=service.env(EVSYS_API_KEY="evsys_nope"))
+    refused = evsys_cli("runs", cwd=workdir, env=project.env(EVSYS_API_KEY="evsys_nope"))
     assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1
 
 
@@ -368,11 +399,11 @@ def test_experiments_and_runs_list_what_the_dashboard_holds(
 
 
 def test_service_killed_mid_sweep_then_sync_gives_exactly_the_local_files(
-    service: Service, workdir: Path
+    killable: KillableService, workdir: Path
 ) -> None:
     """The service dies while the sweep runs; after a restart, `evsys sync` of the sweep
     directory leaves the dashboard holding every step of every arm, once."""
-    env = service.env()
+    env = killable.env()
     sweep = subprocess.Popen(
         [
             *(sys.executable, "-m", "evsys", *SWEEP, "seed=1,2,3", "hydra.sweep.dir=sweep"),
@@ -388,18 +419,18 @@ def test_service_killed_mid_sweep_then_sync_gives_exactly_the_local_files(
     while not list(workdir.glob("sweep/seed*/dashboard/*.writes.jsonl")):
         assert time.monotonic() < deadline and sweep.poll() is None
         time.sleep(0.05)
-    service.stop()
+    killable.kill()
     _, stderr = sweep.communicate(timeout=300)
     assert sweep.returncode == 0, stderr
 
-    service.start()
+    killable.start()
     for _ in range(2):  # syncing twice duplicates nothing
         synced = evsys_cli("sync", str(workdir / "sweep"), cwd=workdir, env=env)
         assert synced.returncode == 0, synced.stderr
     experiment_id = json.loads((workdir / "sweep" / "dashboard_experiment.json").read_text())[
         "experiment_id"
     ]
-    with service.client() as client:
+    with killable.client() as client:
         runs = {r["name"]: r for r in client.list_runs(experiment_id=experiment_id)}
         assert sorted(runs) == ["seed1", "seed2", "seed3"]
         for name, run in runs.items():
