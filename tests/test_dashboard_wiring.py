@@ -269,6 +269,14 @@ def test_store_none_keeps_runs_local(workdir: Path, monkeypatch: pytest.MonkeyPa
     assert not (workdir / "local" / "dashboard").exists()
 
 
+def test_experiment_store_settings_are_checked_when_given(workdir: Path) -> None:
+    import evsys
+
+    with pytest.raises(evsys.ConfigError) as caught:
+        evsys.Experiment(["backend=mock"], store={"api_ulr": "http://127.0.0.1:9"})
+    assert [p.path for p in caught.value.problems] == ["store.api_ulr"]
+
+
 # -- data by reference ------------------------------------------------------------------------
 
 
@@ -357,6 +365,21 @@ def test_a_benchmark_id_without_a_dashboard_is_refused_with_the_reason(
     done = run_evsys("backend=mock", "metadata.benchmark=[{id: b-1}]", cwd=workdir)
     assert done.returncode == 2
     assert "metadata.benchmark[0].id" in done.stderr and "EVSYS_API_KEY" in done.stderr
+
+
+@sqlite_only
+def test_a_hostile_reference_never_names_a_path_outside_the_cache(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from evsys.data.references import UnresolvedReference, resolve, why_unresolvable
+
+    monkeypatch.delenv("EVSYS_API_KEY", raising=False)
+    (workdir / "outside").mkdir()
+    (workdir / "outside" / "reference.json").write_text('{"id": "x", "sha256": "0"}')
+    for hostile in ("../outside", "/etc", "a/../../outside"):
+        assert why_unresolvable("datasets", hostile) is not None
+        with pytest.raises(UnresolvedReference):
+            resolve("datasets", id=hostile)
 
 
 @sqlite_only

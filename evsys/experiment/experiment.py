@@ -21,7 +21,7 @@ as tests do: see :class:`~evsys.run.dependencies.ArmDependencies`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -78,6 +78,10 @@ class Experiment:
         self.overrides = [str(line) for line in overrides]
         self.multirun = multirun
         self.config_name = config_name or paths.primary_config_name()
+        if isinstance(store, Mapping):  # settings: checked now, not once per arm
+            from evsys.log_stores.dashboard import settings_of
+
+            store = settings_of(store)
         self.dependencies = ArmDependencies(
             train=train_fn,
             inference_factory=inference_factory,

@@ -92,6 +92,22 @@ def make_client(settings: DashboardSettings, log_dir: Path) -> Any:
         ) from None
 
 
+def settings_of(store: Any) -> DashboardSettings:
+    """``Experiment(store=...)``'s settings (a DashboardSettings or a mapping) as a
+    DashboardSettings; bad ones are a ConfigError naming each field."""
+    if isinstance(store, DashboardSettings):
+        return store
+    from pydantic import ValidationError
+
+    from evsys.validation import problems_from_validation_error
+
+    try:
+        return DashboardSettings(**dict(store))
+    except ValidationError as exc:
+        problems = problems_from_validation_error(exc, DashboardSettings, ("store",))
+        raise ConfigError(problems, header="evsys.Experiment(store=...):") from None
+
+
 def dashboard_settings(log_store: Any) -> DashboardSettings | None:
     """The settings of the ``dashboard`` store in a config's ``log_store`` block (itself, or a
     child of ``multiplex``), or None when it has none."""
@@ -163,7 +179,7 @@ class DashboardLogStore:
         (a DashboardSettings or a mapping; a client per arm, its mirror in the arm directory)."""
         self = cls.__new__(cls)
         if isinstance(store, DashboardSettings | Mapping):
-            self.cfg = cls.Config(**dict(store))
+            self.cfg = cls.Config(**settings_of(store).model_dump())
             client = make_client(
                 self.cfg,
                 resolve_log_dir(None, run_dir, kind="dashboard", default_subdir=MIRROR_DIR),
@@ -187,8 +203,10 @@ class DashboardLogStore:
         self.log_metrics({name: value}, step)
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
-        values = {name: as_float(name, value) for name, value in metrics.items()}
-        self.client.log_step_metric(self.run_id, int(step), values)
+        # The hot path: plain floats and ints go as they are; numpy or torch scalars become floats.
+        if not all(type(value) is float or type(value) is int for value in metrics.values()):
+            metrics = {name: as_float(name, value) for name, value in metrics.items()}
+        self.client.log_step_metric(self.run_id, step if type(step) is int else int(step), metrics)
 
     def log_hyperparams(self, params: dict[str, Any]) -> None:
         """Nothing to send: the run carries its whole resolved config from the start."""

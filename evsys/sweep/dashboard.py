@@ -30,6 +30,7 @@ from evsys.log_stores.dashboard import (
     experiment_fields,
     make_client,
     read_experiment_file,
+    settings_of,
 )
 from evsys.sweep.aggregate import SweepSummary
 from evsys.sweep.plan import Arm
@@ -90,7 +91,7 @@ def open_sweep_experiment(
     if store is not None and not isinstance(store, DashboardSettings | Mapping):
         client, owns = store, False
     else:
-        chosen = DashboardSettings(**dict(store)) if store is not None else settings
+        chosen = settings_of(store) if store is not None else settings
         assert chosen is not None
         client, owns = make_client(chosen, sweep_dir / MIRROR_DIR), True
 
