@@ -367,7 +367,6 @@ def test_a_benchmark_id_without_a_dashboard_is_refused_with_the_reason(
     assert "metadata.benchmark[0].id" in done.stderr and "EVSYS_API_KEY" in done.stderr
 
 
-@sqlite_only
 def test_a_hostile_reference_never_names_a_path_outside_the_cache(
     workdir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
