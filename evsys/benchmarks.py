@@ -116,15 +116,12 @@ def load_benchmarks(config: ExperimentConfig, store: DataStore) -> list[Benchmar
 
 
 def benchmark_directory(spec: BenchmarkSpec, store: DataStore) -> Path:
-    """The directory of a benchmark: its ``path``, else the cache of its dashboard id or name
-    (pulled now if missing)."""
-    if spec.path is not None:
-        return resolve_path(spec.path, store)
+    """The directory of a benchmark: the cache of its dashboard id (or, with neither id nor
+    path, of its name), pulled now if missing; else its local ``path``."""
     from evsys.data.references import benchmark_reference
 
     cached = benchmark_reference(spec)
-    assert cached is not None
-    return cached.content
+    return cached.content if cached is not None else resolve_path(spec.path, store)
 
 
 class InLoopValidation:

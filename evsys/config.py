@@ -253,15 +253,21 @@ class SuccessMetric(Strict):
 class BenchmarkSpec(Strict):
     """A benchmark scored on the model: in the loop (tag ``val``) or after training (``test``)."""
 
-    name: str | None = Field(None, description="Label used in metric names (val/<name>/…).")
+    name: str | None = Field(
+        None,
+        description="Label used in metric names (val/<name>/…). Without `path` and `id`: the "
+        "name of a dashboard benchmark, resolved to its latest version.",
+    )
     path: str | None = Field(
-        None, description="Directory holding a harbor-format tasks.jsonl and metadata.yaml."
+        None,
+        description="Directory holding a harbor-format tasks.jsonl and metadata.yaml. With "
+        "`id`, the id is read and `path` is not.",
     )
     id: str | None = Field(
         None,
         description="Dashboard benchmark id (`evsys benchmark upload`): pulled once into "
-        ".evsys/benchmarks/<id>. Needs the dashboard (EVSYS_API_KEY) unless already pulled. "
-        "Without `path` and `id`, `name` names a dashboard benchmark (its latest version).",
+        ".evsys/benchmarks/<id> and read from there. Needs the dashboard (EVSYS_API_KEY) "
+        "unless already pulled here.",
     )
     engine: Literal["harbor"] = Field("harbor", description="Task format of the benchmark.")
     tags: list[str] = Field(

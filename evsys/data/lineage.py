@@ -11,7 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from evsys.data.references import benchmark_reference, dataset_reference, file_sha256
+from evsys.data.references import (
+    benchmark_reference,
+    dataset_reference,
+    file_sha256,
+    is_benchmark_reference,
+)
 from evsys.data.sources import resolve_path
 from evsys.errors import DataError
 
@@ -50,7 +55,7 @@ def _data_entries(role: str, data: Any, store: Any) -> list[dict[str, Any]]:
 
 
 def _benchmark_entries(role: str, spec: Any, store: Any) -> list[dict[str, Any]]:
-    if spec.path is None:
+    if is_benchmark_reference(spec):
         return [_reference_entry(role, lambda: benchmark_reference(spec))]
     directory = resolve_path(spec.path, store)
     found = [directory / TASKS_FILE]

@@ -150,9 +150,15 @@ def dataset_reference(data: Any) -> CachedReference | None:
     return None
 
 
+def is_benchmark_reference(spec: Any) -> bool:
+    """Whether a BenchmarkSpec names a dashboard benchmark: an ``id`` (preferred over ``path``,
+    which is the offline fallback) or, with neither, its ``name``."""
+    return spec.id is not None or spec.path is None
+
+
 def benchmark_reference(spec: Any) -> CachedReference | None:
-    """The cached benchmark ``spec`` (a BenchmarkSpec) names when it has no ``path``."""
-    if spec.path is not None:
+    """The cached benchmark ``spec`` (a BenchmarkSpec) names; None: its local ``path``."""
+    if not is_benchmark_reference(spec):
         return None
     if spec.id is not None:
         return resolve("benchmarks", id=spec.id)
@@ -176,7 +182,7 @@ def references_of(config: Any) -> list[tuple[str, Kind, str, str]]:
             found.append((f"{where}.dataset_name", "datasets", "name", data.dataset_name))
     for index, spec in enumerate(config.metadata.benchmark):
         where = f"metadata.benchmark[{index}]"
-        if spec.path is not None:
+        if not is_benchmark_reference(spec):
             continue
         if spec.id is not None:
             found.append((f"{where}.id", "benchmarks", "id", spec.id))

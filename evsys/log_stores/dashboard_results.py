@@ -96,10 +96,10 @@ def _by_benchmark(metrics: dict[str, float]) -> dict[str, dict[str, float]]:
 
 def _benchmark_id(config: Any, name: str) -> str | None:
     """The dashboard id of the benchmark scored as ``name``, when it came from the dashboard."""
-    from evsys.data.references import benchmark_reference
+    from evsys.data.references import benchmark_reference, is_benchmark_reference
 
     for spec in config.metadata.benchmark:
-        if spec.path is not None:
+        if not is_benchmark_reference(spec):
             continue
         try:
             cached = benchmark_reference(spec)
