@@ -73,6 +73,14 @@ class Project:
 
         return DashboardClient(self.url, self.key, log_dir=self.root / "reader")
 
+    def read(self, path: str) -> dict:
+        """``GET /api/dashboard/api<path>`` with the key (reads the client has no method for)."""
+        request = urllib.request.Request(
+            f"{self.url}/api/dashboard/api{path}", headers={"Authorization": f"Bearer {self.key}"}
+        )
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return json.loads(answer.read())
+
 
 @pytest.fixture
 def project(dashboard, tmp_path: Path) -> Project:
@@ -214,6 +222,15 @@ def test_a_mock_sweep_is_one_experiment_with_its_plan_arms_steps_and_conclusion(
         stored = {(s["step"], s["name"]): s["value"] for s in steps[name]}
         assert len(stored) == len(steps[name])
         assert stored == pytest.approx(logged_steps(sweep / name))
+        # its eval scores as an eval run, with the predictions eval wrote
+        (evaluated,) = project.read(f"/runs/{run['id']}/evals")["evals"]
+        assert evaluated["name"] == "eval" and evaluated["metrics"]["exact_match"] == (
+            pytest.approx(record["metrics"]["eval/exact_match"])
+        )
+        predictions = project.read(f"/runs/{run['id']}/predictions")["predictions"]
+        written = (sweep / name / "predictions.jsonl").read_text().splitlines()
+        assert len(predictions) == len(written) > 0
+        assert predictions[0]["completion"] == json.loads(written[0])["prediction"]
         # each arm's mirror is in its own directory
         assert list((sweep / name / "dashboard").glob("*.writes.jsonl"))
 
@@ -348,12 +365,21 @@ def test_a_benchmark_directory_uploaded_resolves_by_id(project_env: Project, wor
 
     import evsys
 
-    result = evsys.Experiment(["backend=mock", f"metadata.benchmark=[{{id: {benchmark_id}}}]"]).run(
-        workdir / "scored"
-    )
+    client = project_env.client()
+    overrides = ["backend=mock", f"metadata.benchmark=[{{id: {benchmark_id}}}]"]
+    result = evsys.Experiment(overrides, store=client).run(workdir / "scored")
+    client.close()
     (arm,) = result.arms
     assert arm.status == "completed", arm
-    assert "test/toolbench/exact_match" in arm.metrics
+    score = arm.metrics["test/toolbench/exact_match"]
+    with project_env.client() as reader:
+        (experiment,) = reader.list_experiments()
+        (run,) = reader.list_runs(experiment_id=experiment["id"])
+    (record,) = project_env.read(f"/runs/{run['id']}/benchmarks")["benchmarks"]
+    assert record["benchmark_id"] == benchmark_id
+    assert record["metrics"]["exact_match"] == pytest.approx(score)
+    lineage = json.loads((workdir / "scored" / "run_result.json").read_text())["data_lineage"]
+    assert {"id": benchmark_id, "version": 1}.items() <= lineage[-1].items()
     cached = workdir / ".evsys" / "benchmarks" / benchmark_id
     assert (cached / "tasks.jsonl").read_bytes() == (bench / "tasks.jsonl").read_bytes()
 
