@@ -3,7 +3,7 @@
 It speaks just ``GET /sdk/whoami`` and ``POST /sdk/writes`` (idempotent by write id, as the
 service is), and fails on request: ``fail_next`` answers the next write batches with the given
 statuses (``503``, ``500``, ``401``) or cuts the connection (``reset``); ``refuse`` answers 422
-for any batch holding a write it matches; ``revoke()`` makes the key unknown from then on.
+for any batch holding a write it matches.
 The service itself (``tests/dashboard_server.py``) is what the client is tested against for what
 it stores; this double only makes failures happen on cue.
 """
@@ -38,9 +38,6 @@ class ScriptedDashboard:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def revoke(self) -> None:
-        self.key = "revoked"
 
     def steps(self, run_id: str) -> dict[tuple[int, str], float]:
         """(step, name) → value, a later write replacing an earlier one, as the service does."""

@@ -54,6 +54,7 @@ def test_import_evsys_is_light() -> None:
         ("evsys.cli", ["evsys", "deploy", "--help"]),
         ("evsys.cli", ["evsys", "deploy", ".", "--to", "local"]),
         ("evsys.cli", ["evsys", "deploy", "--stop", "."]),
+        ("evsys.cli", ["evsys", "sync", "no-such-dir"]),
     ],
     ids=lambda v: " ".join(v) if isinstance(v, list) else v,
 )

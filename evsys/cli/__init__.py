@@ -26,12 +26,12 @@ COMMANDS = {
     "new-experiment": ("evsys.cli.new_experiment", "write experiments/<yyyymmdd>_<slug>.yaml"),
     "eval": ("evsys.cli.eval", "score a model on an eval set: evsys eval model --dataset …"),
     "deploy": ("evsys.cli.deploy", "ship a run's adapter: evsys deploy <run dir> --to local"),
+    "dashboard": ("evsys.cli.dashboard", "the dashboard service: serve, create-key, revoke-key"),
+    "sync": ("evsys.cli.sync", "send local dashboard mirrors to the service: evsys sync [DIR ...]"),
     "dataset": ("evsys.cli.uploads", "evsys dataset upload NAME FILE.jsonl: a dashboard dataset"),
     "benchmark": ("evsys.cli.uploads", "evsys benchmark upload NAME DIR: a dashboard benchmark"),
     "experiments": ("evsys.cli.experiments", "the dashboard's experiments (--tag, --status)"),
     "runs": ("evsys.cli.runs", "the dashboard's runs (--experiment ID)"),
-    "sync": ("evsys.cli.sync", "send local dashboard mirrors to the service: evsys sync [DIR ...]"),
-    "dashboard": ("evsys.cli.dashboard", "the dashboard service: serve, create-key, revoke-key"),
 }
 
 

@@ -40,7 +40,6 @@ def execute(args: argparse.Namespace) -> int:
     from evsys.tracking.sync import (
         SyncInputError,
         SyncReport,
-        check_key,
         load_mirrors,
         pending_writes,
         send_all,
@@ -65,7 +64,7 @@ def execute(args: argparse.Namespace) -> int:
         return _fail("no API key: set EVSYS_API_KEY", EXIT_BAD_INPUT)
     transport = Transport(settings.api_url, settings.api_key)
     try:
-        check_key(transport, settings.project_id)
+        transport.whoami(settings.project_id)
         if pending:
             from evsys.training import progress_bar
 

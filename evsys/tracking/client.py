@@ -85,6 +85,7 @@ class DashboardClient:
                 interval=send_interval,
                 retry_initial=retry_initial,
                 retry_max=retry_max,
+                service_down=self.project is None,
             )
         self._closed = False
 
@@ -94,12 +95,8 @@ class DashboardClient:
 
     def _check_key(self) -> dict[str, Any] | None:
         """``GET /sdk/whoami``: a rejected key raises; no answer warns and goes on."""
-        wanted = self.settings.project_id
         try:
-            project = self._transport.json("GET", "/sdk/whoami", query={"project_id": wanted})
-        except EvsysAuthError as exc:
-            detail = f"the service rejected the API key: {exc.detail}"
-            raise EvsysAuthError(detail, exc.status) from None
+            return self._transport.whoami(self.settings.project_id)
         except ServiceUnreachable as exc:
             log.warning(
                 "dashboard: %s; writes go to the local mirror %s and are sent when it answers",
@@ -107,13 +104,6 @@ class DashboardClient:
                 self.settings.log_dir,
             )
             return None
-        if wanted and wanted not in (project.get("project_id"), project.get("project_name")):
-            raise EvsysAuthError(
-                f"EVSYS_PROJECT_ID={wanted!r} but the key belongs to project "
-                f"{project.get('project_name')!r} ({project.get('project_id')})",
-                403,
-            )
-        return project
 
     # ---- writes: mirrored, then queued; never a network call ----
     def _write(self, op: str, data: dict[str, Any], *, keep_none: bool = False) -> None:
@@ -126,7 +116,8 @@ class DashboardClient:
         problem = check_data(op, data)
         if problem is not None:
             raise DashboardClientError(f"{op}: {problem}")
-        self._record(new_id(), encode_write(make_write(op, data)))
+        write = make_write(op, data)
+        self._record(write["id"], encode_write(write))
 
     def _record(self, write_id: str, line: str) -> None:
         self.mirror.append(line)

@@ -11,6 +11,7 @@ batch, not per line.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -65,8 +66,12 @@ class Mirror:
     def sync_to_disk(self) -> None:
         """fsync what was appended: called once per batch, before the batch is sent."""
         with self._lock:
-            if not self._writes.closed:
-                os.fsync(self._writes.fileno())
+            if self._writes.closed:
+                return
+            fd = self._writes.fileno()  # its lines are flushed to it: append() flushes each
+        # outside the lock: a slow disk must not hold up the training thread's next append
+        with contextlib.suppress(OSError):  # closed meanwhile: close() fsyncs itself
+            os.fsync(fd)
 
     def mark_sent(self, ids: Iterable[str]) -> None:
         text = "".join(f"{write_id}\n" for write_id in ids)
@@ -86,11 +91,11 @@ class Mirror:
 
 
 class MirrorLineError(ValueError):
-    """A mirror line that is not a write: named by file and line number."""
+    """A mirror line that is not a write, named by file and line number (line 0: the file)."""
 
     def __init__(self, path: Path, line: int, message: str):
         self.path, self.line, self.message = path, line, message
-        super().__init__(f"{path}:{line}: {message}")
+        super().__init__(f"{path}:{line}: {message}" if line else f"{path}: {message}")
 
 
 @dataclass

@@ -45,6 +45,7 @@ class Sender:
         interval: float = 0.25,
         retry_initial: float = 0.5,
         retry_max: float = 30.0,
+        service_down: bool = False,
     ):
         self.transport, self.mirror = transport, mirror
         self.interval, self.retry_initial, self.retry_max = interval, retry_initial, retry_max
@@ -52,11 +53,14 @@ class Sender:
         self._wake = threading.Event()  # flush and close cut a wait short
         self._abandon = False  # close gave up waiting: stop retrying, the mirror has it all
         self._revoked = False
-        self._unreachable_since: float | None = None
+        # set while the service does not answer (from the start when the key check got none),
+        # so that an outage is warned about once
+        self._unreachable_since: float | None = time.monotonic() if service_down else None
         self._given_up = 0  # writes not sent for good (key rejected, write refused, abandoned)
         self._refused: list[DashboardClientError] = []
         self._refused_lock = threading.Lock()
         self._last_send = 0.0
+        self._gave_up_waiting_at = 0.0  # when a flush last timed out
         self._thread = threading.Thread(
             target=self._run, name="evsys-dashboard-sender", daemon=True
         )
@@ -72,9 +76,17 @@ class Sender:
         marker = _Marker()
         self._queue.put(marker)
         self._wake.set()
-        return marker.done.wait(timeout) and marker.all_sent
+        if marker.done.wait(timeout):
+            return marker.all_sent
+        self._gave_up_waiting_at = time.monotonic()
+        return False
 
     def close(self, timeout: float) -> bool:
+        outage = self._unreachable_since
+        if outage is not None and self._gave_up_waiting_at > outage:
+            # A flush (ExperimentRun's exit) already waited out this outage: one more try, not
+            # a second full wait. The mirror keeps what is left for `evsys sync`.
+            timeout = min(timeout, self.retry_initial + 1.0)
         all_sent = self.flush(timeout)
         self._abandon = True  # a batch still retrying stays in the mirror for `evsys sync`
         self._queue.put(_STOP)
@@ -89,33 +101,27 @@ class Sender:
 
     # ---- the thread ----
     def _run(self) -> None:
-        pending: list[tuple[str, str]] = []
         while True:
-            item = self._queue.get()
-            self._pace(item)
-            items = [item]
+            first = self._queue.get()
+            self._pace(first)
+            items = [first]
             while len(items) < MAX_WRITES:
                 try:
                     items.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
+            batch: list[tuple[str, str]] = []
             for item in items:
                 if isinstance(item, tuple):
-                    pending.append(item)
-                    if len(pending) >= MAX_WRITES:
-                        self._send(pending)
-                        pending = []
+                    batch.append(item)
                     continue
-                if pending:
-                    self._send(pending)
-                    pending = []
+                self._send(batch)  # the writes queued before a flush or close go first
+                batch = []
                 if item is _STOP:
                     return
                 item.all_sent = self._given_up == 0
                 item.done.set()
-            if pending:
-                self._send(pending)
-                pending = []
+            self._send(batch)
 
     def _pace(self, first: Any) -> None:
         """Let writes gather for up to ``interval`` since the last send, unless flushed."""
@@ -126,6 +132,8 @@ class Sender:
         self._wake.clear()
 
     def _send(self, batch: list[tuple[str, str]]) -> None:
+        if not batch:
+            return
         if self._revoked or self._abandon:
             self._given_up += len(batch)
             return
@@ -135,6 +143,9 @@ class Sender:
             try:
                 self.transport.post_lines("/sdk/writes", [line for _, line in batch])
             except EvsysAuthError as exc:
+                if exc.status != 401:  # 403: a write naming what this key may not touch
+                    self._refuse(batch, exc)
+                    return
                 log.warning(
                     "dashboard: the service rejected the API key (%s); this run goes on writing "
                     "to its local mirror %s only: `evsys sync` it once the key works",

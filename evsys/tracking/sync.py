@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evsys.tracking.errors import DashboardClientError, EvsysAuthError, ServiceUnreachable
+from evsys.tracking.errors import DashboardClientError, ServiceUnreachable
 from evsys.tracking.mirror import Segment, encode_write, find_segments, read_segment
 from evsys.tracking.transport import Transport
 from evsys.tracking.wire import MAX_WRITES
@@ -88,18 +88,6 @@ def pending_writes(
     return pending
 
 
-def check_key(transport: Transport, project_id: str | None) -> dict[str, Any]:
-    """``GET /sdk/whoami``: the key works, and belongs to ``project_id`` when one is set."""
-    project = transport.json("GET", "/sdk/whoami", query={"project_id": project_id})
-    if project_id and project_id not in (project.get("project_id"), project.get("project_name")):
-        raise EvsysAuthError(
-            f"EVSYS_PROJECT_ID={project_id!r} but the key belongs to project "
-            f"{project.get('project_name')!r} ({project.get('project_id')})",
-            403,
-        )
-    return project
-
-
 def send_all(
     transport: Transport,
     pending: list[Pending],
@@ -121,9 +109,10 @@ def _send(transport: Transport, batch: list[Pending], report: SyncReport) -> Non
     lines = [encode_write(p.write) for p in batch]
     try:
         answer = transport.post_lines("/sdk/writes", lines)
-    except (ServiceUnreachable, EvsysAuthError):
-        raise
-    except DashboardClientError as exc:  # a 4xx: one transaction, so find the refused writes
+    except DashboardClientError as exc:
+        if isinstance(exc, ServiceUnreachable) or exc.status == 401:
+            raise
+        # a 4xx: the batch is one transaction, so halve it down to the refused writes
         if len(batch) == 1:
             report.refused.append(f"{batch[0].where}: {exc.detail}")
             return

@@ -44,6 +44,26 @@ class Transport:
         url = self.url(path, query)
         return _decode(self._exchange(method, url, data, headers, timeout, lambda a: a.read()))
 
+    def whoami(self, project_id: str | None = None) -> dict[str, Any]:
+        """``GET /sdk/whoami``: the key's project. ``EvsysAuthError`` for a rejected key, or a
+        key of another project than ``project_id`` (an id or a name) when one is given."""
+        try:
+            project = self.json("GET", "/sdk/whoami", query={"project_id": project_id})
+        except EvsysAuthError as exc:
+            raise EvsysAuthError(
+                f"the service rejected the API key: {exc.detail}", exc.status
+            ) from None
+        if project_id and project_id not in (
+            project.get("project_id"),
+            project.get("project_name"),
+        ):
+            raise EvsysAuthError(
+                f"EVSYS_PROJECT_ID={project_id!r} but the key belongs to project "
+                f"{project.get('project_name')!r} ({project.get('project_id')})",
+                403,
+            )
+        return project
+
     def post_lines(self, path: str, lines: list[str]) -> Any:
         """``POST {"writes": [...]}`` from writes already encoded as mirror lines."""
         body = ('{"writes":[' + ",".join(line.rstrip("\n") for line in lines) + "]}").encode()
