@@ -19,6 +19,7 @@ service: ...``). Needs the dashboard extra; a module that uses it should start w
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import threading
@@ -27,9 +28,12 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    import httpx
 
 DATABASES = ("sqlite", "postgresql")
 POSTGRES_URL_ENV = "EVSYS_TEST_POSTGRES_URL"
@@ -180,3 +184,39 @@ def fresh_dashboard(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[
     """A service of its own for one test, on an empty database."""
     with running_dashboard(request.param, tmp_path) as service:
         yield service
+
+
+class ProjectClient:
+    """One project's view of a service over HTTP (httpx): ``send`` writes, ``get`` reads,
+    ``upload`` files; ``send`` and ``get`` assert a 200."""
+
+    def __init__(self, service: DashboardService, project: ProjectKey) -> None:
+        import httpx
+
+        self.project = project
+        self.http = httpx.Client(base_url=service.api, headers=project.headers, timeout=60)
+
+    def post_writes(self, *writes: dict[str, Any]) -> httpx.Response:
+        # json.dumps writes NaN and Infinity, as Python clients do; httpx's json= refuses them.
+        body = json.dumps({"writes": list(writes)})
+        return self.http.post(
+            "/sdk/writes", content=body, headers={"Content-Type": "application/json"}
+        )
+
+    def send(self, *writes: dict[str, Any]) -> dict[str, int]:
+        response = self.post_writes(*writes)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def get(self, path: str, **params: Any) -> Any:
+        response = self.http.get(path, params=params)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def upload(self, kind: str, name: str, filename: str, content: bytes) -> httpx.Response:
+        return self.http.post(f"/{kind}", data={"name": name}, files={"file": (filename, content)})
+
+
+def write(op: str, data: dict[str, Any], write_id: str | None = None) -> dict[str, Any]:
+    """One write of ``op`` (a fresh id unless ``write_id``), timed now."""
+    return {"id": write_id or uuid.uuid4().hex, "op": op, "data": data, "time": time.time()}

@@ -2,7 +2,7 @@
 
 An upload is streamed into ``<store>/.incoming/`` while its SHA-256 is computed, checked (a
 dataset is JSON Lines; a benchmark is JSON Lines or a ``.tar.gz`` of a harbor directory whose
-every member is a plain file or directory inside the archive), then moved to
+every member is a plain file or directory inside the archive), then copied to
 ``<store>/<kind>/<id>/<data.jsonl | benchmark.tar.gz>``: the path is made by the service, never
 from a client's name, and the file is made read-only. Each upload of a name is its next
 version; the same bytes as the latest version return that version. A rejected upload leaves
