@@ -278,6 +278,29 @@ def test_experiment_api_with_a_store_records_a_single_run_as_an_experiment(
     assert experiment["best_score"] == pytest.approx(result.best_arm.metrics["eval/exact_match"])
 
 
+@sqlite_only
+def test_a_resumed_sweep_goes_on_in_the_same_experiment_and_runs(
+    project: Project, workdir: Path
+) -> None:
+    import evsys
+
+    sweep = workdir / "sweep"
+    client = project.client()
+    evsys.Experiment(["backend=mock", "seed=1,2"], multirun=True, store=client).run(sweep)
+    (sweep / "seed2" / "run_result.json").unlink()  # as if the arm had died: resume re-runs it
+    evsys.Experiment(["backend=mock", "seed=1,2"], multirun=True, store=client).run(sweep)
+    client.close()
+    with project.client() as reader:
+        (experiment,) = reader.list_experiments()
+        runs = reader.list_runs(experiment_id=experiment["id"])
+        steps = reader.get_run_steps(next(r["id"] for r in runs if r["name"] == "seed2"))
+    assert sorted(r["name"] for r in runs) == ["seed1", "seed2"]
+    assert experiment["status"] == "completed"
+    stored = {(s["step"], s["name"]): s["value"] for s in steps}
+    assert len(stored) == len(steps)  # the second attempt replaced the first's steps
+    assert stored == pytest.approx(logged_steps(sweep / "seed2"))
+
+
 def test_store_none_keeps_runs_local(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import evsys
 
