@@ -44,7 +44,7 @@ def execute(args: argparse.Namespace) -> int:
                 rows = client.list_runs(experiment_id=args.experiment, status=args.status)
     except DashboardClientError as exc:
         print(f"evsys {args.command}: {exc}", file=sys.stderr)
-        return EXIT_FAILED if exc.status is None or exc.status >= 500 else EXIT_BAD_INPUT
+        return exit_code(exc)
     if args.json:
         print(json.dumps(rows, indent=2, default=str))
     elif args.command == "experiments":
@@ -52,6 +52,17 @@ def execute(args: argparse.Namespace) -> int:
     else:
         _print_table(rows, _RUN_COLUMNS)
     return EXIT_OK
+
+
+def exit_code(exc: Exception) -> int:
+    """2 for what the caller can fix (no or a rejected key, a refused request), 1 for a service
+    that does not answer or fails."""
+    from evsys.tracking.errors import EvsysAuthError
+
+    status = getattr(exc, "status", None)
+    if isinstance(exc, EvsysAuthError) or (status is not None and status < 500):
+        return EXIT_BAD_INPUT
+    return EXIT_FAILED
 
 
 _EXPERIMENT_COLUMNS = ("id", "name", "status", "success_metric", "best_score", "tags")

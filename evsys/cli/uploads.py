@@ -40,6 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def execute(args: argparse.Namespace) -> int:
+    from evsys.cli.tracked import exit_code
     from evsys.data.references import reading_client
     from evsys.tracking.errors import DashboardClientError
 
@@ -54,7 +55,7 @@ def execute(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     except DashboardClientError as exc:
         print(f"evsys {args.command} upload: {exc}", file=sys.stderr)
-        return EXIT_FAILED if exc.status is None or exc.status >= 500 else EXIT_BAD_INPUT
+        return exit_code(exc)
     if args.json:
         print(json.dumps(answer, indent=2))
     else:

@@ -253,8 +253,16 @@ def reading_client() -> Iterator[Any]:
     for reads and uploads; it writes nothing, so its mirror is a temporary directory."""
     from evsys.tracking.client import DashboardClient
 
+    # Quiet while starting: a service that does not answer fails the read itself, with one
+    # message, rather than also warning that writes (there are none) will wait in a mirror.
+    tracking_log = logging.getLogger("evsys.tracking")
+    level = tracking_log.level
     with tempfile.TemporaryDirectory(prefix="evsys-reads-") as mirror:
-        client = DashboardClient(log_dir=mirror)
+        tracking_log.setLevel(logging.ERROR)
+        try:
+            client = DashboardClient(log_dir=mirror)
+        finally:
+            tracking_log.setLevel(level)
         try:
             yield client
         finally:

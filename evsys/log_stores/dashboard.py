@@ -195,7 +195,6 @@ class DashboardLogStore:
         self.owns_client = owns_client
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.experiment_id, self.run_id, self.in_sweep = _identity(self.run_dir)
-        self.summary: dict[str, float] = {}
 
     # -- the LogStore protocol ---------------------------------------------------------------
 
