@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, run_evsys
+from tests.dashboard_process import ServiceProcess, new_key
 
 pytest.importorskip("fastapi")
 
@@ -94,62 +93,13 @@ def project_env(project: Project, monkeypatch: pytest.MonkeyPatch) -> Project:
     return project
 
 
-class KillableService(Project):
-    """The service in a process of its own, on SQLite: ``kill()`` it as a crash would, then
-    ``start()`` it again on the same port and database."""
-
-    SERVE = (
-        "import sys, uvicorn\n"
-        "from evsys.dashboard.app import create_app\n"
-        "uvicorn.run(create_app(sys.argv[1], sys.argv[2]), host='127.0.0.1',"
-        " port=int(sys.argv[3]), log_level='warning')\n"
-    )
-
-    def __init__(self, root: Path):
-        from evsys.dashboard.auth import create_key
-        from evsys.dashboard.db import make_engine, sessions, upgrade
-
-        root.mkdir(parents=True, exist_ok=True)
-        self.db = f"sqlite:///{root / 'dashboard.db'}"
-        engine = make_engine(self.db)
-        upgrade(engine)
-        with sessions(engine)() as session:
-            key, _, _ = create_key(session, "faults")
-            session.commit()
-        engine.dispose()
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        super().__init__(f"http://127.0.0.1:{self.port}", key, root)
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        store = str(self.root / "store")
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", self.SERVE, self.db, store, str(self.port)],
-            env={**os.environ, "PYTHONPATH": str(REPO)},
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(f"{self.url}/api/dashboard/api/health", timeout=1)
-                return
-            except OSError:
-                time.sleep(0.2)
-        raise RuntimeError("the dashboard service did not start")
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(timeout=10)
-
-
 @pytest.fixture
-def killable(tmp_path: Path) -> Iterator[KillableService]:
-    service = KillableService(tmp_path / "service")
-    service.start()
-    yield service
-    service.kill()
+def killable(tmp_path: Path) -> Iterator[tuple[ServiceProcess, Project]]:
+    """The service in a process of its own (SQLite), to kill mid-sweep and start again."""
+    db_url = f"sqlite:///{tmp_path / 'dashboard.db'}"
+    (tmp_path / "store").mkdir()
+    with ServiceProcess(db_url, tmp_path / "store") as service:
+        yield service, Project(service.url, new_key(db_url), tmp_path / "reader")
 
 
 def logged_steps(run_dir: Path) -> dict[tuple[int, str], float]:
@@ -470,11 +420,12 @@ def test_experiments_and_runs_list_what_the_dashboard_holds(
 
 
 def test_service_killed_mid_sweep_then_sync_gives_exactly_the_local_files(
-    killable: KillableService, workdir: Path
+    killable: tuple[ServiceProcess, Project], workdir: Path
 ) -> None:
     """The service dies while the sweep runs; after a restart, `evsys sync` of the sweep
     directory leaves the dashboard holding every step of every arm, once."""
-    env = killable.env()
+    service, project = killable
+    env = project.env()
     sweep = subprocess.Popen(
         [
             *(sys.executable, "-m", "evsys", *SWEEP, "seed=1,2,3", "hydra.sweep.dir=sweep"),
@@ -490,18 +441,18 @@ def test_service_killed_mid_sweep_then_sync_gives_exactly_the_local_files(
     while not list(workdir.glob("sweep/seed*/dashboard/*.writes.jsonl")):
         assert time.monotonic() < deadline and sweep.poll() is None
         time.sleep(0.05)
-    killable.kill()
+    service.kill()
     _, stderr = sweep.communicate(timeout=300)
     assert sweep.returncode == 0, stderr
 
-    killable.start()
+    service.start()
     for _ in range(2):  # syncing twice duplicates nothing
         synced = evsys_cli("sync", str(workdir / "sweep"), cwd=workdir, env=env)
         assert synced.returncode == 0, synced.stderr
     experiment_id = json.loads((workdir / "sweep" / "dashboard_experiment.json").read_text())[
         "experiment_id"
     ]
-    with killable.client() as client:
+    with project.client() as client:
         runs = {r["name"]: r for r in client.list_runs(experiment_id=experiment_id)}
         assert sorted(runs) == ["seed1", "seed2", "seed3"]
         for name, run in runs.items():
