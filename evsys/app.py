@@ -94,6 +94,7 @@ def preflight(overrides: list[str], config_name: str, *, multirun: bool = False)
     directory; exits with code 2 and one report when the input is bad."""
     from evsys.data.references import preflight_references
     from evsys.errors import ConfigError
+    from evsys.log_stores.dashboard import check_key
     from evsys.output_dirs import claim
     from evsys.preflight import check_run, plan_sweep, quote_override_value
     from evsys.report import format_problems
@@ -112,6 +113,8 @@ def preflight(overrides: list[str], config_name: str, *, multirun: bool = False)
             _, config, settings = check_run(overrides, config_name)
             configs = [config]
         preflight_references(configs)  # dashboard datasets and benchmarks, pulled before a run
+        if configs:  # a dashboard log store: its key, checked before anything is written
+            check_key(configs[0].log_store)
         directory = claim(Path(settings.dirs[key]), fresh=settings.stamped[key], key=key)
     except ConfigError as exc:
         print(format_problems(exc.problems, header=exc.header), file=sys.stderr)

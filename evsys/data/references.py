@@ -248,21 +248,27 @@ def _safe_component(text: str) -> bool:
 
 
 @contextmanager
+def quiet_start() -> Iterator[None]:
+    """The client's start without its warning that a service that does not answer will get the
+    writes later: for a client that writes nothing (reads, a key check), it is only noise."""
+    tracking_log = logging.getLogger("evsys.tracking")
+    level = tracking_log.level
+    tracking_log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        tracking_log.setLevel(level)
+
+
+@contextmanager
 def reading_client() -> Iterator[Any]:
     """A DashboardClient from the environment (EVSYS_API_URL, EVSYS_API_KEY, EVSYS_PROJECT_ID)
     for reads and uploads; it writes nothing, so its mirror is a temporary directory."""
     from evsys.tracking.client import DashboardClient
 
-    # Quiet while starting: a service that does not answer fails the read itself, with one
-    # message, rather than also warning that writes (there are none) will wait in a mirror.
-    tracking_log = logging.getLogger("evsys.tracking")
-    level = tracking_log.level
     with tempfile.TemporaryDirectory(prefix="evsys-reads-") as mirror:
-        tracking_log.setLevel(logging.ERROR)
-        try:
+        with quiet_start():
             client = DashboardClient(log_dir=mirror)
-        finally:
-            tracking_log.setLevel(level)
         try:
             yield client
         finally:

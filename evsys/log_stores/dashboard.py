@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import tempfile
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -45,6 +46,14 @@ MIRROR_DIR = "dashboard"
 _IDS = uuid.UUID("5f0c2b1e-7d1a-4c39-9a53-2f3c8e6b1d40")  # namespace of the derived ids
 
 
+DEFAULT_KEY_ENV = "EVSYS_API_KEY"
+
+
+def offline() -> bool:
+    """``EVSYS_OFFLINE``: mirror only, no service, no key."""
+    return os.environ.get("EVSYS_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
 class DashboardSettings(Strict):
     """Which dashboard to write to; the key comes from the environment only."""
 
@@ -57,7 +66,7 @@ class DashboardSettings(Strict):
         "EVSYS_PROJECT_ID, else the key's own project.",
     )
     api_key_env: str = Field(
-        "EVSYS_API_KEY",
+        DEFAULT_KEY_ENV,
         pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
         description="The environment variable holding the API key. The key itself never goes "
         "in a config, and is written to no output.",
@@ -78,6 +87,16 @@ def make_client(settings: DashboardSettings, log_dir: Path) -> Any:
     key = os.environ.get(settings.api_key_env)
     if key:
         options["api_key"] = key
+    elif settings.api_key_env != DEFAULT_KEY_ENV and not offline():
+        # The client would fall back to $EVSYS_API_KEY: the key comes from the variable named.
+        raise ConfigError(
+            Problem(
+                path="log_store.params.api_key_env",
+                message=f"${settings.api_key_env} is not set",
+                value=settings.api_key_env,
+                expected="the variable holding the dashboard key (or EVSYS_OFFLINE=1)",
+            )
+        )
     try:
         return DashboardClient(**options)
     except DashboardClientError as exc:
@@ -106,6 +125,19 @@ def settings_of(store: Any) -> DashboardSettings:
     except ValidationError as exc:
         problems = problems_from_validation_error(exc, DashboardSettings, ("store",))
         raise ConfigError(problems, header="evsys.Experiment(store=...):") from None
+
+
+def check_key(log_store: Any) -> None:
+    """Pre-flight of a run whose log store includes the dashboard: a key the service rejects
+    (or none) is a ConfigError now, before anything is written. A service that does not answer
+    passes: the run's writes wait in its mirror."""
+    settings = dashboard_settings(log_store)
+    if settings is None or offline():
+        return
+    from evsys.data.references import quiet_start
+
+    with tempfile.TemporaryDirectory(prefix="evsys-key-check-") as mirror, quiet_start():
+        make_client(settings, Path(mirror)).close()
 
 
 def dashboard_settings(log_store: Any) -> DashboardSettings | None:
