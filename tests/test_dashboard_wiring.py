@@ -286,8 +286,9 @@ def test_a_dataset_uploaded_is_used_by_name_then_read_offline_from_the_cache(
     first = json.loads((workdir / "first" / "run_result.json").read_text())
     cached = workdir / ".evsys" / "datasets" / dataset_id / "rows.jsonl"
     assert cached.read_bytes() == rows.read_bytes()
-    (entry,) = [e for e in first["data_lineage"] if e["role"] == "data"]
-    assert entry["id"] == dataset_id and entry["name"] == "toolsel" and entry["version"] == 1
+    dataset, held_out = [e for e in first["data_lineage"] if e["role"] == "data"]
+    assert dataset["id"] == dataset_id and dataset["name"] == "toolsel" and dataset["version"] == 1
+    assert held_out["path"].endswith("test.jsonl") and len(held_out["sha256"]) == 64
     assert first["status"] == "completed"
 
     offline = {"EVSYS_API_URL": "http://127.0.0.1:9", "EVSYS_API_KEY": "", "EVSYS_OFFLINE": "1"}

@@ -43,15 +43,17 @@ def data_lineage(config: Any, store: Any) -> list[dict[str, Any]]:
 
 
 def _data_entries(role: str, data: Any, store: Any) -> list[dict[str, Any]]:
-    if data.reference is not None:
-        return [_reference_entry(role, lambda: dataset_reference(data))]
+    entries = []
     files: list[str] = []
-    if data.source_kind in ("jsonl", "json"):
+    if data.reference is not None:  # its rows from the dashboard; held-out rows may be a file
+        entries.append(_reference_entry(role, lambda: dataset_reference(data)))
+        files = [data.eval_path] if data.eval_path is not None else []
+    elif data.source_kind in ("jsonl", "json"):
         files = [p for p in (data.path, data.eval_path) if p is not None]
     elif data.source_kind == "hf_dataset" and data.hf_data_files is not None:
         names = data.hf_data_files
         files = [names] if isinstance(names, str) else list(names)
-    return [_file_entry(role, resolve_path(name, store)) for name in files]
+    return entries + [_file_entry(role, resolve_path(name, store)) for name in files]
 
 
 def _benchmark_entries(role: str, spec: Any, store: Any) -> list[dict[str, Any]]:
