@@ -92,7 +92,9 @@ def preflight(overrides: list[str], config_name: str, *, multirun: bool = False)
     """Check everything a run (or with ``multirun`` a sweep) needs before anything is written,
     then claim its output directory. Returns the override that points Hydra at the claimed
     directory; exits with code 2 and one report when the input is bad."""
+    from evsys.data.references import preflight_references
     from evsys.errors import ConfigError
+    from evsys.log_stores.dashboard import check_key
     from evsys.output_dirs import claim
     from evsys.preflight import check_run, plan_sweep, quote_override_value
     from evsys.report import format_problems
@@ -106,8 +108,13 @@ def preflight(overrides: list[str], config_name: str, *, multirun: bool = False)
             if bad_arms(arms):
                 print(format_bad_arms(arms), file=sys.stderr)
                 sys.exit(EXIT_BAD_INPUT)
+            configs = [arm.config for arm in arms if arm.config is not None]
         else:
-            _, _, settings = check_run(overrides, config_name)
+            _, config, settings = check_run(overrides, config_name)
+            configs = [config]
+        preflight_references(configs)  # dashboard datasets and benchmarks, pulled before a run
+        if configs:  # a dashboard log store: its key, checked before anything is written
+            check_key(configs[0].log_store)
         directory = claim(Path(settings.dirs[key]), fresh=settings.stamped[key], key=key)
     except ConfigError as exc:
         print(format_problems(exc.problems, header=exc.header), file=sys.stderr)

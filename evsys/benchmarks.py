@@ -90,12 +90,7 @@ def load_benchmarks(config: ExperimentConfig, store: DataStore) -> list[Benchmar
     benchmarks = []
     for index, spec in enumerate(config.metadata.benchmark):
         where = f"metadata.benchmark[{index}]"
-        if spec.path is None:
-            raise DataError(
-                f"{where}: benchmark id '{spec.id}' needs the dashboard to fetch it, and this "
-                "run has none; give the benchmark's local directory as `path`"
-            )
-        directory = resolve_path(spec.path, store)
+        directory = benchmark_directory(spec, store)
         metadata = _read_metadata(directory, where)
         # Presented as the training rows are (a system prompt, a chat format, …).
         checker = RowVerifier(None, judge=_judge_of(spec.metrics))
@@ -118,6 +113,15 @@ def load_benchmarks(config: ExperimentConfig, store: DataStore) -> list[Benchmar
     if len(set(names)) != len(names):
         raise DataError(f"metadata.benchmark: two benchmarks share a name ({names}); set `name`")
     return benchmarks
+
+
+def benchmark_directory(spec: BenchmarkSpec, store: DataStore) -> Path:
+    """The directory of a benchmark: the cache of its dashboard id (or, with neither id nor
+    path, of its name), pulled now if missing; else its local ``path``."""
+    from evsys.data.references import benchmark_reference
+
+    cached = benchmark_reference(spec)
+    return cached.content if cached is not None else resolve_path(spec.path, store)
 
 
 class InLoopValidation:

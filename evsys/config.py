@@ -120,6 +120,16 @@ class CallbackSpec(ExtensionSpec):
     )
 
 
+def _check_reference(kind: str, reference: str, *, what: str, fix: str = "") -> None:
+    """Refuse a dashboard reference that nothing on this machine can resolve: no dashboard is
+    configured and it was never pulled here. Whether it exists is pre-flight's to ask."""
+    from evsys.data.references import why_unresolvable  # here: config loads before data
+
+    reason = why_unresolvable(kind, reference)
+    if reason is not None:
+        raise ValueError(f"{what} cannot be resolved: {reason}" + (f"; {fix}" if fix else ""))
+
+
 # -- run parts --------------------------------------------------------------------------------
 
 SourceKind = Literal["jsonl", "json", "in_memory", "hf_dataset"]
@@ -152,13 +162,35 @@ class DataConfig(Strict):
         None, description="For hf_dataset with a builder name: the local files to load."
     )
     hf_split: str = Field("train", description="For hf_dataset: the split to read.")
+    dataset_id: str | None = Field(
+        None,
+        description="A dataset uploaded to the evsys dashboard (`evsys dataset upload`), by id: "
+        "its rows are pulled once into .evsys/datasets/<id> and read from there (an id never "
+        "changes). When set (or dataset_name), source_kind and path are ignored.",
+    )
+    dataset_name: str | None = Field(
+        None,
+        description="A dashboard dataset by name: its latest version when the sweep starts, "
+        "pinned for every arm; offline, the version this machine pulled last.",
+    )
     transforms: list[TransformSpec] = Field(
         default_factory=list, description="Applied in order to the loaded rows."
     )
     limit: int | None = Field(None, gt=0, description="Keep only the first N rows. None: all.")
 
+    @property
+    def reference(self) -> str | None:
+        """The dashboard dataset the rows come from (its id, else its name); None: local rows."""
+        return self.dataset_id or self.dataset_name
+
     @model_validator(mode="after")
     def _source_has_its_input(self) -> DataConfig:
+        if self.dataset_id is not None and self.dataset_name is not None:
+            raise ValueError("give one of dataset_id and dataset_name, not both")
+        if self.reference is not None:
+            which = "dataset_id" if self.dataset_id is not None else "dataset_name"
+            _check_reference("datasets", self.reference, what=f"{which} '{self.reference}'")
+            return self
         needed = {"jsonl": "path", "json": "path", "in_memory": "rows", "hf_dataset": "hf_dataset"}
         field = needed[self.source_kind]
         if getattr(self, field) is None:
@@ -221,14 +253,21 @@ class SuccessMetric(Strict):
 class BenchmarkSpec(Strict):
     """A benchmark scored on the model: in the loop (tag ``val``) or after training (``test``)."""
 
-    name: str | None = Field(None, description="Label used in metric names (val/<name>/…).")
+    name: str | None = Field(
+        None,
+        description="Label used in metric names (val/<name>/…). Without `path` and `id`: the "
+        "name of a dashboard benchmark, resolved to its latest version.",
+    )
     path: str | None = Field(
-        None, description="Directory holding a harbor-format tasks.jsonl and metadata.yaml."
+        None,
+        description="Directory holding a harbor-format tasks.jsonl and metadata.yaml. With "
+        "`id`, the id is read and `path` is not.",
     )
     id: str | None = Field(
         None,
-        description="Dashboard benchmark id. Refused for now: nothing resolves ids until the "
-        "dashboard does; give `path`.",
+        description="Dashboard benchmark id (`evsys benchmark upload`): pulled once into "
+        ".evsys/benchmarks/<id> and read from there. Needs the dashboard (EVSYS_API_KEY) "
+        "unless already pulled here.",
     )
     engine: Literal["harbor"] = Field("harbor", description="Task format of the benchmark.")
     tags: list[str] = Field(
@@ -254,13 +293,15 @@ class BenchmarkSpec(Strict):
 
     @field_validator("id")
     @classmethod
-    def _nothing_resolves_ids_yet(cls, benchmark_id: str | None) -> str | None:
-        if benchmark_id is not None:
-            raise ValueError(
-                f"benchmark id '{benchmark_id}' cannot be used yet: ids are resolved by the evsys "
-                "dashboard, which does not exist yet; give the benchmark's local directory "
-                "(tasks.jsonl, metadata.yaml) as `path` instead"
-            )
+    def _id_needs_the_dashboard(cls, benchmark_id: str | None) -> str | None:
+        if benchmark_id is None:
+            return None
+        _check_reference(
+            "benchmarks",
+            benchmark_id,
+            what=f"benchmark id '{benchmark_id}'",
+            fix="or give the benchmark's local directory (tasks.jsonl, metadata.yaml) as `path`",
+        )
         return benchmark_id
 
     @field_validator("models")
@@ -288,8 +329,13 @@ class BenchmarkSpec(Strict):
 
     @model_validator(mode="after")
     def _role_matches_cadence(self) -> BenchmarkSpec:
+        if self.path is None and self.id is None and self.name is None:
+            raise ValueError(
+                "a benchmark needs `path` (its local directory), or `id` / `name` (a dashboard "
+                "benchmark)"
+            )
         if self.path is None and self.id is None:
-            raise ValueError("a benchmark needs `path`: its local directory")
+            _check_reference("benchmarks", self.name, what=f"benchmark name '{self.name}'")
         if "val" in self.tags and self.run_every is None:
             raise ValueError("a `val` benchmark needs `run_every` (score every N steps)")
         if self.models and "test" not in self.tags:
@@ -319,7 +365,9 @@ class Metadata(Strict):
     benchmark: list[BenchmarkSpec] = Field(
         default_factory=list, description="Validation and test benchmarks."
     )
-    project_goal_id: str | None = Field(None, description="Dashboard goal this work serves.")
+    project_goal_id: str | None = Field(
+        None, description="The dashboard goal this work serves; recorded on the experiment."
+    )
     notes: dict[str, Any] = Field(
         default_factory=dict, description="Free-form notes (budget, owner, links)."
     )

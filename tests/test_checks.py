@@ -189,7 +189,10 @@ def test_one_failing_metric_costs_only_its_own_score(clean_registries: None) -> 
 # -- benchmark ids and retired keys ----------------------------------------------------------
 
 
-def test_a_benchmark_id_is_refused_until_something_resolves_it(workdir: Path) -> None:
+def test_a_benchmark_id_is_refused_until_something_resolves_it(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("EVSYS_API_KEY", raising=False)  # no dashboard, no cache: nothing can
     problems = by_path(check([f"metadata.benchmark=[{{id: bench-7, path: {BENCHMARK}}}]"]))
     problem = problems["metadata.benchmark[0].id"]
     assert "dashboard" in problem.message and "`path`" in problem.message

@@ -118,7 +118,12 @@ def test_list_and_schema(workdir: Path) -> None:
     listing = json.loads(run_evsys("list", "--json", cwd=workdir, module=False).stdout)
     assert {e["name"] for e in listing["algorithm"]} >= {"sft", "rl"}
     assert "mock" in next(e for e in listing["algorithm"] if e["name"] == "sft")["backends"]
-    assert {e["name"] for e in listing["log_store"]} == {"jsonl", "tensorboard", "multiplex"}
+    assert {e["name"] for e in listing["log_store"]} == {
+        "jsonl",
+        "tensorboard",
+        "multiplex",
+        "dashboard",
+    }
 
     schema = json.loads(run_evsys("schema", "algorithm", "sft", cwd=workdir, module=False).stdout)
     assert schema["properties"]["learning_rate"]["exclusiveMinimum"] == 0

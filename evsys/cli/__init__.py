@@ -1,6 +1,6 @@
 """The ``evsys`` command: ``run``, ``validate``, ``plan``, ``resume``, ``results``, ``list``,
 ``schema``, ``diff``, ``init-project``, ``new-experiment``, ``eval``, ``deploy``, ``migrate``,
-``dashboard``, ``sync``.
+``dashboard``, ``sync``, and the dashboard's ``dataset``, ``benchmark``, ``experiments``, ``runs``.
 
 Each subcommand lives in its own module and is imported only when used, so ``evsys --help`` and
 the light commands stay fast (none of them imports torch, transformers, trl, peft or tinker).
@@ -32,6 +32,10 @@ COMMANDS = {
     "dashboard": ("evsys.cli.dashboard", "the dashboard service: serve, create-key, revoke-key"),
     "sync": ("evsys.cli.sync", "send local dashboard mirrors to the service: evsys sync [DIR ...]"),
     "migrate": ("evsys.cli.migrate", "write a reference YAML file as an experiments/ file"),
+    "dataset": ("evsys.cli.uploads", "evsys dataset upload NAME FILE.jsonl: a dashboard dataset"),
+    "benchmark": ("evsys.cli.uploads", "evsys benchmark upload NAME DIR: a dashboard benchmark"),
+    "experiments": ("evsys.cli.experiments", "the dashboard's experiments (--tag, --status)"),
+    "runs": ("evsys.cli.runs", "the dashboard's runs (--experiment ID)"),
 }
 
 

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from evsys.config import DataConfig, InferenceSpec, TransformSpec
+from evsys.data.jsonl import read_jsonl_lines
+from evsys.data.references import dataset_reference
 from evsys.data.types import TargetFormat, detect_format, from_dict, task_row
 from evsys.errors import DataError, MissingDependencyError
 from evsys.protocols import DataStore
@@ -36,6 +38,12 @@ def load_rows(
     file of a jsonl/json source, the directory or data files of an hf_dataset source.
     ``judge``: the client that will judge harbor ``llm_judge`` tasks (None: they are refused).
     """
+    if data.reference is not None and path is None:  # a dashboard dataset, from the cache
+        cached = dataset_reference(data)
+        assert cached is not None
+        rows = read_jsonl_lines(cached.content)[: data.limit]
+        where = f"data (dataset {data.reference})"
+        return tasks_as_rows(rows, where=where, judge=judge)
     loader = _LOADERS[data.source_kind]
     rows = loader(data, store, path)[: data.limit]
     return tasks_as_rows(rows, where=f"data ({path or data.path or data.source_kind})", judge=judge)

@@ -21,9 +21,10 @@ as tests do: see :class:`~evsys.run.dependencies.ArmDependencies`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -31,6 +32,7 @@ from evsys import paths
 from evsys.benchmarks import Benchmark
 from evsys.checks import metrics_from_code
 from evsys.compose.compose import compose, validate_composition
+from evsys.data.references import preflight_references
 from evsys.errors import ConfigError, Problem
 from evsys.experiment.launcher import TARGET, InProcessLauncher, write_hydra_files
 from evsys.experiment.results import ExperimentResult, experiment_result
@@ -64,18 +66,27 @@ class Experiment:
         train_fn: TrainFn | None = None,
         inference_factory: InferenceFactory | None = None,
         benchmarks: Sequence[Benchmark] | None = None,
+        store: Any = None,
     ):
         """``overrides`` as on the command line; ``multirun`` as ``--multirun``; ``config_name``
         the primary config (default: ``EVSYS_CONFIG_NAME``, else ``config``). ``train_fn``,
         ``inference_factory`` and ``benchmarks`` replace training, the eval client and
-        ``metadata.benchmark`` in every arm (None: the real ones)."""
+        ``metadata.benchmark`` in every arm (None: the real ones). ``store``: the evsys
+        dashboard the experiment goes to, a ``DashboardClient`` or its settings (``{api_url,
+        project_id, api_key_env}``): a sweep is one experiment there, each arm a run, a single
+        run an experiment with one run. None: only what the config's log store names."""
         self.overrides = [str(line) for line in overrides]
         self.multirun = multirun
         self.config_name = config_name or paths.primary_config_name()
+        if isinstance(store, Mapping):  # settings: checked now, not once per arm
+            from evsys.log_stores.dashboard import settings_of
+
+            store = settings_of(store)
         self.dependencies = ArmDependencies(
             train=train_fn,
             inference_factory=inference_factory,
             benchmarks=list(benchmarks) if benchmarks is not None else None,
+            dashboard=store,
         )
 
     @classmethod
@@ -165,6 +176,7 @@ class Experiment:
         bad = bad_arms(arms)
         if bad:
             raise _bad_arms_error(bad, len(arms), sweep=self.multirun)
+        preflight_references([arm.config for arm in arms if arm.config is not None])
         directory = Path(output_dir) if output_dir is not None else self._default_dir()
         directory = directory.resolve()
         if self.multirun:
@@ -189,7 +201,14 @@ class Experiment:
         if changed:
             raise ConfigError(changed, header=f"cannot resume {sweep_dir}:")
         launcher = InProcessLauncher(sweep_dir, arms, self.dependencies)
-        summary = launch_arms(sweep_dir, self._sweep_config(sweep_dir), launcher, arms, None)
+        summary = launch_arms(
+            sweep_dir,
+            self._sweep_config(sweep_dir),
+            launcher,
+            arms,
+            None,
+            dashboard=self.dependencies.dashboard,
+        )
         log.info("sweep %s: %d arms, best %s", sweep_dir, len(arms), summary.best_arm)
         return experiment_result(summary, {arm.name: arm.config for arm in arms})
 

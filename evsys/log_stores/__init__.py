@@ -4,6 +4,6 @@ The runner builds a store as ``cls(**params, run_dir=run_dir)``: ``run_dir`` is 
 directory, where a store without ``log_dir`` writes (``None``: ``log_dir`` is required).
 """
 
-from evsys.log_stores import jsonl, multiplex, tensorboard
+from evsys.log_stores import dashboard, jsonl, multiplex, tensorboard
 
-__all__ = ["jsonl", "multiplex", "tensorboard"]
+__all__ = ["dashboard", "jsonl", "multiplex", "tensorboard"]

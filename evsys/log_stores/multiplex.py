@@ -32,6 +32,14 @@ class MultiplexLogStore:
             self.close()  # release the children already opened before reporting the failure
             raise
 
+    @classmethod
+    def of(cls, stores: list[Any]) -> MultiplexLogStore:
+        """A multiplex of stores already built (the runner adds a dashboard store this way)."""
+        self = cls.__new__(cls)
+        self.cfg = None
+        self.stores = list(stores)
+        return self
+
     def log_scalar(self, name: str, value: float, step: int) -> None:
         self._each("log_scalar", name, value, step)
 

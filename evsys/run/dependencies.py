@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from evsys.config import ExperimentConfig
 from evsys.protocols import InferenceClient, RunResult
@@ -36,6 +36,9 @@ class ArmDependencies:
     """None: ``eval.inference``, else the backend's own client."""
     benchmarks: list[Benchmark] | None = None
     """None: ``metadata.benchmark``, read before training."""
+    dashboard: Any = None
+    """A DashboardClient, or the settings of one (``evsys.Experiment(store=...)``): the arm is
+    also a run on that dashboard. None: only what the config's log store names."""
 
     def inference_client(self, config: ExperimentConfig, checkpoint: str | None) -> InferenceClient:
         if self.inference_factory is not None:

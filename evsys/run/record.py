@@ -284,7 +284,10 @@ def write_run_result(
     traceback: str | None = None,
     error_type: str | None = None,
     runtime: dict[str, Any] | None = None,
+    data_lineage: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
+    """The record of a run that ended. ``data_lineage``: the id (or path) and sha256 of every
+    data file the run read (:func:`evsys.data.lineage.data_lineage`)."""
     finished_at = datetime.now(UTC)
     safe_config = redact(config)
     record = {
@@ -312,6 +315,7 @@ def write_run_result(
         "host": platform.node(),
         # The CPUs the arm could use and torch's threads (see evsys.cpus); None: not recorded.
         "runtime": runtime,
+        "data_lineage": data_lineage or [],
     }
     write_json_atomically(run_dir / RUN_RESULT, record)
     return record

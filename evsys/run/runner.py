@@ -20,9 +20,12 @@ from evsys.benchmarks import Benchmark, InLoopValidation, load_benchmarks
 from evsys.callbacks import Callbacks
 from evsys.config import ExperimentConfig
 from evsys.cpus import runtime_state
+from evsys.data.lineage import data_lineage
 from evsys.data.sources import apply_transforms, load_rows
 from evsys.errors import ConfigError, DataError
 from evsys.interrupts import interruption, signals_deferred, signals_raise
+from evsys.log_stores.dashboard import DashboardLogStore, find_dashboard_store
+from evsys.log_stores.multiplex import MultiplexLogStore
 from evsys.prompt_tuning.system_prompt import best_prompt, with_system_prompt
 from evsys.protocols import LogStore, RunContext, RunResult
 from evsys.registry import BACKENDS, DATA_STORES, LOG_STORES, resolve_algorithm
@@ -78,18 +81,21 @@ def run_arm(
     )
     git_state()  # looked up now, so the record names the code the run started from
     log_store: _LatestMetrics | None = None
+    dashboard: DashboardLogStore | None = None
+    lineage: list[dict[str, Any]] = []
     error_type, trace, stopped = None, None, None
     with signals_raise():
         try:
             data_store = DATA_STORES.build(config.data_store.kind, config.data_store.params)
             callbacks = Callbacks.build(config.callbacks)
-            log_store = _LatestMetrics(
-                callbacks.watch(
-                    LOG_STORES.build(
-                        config.log_store.kind, config.log_store.params, run_dir=run_dir
-                    )
-                )
+            built = LOG_STORES.build(
+                config.log_store.kind, config.log_store.params, run_dir=run_dir
             )
+            built, dashboard = _with_dashboard(built, run_dir, deps)
+            log_store = _LatestMetrics(callbacks.watch(built))
+            lineage = data_lineage(config, data_store)
+            if dashboard is not None:  # the run exists on the dashboard before its first metric
+                dashboard.start_run(config, overrides=list(overrides), data_lineage=lineage)
             # A bad benchmark path fails now, not after training.
             benchmarks = (
                 deps.benchmarks
@@ -119,6 +125,8 @@ def run_arm(
             )
             log.error("run %s %s: %s", run_id, result.status, result.error)
         finally:
+            if dashboard is not None:
+                _finish_quietly(dashboard, config, result)
             if log_store is not None:
                 _close_quietly(log_store)
 
@@ -133,6 +141,7 @@ def run_arm(
                 traceback=trace,
                 error_type=error_type,
                 runtime=runtime_state(),
+                data_lineage=lineage,
             )
     if stopped is not None:
         raise stopped
@@ -294,6 +303,26 @@ def _best_effort_eval(
             )
     errors |= {f"{prefix}{key}": error for key, error in metric_errors.items()}
     return {f"{label}/{k}" if label else k: v for k, v in metrics.items()}
+
+
+def _with_dashboard(
+    store: LogStore, run_dir: Path, deps: ArmDependencies
+) -> tuple[LogStore, DashboardLogStore | None]:
+    """The run's log store and its dashboard store: the config's own (``dashboard``, or one of
+    ``multiplex``), else one added for the dashboard an ``Experiment(store=...)`` names."""
+    found = find_dashboard_store(store)
+    if found is not None or deps.dashboard is None:
+        return store, found
+    added = DashboardLogStore.for_arm(deps.dashboard, run_dir)
+    return MultiplexLogStore.of([store, added]), added
+
+
+def _finish_quietly(dashboard: DashboardLogStore, config: ExperimentConfig, result: Any) -> None:
+    # Bookkeeping: the run's own record is written whatever the dashboard makes of it.
+    try:
+        dashboard.finish_run(config, result)
+    except Exception as exc:
+        log.warning("recording the run's end on the dashboard failed: %s", exc)
 
 
 def _close_quietly(log_store: LogStore) -> None:

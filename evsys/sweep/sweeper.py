@@ -20,6 +20,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from evsys.data.references import preflight_references
 from evsys.errors import ConfigError, Problem
 from evsys.files import write_json_atomically
 from evsys.interrupts import interruption
@@ -35,6 +36,7 @@ from evsys.run.record import (
     write_run_result,
 )
 from evsys.sweep.aggregate import SweepSummary, write_sweep_outputs
+from evsys.sweep.dashboard import open_sweep_experiment
 from evsys.sweep.plan import Arm, SweepAxes, bad_arms
 
 log = logging.getLogger(__name__)
@@ -91,7 +93,10 @@ def run_sweep(
             format_problems(changed, header=f"evsys: cannot resume {sweep_dir}:"), file=sys.stderr
         )
         return EXIT_BAD_INPUT
-    try:  # `python -m evsys` claimed it already; a sweep started otherwise claims it here
+    try:
+        # Every dataset and benchmark reference, resolved (pulled) before any arm starts.
+        preflight_references([arm.config for arm in arms if arm.config is not None])
+        # `python -m evsys` claimed it already; a sweep started otherwise claims it here
         claim(sweep_dir, fresh=False)
     except ConfigError as exc:
         print(format_problems(exc.problems, header=exc.header), file=sys.stderr)
@@ -99,6 +104,9 @@ def run_sweep(
 
     try:
         summary = launch_arms(sweep_dir, config, launcher, arms, max_batch_size)
+    except ConfigError as exc:  # the dashboard refused the sweep's experiment: no arm started
+        print(format_problems(exc.problems, header=exc.header), file=sys.stderr)
+        return EXIT_BAD_INPUT
     finally:
         release(sweep_dir)
     code = report_sweep(summary)
@@ -133,15 +141,38 @@ def launch_arms(
     launcher: Any,
     arms: list[Arm],
     max_batch_size: int | None,
+    dashboard: Any = None,
 ) -> SweepSummary:
     """Launch the arms of a validated sweep that have not completed yet; aggregate them all.
 
     ``config`` is the sweep's config with its ``hydra`` node (saved as ``multirun.yaml``, which
     ``evsys resume`` replays); ``launcher`` has Hydra's ``launch(jobs, initial_job_idx)``.
+    ``dashboard``: a DashboardClient or its settings (``Experiment(store=...)``); with it, or a
+    ``dashboard`` log store, the sweep is one experiment on the dashboard (ConfigError when the
+    dashboard refuses it, before any arm starts).
     """
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(config, sweep_dir / "multirun.yaml")
-    _write_plan(sweep_dir, config, arms)
+    plan = _plan(sweep_dir, config, arms)
+    experiment = open_sweep_experiment(sweep_dir, arms, plan, dashboard)
+    try:
+        OmegaConf.save(config, sweep_dir / "multirun.yaml")
+        write_json_atomically(sweep_dir / PLAN, plan)
+        summary = _launch_pending(sweep_dir, launcher, arms, max_batch_size)
+    except BaseException:
+        if experiment is not None:
+            experiment.close()
+        raise
+    if experiment is not None:
+        try:
+            experiment.conclude(summary)
+        except Exception as exc:  # bookkeeping: the sweep's own files say it all
+            log.warning("recording the sweep's outcome on the dashboard failed: %s", exc)
+    return summary
+
+
+def _launch_pending(
+    sweep_dir: Path, launcher: Any, arms: list[Arm], max_batch_size: int | None
+) -> SweepSummary:
     pending = [arm for arm in arms if not is_completed(sweep_dir / arm.name)]
     log.info("sweep %s: %d arms, %d to run", sweep_dir, len(arms), len(pending))
     run_pending_arms(sweep_dir, launcher, pending, max_batch_size)
@@ -261,26 +292,24 @@ def _show(value: Any) -> str:
     return json.dumps(value, default=str)
 
 
-def _write_plan(sweep_dir: Path, config: DictConfig, arms: list[Arm]) -> None:
+def _plan(sweep_dir: Path, config: DictConfig, arms: list[Arm]) -> dict[str, Any]:
+    """What ``sweep_plan.json`` holds."""
     first = arms[0].config if arms else None
     success = first.metadata.success_metric if first else None
-    write_json_atomically(
-        sweep_dir / PLAN,
-        {
-            "name": first.name if first else sweep_dir.name,
-            "created_at": datetime.now(UTC).isoformat(),
-            "hypothesis": first.metadata.hypothesis if first else "",
-            "success_metric": success.model_dump() if success else None,
-            "launcher": OmegaConf.select(config, "hydra.launcher._target_"),
-            # each arm's config, so that a refused resume can say which setting changed
-            "arms": [
-                {**arm.plan_entry(), "config": redact(arm.config.model_dump(mode="json"))}
-                if arm.config
-                else arm.plan_entry()
-                for arm in arms
-            ],
-        },
-    )
+    return {
+        "name": first.name if first else sweep_dir.name,
+        "created_at": datetime.now(UTC).isoformat(),
+        "hypothesis": first.metadata.hypothesis if first else "",
+        "success_metric": success.model_dump() if success else None,
+        "launcher": OmegaConf.select(config, "hydra.launcher._target_"),
+        # each arm's config, so that a refused resume can say which setting changed
+        "arms": [
+            {**arm.plan_entry(), "config": redact(arm.config.model_dump(mode="json"))}
+            if arm.config
+            else arm.plan_entry()
+            for arm in arms
+        ],
+    }
 
 
 def _set_aside_previous_attempt(sweep_dir: Path, arm: Arm) -> None:
