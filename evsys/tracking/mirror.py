@@ -53,20 +53,22 @@ class Mirror:
         self.segment = segment or segment_name()
         self.writes_path = self.log_dir / f"{self.segment}{WRITES_SUFFIX}"
         self.sent_path = self.log_dir / f"{self.segment}{SENT_SUFFIX}"
-        self._writes = self.writes_path.open("a", encoding="utf-8")
+        self._writes = None  # opened by the first write: a client that only reads leaves no file
         self._sent = None
         self._lock = threading.Lock()
 
     def append(self, line: str) -> None:
         """Append one write, already encoded as a JSON line (``encode_write``)."""
         with self._lock:
+            if self._writes is None:
+                self._writes = self.writes_path.open("a", encoding="utf-8")
             self._writes.write(line)
             self._writes.flush()  # in the OS now: a killed process loses no line
 
     def sync_to_disk(self) -> None:
         """fsync what was appended: called once per batch, before the batch is sent."""
         with self._lock:
-            if self._writes.closed:
+            if self._writes is None or self._writes.closed:
                 return
             fd = self._writes.fileno()  # its lines are flushed to it: append() flushes each
         # outside the lock: a slow disk must not hold up the training thread's next append
