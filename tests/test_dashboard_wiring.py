@@ -24,21 +24,6 @@ from tests.dashboard_process import ServiceProcess, new_key
 
 pytest.importorskip("fastapi")
 
-SERVE = """
-import sys, uvicorn
-from evsys.dashboard.app import create_app
-uvicorn.run(create_app(sys.argv[1], sys.argv[2]), host="127.0.0.1", port=int(sys.argv[3]),
-            log_level="warning")
-"""
-MAKE_KEY = """
-import sys
-from evsys.dashboard.auth import create_key
-from evsys.dashboard.db import make_engine, sessions, upgrade
-engine = make_engine(sys.argv[1]); upgrade(engine)
-with sessions(engine)() as session:
-    key, _, _ = create_key(session, sys.argv[2]); session.commit()
-print(key)
-"""
 SWEEP = [
     "--multirun",
     "backend=mock",
@@ -183,6 +168,48 @@ def test_a_mock_sweep_is_one_experiment_with_its_plan_arms_steps_and_conclusion(
         assert predictions[0]["completion"] == json.loads(written[0])["prediction"]
         # each arm's mirror is in its own directory
         assert list((sweep / name / "dashboard").glob("*.writes.jsonl"))
+
+
+@sqlite_only
+def test_an_evolve_sweep_is_one_experiment_with_a_record_per_generation(
+    project: Project, workdir: Path
+) -> None:
+    pytest.importorskip("optuna", reason="pip install 'evsys[evolve]'")
+    done = run_evsys(
+        "--multirun",
+        "hydra/sweeper=evolve",
+        "log_store=jsonl_dashboard",
+        "+backend.params.landscape={}",
+        "metadata.success_metric=eval/exact_match",
+        "algorithm.params.max_steps=5",
+        "algorithm.params.learning_rate=tag(log, interval(1e-5, 1e-2))",
+        "hydra.sweeper.generations=2",
+        "hydra.sweeper.population=2",
+        "hydra.sweep.dir=evo",
+        cwd=workdir,
+        env=project.env(),
+    )
+    assert done.returncode == 0, done.stderr
+    sweep = workdir / "evo"
+    tree = json.loads((sweep / "lineage.json").read_text())
+    experiment_id = json.loads((sweep / "dashboard_experiment.json").read_text())["experiment_id"]
+    with project.client() as client:
+        experiment = client.get_experiment(experiment_id)
+        runs = {run["name"]: run["id"] for run in client.list_runs(experiment_id=experiment_id)}
+
+    assert sorted(runs) == sorted(arm["name"] for arm in tree["arms"])
+    assert experiment["status"] == "completed" and experiment["sweep_plan"]["sweeper"] == "evolve"
+    generations = sorted(experiment["generations"], key=lambda g: g["index"])
+    assert [(g["index"], g["status"], g["proposer"]) for g in generations] == [
+        (0, "completed", "optuna"),
+        (1, "completed", "optuna"),
+    ]
+    for generation in generations:
+        names = [a["name"] for a in tree["arms"] if a["generation"] == generation["index"]]
+        assert sorted(generation["summary"]["arms"]) == sorted(runs[name] for name in names)
+    assert generations[1]["summary"]["parent_runs"]  # generation 1 grew from generation 0
+    best_arm = json.loads((sweep / "sweep_result.json").read_text())["best_arm"]
+    assert experiment["best_run_id"] == runs[best_arm]
 
 
 @sqlite_only

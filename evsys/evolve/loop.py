@@ -52,6 +52,8 @@ class EvolutionContext:
     objectives: list[Objective]
     population: int
     hypothesis: str = ""
+    base_arm: Any = None
+    """The fixed overrides' arm, pre-flighted (the sweep's experiment on the dashboard)."""
     store: EvolveStore | None = None
     illegal: int = 0
     """Proposals refused as illegal, in every session of the sweep."""
@@ -141,6 +143,7 @@ def prepare(
         objectives=objectives,
         population=settings.population,
         hypothesis=base_arm.config.metadata.hypothesis,
+        base_arm=base_arm,
     )
 
 
@@ -224,8 +227,10 @@ def run_evolution(
 ) -> int:
     """Run (or resume) the evolve sweep of ``config``; returns the exit code (2 bad input, 1 an
     arm did not complete, 0 every arm completed)."""
+    from evsys.evolve.dashboard import DashboardGenerations
     from evsys.output_dirs import claim, release
     from evsys.report import format_problems
+    from evsys.sweep.dashboard import open_sweep_experiment
     from evsys.sweep.sweeper import report_sweep
 
     sweep_dir = Path(config.hydra.sweep.dir)
@@ -240,10 +245,22 @@ def run_evolution(
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(config, sweep_dir / "multirun.yaml")  # what `evsys resume` replays
         store = EvolveStore.for_sweep(sweep_dir, settings.storage)
+        experiment = None
         try:
-            loop = Evolution(sweep_dir, config, launcher, settings, context, store, max_batch_size)
-        except ConfigError as exc:  # the proposer could not be built (its client, say)
+            plan = {"sweeper": "evolve", "settings": settings.model_dump(mode="json")}
+            experiment = open_sweep_experiment(sweep_dir, [context.base_arm], plan, None)
+            tracker = (
+                DashboardGenerations(experiment, settings.proposer.kind)
+                if experiment is not None
+                else load_tracker(settings.tracker, sweep_dir)
+            )
+            loop = Evolution(
+                sweep_dir, config, launcher, settings, context, store, max_batch_size, tracker
+            )
+        except ConfigError as exc:  # the proposer or the dashboard refused (its client, say)
             store.close()
+            if experiment is not None:
+                experiment.close()
             print(format_problems(exc.problems, header=exc.header), file=sys.stderr)
             return EXIT_BAD_INPUT
         try:
@@ -253,8 +270,13 @@ def run_evolution(
                 return EXIT_BAD_INPUT
             loop.run()
             summary = loop.write_outputs()
+            if experiment is not None:
+                experiment.conclude(summary)
+                experiment = None
         finally:
             store.close()
+            if experiment is not None:
+                experiment.close()
     finally:
         release(sweep_dir)
     code = report_sweep(summary)
@@ -278,6 +300,7 @@ class Evolution:
         context: EvolutionContext,
         store: EvolveStore,
         max_batch_size: int | None,
+        tracker: Any = None,
     ):
         from evsys.evolve.proposers import make_proposer
 
@@ -289,7 +312,7 @@ class Evolution:
         context.illegal = len(store.load_illegal())  # earlier sessions' count too
         self.proposer = make_proposer(settings, context)
         self.proposer.replay(self.arms)
-        self.tracker = load_tracker(settings.tracker, sweep_dir)
+        self.tracker = tracker
         self.checked: dict[str, Any] = {}  # arm name → its pre-flighted Arm
         self.started = time.monotonic()
 
@@ -368,11 +391,13 @@ class Evolution:
         self._launch(generation, pending)
         self.store.complete_generation(generation)
         self._write_lineage()
+        parents = {name for _, proposal in pending if proposal for name in proposal.parents}
         self._tell_tracker(
             "update_generation",
             generation=generation,
             arms={arm.name: arm.state for arm, _ in pending},
             best=[a.name for a in self.context.best_arms(self.arms, 1)],
+            parents=sorted(parents),
         )
 
     def _room(self, generation: int) -> int:
@@ -646,7 +671,7 @@ def load_tracker(spec: str | None, sweep_dir: Path) -> Any:
 
     Its optional methods, called with keywords: ``create_generation(sweep_dir, generation)``
     when a generation starts, ``update_generation(sweep_dir, generation, arms={name: state},
-    best=[name])`` when it ended. A tracker that fails is logged, never the loop's end."""
+    best=[name], parents=[name])`` when it ended. A tracker that fails is logged, never the loop's end."""
     if not spec:
         return None
     module_name, _, attribute = spec.partition(":")
