@@ -268,8 +268,8 @@ BAD = {
     ),
     "dataset_by_id": (
         (EXAMPLES / "dataset_by_id.yaml").read_text(),
-        "run.data.dataset_id: datasets by dashboard id or name are not resolved yet",
-        ":8",
+        "dataset_id 'ds-123' cannot be resolved: no dashboard is configured",
+        ":7",
     ),
     "not_yaml": ("name: x\nrun: [\n", "not valid YAML", ":3"),
     "name_is_a_path": (

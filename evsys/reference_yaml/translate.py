@@ -311,12 +311,12 @@ def quoted(text: str) -> str:
 
 
 def _unsupported(config: ReferenceConfig) -> list[Problem]:
-    """What the file says that evsys cannot do: keys Hydra's grammar cannot spell, and data
-    named by a dashboard id. Paths are the file's keys."""
+    """What the file says that evsys cannot do: keys Hydra's grammar cannot spell. Paths are
+    the file's keys."""
     raw = config.model_dump(exclude_none=True, exclude={"matrix"})
     if config.matrix is not None:
         raw["matrix"] = {"base_run": config.matrix.base_run}
-    problems = [
+    return [
         Problem(
             path=path,
             message="a key Hydra's override grammar cannot spell",
@@ -325,27 +325,6 @@ def _unsupported(config: ReferenceConfig) -> list[Problem]:
         )
         for path in _unpassable_keys(raw)
     ]
-    for path, data in _data_blocks(raw):
-        for key in ("dataset_id", "dataset_name"):
-            if key in data:
-                problems.append(
-                    Problem(
-                        path=f"{path}.{key}",
-                        message="datasets by dashboard id or name are not resolved yet (no "
-                        "dashboard serves them): give the rows' local file as `path`",
-                        value=data[key],
-                    )
-                )
-    return problems
-
-
-def _data_blocks(raw: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    runs = [("run", raw.get("run")), ("matrix.base_run", raw.get("matrix", {}).get("base_run"))]
-    runs += [(f"runs[{i}]", run) for i, run in enumerate(raw.get("runs") or [])]
-    blocks = [(f"{where}.data", run.get("data")) for where, run in runs if isinstance(run, dict)]
-    stages = (raw.get("continual") or {}).get("datasets") or []
-    blocks += [(f"continual.datasets[{i}]", stage) for i, stage in enumerate(stages)]
-    return [(path, block) for path, block in blocks if isinstance(block, dict)]
 
 
 def _unpassable_keys(node: Any, prefix: str = "") -> list[str]:
