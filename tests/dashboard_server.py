@@ -179,6 +179,21 @@ def dashboard(
         yield service
 
 
+SMALL_MAX_BODY = 256 * 1024
+SMALL_MAX_UPLOAD = 1024 * 1024
+
+
+@pytest.fixture(scope="module", params=DATABASES)
+def small_limits_dashboard(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[DashboardService]:
+    """As ``dashboard``, with request limits small enough for a test to exceed them."""
+    directory = tmp_path_factory.mktemp("dashboard")
+    limits = {"max_body": SMALL_MAX_BODY, "max_upload": SMALL_MAX_UPLOAD}
+    with running_dashboard(request.param, directory, **limits) as service:
+        yield service
+
+
 @pytest.fixture(params=DATABASES)
 def fresh_dashboard(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DashboardService]:
     """A service of its own for one test, on an empty database."""

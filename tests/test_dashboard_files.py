@@ -13,25 +13,18 @@ import pytest
 
 pytest.importorskip("fastapi", reason="the dashboard extra: pip install 'evsys[dashboard]'")
 from dashboard_server import (  # noqa: E402
-    DATABASES,
+    SMALL_MAX_BODY,
+    SMALL_MAX_UPLOAD,
     DashboardService,
     ProjectClient,
-    running_dashboard,
 )
 
-MAX_BODY = 256 * 1024
-MAX_UPLOAD = 1024 * 1024
+MAX_BODY, MAX_UPLOAD = SMALL_MAX_BODY, SMALL_MAX_UPLOAD
 
 
-@pytest.fixture(scope="module", params=DATABASES)
-def service(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[DashboardService]:
-    directory = tmp_path_factory.mktemp("dashboard")
-    with running_dashboard(
-        request.param, directory, max_body=MAX_BODY, max_upload=MAX_UPLOAD
-    ) as running:
-        yield running
+@pytest.fixture
+def service(small_limits_dashboard: DashboardService) -> DashboardService:
+    return small_limits_dashboard
 
 
 @pytest.fixture
