@@ -447,6 +447,7 @@ def test_experiments_and_runs_list_what_the_dashboard_holds(
 # -- faults ------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_service_killed_mid_sweep_then_sync_gives_exactly_the_local_files(
     killable: tuple[ServiceProcess, Project], workdir: Path
 ) -> None:

@@ -158,6 +158,7 @@ def tracker(sweep_dir):
 """
 
 
+@pytest.mark.slow
 def test_resume_continues_after_the_last_complete_generation(workdir: Path) -> None:
     (workdir / "stopper.py").write_text(STOPPER)
     args = [*EVOLVE, *SPACE, "hydra.sweeper.generations=3", "hydra.sweeper.population=3"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from conftest import require  # noqa: E402
 
 require("trl", "pip install 'evsys[local]'")
@@ -17,6 +18,7 @@ from evsys.run.runner import run_arm  # noqa: E402
 LOCAL = ["backend=local", "model=tiny", "eval.max_tokens=8", "eval.n_samples=4"]
 
 
+@pytest.mark.slow
 def test_two_ranks_train_one_adapter_and_rank_0_records_it(workdir: Path) -> None:
     overrides = [
         *LOCAL,
@@ -46,6 +48,7 @@ def test_two_ranks_train_one_adapter_and_rank_0_records_it(workdir: Path) -> Non
     assert 0.0 <= record["metrics"]["eval/exact_match"] <= 1.0  # eval ran in the arm's process
 
 
+@pytest.mark.slow
 def test_a_batch_that_does_not_split_over_the_ranks_is_named(workdir: Path) -> None:
     overrides = [*LOCAL, "backend.params.num_processes=2", "algorithm.params.batch_size=3"]
     _, config = compose_and_validate(overrides)
