@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import random
@@ -17,7 +18,9 @@ _WORD = re.compile(r"[a-z0-9]+")
 _EXAMPLE_LINE = re.compile(r"^\s*(?:[-*]\s+)?(?P<prompt>\S.*?)\s*=>\s*(?P<answer>\S.*?)\s*$", re.M)
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def words(text: str) -> frozenset[str]:
+    # Cached: recall() compares a prompt with every remembered one, at every training row.
     return frozenset(_WORD.findall(text.lower()))
 
 
