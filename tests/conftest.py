@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -180,3 +181,10 @@ def harbor_tasks_rewarding_digits(directory: Path) -> tuple[list[str], list[tupl
         "algorithm.params.max_tokens=8",
     ]
     return overrides, calls
+
+
+def readme_block(heading: str, index: int = 0) -> str:
+    """The ``index``-th python block of the README section under ``heading``."""
+    text = (REPO / "README.md").read_text()
+    section = text.split(f"\n{heading}\n", 1)[1].split("\n## ", 1)[0].split("\n### ", 1)[0]
+    return re.findall(r"```python\n(.*?)```", section, re.S)[index]

@@ -5,12 +5,11 @@ test_tinker_backend.py."""
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO, metrics_lines, run_evsys, run_in_process
+from conftest import REPO, metrics_lines, readme_block, run_evsys, run_in_process
 
 from evsys.callbacks import Stop
 from evsys.registry import CALLBACKS, register_callback
@@ -21,13 +20,6 @@ VAL_METRIC = "val/tool_selection_val/exact_match"
 
 def val_every(steps: int) -> str:
     return f"+metadata.benchmark=[{{path: '{VALIDATION}', tags: [val], run_every: {steps}}}]"
-
-
-def readme_block(heading: str, index: int = 0) -> str:
-    """The ``index``-th python block of the README section under ``heading``."""
-    text = (REPO / "README.md").read_text()
-    section = text.split(f"\n{heading}\n", 1)[1].split("\n## ", 1)[0].split("\n### ", 1)[0]
-    return re.findall(r"```python\n(.*?)```", section, re.S)[index]
 
 
 def callbacks(*entries: str) -> str:

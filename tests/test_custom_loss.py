@@ -9,8 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import metrics_lines, require, run_in_process  # noqa: E402
-from test_callbacks import readme_block  # noqa: E402
+from conftest import (  # noqa: E402
+    metrics_lines,
+    readme_block,  # noqa: E402
+    require,
+    run_in_process,
+)
 
 require("torch", "pip install 'evsys[local]'")
 require("trl", "pip install 'evsys[local]'")
