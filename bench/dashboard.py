@@ -23,24 +23,19 @@ import argparse
 import contextlib
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-SERVE = """
-import sys, uvicorn
-from evsys.dashboard.app import create_app
-uvicorn.run(create_app(sys.argv[1], sys.argv[2]), host="127.0.0.1", port=int(sys.argv[3]),
-            log_level="warning")
-"""
+sys.path.insert(0, str(REPO))  # the service process the fault tests use serves the bench too
+from tests.dashboard_process import ServiceProcess, new_key  # noqa: E402
+
 TARGET_RATIO = 1.5
 
 
@@ -82,40 +77,6 @@ def database(url: str | None, directory: Path) -> Iterator[str]:
         with admin.begin() as connection:
             connection.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
         admin.dispose()
-
-
-@contextlib.contextmanager
-def service(db_url: str, directory: Path) -> Iterator[tuple[str, str]]:
-    """The service in a process of its own; yields its URL and a project key."""
-    from evsys.dashboard.auth import create_key
-    from evsys.dashboard.db import make_engine, sessions, upgrade
-
-    engine = make_engine(db_url)
-    upgrade(engine)
-    with sessions(engine)() as session:
-        key, _, _ = create_key(session, "bench")
-        session.commit()
-    engine.dispose()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    command = [sys.executable, "-c", SERVE, db_url, str(directory / "store"), str(port)]
-    process = subprocess.Popen(command, env={**os.environ, "PYTHONPATH": str(REPO)})
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/api/dashboard/api/health", timeout=1)
-                break
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError("the dashboard service did not start") from None
-                time.sleep(0.2)
-        yield url, key
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 # -- 1. load: concurrent arms ----------------------------------------------------------------------
@@ -253,11 +214,14 @@ def main() -> None:
     args = parser.parse_args()
     directory = Path(tempfile.mkdtemp(prefix="evsys-bench-dashboard-"))
     url = postgres_url(args.db)
-    with database(url, directory) as db_url, service(db_url, directory) as (service_url, key):
-        print(f"service on {'PostgreSQL' if url else 'SQLite'}")
-        if not args.skip_load:
-            load(service_url, key, args.arms, args.steps, directory)
-        cost_per_call(service_url, key, args.calls, args.rounds, directory)
+    (directory / "store").mkdir()
+    with database(url, directory) as db_url:
+        key = new_key(db_url, "bench")
+        with ServiceProcess(db_url, directory / "store") as service:
+            print(f"service on {'PostgreSQL' if url else 'SQLite'}")
+            if not args.skip_load:
+                load(service.url, key, args.arms, args.steps, directory)
+            cost_per_call(service.url, key, args.calls, args.rounds, directory)
 
 
 if __name__ == "__main__":
