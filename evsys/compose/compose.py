@@ -275,16 +275,7 @@ def _config_files_state() -> tuple[Any, ...]:
     """Every config file on the search path, with its size and modification time."""
     cwd = Path.cwd().resolve()
     roots = [config_dir(), experiments_dir(), cwd / "conf", cwd / "experiments"]
-    state: list[Any] = [str(cwd)]
-    for root in roots:
-        for folder, _, files in os.walk(root):
-            for name in files:
-                try:
-                    stat = os.stat(os.path.join(folder, name))
-                except OSError:
-                    continue
-                state.append((folder, name, stat.st_mtime_ns, stat.st_size))
-    return tuple(state)
+    return (str(cwd), *stored.files_state([str(root) for root in roots]))
 
 
 def _merge_defaults_list(group_overrides: list[Override], config_name: str) -> Defaults:

@@ -94,7 +94,7 @@ def _stamp(roots: list[str]) -> str:
     from evsys.compose.nodes import GROUP_NODES
 
     parts: list[Any] = [FORMAT, __version__, sys.version, os.getcwd()]
-    parts += _files_state([*roots, *_plugin_folders(), str(PACKAGE_DIR / "compose")])
+    parts += files_state([*roots, *_plugin_folders(), str(PACKAGE_DIR / "compose")])
     parts += installed_distributions()
     parts.append(json.dumps(GROUP_NODES, sort_keys=True, default=str))
     return hashlib.sha1(repr(parts).encode()).hexdigest()
@@ -124,7 +124,7 @@ def _plugin_folders() -> list[str]:
     return list(spec.submodule_search_locations or []) if spec is not None else []
 
 
-def _files_state(roots: list[str]) -> list[Any]:
+def files_state(roots: list[str]) -> list[Any]:
     """Every file under ``roots`` with its size and modification time (bytecode left out)."""
     state: list[Any] = []
     for root in roots:
