@@ -39,6 +39,14 @@ def cache_dir() -> Path:
     return Path(root)
 
 
+def display_path(path: str | os.PathLike[str]) -> str:
+    """``path`` as a report shows it: relative to the working directory (``conf/model/x.yaml``)."""
+    try:
+        return os.path.relpath(path)
+    except ValueError:  # on another drive
+        return str(path)
+
+
 def primary_config_name() -> str:
     """The primary config: ``config`` (the default experiment), or the one ``EVSYS_CONFIG_NAME``
     names, e.g. ``base`` (every group's default option and no experiment)."""

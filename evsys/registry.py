@@ -46,10 +46,17 @@ def generation() -> int:
     return _generation
 
 
-def _changed() -> None:
+def _changed(obj: Any = None) -> None:
+    """Count a change, unless it is loading's, or ``obj`` is one of evsys's own extensions: a
+    module of evsys's imported directly (``evsys.log_stores.dashboard`` for one function)
+    registers what loading would, the same in every process."""
     global _generation
-    if not _loading_depth:
+    if not _loading_depth and not _is_evsys_own(obj):
         _generation += 1
+
+
+def _is_evsys_own(obj: Any) -> bool:
+    return obj is not None and str(getattr(obj, "__module__", "")).startswith("evsys.")
 
 
 def closest(name: str, candidates: list[str] | tuple[str, ...] | Any) -> str | None:
@@ -94,7 +101,7 @@ class Registry:
         if isinstance(obj, type):
             obj.name = name  # the registry key is the extension's name, as the reference says
         self._entries[name] = obj
-        _changed()
+        _changed(obj)
 
     def remove(self, name: str) -> None:
         self._entries.pop(name, None)
@@ -285,7 +292,7 @@ def register_algorithm(
                 f"{_qualname(existing)}; pass overwrite_ok=True to replace it."
             )
         _IMPLEMENTATIONS[key] = cls
-        _changed()
+        _changed(cls)
         return cls
 
     return decorator

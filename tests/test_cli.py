@@ -114,6 +114,27 @@ def test_validate_all_experiments(workdir: Path) -> None:
     assert report["broken"]["problems"][0]["suggestion"] == "seed"
 
 
+def test_a_config_file_that_is_not_yaml_is_reported_with_its_line(workdir: Path) -> None:
+    (workdir / "conf" / "model").mkdir(parents=True)
+    (workdir / "conf" / "model" / "broken.yaml").write_text("name: [\n")
+    report = "conf/model/broken.yaml, line 2: not valid YAML: expected the node content"
+    for args, module in (
+        (["validate", "model=broken"], False),
+        (["plan", "model=broken,tiny"], False),
+        (["model=broken"], True),
+        (["--multirun", "model=broken,tiny"], True),
+    ):
+        done = run_evsys(*args, cwd=workdir, module=module)
+        assert done.returncode == 2, (args, done.stderr)
+        assert report in done.stdout + done.stderr, args
+        assert "Traceback" not in done.stderr, args
+    # Hydra prints the config itself (evsys checks nothing first): its one-line error.
+    printed = run_evsys("model=broken", "--cfg", "job", cwd=workdir)
+    assert printed.returncode == 1
+    assert report in printed.stderr and "Traceback" not in printed.stderr
+    assert not (workdir / "outputs").exists()
+
+
 def test_list_and_schema(workdir: Path) -> None:
     listing = json.loads(run_evsys("list", "--json", cwd=workdir, module=False).stdout)
     assert {e["name"] for e in listing["algorithm"]} >= {"sft", "rl"}

@@ -65,8 +65,16 @@ def _hydra_stand_in(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(evsys.app, "hydra", _HydraStandIn)
 
 
-def _call(entry, argv: list[str], where: Path) -> tuple[str, str]:
-    """("refused" | "accepted" | "crashed: …", output) of one entry point."""
+def _call(
+    entry, argv: list[str], where: Path, files: dict[str, str] | None = None
+) -> tuple[str, str]:
+    """("refused" | "accepted" | "crashed: …", output) of one entry point, with ``files``
+    (relative path → text, part of the input) written into ``where`` first."""
+    files = files or {}
+    for name, text in files.items():
+        (where / name).parent.mkdir(parents=True, exist_ok=True)
+        (where / name).write_text(text)
+    inputs = set(files) | {str(folder) for name in files for folder in Path(name).parents}
     out = io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
         try:
@@ -80,6 +88,7 @@ def _call(entry, argv: list[str], where: Path) -> tuple[str, str]:
         else:
             outcome = "returned"
     written = sorted(str(p.relative_to(where)) for p in where.rglob("*"))
+    written = [path for path in written if path not in inputs]
     output_dirs._release_all()  # what an accepted run claimed, as at its exit
     _empty(where)
     if outcome == "refused":
@@ -92,12 +101,14 @@ def _empty(where: Path) -> None:
         path.rmdir() if path.is_dir() else path.unlink()
 
 
-def _entry_points(overrides: list[str], where: Path) -> dict[str, tuple[str, str]]:
+def _entry_points(
+    overrides: list[str], where: Path, files: dict[str, str] | None = None
+) -> dict[str, tuple[str, str]]:
     return {
-        "validate": _call(cli_main, ["validate", *overrides], where),
-        "plan": _call(cli_main, ["plan", *overrides], where),
-        "run": _call(evsys.app.main, list(overrides), where),
-        "multirun": _call(evsys.app.main, ["--multirun", *overrides], where),
+        "validate": _call(cli_main, ["validate", *overrides], where, files),
+        "plan": _call(cli_main, ["plan", *overrides], where, files),
+        "run": _call(evsys.app.main, list(overrides), where, files),
+        "multirun": _call(evsys.app.main, ["--multirun", *overrides], where, files),
     }
 
 
@@ -236,6 +247,17 @@ def test_bad_sweeps_are_refused_by_plan_and_multirun_alike(
         assert outcome in ("accepted", "refused"), f"{lines}: {outcome}\n{output}"
         assert "Traceback" not in output, f"{lines}:\n{output}"
     assert plan[0] == multirun[0], f"{lines}: plan {plan[0]}, --multirun {multirun[0]}"
+
+
+# Text a hand-edited config file may hold: YAML's punctuation, indentation, tabs, odd bytes.
+YAMLISH = st.text(alphabet="ab: -[]{}'\"#&*!|>%@`,\n\t01\x00\ufeff", max_size=40)
+
+
+@FUZZ
+@given(text=YAMLISH)
+def test_a_project_config_file_of_any_text_is_refused_alike(text: str, empty_dir: Path) -> None:
+    files = {"conf/model/edited.yaml": text}
+    _check(_entry_points(["model=edited"], empty_dir, files), [text], must_refuse=False)
 
 
 @pytest.mark.parametrize("lines", [["seed=???"], ["seed=???", "hydra.sweep.dir='_'"]])

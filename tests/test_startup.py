@@ -387,3 +387,81 @@ def test_package_versions_are_read_again_only_when_a_distribution_changes(
         assert record.package_versions() == {"python": "probe"}
     finally:
         record.package_versions.cache_clear()
+
+
+def test_a_config_node_is_built_once_and_every_load_gets_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from omegaconf import OmegaConf
+
+    from evsys.compose import node_cache
+
+    monkeypatch.setenv("EVSYS_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(node_cache, "_memory", {})
+    built: list[str] = []
+
+    def build() -> object:
+        built.append("built")
+        return OmegaConf.create({"a": {"b": 1}})
+
+    first = node_cache.cached_node("probe:one", "a text", build)
+    first.a.b = 2  # Hydra merges into what it loads
+    again = node_cache.cached_node("probe:one", "a text", build)  # from memory
+    monkeypatch.setattr(node_cache, "_memory", {})  # a new process: from disk
+    from_disk = node_cache.cached_node("probe:one", "a text", build)
+    assert built == ["built"]
+    assert again.a.b == 1 and from_disk.a.b == 1 and again is not from_disk
+
+
+def test_an_edited_config_file_is_parsed_again_into_the_same_entry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from evsys.compose import node_cache
+
+    monkeypatch.setenv("EVSYS_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(node_cache, "_memory", {})
+    assert node_cache.yaml_node("conf/model/x.yaml", "name: first\n").name == "first"
+    monkeypatch.setattr(node_cache, "_memory", {})
+    assert node_cache.yaml_node("conf/model/x.yaml", "name: second\n").name == "second"
+    entries = list((tmp_path / "cache").rglob("*.pkl"))
+    assert len(entries) == 1  # the file's entry, overwritten: the cache grows with the files
+    entries[0].write_bytes(entries[0].read_bytes()[:30])  # cut short, e.g. by a full disk
+    monkeypatch.setattr(node_cache, "_memory", {})
+    assert node_cache.yaml_node("conf/model/x.yaml", "name: second\n").name == "second"
+
+
+def test_the_evsys_app_reads_every_config_file_through_the_node_cache(workdir: Path) -> None:
+    (workdir / "conf").mkdir()
+    (workdir / "experiments").mkdir()
+    info = subprocess.run(
+        [sys.executable, "-m", "evsys", "--info", "searchpath"],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    sources = dict(
+        (cell.strip() for cell in line.strip(" |").split("|"))
+        for line in info.stdout.splitlines()
+        if line.count("|") == 3 and "://" in line
+    )
+    assert sources["hydra"] == "evsys-pkg://hydra.conf"
+    assert sources["main"].startswith("evsys-file://")
+    assert sources["project-conf"] == f"evsys-file://{workdir.resolve() / 'conf'}"
+    assert sources["project-experiments"].startswith("evsys-experiments://")
+
+
+def test_importing_a_built_in_extension_module_leaves_the_generation_alone(
+    tmp_path: Path,
+) -> None:
+    # Pre-flight imports evsys.log_stores.dashboard for one function: its package registers
+    # every built-in log store, as loading would. The cached views stay valid.
+    code = (
+        "import evsys.log_stores.dashboard\n"
+        "from evsys import registry\n"
+        "print(registry.generation())"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "0"

@@ -10,7 +10,6 @@ from — a command-line override, or which conf file and group option — so a r
 from __future__ import annotations
 
 import copy
-import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Protocol
 
+import yaml
 from hydra._internal.config_loader_impl import ConfigLoaderImpl
 from hydra._internal.config_repository import IConfigRepository
 from hydra._internal.defaults_list import create_defaults_list
@@ -33,12 +33,13 @@ from omegaconf.errors import OmegaConfBaseException
 
 from evsys import registry
 from evsys.compose import stored
+from evsys.compose.node_cache import yaml_error
 from evsys.compose.nodes import MISSING, PROVIDER, ensure_published
 from evsys.compose.resolvers import register_resolvers
 from evsys.config import ExperimentConfig
 from evsys.errors import ConfigError, Problem
 from evsys.output_dirs import name_problems
-from evsys.paths import config_dir, experiments_dir, primary_config_name
+from evsys.paths import config_dir, display_path, experiments_dir, primary_config_name
 from evsys.registry import closest
 from evsys.validation import validate_experiment
 
@@ -291,8 +292,8 @@ def _merge_defaults_list(group_overrides: list[Override], config_name: str) -> D
             prepend_hydra=True,
             skip_missing=False,
         )
-    except (HydraException, OmegaConfBaseException, ValueError) as exc:
-        problem = Problem(path="defaults", message=_first_line(exc))
+    except (HydraException, OmegaConfBaseException, ValueError, yaml.YAMLError) as exc:
+        problem = Problem(path="defaults", message=_defaults_error(exc))
         return Defaults(cfg=None, hydra=None, sources={}, problems=[problem], choices={})
     try:
         cfg, sources = _merge_defaults(loader, repo, defaults.defaults)
@@ -623,19 +624,12 @@ def _describe(default: ResultDefault, provider: str, path: str | None) -> str:
         return f"hydra's own config {config_path}"
     if path and path.startswith("evsys-experiments://"):
         file = Path(path.removeprefix("evsys-experiments://")) / f"{option}.yaml"
-    elif path and path.startswith("file://"):
-        file = Path(path.removeprefix("file://")) / f"{config_path}.yaml"
+    elif path and path.partition("://")[0] in ("file", "evsys-file"):
+        file = Path(path.partition("://")[2]) / f"{config_path}.yaml"
     else:
         return f"{path}/{config_path}"
-    where = _display_path(file)
+    where = display_path(file)
     return f"{where} ({choice})" if choice and not default.primary else where
-
-
-def _display_path(file: Path) -> str:
-    try:
-        return os.path.relpath(file)
-    except ValueError:
-        return str(file)
 
 
 # -- resolution --------------------------------------------------------------------------------
@@ -743,6 +737,11 @@ def _override_error(exc: BaseException) -> str:
 
 
 _OMEGACONF_DETAIL = re.compile(r"(full_key|object_type|reference_type|key|value)[:=]")
+
+
+def _defaults_error(exc: BaseException) -> str:
+    """Hydra's first line; for a config file that is not YAML, the file and line."""
+    return yaml_error(exc) if isinstance(exc, yaml.YAMLError) else _first_line(exc)
 
 
 def _first_line(exc: BaseException) -> str:

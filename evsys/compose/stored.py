@@ -6,9 +6,9 @@ everything else ``evsys validate`` does. Both depend only on files, so their res
 the cache folder (:func:`evsys.paths.cache_dir`), each entry stamped with everything it was built
 from:
 
-- every file under the config folders it read (``file://`` and ``evsys-experiments://`` entries of
-  its search path: the bundled ``conf/``, the project's ``conf/`` and ``experiments/``, a
-  plugin's folders), with its size and modification time;
+- every file under the config folders it read (``file://``, ``evsys-file://`` and
+  ``evsys-experiments://`` entries of its search path: the bundled ``conf/``, the project's
+  ``conf/`` and ``experiments/``, a plugin's folders), with its size and modification time;
 - the ``hydra_plugins`` packages on ``sys.path`` (search-path plugins, config sources, the
   structured configs of sweepers and launchers) and evsys's own composing code;
 - the installed distributions (Hydra, OmegaConf and every plugin: their metadata folders);
@@ -79,7 +79,7 @@ def config_roots(search_path: Iterable[Any]) -> list[str]:
         scheme, found, where = str(element.path).partition("://")
         if not found:  # a plain folder, as Hydra's primary config path is given
             roots.append(scheme)
-        elif scheme in ("file", "evsys-experiments") and where:
+        elif scheme in ("file", "evsys-file", "evsys-experiments") and where:
             roots.append(where)
     return roots
 

@@ -1,28 +1,26 @@
 """Serve an ``experiments/`` folder as Hydra's ``experiment`` config group.
 
 Experiment files live in a top-level ``experiments/`` folder (not ``conf/experiment/``), where a
-researcher expects them; this source maps ``experiment/<name>`` to ``<folder>/<name>.yaml``.
+researcher expects them; this source maps ``experiment/<name>`` to ``<folder>/<name>.yaml``, read
+through the node cache as the conf folders are.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from hydra._internal.core_plugins.file_config_source import FileConfigSource
 from hydra.core.object_type import ObjectType
 from hydra.plugins.config_source import ConfigResult
+
+from hydra_plugins.evsys_plugins.cached_sources import CachedFileConfigSource
 
 GROUP = "experiment"
 
 
-class ExperimentsConfigSource(FileConfigSource):
+class ExperimentsConfigSource(CachedFileConfigSource):
     @staticmethod
     def scheme() -> str:
         return "evsys-experiments"
-
-    @classmethod
-    def url(cls, folder: Path) -> str:
-        return f"{cls.scheme()}://{folder}"
 
     @staticmethod
     def _inside(config_path: str) -> str | None:

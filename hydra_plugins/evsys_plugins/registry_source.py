@@ -1,17 +1,21 @@
 """Serve the registry's extensions as config group options (``algorithm=sft``, ``backend=mock``).
 
 The nodes are published by evsys (:func:`evsys.compose.nodes.publish_group_nodes`) before Hydra
-composes; each becomes an OmegaConf node only when a composition actually loads it. A process
-that did not start through evsys (a submitit worker composing an arm) loads them on first use.
+composes; each becomes an OmegaConf node only when a composition actually loads it, from the node
+cache once it has been built. A process that did not start through evsys (a submitit worker
+composing an arm) loads them on first use.
 """
 
 from __future__ import annotations
+
+import json
 
 from hydra.core.object_type import ObjectType
 from hydra.plugins.config_source import ConfigLoadError, ConfigResult, ConfigSource
 from omegaconf import OmegaConf
 
 from evsys.compose import nodes as published
+from evsys.compose.node_cache import cached_node
 
 
 def _group_nodes() -> published.GroupNodes:
@@ -31,7 +35,11 @@ class RegistryConfigSource(ConfigSource):
         if node is None:
             raise ConfigLoadError(f"no registered extension for {config_path}")
         return ConfigResult(
-            config=OmegaConf.create(node),
+            config=cached_node(
+                f"registry:{config_path}",
+                json.dumps(node, sort_keys=True),
+                lambda: OmegaConf.create(node),
+            ),
             path=f"{self.scheme()}://",
             provider=self.provider,
             header=ConfigSource._get_header_dict(""),
