@@ -289,3 +289,22 @@ def test_an_llm_answer_is_read_from_a_json_fence() -> None:
 
     answer = 'Here:\n```json\n{"proposals": [{"overrides": ["seed=1"], "why": "w"}]}\n```'
     assert parse_answer(answer) == [{"overrides": ["seed=1"], "parents": [], "why": "w"}]
+
+
+def test_an_experiment_file_picks_the_evolve_sweeper_and_its_search_space(workdir: Path) -> None:
+    (workdir / "experiments").mkdir()
+    (workdir / "experiments" / "evo.yaml").write_text(
+        "# @package _global_\n"
+        "defaults:\n"
+        "  - override /hydra/sweeper: evolve\n"
+        "backend: {params: {landscape: {}}}\n"
+        "algorithm: {params: {max_steps: 10}}\n"
+        f"metadata: {{success_metric: {EM}}}\n"
+        "hydra:\n"
+        "  sweep: {dir: evo}\n"
+        "  sweeper: {generations: 1, population: 2, seed: 3, space: [algorithm.params.lora_rank]}\n"
+    )
+    done = run_evsys("--multirun", "experiment=evo", cwd=workdir)
+    assert done.returncode == 0, done.stderr
+    assert len(records(workdir / "evo")) == 2
+    assert [arm["generation"] for arm in lineage(workdir / "evo")["arms"]] == [0, 0]
