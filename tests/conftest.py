@@ -183,8 +183,8 @@ def harbor_tasks_rewarding_digits(directory: Path) -> tuple[list[str], list[tupl
     return overrides, calls
 
 
-def readme_block(heading: str, index: int = 0) -> str:
-    """The ``index``-th python block of the README section under ``heading``."""
+def readme_block(heading: str, index: int = 0, language: str = "python") -> str:
+    """The ``index``-th ``language`` block of the README section under ``heading``."""
     text = (REPO / "README.md").read_text()
     section = text.split(f"\n{heading}\n", 1)[1].split("\n## ", 1)[0].split("\n### ", 1)[0]
-    return re.findall(r"```python\n(.*?)```", section, re.S)[index]
+    return re.findall(rf"```{language}\n(.*?)```", section, re.S)[index]

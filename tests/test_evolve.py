@@ -9,7 +9,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from conftest import run_evsys
+from conftest import readme_block, run_evsys
 from vendor_servers import OpenAIServer
 
 pytest.importorskip("optuna", reason="pip install 'evsys[evolve]'")
@@ -292,19 +292,22 @@ def test_an_llm_answer_is_read_from_a_json_fence() -> None:
 
 
 def test_an_experiment_file_picks_the_evolve_sweeper_and_its_search_space(workdir: Path) -> None:
+    # The README's experiment file, on the mock landscape and with a budget of two arms.
+    experiment = readme_block("### Evolution: `hydra/sweeper=evolve`", language="yaml")
     (workdir / "experiments").mkdir()
-    (workdir / "experiments" / "evo.yaml").write_text(
-        "# @package _global_\n"
-        "defaults:\n"
-        "  - override /hydra/sweeper: evolve\n"
-        "backend: {params: {landscape: {}}}\n"
-        "algorithm: {params: {max_steps: 10}}\n"
-        f"metadata: {{success_metric: {EM}}}\n"
-        "hydra:\n"
-        "  sweep: {dir: evo}\n"
-        "  sweeper: {generations: 1, population: 2, seed: 3, space: [algorithm.params.lora_rank]}\n"
+    (workdir / "experiments" / "evo.yaml").write_text(experiment)
+    done = run_evsys(
+        "--multirun",
+        "experiment=evo",
+        "+backend.params.landscape={}",
+        "algorithm.params.max_steps=10",
+        "hydra.sweeper.generations=1",
+        "hydra.sweeper.population=2",
+        "hydra.sweep.dir=evo",
+        cwd=workdir,
     )
-    done = run_evsys("--multirun", "experiment=evo", cwd=workdir)
     assert done.returncode == 0, done.stderr
-    assert len(records(workdir / "evo")) == 2
+    arms = records(workdir / "evo")
+    assert len(arms) == 2 and {r["status"] for r in arms.values()} == {"completed"}
+    assert {r["config"]["metadata"]["success_metric"]["name"] for r in arms.values()} == {EM}
     assert [arm["generation"] for arm in lineage(workdir / "evo")["arms"]] == [0, 0]
