@@ -212,6 +212,111 @@ def test_an_evolve_sweep_is_one_experiment_with_a_record_per_generation(
     assert experiment["best_run_id"] == runs[best_arm]
 
 
+# Arms proposed by another sweeper: the real hydra-optuna-sweeper, 3 trials on the mock backend.
+OPTUNA_SWEEP = [
+    "--multirun",
+    "hydra/sweeper=optuna",
+    "hydra/sweeper/sampler=random",
+    "hydra.sweeper.sampler.seed=7",
+    "hydra.sweeper.n_trials=3",
+    "hydra.sweeper.direction=maximize",
+    "backend=mock",
+    "log_store=jsonl_dashboard",
+    "metadata.success_metric=eval/exact_match",
+    "metadata.tags=[optuna]",
+    "algorithm.params.learning_rate=interval(1e-6,1e-4)",
+    "algorithm.params.max_steps=6",
+]
+
+
+@sqlite_only
+def test_an_optuna_sweep_is_one_experiment_with_its_trials_as_runs(
+    project: Project, workdir: Path
+) -> None:
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="pip install 'evsys[dev]'")
+    from evsys.log_stores.dashboard import arm_run_id
+
+    experiment_ids = []
+    for study in ("study1", "study2"):  # two sweeps: two experiments
+        done = run_evsys(*OPTUNA_SWEEP, f"hydra.sweep.dir={study}", cwd=workdir, env=project.env())
+        assert done.returncode == 0, done.stderr
+        recorded = json.loads((workdir / study / "dashboard_experiment.json").read_text())
+        experiment_ids.append(recorded["experiment_id"])
+
+    with project.client() as client:
+        listed = client.list_experiments()
+        experiments = {i: client.get_experiment(i) for i in experiment_ids}
+        runs = {i: client.list_runs(experiment_id=i) for i in experiment_ids}
+        full = {run["id"]: client.get_run(run["id"]) for found in runs.values() for run in found}
+
+    # no trial made an experiment of its own
+    assert (
+        sorted(e["id"] for e in listed) == sorted(experiment_ids) and len(set(experiment_ids)) == 2
+    )
+    for study, experiment_id in zip(("study1", "study2"), experiment_ids, strict=True):
+        sweep = workdir / study
+        local = json.loads((sweep / "sweep_result.json").read_text())
+        experiment = experiments[experiment_id]
+        by_name = {run["name"]: run for run in runs[experiment_id]}
+        assert sorted(by_name) == ["0", "1", "2"]  # every trial is a run of it
+        for name, run in by_name.items():
+            record = json.loads((sweep / name / "run_result.json").read_text())
+            stored = full[run["id"]]
+            assert run["id"] == arm_run_id(experiment_id, name)  # what a retried trial reuses
+            assert stored["status"] == "completed"
+            assert stored["overrides"] == record["overrides"]
+            assert stored["summary"]["eval/exact_match"] == pytest.approx(
+                record["metrics"]["eval/exact_match"]
+            )
+        assert experiment["tags"] == ["optuna"]
+        assert experiment["success_metric"] == "eval/exact_match"
+        assert experiment["status"] == "completed"
+        assert experiment["best_run_id"] == by_name[local["best_arm"]]["id"]
+        assert experiment["best_score"] == pytest.approx(local["best_value"])
+        assert experiment["conclusion"] == local["conclusion"] != ""
+        plan = experiment["sweep_plan"]
+        assert plan["sweeper"].endswith("OptunaSweeper")
+        assert [arm["name"] for arm in plan["arms"]] == ["0", "1", "2"]  # as the sweeper proposed
+
+
+@sqlite_only
+def test_a_rejected_key_stops_an_optuna_sweep_before_any_trial(
+    project: Project, workdir: Path
+) -> None:
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="pip install 'evsys[dev]'")
+    env = project.env(EVSYS_API_KEY="evsys_wrong")
+    done = run_evsys(*OPTUNA_SWEEP, "hydra.sweep.dir=study", cwd=workdir, env=env)
+    assert done.returncode == 2
+    assert "refused the key" in done.stderr and "Traceback" not in done.stderr
+    assert not list((workdir / "study").glob("[0-9]*"))
+
+
+@sqlite_only
+def test_a_resumed_basic_sweep_goes_on_in_the_same_experiment_and_runs(
+    project: Project, workdir: Path
+) -> None:
+    args = ["--multirun", "hydra/sweeper=basic", "backend=mock", "log_store=jsonl_dashboard"]
+    done = run_evsys(*args, "seed=1,2", "hydra.sweep.dir=grid", cwd=workdir, env=project.env())
+    assert done.returncode == 0, done.stderr
+    sweep = workdir / "grid"
+    kept = (sweep / "0" / "run_result.json").read_bytes()
+    (sweep / "1" / "run_result.json").unlink()  # as if the arm had died: resume re-runs it
+    again = evsys_cli("resume", "grid", cwd=workdir, env=project.env())
+    assert again.returncode == 0, again.stderr
+    assert (sweep / "0" / "run_result.json").read_bytes() == kept  # completed: not run again
+
+    experiment_id = json.loads((sweep / "dashboard_experiment.json").read_text())["experiment_id"]
+    with project.client() as client:
+        (experiment,) = client.list_experiments()
+        runs = {r["name"]: r for r in client.list_runs(experiment_id=experiment_id)}
+        steps = client.get_run_steps(runs["1"]["id"])
+    assert experiment["id"] == experiment_id and experiment["status"] == "completed"
+    assert sorted(runs) == ["0", "1"]
+    stored = {(s["step"], s["name"]): s["value"] for s in steps}
+    assert len(stored) == len(steps)  # the second attempt replaced the first's steps
+    assert stored == pytest.approx(logged_steps(sweep / "1"))
+
+
 @sqlite_only
 def test_the_key_is_never_written_to_any_output(project: Project, workdir: Path) -> None:
     done = run_evsys(

@@ -49,11 +49,15 @@ class SweepExperiment:
     experiment_id: str
     owns_client: bool
 
-    def conclude(self, summary: SweepSummary) -> None:
-        """Best arm, best score, conclusion and status, once every arm has ended."""
+    def conclude(self, summary: SweepSummary, sweep_plan: dict[str, Any] | None = None) -> None:
+        """Best arm, best score, conclusion and status, once every arm has ended; ``sweep_plan``
+        replaces the plan the experiment was created with (another sweeper's arms, known only
+        once it has proposed them)."""
         done = not (summary.failed or summary.running or summary.missing)
+        plan = {"sweep_plan": _plan_for_dashboard(sweep_plan)} if sweep_plan is not None else {}
         self.client.update_experiment(
             self.experiment_id,
+            **plan,
             status="completed" if done else "failed",
             best_run_id=arm_run_id(self.experiment_id, summary.best_arm)
             if summary.best_arm

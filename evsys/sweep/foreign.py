@@ -9,8 +9,12 @@ evsys cannot plan every arm up front. It still gives every arm what its own swee
 - each arm validates its own config before it trains (a bad one is recorded failed, untrained),
   returns its objective to the sweeper (:func:`arm_objective`) and skips training when the same
   arm already completed in its directory (a resumed ``basic`` sweep);
+- with the ``dashboard`` log store the sweep is one dashboard experiment, opened by the callback
+  before any arm runs as evsys's sweeper opens it (:mod:`evsys.sweep.dashboard`); each arm
+  creates its run in it, its id derived from the experiment and the arm's directory;
 - at multirun end the callback writes ``sweep_plan.json`` (the arms as proposed), then
-  ``sweep_result.json`` and ``summary.md``, as for any evsys sweep.
+  ``sweep_result.json`` and ``summary.md``, as for any evsys sweep, and records the best run,
+  best score, conclusion and the arms as proposed on the dashboard experiment.
 
 The callback is registered in ``hydra.callbacks`` by ``conf/base.yaml``; with evsys's own sweeper
 it does nothing.
@@ -36,6 +40,8 @@ if TYPE_CHECKING:
     from evsys.errors import ConfigError, Problem
     from evsys.run.runner import ArmOutcome
     from evsys.sweep.aggregate import SweepSummary
+    from evsys.sweep.dashboard import SweepExperiment
+    from evsys.sweep.plan import Arm
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +52,7 @@ from its store, see evsys.evolve.loop)."""
 EVSYS_SWEEPERS = (EVSYS_SWEEPER, EVOLVE_SWEEPER)
 """Sweepers that pre-flight, record and aggregate their arms themselves."""
 _VALUES_CHECKED_PER_KEY = 20  # a long range() is checked at its first values and its last
+PROPOSED_AS_IT_RUNS = "one batch at a time by the sweeper; listed after the sweep ended"
 _OPTUNA_DIRECTIONS = {"maximize": "max", "minimize": "min"}
 
 
@@ -59,17 +66,22 @@ def is_foreign(config: DictConfig) -> bool:
 
 
 class ForeignSweepCallback(Callback):
-    """evsys's pre-flight and aggregation around a sweep that another sweeper drives."""
+    """evsys's pre-flight, dashboard experiment and aggregation around a sweep that another
+    sweeper drives. Hydra calls both hooks on the same instance, in the process that drives the
+    sweep."""
+
+    experiment: SweepExperiment | None = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         if not is_foreign(config):
             return  # evsys's sweeper plans, validates and aggregates itself
-        problems_report = preflight_foreign_sweep(config)
+        problems_report, samples = preflight_foreign_sweep(config)
         if problems_report:
             print(problems_report, file=sys.stderr)
             sys.exit(2)  # SystemExit passes through Hydra's callback guard: nothing has run
         sweep_dir = Path(config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
+        self.experiment = open_foreign_experiment(sweep_dir, config, samples[0])
         OmegaConf.save(config, sweep_dir / "multirun.yaml")  # evsys resume reads the sweeper here
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
@@ -79,19 +91,27 @@ class ForeignSweepCallback(Callback):
         from evsys.errors import DataError
         from evsys.sweep.sweeper import report_sweep
 
+        sweep_dir = Path(config.hydra.sweep.dir)
+        experiment, self.experiment = self.experiment, None
         try:
-            summary = write_foreign_sweep_outputs(Path(config.hydra.sweep.dir), config)
+            summary = write_foreign_sweep_outputs(sweep_dir, config)
         except DataError as exc:  # the sweeper launched nothing
             print(f"evsys: no arm to aggregate: {exc}", file=sys.stderr)
+            if experiment is not None:
+                experiment.client.update_experiment(experiment.experiment_id, status="failed")
+                experiment.close()
             return
+        if experiment is not None:
+            conclude_foreign_experiment(experiment, summary)
         note_sweep_exit_code(report_sweep(summary))
 
 
 # -- before the sweep ----------------------------------------------------------------------------
 
 
-def preflight_foreign_sweep(config: DictConfig) -> str | None:
-    """Every problem of the sample arms and of the sweeper's objectives, as one report; None: ok."""
+def preflight_foreign_sweep(config: DictConfig) -> tuple[str | None, list[Arm]]:
+    """Every problem of the sample arms and of the sweeper's objectives, as one report (None:
+    ok), and the sample arms, composed and validated."""
     from evsys.errors import ConfigError
     from evsys.report import format_problems
     from evsys.sweep.plan import bad_arms, preflight
@@ -100,16 +120,46 @@ def preflight_foreign_sweep(config: DictConfig) -> str | None:
     try:
         samples = sample_arms(_sweep_lines(config))
     except ConfigError as exc:
-        return format_problems(exc.problems)
+        return format_problems(exc.problems), []
     arms = preflight(samples, config_name=config.hydra.job.config_name or "config")
     if bad_arms(arms):
-        return format_bad_arms(arms).replace("arms are invalid", "sample arms are invalid")
+        report = format_bad_arms(arms).replace("arms are invalid", "sample arms are invalid")
+        return report, arms
     assert arms[0].config is not None
     problems = objective_problems(config, arms[0].config)
     if problems:
         header = f"evsys: the sweeper ({sweeper_target(config)}) cannot optimise this experiment:"
-        return format_problems(problems, header=header)
-    return None
+        return format_problems(problems, header=header), arms
+    return None, arms
+
+
+def open_foreign_experiment(
+    sweep_dir: Path, config: DictConfig, sample: Arm
+) -> SweepExperiment | None:
+    """The sweep's dashboard experiment, as evsys's sweeper opens it (None: the arms' log store
+    has no dashboard): created now — or, when the sweep directory names one already (a resumed
+    ``basic`` sweep), that one goes on. Its arms are not known yet: the sweeper proposes them as
+    it runs, and they are listed in the experiment's plan at the end. Each arm finds the id in
+    the sweep directory and creates its run there (:mod:`evsys.log_stores.dashboard`).
+
+    A key the dashboard refuses ends the sweep now with exit code 2, before any arm starts."""
+    from evsys.errors import ConfigError
+    from evsys.report import format_problems
+    from evsys.sweep.dashboard import open_sweep_experiment
+
+    assert sample.config is not None
+    plan = {
+        "name": sample.config.name,
+        "sweeper": sweeper_target(config),
+        "launcher": OmegaConf.select(config, "hydra.launcher._target_"),
+        "proposed": PROPOSED_AS_IT_RUNS,
+        "arms": [],
+    }
+    try:
+        return open_sweep_experiment(sweep_dir, [sample], plan)
+    except ConfigError as exc:
+        print(format_problems(exc.problems, header=exc.header), file=sys.stderr)
+        sys.exit(2)
 
 
 def _sweep_lines(config: DictConfig) -> list[str]:
@@ -311,7 +361,7 @@ def write_foreign_sweep_outputs(sweep_dir: Path, config: DictConfig) -> SweepSum
             "success_metric": found.success_metric,
             "launcher": OmegaConf.select(config, "hydra.launcher._target_"),
             "sweeper": sweeper_target(config),
-            "proposed": "one batch at a time by the sweeper; listed after the sweep ended",
+            "proposed": PROPOSED_AS_IT_RUNS,
             "arms": [
                 {
                     "name": arm.name,
@@ -326,3 +376,15 @@ def write_foreign_sweep_outputs(sweep_dir: Path, config: DictConfig) -> SweepSum
         },
     )
     return write_sweep_outputs(sweep_dir)
+
+
+def conclude_foreign_experiment(experiment: SweepExperiment, summary: SweepSummary) -> None:
+    """Best run, best score, conclusion and status of the sweep's experiment, and its plan now
+    that the arms are known. Bookkeeping: a failure is a warning, the sweep's files hold it all."""
+    from evsys.sweep.aggregate import SWEEP_PLAN
+
+    try:
+        plan = json.loads((summary.sweep_dir / SWEEP_PLAN).read_text(encoding="utf-8"))
+        experiment.conclude(summary, sweep_plan=plan)
+    except Exception as exc:
+        log.warning("recording the sweep's outcome on the dashboard failed: %s", exc)
