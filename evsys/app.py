@@ -27,6 +27,8 @@ EXIT_OK, EXIT_RUN_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 # task return values; with submitit the arms even run in other processes).
 _outcomes: list = []
 _sweep_exit_codes: list[int] = []
+# Exit codes of the deploys a single run's `deploy:` section asked for (1: it failed).
+_deploy_exit_codes: list[int] = []
 
 
 def note_sweep_exit_code(code: int) -> None:
@@ -85,6 +87,11 @@ def _run_task(cfg: DictConfig) -> Any:
     outcome = run_arm(config, run_dir, overrides=overrides)
     _outcomes.append(outcome)
     print(format_run_summary(outcome.record))
+    # Once its record is final. A sweep deploys only its best arm, at its end (the sweeper).
+    if config.deploy is not None and hydra_cfg.mode == RunMode.RUN:
+        from evsys.deploy.actions import deploy_at_run_end
+
+        _deploy_exit_codes.append(deploy_at_run_end(run_dir))
     return foreign.arm_objective(config, outcome.record)
 
 
@@ -180,6 +187,6 @@ def _exit_code() -> int:
     if _sweep_exit_codes:
         return max(_sweep_exit_codes)
     failed = [o for o in _outcomes if o.result.status != "completed"]
-    if not failed:
-        return EXIT_OK
+    if not failed:  # a run that did not complete deployed nothing
+        return max(_deploy_exit_codes, default=EXIT_OK)
     return EXIT_BAD_INPUT if any(o.bad_input for o in failed) else EXIT_RUN_FAILED

@@ -103,7 +103,7 @@ class LogStoreSpec(ExtensionSpec):
 
 
 class DeploySpec(ExtensionSpec):
-    """Where a trained adapter is shipped (``evsys deploy``, or a sweep's best arm)."""
+    """Where a trained adapter is shipped (``evsys deploy``, a single run, a sweep's best arm)."""
 
     registry_kind: ClassVar[str] = "deployer"
 
@@ -451,10 +451,11 @@ class ExperimentConfig(RunConfig):
     )
     deploy: DeploySpec | None = Field(
         None,
-        description="Ship the trained adapter when a sweep ends: its best arm (by "
-        "metadata.success_metric) is deployed with this deployer (`evsys list --kind deployer`), "
-        "and the deployment is recorded in that arm's run_result.json. A single run is "
-        "deployed with `evsys deploy <run dir> --to <kind>`. None: nothing is deployed.",
+        description="Ship the trained adapter with this deployer (`evsys list --kind deployer`): "
+        "a single run once it completed, a sweep's best arm (by metadata.success_metric) when "
+        "the sweep ends. The deployment is recorded in that run's run_result.json; a failed "
+        "deploy exits 1 and leaves the runs as recorded. None: nothing is deployed (`evsys "
+        "deploy <run dir> --to <kind>` ships a run later).",
     )
 
     def run_config(self) -> RunConfig:

@@ -1,4 +1,5 @@
-"""Deploy a run, stop its deployments, deploy a sweep's best arm.
+"""Deploy a run, stop its deployments; deploy what a config's ``deploy`` section asks for: a
+sweep's best arm at the sweep's end, a single run once it completed.
 
 Each step that can fail on bad input (an unknown deployer, bad params, a run without an adapter)
 fails before anything is built or started, with a ConfigError; a target that fails raises
@@ -17,10 +18,13 @@ from pydantic import ValidationError
 from evsys.deploy.protocol import Deployment
 from evsys.deploy.runs import load_source, read_record, record_deployment, update_deployments
 from evsys.errors import ConfigError, EvsysError, Problem
+from evsys.interrupts import reraise_if_interruption
 from evsys.registry import DEPLOYERS
 from evsys.run.record import RUN_RESULT
 
 log = logging.getLogger(__name__)
+
+EXIT_DEPLOY_FAILED = 1
 
 
 def build_deployer(kind: str, params: dict[str, Any] | None = None, *, path: str = "") -> Any:
@@ -86,18 +90,44 @@ def deploy_at_sweep_end(summary: Any) -> int:
     results stand, recorded as they were)."""
     try:
         entry = deploy_best_arm(summary)
-    except ConfigError as exc:
-        print(f"evsys: the best arm was not deployed: {exc}", file=sys.stderr)
-        return 1
-    except EvsysError as exc:
-        print(f"evsys: deploying the best arm failed: {exc}", file=sys.stderr)
-        return 1
+    except Exception as exc:
+        print(f"evsys: {why_not_deployed('the best arm', exc)}", file=sys.stderr)
+        return EXIT_DEPLOY_FAILED
     if entry is not None:
-        print(
-            f"  deployed {summary.best_arm} to {entry['target']}: {entry['endpoint']} "
-            f"(model {entry['model_id']})"
-        )
+        print(f"  deployed {summary.best_arm} to {describe(entry)}")
     return 0
+
+
+def deploy_at_run_end(run_dir: str | Path) -> int:
+    """After a single run: deploy it when it completed and its config has a ``deploy`` section,
+    and print what happened; returns the run's exit code for it: 0 deployed or nothing to do, 1
+    the deploy failed (the run's record stays as it was: completed)."""
+    try:
+        entry = deploy_completed_run(run_dir)
+    except Exception as exc:
+        print(f"evsys: {why_not_deployed('the run', exc)}", file=sys.stderr)
+        return EXIT_DEPLOY_FAILED
+    if entry is not None:
+        print(f"  deployed to {describe(entry)}")
+    return 0
+
+
+def why_not_deployed(what: str, exc: Exception) -> str:
+    """One line on a deploy that failed: a run that cannot be shipped (bad input), a target that
+    failed, or a deployer of another package that raised something else (named by its type, no
+    traceback: the runs it would have shipped are recorded already)."""
+    reraise_if_interruption(exc)  # a cancel or a timeout ends the process, not just the deploy
+    if isinstance(exc, ConfigError):
+        return f"{what} was not deployed: {exc}"
+    if isinstance(exc, EvsysError):
+        return f"deploying {what} failed: {exc}"
+    log.debug("the deployer raised", exc_info=exc)
+    return f"deploying {what} failed: {type(exc).__name__}: {exc}"
+
+
+def describe(entry: dict[str, Any]) -> str:
+    """Where a recorded deployment serves the model, in one line."""
+    return f"{entry['target']}: {entry['endpoint']} (model {entry['model_id']})"
 
 
 def deploy_best_arm(summary: Any) -> dict[str, Any] | None:
@@ -108,11 +138,28 @@ def deploy_best_arm(summary: Any) -> dict[str, Any] | None:
     """
     if not summary.best_arm:
         return None
-    arm_dir = Path(summary.sweep_dir) / summary.best_arm
-    spec = ((read_record(arm_dir).get("config") or {}).get("deploy")) or None
+    return deploy_configured(Path(summary.sweep_dir) / summary.best_arm)
+
+
+def deploy_completed_run(run_dir: str | Path) -> dict[str, Any] | None:
+    """After a single run: deploy it when it completed and its config has a ``deploy`` section.
+
+    Returns the recorded entry; None when there is nothing to deploy (no ``deploy`` section, or
+    a run that did not complete: its failure is reported as the run's). A failure raises.
+    """
+    if read_record(Path(run_dir)).get("status") != "completed":
+        return None
+    return deploy_configured(run_dir)
+
+
+def deploy_configured(run_dir: str | Path) -> dict[str, Any] | None:
+    """Deploy the run in ``run_dir`` as its recorded config's ``deploy`` section says; returns
+    the entry recorded in its ``run_result.json``, None when the config has no such section."""
+    run_dir = Path(run_dir)
+    spec = ((read_record(run_dir).get("config") or {}).get("deploy")) or None
     if not spec:
         return None
-    log.info("deploying the best arm %s with %s", summary.best_arm, spec.get("kind"))
+    log.info("deploying %s with %s", run_dir, spec.get("kind"))
     deployer = build_deployer(spec.get("kind", ""), spec.get("params") or {}, path="deploy")
-    source = load_source(arm_dir)
+    source = load_source(run_dir)
     return record_deployment(source.run_dir, deployer.deploy(source))

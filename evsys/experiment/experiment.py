@@ -21,7 +21,7 @@ as tests do: see :class:`~evsys.run.dependencies.ArmDependencies`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from evsys.benchmarks import Benchmark
 from evsys.checks import metrics_from_code
 from evsys.compose.compose import compose, validate_composition
 from evsys.data.references import preflight_references
+from evsys.deploy.actions import deploy_best_arm, deploy_completed_run, why_not_deployed
 from evsys.errors import ConfigError, Problem
 from evsys.experiment.launcher import TARGET, InProcessLauncher, write_hydra_files
 from evsys.experiment.results import ExperimentResult, experiment_result
@@ -190,11 +191,12 @@ class Experiment:
             arm.config, run_dir, overrides=arm.overrides, dependencies=self.dependencies
         )
         log.info("run %s %s in %s", arm.name, outcome.result.status, run_dir)
+        deployed = _deploy("the run", lambda: deploy_completed_run(run_dir))
         row, _ = read_arm(run_dir, arm.name, arm.plan_entry())
         metadata = arm.config.metadata
         success = metadata.success_metric.model_dump() if metadata.success_metric else None
         summary = summarize(arm.config.name, run_dir, [row], success, metadata.hypothesis)
-        return experiment_result(summary, {arm.name: arm.config})
+        return experiment_result(summary, {arm.name: arm.config}, **deployed)
 
     def _run_sweep(self, arms: list[Arm], sweep_dir: Path) -> ExperimentResult:
         changed = changed_since_plan(sweep_dir, arms)
@@ -210,7 +212,8 @@ class Experiment:
             dashboard=self.dependencies.dashboard,
         )
         log.info("sweep %s: %d arms, best %s", sweep_dir, len(arms), summary.best_arm)
-        return experiment_result(summary, {arm.name: arm.config for arm in arms})
+        deployed = _deploy("the best arm", lambda: deploy_best_arm(summary))
+        return experiment_result(summary, {arm.name: arm.config for arm in arms}, **deployed)
 
     # -- the command's directories and multirun.yaml --------------------------------------------
 
@@ -286,6 +289,18 @@ def experiment_option(path_or_name: str | Path) -> str:
             )
         )
     return path.stem
+
+
+def _deploy(what: str, deploy: Callable[[], dict[str, Any] | None]) -> dict[str, Any]:
+    """The config's ``deploy`` step, as the command takes it once the runs are recorded; a
+    failure is logged and returned in the result (as a failed arm is), not raised: the runs
+    stand."""
+    try:
+        return {"deployment": deploy()}
+    except Exception as exc:
+        message = why_not_deployed(what, exc)
+        log.error("%s", message)
+        return {"deploy_error": message}
 
 
 def _is_hydra_override(line: str) -> bool:

@@ -56,6 +56,11 @@ class ExperimentResult:
     conclusion: str
     summary: SweepSummary = field(repr=False)
     """The aggregate the conclusion was drawn from (``sweep_result.json`` of a sweep)."""
+    deployment: dict[str, Any] | None = None
+    """What the config's ``deploy`` section shipped (the single run, or the sweep's best arm):
+    the entry recorded under ``deployments`` in its ``run_result.json``; None when nothing was."""
+    deploy_error: str | None = None
+    """Why that deploy failed, in one line; the arms' results stand as recorded."""
 
     @property
     def status(self) -> str:
@@ -74,9 +79,14 @@ class ExperimentResult:
 
 
 def experiment_result(
-    summary: SweepSummary, configs: dict[str, ExperimentConfig | None]
+    summary: SweepSummary,
+    configs: dict[str, ExperimentConfig | None],
+    *,
+    deployment: dict[str, Any] | None = None,
+    deploy_error: str | None = None,
 ) -> ExperimentResult:
-    """The result of the arms ``summary`` aggregated; ``configs`` are the arms' validated configs."""
+    """The result of the arms ``summary`` aggregated; ``configs`` are the arms' validated configs,
+    ``deployment`` or ``deploy_error`` what the config's ``deploy`` section led to."""
     arms = [_arm_result(row, configs.get(row.name)) for row in summary.arms]
     by_name = {arm.name: arm for arm in arms}
     return ExperimentResult(
@@ -90,6 +100,8 @@ def experiment_result(
         best_value=summary.best_value,
         conclusion=summary.conclusion,
         summary=summary,
+        deployment=deployment,
+        deploy_error=deploy_error,
     )
 
 
