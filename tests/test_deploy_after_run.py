@@ -169,6 +169,45 @@ def test_a_sweep_whose_deployer_raises_exits_1_with_one_line(
     assert [a["status"] for a in result["arms"]] == ["completed", "completed"]
 
 
+@pytest.mark.parametrize(
+    "sweeper",
+    [
+        ["seed=1,2"],
+        ["hydra/sweeper=basic", "seed=1,2"],
+        [
+            "hydra/sweeper=evolve",
+            "+backend.params.landscape={}",
+            "hydra.sweeper.space=[algorithm.params.lora_rank]",
+            "hydra.sweeper.generations=1",
+            "hydra.sweeper.population=2",
+        ],
+    ],
+    ids=["evsys", "basic", "evolve"],
+)
+def test_every_sweeper_deploys_its_best_arm(
+    workdir: Path, plugin_site: Path, sweeper: list[str]
+) -> None:
+    calls = workdir / "calls.jsonl"
+    env = {"PYTHONPATH": os.pathsep.join([str(plugin_site), os.environ.get("PYTHONPATH", "")])}
+    done = run_evsys(
+        "--multirun",
+        *sweeper,
+        "algorithm.params.max_steps=4",
+        "metadata.success_metric=eval/exact_match",
+        deploy_override(calls),
+        "hydra.sweep.dir=sweep",
+        cwd=workdir,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    best = json.loads((workdir / "sweep" / "sweep_result.json").read_text())["best_arm"]
+    (call,) = calls_in(calls)
+    assert call["run_dir"] == str((workdir / "sweep" / best).resolve())
+    assert [entry["target"] for entry in record(workdir / "sweep" / best)["deployments"]] == [
+        "recorder"
+    ]
+
+
 def test_a_run_that_cannot_be_shipped_exits_1_with_the_reason(workdir: Path) -> None:
     done = run_evsys(
         "algorithm.params.max_steps=2", "deploy={kind: local}", "hydra.run.dir=run", cwd=workdir

@@ -231,7 +231,7 @@ def run_evolution(
     from evsys.output_dirs import claim, release
     from evsys.report import format_problems
     from evsys.sweep.dashboard import open_sweep_experiment
-    from evsys.sweep.sweeper import report_sweep
+    from evsys.sweep.sweeper import finish_sweep
 
     sweep_dir = Path(config.hydra.sweep.dir)
     config_name = config.hydra.job.config_name
@@ -279,9 +279,8 @@ def run_evolution(
                 experiment.close()
     finally:
         release(sweep_dir)
-    code = report_sweep(summary)
-    print(f"  proposals refused as illegal: {context.illegal}")
-    return code
+    print(f"evsys: proposals refused as illegal: {context.illegal}")
+    return finish_sweep(summary)
 
 
 class ProposerGaveNothing(Exception):

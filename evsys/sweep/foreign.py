@@ -89,7 +89,7 @@ class ForeignSweepCallback(Callback):
             return
         from evsys.app import note_sweep_exit_code
         from evsys.errors import DataError
-        from evsys.sweep.sweeper import report_sweep
+        from evsys.sweep.sweeper import finish_sweep
 
         sweep_dir = Path(config.hydra.sweep.dir)
         experiment, self.experiment = self.experiment, None
@@ -103,7 +103,7 @@ class ForeignSweepCallback(Callback):
             return
         if experiment is not None:
             conclude_foreign_experiment(experiment, summary)
-        note_sweep_exit_code(report_sweep(summary))
+        note_sweep_exit_code(finish_sweep(summary))
 
 
 # -- before the sweep ----------------------------------------------------------------------------

@@ -109,9 +109,15 @@ def run_sweep(
         return EXIT_BAD_INPUT
     finally:
         release(sweep_dir)
-    code = report_sweep(summary)
-    from evsys.deploy.actions import deploy_at_sweep_end  # the config's `deploy:` section
+    return finish_sweep(summary)
 
+
+def finish_sweep(summary: SweepSummary) -> int:
+    """The end of any sweep (evsys's, evolve's, another sweeper's): its report, then the deploy of
+    its best arm when the config has a ``deploy:`` section; the sweep's exit code."""
+    from evsys.deploy.actions import deploy_at_sweep_end
+
+    code = report_sweep(summary)
     return max(code, deploy_at_sweep_end(summary))
 
 
