@@ -151,19 +151,47 @@ def _model_in(annotation: Any) -> type[BaseModel] | None:
 def _extension_problems(raw: dict[str, Any]) -> Iterator[Problem]:
     for loc, spec_type, value in _specs_in(ExperimentConfig, raw, ()):
         yield from _spec_problems(loc, spec_type, value)
-    algorithm, backend = raw.get("algorithm"), raw.get("backend")
-    if isinstance(algorithm, dict) and isinstance(backend, dict):
-        recipe, engine = algorithm.get("kind"), backend.get("kind")
-        if _known("algorithm", recipe) and _known("backend", engine):
-            yield from _runs_on(recipe, engine, ("algorithm",))
-            # Recipes nested in the recipe's params (combo's phases) run on the same backend.
-            params = algorithm.get("params")
-            config = registry_for("algorithm").config_class(recipe)
-            if isinstance(params, dict) and config is not None:
-                for loc, spec_type, value in _specs_in(config, params, ("algorithm", "params")):
-                    nested = value.get("kind") if isinstance(value, dict) else None
-                    if spec_type.registry_kind == "algorithm" and _known("algorithm", nested):
-                        yield from _runs_on(nested, engine, loc)
+    recipes = list(_recipes(raw.get("algorithm")))
+    backend = raw.get("backend")
+    engine = backend.get("kind") if isinstance(backend, dict) else None
+    if _known("backend", engine):
+        for loc, recipe in recipes:  # nested recipes (combo's phases) run on the same backend
+            yield from _runs_on(recipe, engine, loc)
+    if raw.get("continual") is not None:
+        for loc, recipe in recipes:
+            yield from _continual_stage_problems(recipe, loc)
+
+
+def _recipes(algorithm: Any) -> Iterator[tuple[Loc, str]]:
+    """The run's recipe and the recipes nested in its params (combo's phases), each of a known
+    kind, with its location."""
+    recipe = algorithm.get("kind") if isinstance(algorithm, dict) else None
+    if not _known("algorithm", recipe):
+        return
+    yield ("algorithm",), recipe
+    params = algorithm.get("params")
+    config = registry_for("algorithm").config_class(recipe)
+    if isinstance(params, dict) and config is not None:
+        for loc, spec_type, value in _specs_in(config, params, ("algorithm", "params")):
+            nested = value.get("kind") if isinstance(value, dict) else None
+            if spec_type.registry_kind == "algorithm" and _known("algorithm", nested):
+                yield loc, nested
+
+
+def _continual_stage_problems(recipe: str, loc: Loc) -> Iterator[Problem]:
+    """A continual stage starts from the previous stage's final checkpoint and is scored on its
+    own: a recipe that moves no weights (``updates_weights = False``: gepa_prompt) has no
+    checkpoint to hand on, and the prompt it tunes would be scored nowhere."""
+    if getattr(registry_for("algorithm").get(recipe), "updates_weights", True):
+        return
+    yield Problem(
+        path=dotted(loc + ("kind",)),
+        message=f"'{recipe}' cannot run in a continual stage: it moves no weights, and continual "
+        "stages pass on and score only checkpoints (each stage starts from the previous "
+        "stage's final checkpoint), so what it tunes would be lost",
+        value=recipe,
+        expected="a recipe that trains weights (e.g. sft), or no `continual` to tune a prompt",
+    )
 
 
 def _runs_on(recipe: str, backend: str, loc: Loc) -> Iterator[Problem]:

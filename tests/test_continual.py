@@ -204,6 +204,41 @@ def test_bad_stages_are_config_errors(override: str, path: str, message: str) ->
     assert message in problems[0].message
 
 
+TWO_STAGES = (
+    "continual={datasets: [{name: tools, path: ${evsys_data:tool_selection/train.jsonl}}, "
+    "{name: sums, path: ${evsys_data:arithmetic/train.jsonl}}]}"
+)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "path"),
+    [
+        (["algorithm=gepa_prompt"], "algorithm.kind"),
+        (
+            ["algorithm=combo", "+algorithm.params.phases=[{kind: sft}, {kind: gepa_prompt}]"],
+            "algorithm.params.phases[1].kind",
+        ),
+    ],
+)
+def test_a_recipe_that_moves_no_weights_cannot_be_a_stage(overrides: list[str], path: str) -> None:
+    """gepa_prompt tunes a prompt: a stage would hand on no checkpoint and score without it."""
+    with pytest.raises(ConfigError) as caught:
+        compose_and_validate(["backend=mock", TWO_STAGES, *overrides])
+    (problem,) = caught.value.problems
+    assert (problem.path, problem.value) == (path, "gepa_prompt")
+    assert "cannot run in a continual stage: it moves no weights" in problem.message
+    compose_and_validate(["backend=mock", *overrides])  # without continual it is a fine run
+
+
+def test_evsys_validate_exits_2_on_a_prompt_tuning_stage(workdir: Path) -> None:
+    args = ("validate", "algorithm=gepa_prompt", "backend=mock", TWO_STAGES)
+    done = run_evsys(*args, cwd=workdir, module=False)
+    said = " ".join((done.stdout + done.stderr).split())
+    assert done.returncode == 2, said
+    assert "1 problem" in said and "Traceback" not in said
+    assert "algorithm.kind: 'gepa_prompt' cannot run in a continual stage" in said
+
+
 def test_a_missing_stage_file_fails_before_any_stage_trains(workdir: Path) -> None:
     stages = "{datasets: [{name: a, path: nowhere.jsonl}]}"
     done = run_evsys(f"continual={stages}", f"hydra.run.dir={workdir / 'run'}", cwd=workdir)

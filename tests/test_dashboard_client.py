@@ -546,6 +546,61 @@ def test_a_key_revoked_mid_run_warns_and_the_run_goes_on_locally(service, tmp_pa
     assert steps_held(service, service.new_project(project.name).key, run) == [(1, "loss", 1.0)]
 
 
+# ---- a client never closed: the exit hook ----
+NEVER_CLOSED = """
+import sys, time, evsys
+url, key, log_dir, run_id = sys.argv[1:]
+client = evsys.DashboardClient(url, key, log_dir=log_dir)
+client.create_run("exp-exit", "never closed", id=run_id)
+for step in range(1, 21):
+    client.log_step_metric(run_id, step, {"loss": 1 / step})
+print(time.time(), flush=True)  # then the interpreter exits with the client open
+"""
+
+
+def exit_without_close(url: str, key: str, log_dir: Path, run_id: str) -> tuple[float, str]:
+    """Run NEVER_CLOSED in a fresh interpreter: the seconds its exit took, and its stderr."""
+    done = subprocess.run(
+        [sys.executable, "-c", NEVER_CLOSED, url, key, str(log_dir), run_id],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return time.time() - float(done.stdout), done.stderr
+
+
+def test_a_client_never_closed_sends_its_queued_writes_at_exit(service, service_key, tmp_path):
+    _, err = exit_without_close(service.url, service_key, tmp_path / "m", "run-exit")
+    assert [s for s, _, _ in steps_held(service, service_key, "run-exit")] == list(range(1, 21))
+    assert "not sent" not in err
+    assert len(sent_ids(tmp_path / "m")) == 21  # every write marked: nothing left to sync
+
+
+def test_with_the_service_down_exit_waits_briefly_and_names_the_mirror(tmp_path):
+    log_dir = tmp_path / "m"
+    took, err = exit_without_close(f"http://127.0.0.1:{free_port()}", "k", log_dir, "run-down")
+    assert took < 8  # a 2 s wait for every client together, then the writes stay mirrored
+    (line,) = [x for x in err.splitlines() if "not sent before exit" in x]
+    assert "21 write(s)" in line and str(log_dir) in line and "evsys sync" in line
+    assert len(mirrored(log_dir)) == 21 and not sent_ids(log_dir)
+
+
+def test_the_exit_hook_keeps_no_client_alive(double, tmp_path):
+    import gc
+    import weakref
+
+    from evsys.tracking import client as client_module
+
+    client = evsys.DashboardClient(double.url, "good-key", log_dir=tmp_path, **FAST)
+    assert client in client_module._open_clients
+    sender, gone = client._sender, weakref.ref(client)
+    del client
+    gc.collect()
+    assert gone() is None
+    assert sender.close(timeout=5) is True
+
+
 def test_datasets_upload_resolve_and_download(service, service_key, tmp_path):
     data = tmp_path / "train.jsonl"
     data.write_text('{"prompt": "1+1", "completion": "2"}\n')

@@ -102,6 +102,25 @@ def test_a_minimized_metric_ranks_low_first_and_a_recorded_best_arm_wins() -> No
     assert views.arms_table(e, None, None, "/e")[1]["id"] == "a"
 
 
+def test_only_a_completed_arm_is_ever_the_best() -> None:
+    failed = arm("a", 1e-5, 8, 0.9) | {"status": "failed"}
+    running = arm("b", 1e-4, 8, 0.8) | {"status": "running"}
+    done = arm("c", 1e-3, 8, 0.3)
+    e = experiment(failed, running, done)
+    table, best, axes = views.arms_table(e, None, None, "/e")
+    assert best["id"] == "c"  # the leader among completed arms, not the higher failed score
+    assert [r["best"] for r in table.rows] == [False, False, True]  # rows: a, b, c by score
+
+    e["best_run_id"] = "a"  # a sweep recorded a failed arm as its best: no best at all
+    table, best, axes = views.arms_table(e, None, None, "/e")
+    assert best is None and not any(r["best"] for r in table.rows)
+    (chart,) = views.axis_charts(e, axes, best)
+    assert not any(p.best for p in chart.points)
+
+    e = experiment(failed, running)  # nothing completed yet
+    assert views.arms_table(e, None, None, "/e")[1] is None
+
+
 def test_an_unknown_sort_key_falls_back_and_headers_link_to_the_flipped_order() -> None:
     e = experiment(arm("a", 1e-5, 8, 0.5), arm("b", 1e-4, 16, 0.7))
     table, _, _ = views.arms_table(e, "metric:<script>", "sideways", "/experiments/e1")
@@ -167,3 +186,46 @@ def test_compare_shows_what_evsys_diff_shows_for_each_run_against_the_first() ->
 def test_compare_takes_runs_from_the_comma_list_and_the_checkboxes_once_each() -> None:
     assert views.run_ids_from_query("a, b,,a", ["c", "b"]) == ["a", "b", "c"]
     assert views.run_ids_from_query(None, []) == []
+
+
+# ---- the experiment page, rendered by the service ---------------------------------------------
+
+
+def test_the_experiment_page_marks_no_failed_run_best(dashboard) -> None:
+    """A sweep that recorded a failed arm as its best (and a generation that did): the page
+    shows no best arm, badge, green row, chart dot or best score; once that arm completes, it
+    shows all of them."""
+    import httpx
+    from dashboard_server import ProjectClient, write
+
+    project = dashboard.new_project()
+    writes = ProjectClient(dashboard, project)
+    metric = "eval/exact_match"
+    experiment = {"id": "e-failed", "name": "e", "success_metric": metric}
+    failed = {"id": "r-failed", "name": "broken arm", "generation_id": "g0", "config": {"lr": 1}}
+    done = {"id": "r-done", "name": "fine arm", "status": "completed", "config": {"lr": 2}}
+    recorded = {"best_run_id": "r-failed", "best_score": 0.987}
+    with writes.http, httpx.Client(base_url=dashboard.url, timeout=30) as browser:
+        writes.send(
+            write("experiment.create", experiment),
+            write("generation.create", {"id": "g0", "experiment_id": "e-failed", "index": 0}),
+            write("run.create", {"experiment_id": "e-failed"} | failed),
+            write("run.update", {"id": "r-failed", "status": "failed", "summary": {metric: 0.9}}),
+            write("run.create", {"experiment_id": "e-failed"} | done),
+            write("run.update", {"id": "r-done", "summary": {metric: 0.1}}),
+            write("generation.update", {"id": "g0"} | recorded),
+            write("experiment.update", {"id": "e-failed", "status": "failed"} | recorded),
+        )
+        assert browser.post("/login", data={"api_key": project.key}).status_code == 303
+        page = browser.get("/experiments/e-failed").text
+        assert "broken arm" in page and "fine arm" in page
+        assert 'id="best-arm"' not in page and 'class="badge best"' not in page
+        assert 'class="best"' not in page and "0.987" not in page
+        assert 'class="dot"' in page and 'class="dot best"' not in page
+
+        writes.send(write("run.update", {"id": "r-failed", "status": "completed"}))
+        page = browser.get("/experiments/e-failed").text
+        assert '<a id="best-arm" href="/runs/r-failed">broken arm</a>' in page
+        assert '<tr data-run-id="r-failed" class="best">' in page
+        assert page.count("0.987") == 2  # the experiment's best score and the generation's
+        assert page.count('class="dot best"') == 1  # on the chart of the swept axis

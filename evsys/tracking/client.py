@@ -12,11 +12,14 @@ the sender thread; the write methods never touch the network. Reads are synchron
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
+import threading
 import time
 import urllib.parse
+import weakref
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -36,6 +39,8 @@ __all__ = ["DashboardClient", "DashboardClientError", "EvsysAuthError"]
 
 log = logging.getLogger("evsys.tracking")
 KINDS = ("datasets", "benchmarks")
+EXIT_FLUSH_TIMEOUT_S = 2.0  # for every open client together: a service that is down must not
+# hold up the interpreter's exit; what is not sent by then stays in the mirror for `evsys sync`
 
 
 class DashboardClient:
@@ -87,6 +92,7 @@ class DashboardClient:
                 retry_max=retry_max,
                 service_down=self.project is None,
             )
+            _flushed_at_exit(self)
         self._closed = False
 
     @property
@@ -316,6 +322,7 @@ class DashboardClient:
         if self._closed:
             return True
         self._closed = True
+        _open_clients.discard(self)
         all_sent = True if self._sender is None else self._sender.close(timeout)
         self.mirror.close()
         if not all_sent:
@@ -383,6 +390,47 @@ class DashboardClient:
     def download(self, kind: str, id: str, dest: str | os.PathLike[str]) -> Path:
         path = f"/{_kind(kind)}/{_segment(id)}/content"
         return self._online().download(path, Path(dest))
+
+
+# ---- the exit hook: what a client never closed still had queued ----
+_open_clients: weakref.WeakSet[DashboardClient] = weakref.WeakSet()  # keeps none of them alive
+_exit_hook_lock = threading.Lock()
+_exit_hook_registered = False
+
+
+def _flushed_at_exit(client: DashboardClient) -> None:
+    """Have ``client``'s queued writes sent at interpreter exit unless it is closed first; one
+    ``atexit`` hook serves every client."""
+    global _exit_hook_registered
+    with _exit_hook_lock:
+        _open_clients.add(client)
+        if not _exit_hook_registered:
+            atexit.register(flush_open_clients)
+            _exit_hook_registered = True
+
+
+def flush_open_clients(timeout: float = EXIT_FLUSH_TIMEOUT_S) -> None:
+    """Send what every open client has queued, waiting ``timeout`` seconds for them all; warn
+    once per client whose writes not all reached the service. The clients stay open: the
+    mirror holds every write already, so nothing is lost by not closing them."""
+    deadline = time.monotonic() + timeout
+    waiting = [
+        (client, client._sender.start_flush())  # every sender sends meanwhile, not in turn
+        for client in list(_open_clients)
+        if not client._closed and client._sender is not None
+    ]
+    for client, marker in waiting:
+        client._sender.wait_flushed(marker, max(0.0, deadline - time.monotonic()))
+        client.mirror.sync_to_disk()
+        unsent = client.mirror.unsent
+        if unsent:
+            log.warning(
+                "dashboard: %d write(s) not sent before exit stay in the mirror %s: "
+                "run `evsys sync %s`",
+                unsent,
+                client.mirror.writes_path,
+                client.settings.log_dir,
+            )
 
 
 _STEP_LINE = '{"id":"%s","op":"run.steps","data":{"run_id":%s,"steps":[{"step":%d,"metrics":%s}]},"time":%r}\n'

@@ -55,6 +55,7 @@ class Mirror:
         self.sent_path = self.log_dir / f"{self.segment}{SENT_SUFFIX}"
         self._writes = None  # opened by the first write: a client that only reads leaves no file
         self._sent = None
+        self._appended = self._marked = 0  # lines of this segment, and of them acknowledged
         self._lock = threading.Lock()
 
     def append(self, line: str) -> None:
@@ -64,6 +65,7 @@ class Mirror:
                 self._writes = self.writes_path.open("a", encoding="utf-8")
             self._writes.write(line)
             self._writes.flush()  # in the OS now: a killed process loses no line
+            self._appended += 1
 
     def sync_to_disk(self) -> None:
         """fsync what was appended: called once per batch, before the batch is sent."""
@@ -76,12 +78,20 @@ class Mirror:
             os.fsync(fd)
 
     def mark_sent(self, ids: Iterable[str]) -> None:
+        ids = list(ids)
         text = "".join(f"{write_id}\n" for write_id in ids)
         with self._lock:
             if self._sent is None:
                 self._sent = self.sent_path.open("a", encoding="utf-8")
             self._sent.write(text)
             self._sent.flush()
+            self._marked += len(ids)
+
+    @property
+    def unsent(self) -> int:
+        """How many writes of this segment the service has not acknowledged (yet)."""
+        with self._lock:
+            return self._appended - self._marked
 
     def close(self) -> None:
         with self._lock:

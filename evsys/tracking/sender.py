@@ -73,9 +73,17 @@ class Sender:
     def flush(self, timeout: float) -> bool:
         """Wait until every write submitted so far was sent or given up; ``True`` when all were
         acknowledged (and none ever given up), ``False`` on a timeout too."""
+        return self.wait_flushed(self.start_flush(), timeout)
+
+    def start_flush(self) -> _Marker:
+        """Send what is queued now, without waiting; ``wait_flushed`` waits for it. Several
+        senders flushed at once share one wait (the exit hook's)."""
         marker = _Marker()
         self._queue.put(marker)
         self._wake.set()
+        return marker
+
+    def wait_flushed(self, marker: _Marker, timeout: float) -> bool:
         if marker.done.wait(timeout):
             return marker.all_sent
         self._gave_up_waiting_at = time.monotonic()

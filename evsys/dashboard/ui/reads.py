@@ -96,12 +96,12 @@ def experiment(db: Session, project_id: str, experiment_id: str) -> dict[str, An
         .where(Generation.project_id == project_id, Generation.experiment_id == found.id)
         .order_by(Generation.index, Generation.created_at)
     )
-    names = {r["id"]: r["name"] for r in out["runs"]}
+    by_id = {r["id"]: r for r in out["runs"]}
     out["generations"] = [
         g.to_dict()
         | {
             "arms": sum(r["generation_id"] == g.id for r in out["runs"]),
-            "best_run_name": names.get(g.best_run_id or ""),
+            "best_run": by_id.get(g.best_run_id or ""),  # None: not an arm of this experiment
         }
         for g in generations
     ]

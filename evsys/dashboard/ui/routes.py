@@ -75,6 +75,7 @@ class _UI:
         self.env.filters.update(
             num=views.number, when=views.when, pretty=views.pretty, filesize=views.filesize
         )
+        self.env.tests["completed"] = views.completed  # `run is completed`: may be called best
         self.env.globals["static_url"] = _static_url()
 
     # ---- plumbing --------------------------------------------------------------------------

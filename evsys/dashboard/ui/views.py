@@ -149,15 +149,23 @@ def _sort_value(arm: dict[str, Any], sort: str, axes: dict[str, list[Any]], inde
 def _best_arm(
     experiment: dict[str, Any], arms: list[dict[str, Any]], success: str | None, maximize: bool
 ) -> dict[str, Any] | None:
+    """The recorded best arm, else the leader among completed arms; only a completed run is
+    ever the best: a failed or unfinished arm's score says nothing about its setting."""
     recorded = experiment.get("best_run_id")
-    for arm in arms:
-        if recorded and arm["id"] == recorded:
-            return arm
-    scored = [a for a in arms if _is_number(a["summary"].get(success))]
+    if recorded:
+        found = next((a for a in arms if a["id"] == recorded), None)
+        if found is not None:  # recorded but not completed: no best, never another arm
+            return found if completed(found) else None
+    scored = [a for a in arms if completed(a) and _is_number(a["summary"].get(success))]
     if not success or not scored:
         return None
     pick = max if maximize else min
     return pick(scored, key=lambda a: a["summary"][success])
+
+
+def completed(run: dict[str, Any] | None) -> bool:
+    """Whether ``run`` finished well: the only kind of run the pages may call best."""
+    return run is not None and run.get("status") == "completed"
 
 
 def axis_charts(
