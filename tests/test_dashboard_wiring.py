@@ -280,15 +280,17 @@ def test_an_optuna_sweep_is_one_experiment_with_its_trials_as_runs(
 
 
 @sqlite_only
-def test_a_rejected_key_stops_an_optuna_sweep_before_any_trial(
-    project: Project, workdir: Path
+@pytest.mark.parametrize("sweep", [SWEEP, OPTUNA_SWEEP], ids=["evsys", "optuna"])
+def test_a_rejected_key_stops_the_sweep_before_any_arm(
+    project: Project, workdir: Path, sweep: list[str]
 ) -> None:
-    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="pip install 'evsys[dev]'")
+    if "hydra/sweeper=optuna" in sweep:
+        pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="pip install 'evsys[dev]'")
     env = project.env(EVSYS_API_KEY="evsys_wrong")
-    done = run_evsys(*OPTUNA_SWEEP, "hydra.sweep.dir=study", cwd=workdir, env=env)
+    done = run_evsys(*sweep, "hydra.sweep.dir=sweep", cwd=workdir, env=env)
     assert done.returncode == 2
     assert "refused the key" in done.stderr and "Traceback" not in done.stderr
-    assert not list((workdir / "study").glob("[0-9]*"))
+    assert not list((workdir / "sweep").glob("*/.hydra"))  # no arm started
 
 
 @sqlite_only
@@ -330,15 +332,6 @@ def test_the_key_is_never_written_to_any_output(project: Project, workdir: Path)
     ]
     assert leaked == []
     assert project.key not in done.stdout + done.stderr
-
-
-@sqlite_only
-def test_a_rejected_key_stops_the_sweep_before_any_arm(project: Project, workdir: Path) -> None:
-    env = project.env(EVSYS_API_KEY="evsys_wrong")
-    done = run_evsys(*SWEEP, "hydra.sweep.dir=sweep", cwd=workdir, env=env)
-    assert done.returncode == 2
-    assert "refused the key" in done.stderr and "Traceback" not in done.stderr
-    assert not list((workdir / "sweep").glob("seed*"))
 
 
 @sqlite_only

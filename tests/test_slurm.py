@@ -129,9 +129,10 @@ def test_a_failing_arm_is_recorded_and_the_others_complete(workdir: Path, job_na
     }
 
 
-# mock steps take ~1 ms: the long arm is cancelled; the medium one (~35 s) must still run and
-# complete after the cancel is recorded; the short one is instant
-LONG, MEDIUM, SHORT = 200_000, 30_000, 3
+# The long arm never ends on its own: one test cancels it, the other's gets Slurm's timeout signal
+# after 1 min. Mock steps take 0.2-1 ms by machine and load (200,000 of them once ended within the
+# minute). The medium arm runs on and completes after the cancel is recorded; the short is instant.
+LONG, MEDIUM, SHORT = 5_000_000, 30_000, 3
 RECORDED_WITHIN_S = 10
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -88,27 +89,26 @@ def deploy_at_sweep_end(summary: Any) -> int:
     """Deploy the sweep's best arm when its config asks to, and print what happened; returns the
     sweep's exit code for it: 0 deployed or nothing to do, 1 the deploy failed (the arms'
     results stand, recorded as they were)."""
-    try:
-        entry = deploy_best_arm(summary)
-    except Exception as exc:
-        print(f"evsys: {why_not_deployed('the best arm', exc)}", file=sys.stderr)
-        return EXIT_DEPLOY_FAILED
-    if entry is not None:
-        print(f"  deployed {summary.best_arm} to {describe(entry)}")
-    return 0
+    return _deploy_and_report("the best arm", lambda: deploy_best_arm(summary), summary.best_arm)
 
 
 def deploy_at_run_end(run_dir: str | Path) -> int:
     """After a single run: deploy it when it completed and its config has a ``deploy`` section,
     and print what happened; returns the run's exit code for it: 0 deployed or nothing to do, 1
     the deploy failed (the run's record stays as it was: completed)."""
+    return _deploy_and_report("the run", lambda: deploy_completed_run(run_dir))
+
+
+def _deploy_and_report(
+    what: str, deploy: Callable[[], dict[str, Any] | None], name: str | None = None
+) -> int:
     try:
-        entry = deploy_completed_run(run_dir)
+        entry = deploy()
     except Exception as exc:
-        print(f"evsys: {why_not_deployed('the run', exc)}", file=sys.stderr)
+        print(f"evsys: {why_not_deployed(what, exc)}", file=sys.stderr)
         return EXIT_DEPLOY_FAILED
     if entry is not None:
-        print(f"  deployed to {describe(entry)}")
+        print(f"  deployed {f'{name} ' if name else ''}to {describe(entry)}")
     return 0
 
 
