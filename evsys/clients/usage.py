@@ -3,7 +3,9 @@
 A client keeps a :class:`UsageMeter`; whoever scores with it (a run's eval, a benchmark, a
 baseline, ``evsys eval model``, a judge) reads the calls made since a mark as metrics:
 ``cost_usd`` (from the price table, ``prices.yaml``, or the client's ``price``),
-``latency_p50_s``, ``latency_p95_s`` and ``tokens_out``.
+``latency_p50_s``, ``latency_p95_s`` and ``tokens_out``. A call whose response counted no tokens
+(an OpenAI-compatible server that returns no ``usage``) has a latency, but no tokens and no cost:
+its calls report neither, rather than a made-up 0.
 """
 
 from __future__ import annotations
@@ -63,13 +65,24 @@ def lookup_price(vendor: str, model: str) -> Price | None:
     return prices[max(candidates, key=len)] if candidates else None
 
 
+def lookup_any_price(model: str) -> Price | None:
+    """The listed price of ``model`` under any vendor of the table (for a client that can reach
+    any vendor's models, such as ``openai_compatible`` behind a proxy); None when none lists it."""
+    for vendor in _price_table():
+        price = lookup_price(vendor, model)
+        if price is not None:
+            return price
+    return None
+
+
 @dataclass(frozen=True)
 class CallUsage:
-    tokens_in: int
-    tokens_out: int
+    tokens_in: int | None
+    tokens_out: int | None
+    """None: the response did not say how many tokens it took."""
     latency_s: float
     cost_usd: float | None
-    """None: the model has no price."""
+    """None: the model has no price, or the call's tokens are unknown."""
 
 
 class UsageMeter:
@@ -80,8 +93,11 @@ class UsageMeter:
         self._calls: list[CallUsage] = []
         self._lock = threading.Lock()
 
-    def record(self, tokens_in: int, tokens_out: int, latency_s: float) -> None:
-        cost = None if self.price is None else self.price.cost(tokens_in, tokens_out)
+    def record(self, tokens_in: int | None, tokens_out: int | None, latency_s: float) -> None:
+        """One answered call; ``tokens_in``/``tokens_out`` None when the response gave none."""
+        cost = None
+        if self.price is not None and tokens_in is not None and tokens_out is not None:
+            cost = self.price.cost(tokens_in, tokens_out)
         with self._lock:
             self._calls.append(CallUsage(tokens_in, tokens_out, latency_s, cost))
 
@@ -97,7 +113,9 @@ class UsageMeter:
 
 def summarize(calls: Iterable[CallUsage], prefix: str | None = None) -> dict[str, float]:
     """``{<prefix>/cost_usd, …/latency_p50_s, …/latency_p95_s, …/tokens_out}`` of ``calls``;
-    empty when there were none; no ``cost_usd`` when a call's model has no price."""
+    empty when there were none; no ``cost_usd`` when a call's model has no price or its tokens
+    are unknown, no ``tokens_out`` when a call's tokens are unknown (a partial sum would
+    undercount)."""
     calls = list(calls)
     if not calls:
         return {}
@@ -105,8 +123,9 @@ def summarize(calls: Iterable[CallUsage], prefix: str | None = None) -> dict[str
     out = {
         "latency_p50_s": quantile(latencies, 0.5),
         "latency_p95_s": quantile(latencies, 0.95),
-        "tokens_out": float(sum(c.tokens_out for c in calls)),
     }
+    if all(c.tokens_out is not None for c in calls):
+        out["tokens_out"] = float(sum(c.tokens_out or 0 for c in calls))
     if all(c.cost_usd is not None for c in calls):
         out = {"cost_usd": sum(c.cost_usd or 0.0 for c in calls), **out}
     return {f"{prefix}/{k}" if prefix else k: v for k, v in out.items()}

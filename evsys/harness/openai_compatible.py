@@ -3,7 +3,9 @@
 OpenAI itself, vLLM, SGLang, llama.cpp's server, LiteLLM, OpenRouter, … all serve
 ``POST <base_url>/chat/completions``. Only the standard library is used (no SDK to install).
 The API key is read from the environment variable *named* by ``api_key_env`` when a request is
-made: it is never part of a config, a log line or an error message.
+made: it is never part of a config, a log line or an error message. Every answered request is
+metered (:mod:`evsys.clients.usage`): its latency always, its tokens when the response has a
+``usage`` field, its cost when the model has a price (``price``, else the shipped table).
 """
 
 from __future__ import annotations
@@ -12,10 +14,11 @@ import json
 import os
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field
 
+from evsys.clients.usage import Price, UsageMeter, lookup_any_price, warn_unpriced
 from evsys.config import Strict
 from evsys.errors import BackendError, ConfigError
 from evsys.harness.retry import call_with_retry
@@ -42,6 +45,8 @@ class TransientHTTPError(BackendError):
 class OpenAICompatibleClient:
     """Chat completions from an OpenAI-compatible endpoint, retried with exponential backoff."""
 
+    reports_usage: ClassVar[bool] = True
+
     class Config(Strict):
         model: str | None = Field(
             None, description="Model id the endpoint serves (e.g. gpt-4o-mini). Required."
@@ -66,6 +71,12 @@ class OpenAICompatibleClient:
             default_factory=dict,
             description="Extra request fields (top_p, seed, a vendor's options), sent as given.",
         )
+        price: Price | None = Field(
+            None,
+            description="USD per million tokens in and out. None: the shipped price table "
+            "(evsys/clients/prices.yaml) when it lists the model, else no cost_usd (a local "
+            "server such as vLLM, a deployed adapter).",
+        )
 
     def __init__(
         self,
@@ -83,6 +94,10 @@ class OpenAICompatibleClient:
         base = self.cfg.base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
         self.url = base.rstrip("/") + "/chat/completions"
         self._sleep, self._on_retry = sleep, on_retry
+        price = self.cfg.price or lookup_any_price(self.cfg.model)
+        if price is None:
+            warn_unpriced("openai_compatible", self.cfg.model)
+        self.usage = UsageMeter(price, self.cfg.model)
 
     def generate(
         self,
@@ -128,9 +143,11 @@ class OpenAICompatibleClient:
         from http.client import HTTPException
 
         request = urllib.request.Request(self.url, data=payload, headers=self._headers())
+        started = time.monotonic()
         try:
             with urllib.request.urlopen(request, timeout=self.cfg.timeout_s) as response:
                 raw = response.read()
+            latency = time.monotonic() - started
         except urllib.error.HTTPError as exc:
             with exc:  # it holds the connection open until closed
                 raise self._http_error(exc) from None
@@ -138,11 +155,13 @@ class OpenAICompatibleClient:
             reason = getattr(exc, "reason", exc)
             raise TransientHTTPError(f"{self.url}: {type(reason).__name__}: {reason}") from None
         try:
-            content = json.loads(raw)["choices"][0]["message"].get("content")
+            answer = json.loads(raw)
+            content = answer["choices"][0]["message"].get("content")
         except (ValueError, KeyError, IndexError, TypeError, AttributeError):
             raise BackendError(
                 f"{self.url}: not a chat-completions response: {raw[:200]!r}"
             ) from None
+        self.usage.record(*_token_counts(answer), latency)
         return content or ""  # None when the model refused or only called tools
 
     def _http_error(self, exc: urllib.error.HTTPError) -> BackendError:
@@ -159,3 +178,15 @@ class OpenAICompatibleClient:
             present = "is set" if os.environ.get(self.cfg.api_key_env) else "is NOT set"
             message += f" (the API key variable {self.cfg.api_key_env} {present})"
         return BackendError(message)
+
+
+def _token_counts(answer: Any) -> tuple[int | None, int | None]:
+    """``(prompt_tokens, completion_tokens)`` of a response's ``usage``; (None, None) when it has
+    none or they are not counts (servers may leave usage out, or send null)."""
+    usage = answer.get("usage") if isinstance(answer, dict) else None
+    if not isinstance(usage, dict):
+        return None, None
+    counts = usage.get("prompt_tokens"), usage.get("completion_tokens")
+    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in counts):
+        return None, None
+    return counts
