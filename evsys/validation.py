@@ -221,6 +221,13 @@ def _specs_in(model: type[BaseModel], raw: Any, loc: Loc) -> Iterator[tuple[Loc,
             yield from _specs_in(inner, item, item_loc)
 
 
+def envelope_problems(spec: ExtensionSpec, loc: Loc) -> list[Problem]:
+    """What is wrong with one ``{kind, params}`` envelope outside a run's config (``evsys eval
+    model``'s metrics): an unknown kind, bad params, and the same for the envelopes nested in
+    its params (a metric's judge client)."""
+    return list(_spec_problems(loc, type(spec), spec.model_dump()))
+
+
 def _spec_problems(loc: Loc, spec_type: type[ExtensionSpec], value: Any) -> Iterator[Problem]:
     if not isinstance(value, dict):
         return  # the structural pass already reported it

@@ -51,7 +51,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add("--num-samples", type=int, default=1, help="completions per row (default 1)")
     add("--pass-at", default="1", help="comma-separated k of pass@k (default 1)")
-    add("--metric", action="append", help="registered metric (repeatable; default exact_match)")
+    add(
+        "--metric",
+        action="append",
+        help="registered metric, or {kind, params} in YAML, e.g. '{kind: pass_rate, params: "
+        "{judge: {kind: claude}}}' (repeatable; default exact_match)",
+    )
     add("--breakdown-keys", help="comma-separated row keys to break metrics down by")
     add("--system-prompt", help="system turn for rows without one")
     add("--prompt-template", default="messages", help="messages | qwen | qwen3")
@@ -159,14 +164,47 @@ def _config(args: argparse.Namespace) -> Any:
         "label": args.label,
     }
     if args.metric:
-        values["metrics"] = [{"kind": kind} for kind in args.metric]
+        values["metrics"] = [_metric(text) for text in args.metric]
     if args.breakdown_keys is not None:
         values["breakdown_keys"] = [k for k in args.breakdown_keys.split(",") if k]
     try:
-        return ModelEvalConfig(**values)
+        config = ModelEvalConfig(**values)
     except ValidationError as exc:
         problems = [  # named by flag, as the user typed them
-            replace(p, path="--" + p.path.replace("_", "-"))
+            replace(p, path=_flag(p.path))
             for p in problems_from_validation_error(exc, ModelEvalConfig)
         ]
         raise ConfigError(problems) from None
+    if args.metric:
+        from evsys.harness.scoring import check_metrics
+
+        check_metrics(config.metrics, path="--metric")  # named by flag here, too
+    return config
+
+
+def _flag(path: str) -> str:
+    """The flag of a ModelEvalConfig field's path: ``metrics[0].kind`` → ``--metric[0].kind``."""
+    if path.startswith("metrics["):
+        return "--metric" + path.removeprefix("metrics")
+    return "--" + path.replace("_", "-")
+
+
+def _metric(text: str) -> dict[str, Any]:
+    """``--metric exact_match`` → ``{kind: exact_match}``; ``--metric '{kind: …, params: …}'``
+    as it is (a judge metric needs params); ModelEvalConfig checks its fields."""
+    if not text.lstrip().startswith("{"):
+        return {"kind": text}
+    import yaml
+
+    from evsys.errors import ConfigError, Problem
+
+    try:
+        spec = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        problem = str(exc).splitlines()[0]
+        raise ConfigError(
+            Problem("--metric", f"not a YAML mapping ({problem})", value=text)
+        ) from None
+    if not isinstance(spec, dict):
+        raise ConfigError(Problem("--metric", "expected {kind, params}", value=text))
+    return spec

@@ -27,7 +27,7 @@ from evsys.harness.aliases import AliasMatcher
 from evsys.harness.config import ModelEvalConfig
 from evsys.harness.prompts import load_eval_dataset, render_prompt
 from evsys.harness.retry import RetriesExhausted, RetryFailure, RetryReport, call_with_retry
-from evsys.harness.scoring import score_rows
+from evsys.harness.scoring import build_metrics, score_rows
 from evsys.harness.summary import format_summary_markdown
 from evsys.protocols import InferenceClient
 from evsys.registry import INFERENCE_CLIENTS
@@ -80,8 +80,10 @@ def evaluate_model(
 
     Every call goes through :func:`call_with_retry`; calls that exhaust their retries count as
     wrong answers and are listed in ``summary.retry_report``; they never abort the eval. Bad
-    input (a missing dataset or alias file, a broken line, an unknown client) raises
-    ConfigError/DataError before any call is made.
+    input (a missing dataset or alias file, a broken line, an unknown client or metric) raises
+    ConfigError/DataError before any call is made. A hosted model's usage is reported as
+    ``cost_usd``, ``latency_p50_s``, …, a judge model's (a metric that asks one) as
+    ``judge/cost_usd``, …
     """
     started = time.monotonic()
     metadata: dict[str, Any] = {}
@@ -96,6 +98,7 @@ def evaluate_model(
     secondary = (
         AliasMatcher.from_file(config.secondary_aliases) if config.secondary_aliases else None
     )
+    metrics = build_metrics(config.metrics)
     breakdown = config.breakdown_keys
     if breakdown is None:
         breakdown = list(metadata.get("breakdown_keys", []))
@@ -117,8 +120,8 @@ def evaluate_model(
         secondary=secondary,
         extract=config.extract,
         pass_at=config.pass_at,
-        metrics=config.metrics,
         breakdown_keys=breakdown,
+        built=metrics,
     )
     errors: dict[int, dict[int, str]] = {}
     for failure in report.failures:

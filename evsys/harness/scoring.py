@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from evsys.answers import extract_answer
+from evsys.clients.usage import summarize
 from evsys.config import MetricSpec
-from evsys.errors import DataError
+from evsys.errors import ConfigError, DataError
 from evsys.harness.aliases import AliasMatcher, row_aliases
 from evsys.harness.prompts import extract_predicted_slug
 from evsys.metrics import pass_at_k_estimate
@@ -28,6 +29,40 @@ class ScoredRows:
     records: list[Row]
     """One per row: expected answer, every completion, what was read from it, how it matched."""
     metrics: dict[str, float]
+
+
+@dataclass
+class BuiltMetric:
+    spec: MetricSpec
+    metric: Any
+
+
+def build_metrics(specs: Sequence[MetricSpec], path: str = "metrics") -> list[BuiltMetric]:
+    """Each registered metric of ``specs``, built once: bad input (an unknown kind, bad params,
+    a judge client's) is one ConfigError naming each problem before any call is made, and a
+    judge's verdicts are asked once for the headline and the breakdowns."""
+    check_metrics(specs, path)
+    return [BuiltMetric(spec, METRICS.build(spec.kind, spec.params)) for spec in specs]
+
+
+def check_metrics(specs: Sequence[MetricSpec], path: str = "metrics") -> None:
+    """One ConfigError naming every problem of ``specs`` (``<path>[<i>].…``), if any."""
+    from evsys.validation import envelope_problems
+
+    problems = [p for i, spec in enumerate(specs) for p in envelope_problems(spec, (path, i))]
+    if problems:
+        raise ConfigError(problems, header="bad metrics")
+
+
+def judge_usage(built: Sequence[BuiltMetric], prefix: str = "judge") -> dict[str, float]:
+    """``{<prefix>/cost_usd, …}``: the calls every metric that asks a judge model (pass_rate on
+    llm_judge tasks) made, together; empty when no judge was asked."""
+    calls = []
+    for entry in built:
+        judge_calls = getattr(entry.metric, "judge_calls", None)
+        if judge_calls is not None:
+            calls += judge_calls()
+    return summarize(calls, prefix)
 
 
 def expected_answer(row: Row, index: int) -> str:
@@ -53,19 +88,23 @@ def score_rows(
     pass_at: Sequence[int] = (1,),
     metrics: Sequence[MetricSpec] = (MetricSpec(kind="exact_match"),),
     breakdown_keys: Sequence[str] = (),
+    built: Sequence[BuiltMetric] | None = None,
 ) -> ScoredRows:
     """Score ``samples[i]`` (the completions for ``rows[i]``; None for a call that failed).
 
     ``pass@k`` counts a completion right when its extracted answer is the expected answer or an
     alias of it (``matcher``, and the row's own ``aliases``); ``secondary_pass@k`` also accepts
     ``secondary``'s names. Registered ``metrics`` see each row's first completion. Every metric
-    is also broken down by each of ``breakdown_keys``: ``<metric>/<key>=<value>``.
+    is also broken down by each of ``breakdown_keys``: ``<metric>/<key>=<value>``. A judge
+    model's usage is ``judge/cost_usd``, ``judge/latency_p50_s``, … ``built``: the metrics
+    already built (:func:`build_metrics`), in place of ``metrics``.
     """
     if len(rows) != len(samples):
         raise ValueError(f"got completions for {len(samples)} rows, but {len(rows)} rows")
     if not rows:
         raise DataError("no rows to score")
     matcher = matcher or AliasMatcher()
+    built = build_metrics(metrics) if built is None else built
     read = EXTRACTORS[extract]
     records = []
     for index, (row, completions) in enumerate(zip(rows, samples, strict=True)):
@@ -90,22 +129,22 @@ def score_rows(
         records.append(record)
 
     def scores(indices: list[int]) -> dict[str, float]:
-        return _scores([rows[i] for i in indices], [records[i] for i in indices], pass_at, metrics)
+        return _scores([rows[i] for i in indices], [records[i] for i in indices], pass_at, built)
 
     everything = scores(list(range(len(rows))))
     out = dict(everything)
     for key in breakdown_keys:
         for value, indices in indices_by_value(rows, key).items():
             out |= {f"{name}/{key}={value}": v for name, v in scores(indices).items()}
-    return ScoredRows(records=records, metrics=out)
+    return ScoredRows(records=records, metrics=out | judge_usage(built))
 
 
 def _scores(
-    rows: list[Row], records: list[Row], pass_at: Sequence[int], metrics: Sequence[MetricSpec]
+    rows: list[Row], records: list[Row], pass_at: Sequence[int], built: Sequence[BuiltMetric]
 ) -> dict[str, float]:
     out: dict[str, float] = {}
-    for spec in metrics:
-        metric = METRICS.build(spec.kind, spec.params)
+    for entry in built:
+        spec, metric = entry.spec, entry.metric
         # pass_at_k takes every sample of a row; the others score the first completion.
         if spec.kind == "pass_at_k":
             predictions: list[Any] = [r["predictions"] for r in records]

@@ -10,10 +10,13 @@ if TYPE_CHECKING:
     from evsys.harness.evaluate import EvalSummary
 
 MAX_FAILURES_LISTED = 20
+JUDGE_PREFIX = "judge/"
+"""A judge model's usage (``judge/cost_usd``, …), apart from the scored model's."""
 
 
 def format_summary_markdown(summary: EvalSummary, title: str | None = None) -> str:
-    """Headline metrics, then per-key breakdowns, then the retry report: every failed call."""
+    """Headline metrics (with the scored model's usage), then a judge model's usage, per-key
+    breakdowns, and the retry report: every failed call."""
     s = summary
     lines = [
         f"# {title or f'Eval of {s.model}'}",
@@ -27,8 +30,12 @@ def format_summary_markdown(summary: EvalSummary, title: str | None = None) -> s
         "| --- | ---: |",
     ]
     headline = {k: v for k, v in s.metrics.items() if "/" not in k}
-    breakdowns = {k: v for k, v in s.metrics.items() if "/" in k}
+    judge = {k: v for k, v in s.metrics.items() if k.startswith(JUDGE_PREFIX)}
+    breakdowns = {k: v for k, v in s.metrics.items() if "/" in k and k not in judge}
     lines += [f"| {k} | {format_number(v)} |" for k, v in headline.items()]
+    if judge:
+        lines += ["", "## Judge usage", "", "| metric | value |", "| --- | ---: |"]
+        lines += [f"| {k} | {format_number(v)} |" for k, v in judge.items()]
     if breakdowns:
         lines += ["", "## Breakdown", "", "| metric | value |", "| --- | ---: |"]
         lines += [f"| {k} | {format_number(v)} |" for k, v in sorted(breakdowns.items())]
