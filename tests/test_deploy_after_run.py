@@ -82,10 +82,23 @@ def calls_in(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+def with_plugin(site: Path) -> dict[str, str]:
+    return {"PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+
+
 def single_run(workdir: Path, site: Path, *overrides: str):
-    env = {"PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
     return run_evsys(
-        "algorithm.params.max_steps=2", *overrides, "hydra.run.dir=run", cwd=workdir, env=env
+        "algorithm.params.max_steps=2",
+        *overrides,
+        "hydra.run.dir=run",
+        cwd=workdir,
+        env=with_plugin(site),
+    )
+
+
+def sweep(workdir: Path, site: Path, *overrides: str):
+    return run_evsys(
+        "--multirun", *overrides, "hydra.sweep.dir=sweep", cwd=workdir, env=with_plugin(site)
     )
 
 
@@ -148,16 +161,13 @@ def test_a_sweep_whose_deployer_raises_exits_1_with_one_line(
     workdir: Path, plugin_site: Path
 ) -> None:
     calls = workdir / "calls.jsonl"
-    env = {"PYTHONPATH": os.pathsep.join([str(plugin_site), os.environ.get("PYTHONPATH", "")])}
-    done = run_evsys(
-        "--multirun",
+    done = sweep(
+        workdir,
+        plugin_site,
         "seed=1,2",
         "algorithm.params.max_steps=2",
         "metadata.success_metric=train/steps",
         deploy_override(calls, fail="runtime"),
-        "hydra.sweep.dir=sweep",
-        cwd=workdir,
-        env=env,
     )
     assert done.returncode == 1
     assert len(calls_in(calls)) == 1  # the best arm only
@@ -188,16 +198,13 @@ def test_every_sweeper_deploys_its_best_arm(
     workdir: Path, plugin_site: Path, sweeper: list[str]
 ) -> None:
     calls = workdir / "calls.jsonl"
-    env = {"PYTHONPATH": os.pathsep.join([str(plugin_site), os.environ.get("PYTHONPATH", "")])}
-    done = run_evsys(
-        "--multirun",
+    done = sweep(
+        workdir,
+        plugin_site,
         *sweeper,
         "algorithm.params.max_steps=4",
         "metadata.success_metric=eval/exact_match",
         deploy_override(calls),
-        "hydra.sweep.dir=sweep",
-        cwd=workdir,
-        env=env,
     )
     assert done.returncode == 0, done.stderr
     best = json.loads((workdir / "sweep" / "sweep_result.json").read_text())["best_arm"]

@@ -122,14 +122,19 @@ def test_extensions_registered_in_process_are_published_but_never_cached(
         assert "startup_probe_algo" not in json.loads(cache.read_text())["nodes"]["algorithm"]
 
 
-def test_loading_the_registries_leaves_the_generation_alone(tmp_path: Path) -> None:
-    # Only what a process registers of its own makes the cached nodes stale; loading the
-    # built-in modules and entry points gives every process the same registries.
-    code = (
-        "from evsys import registry\n"
-        "for r in registry.REGISTRIES.values(): r.names()\n"
-        "print(registry.generation())"
-    )
+@pytest.mark.parametrize(
+    "loading",
+    [
+        "for r in registry.REGISTRIES.values(): r.names()",
+        # pre-flight imports it for one function: its package registers every built-in log store
+        "import evsys.log_stores.dashboard",
+    ],
+    ids=["loading", "importing a built-in module"],
+)
+def test_built_in_extensions_leave_the_generation_alone(tmp_path: Path, loading: str) -> None:
+    # Only what a process registers of its own makes the cached nodes stale; the built-in
+    # modules and entry points give every process the same registries, however they are loaded.
+    code = f"from evsys import registry\n{loading}\nprint(registry.generation())"
     done = subprocess.run(
         [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True
     )
@@ -449,19 +454,3 @@ def test_the_evsys_app_reads_every_config_file_through_the_node_cache(workdir: P
     assert sources["main"].startswith("evsys-file://")
     assert sources["project-conf"] == f"evsys-file://{workdir.resolve() / 'conf'}"
     assert sources["project-experiments"].startswith("evsys-experiments://")
-
-
-def test_importing_a_built_in_extension_module_leaves_the_generation_alone(
-    tmp_path: Path,
-) -> None:
-    # Pre-flight imports evsys.log_stores.dashboard for one function: its package registers
-    # every built-in log store, as loading would. The cached views stay valid.
-    code = (
-        "import evsys.log_stores.dashboard\n"
-        "from evsys import registry\n"
-        "print(registry.generation())"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True
-    )
-    assert done.stdout.strip() == "0"
