@@ -193,8 +193,8 @@ def test_compare_takes_runs_from_the_comma_list_and_the_checkboxes_once_each() -
 
 def test_the_experiment_page_marks_no_failed_run_best(dashboard) -> None:
     """A sweep that recorded a failed arm as its best (and a generation that did): the page
-    shows no best arm, badge, green row, chart dot or best score; once that arm completes, it
-    shows all of them."""
+    shows no best arm, badge, green row, chart dot or best score, and the list of experiments no
+    best score; once that arm completes, they show all of them."""
     import httpx
     from dashboard_server import ProjectClient, write
 
@@ -222,6 +222,9 @@ def test_the_experiment_page_marks_no_failed_run_best(dashboard) -> None:
         assert 'id="best-arm"' not in page and 'class="badge best"' not in page
         assert 'class="best"' not in page and "0.987" not in page
         assert 'class="dot"' in page and 'class="dot best"' not in page
+        listing = browser.get("/")
+        assert listing.status_code == 200 and 'href="/experiments/e-failed"' in listing.text
+        assert "0.987" not in listing.text  # nor does the list of experiments
 
         writes.send(write("run.update", {"id": "r-failed", "status": "completed"}))
         page = browser.get("/experiments/e-failed").text
@@ -229,3 +232,4 @@ def test_the_experiment_page_marks_no_failed_run_best(dashboard) -> None:
         assert '<tr data-run-id="r-failed" class="best">' in page
         assert page.count("0.987") == 2  # the experiment's best score and the generation's
         assert page.count('class="dot best"') == 1  # on the chart of the swept axis
+        assert "0.987" in browser.get("/").text

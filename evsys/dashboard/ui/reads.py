@@ -46,15 +46,25 @@ def experiments(
             .group_by(Run.experiment_id)
         ).all()
     )
+    # Tags are JSON: filtered here, portably.
+    found = [e for e in db.scalars(query) if not tag or tag in (e.tags or [])]
+    best_ids = {e.best_run_id for e in found if e.best_run_id}
+    best_status = dict(
+        db.execute(
+            select(Run.id, Run.status).where(Run.project_id == project_id, Run.id.in_(best_ids))
+        ).all()
+        if best_ids
+        else []
+    )
     rows = []
-    for experiment in db.scalars(query):
-        if tag and tag not in (experiment.tags or []):  # tags are JSON: filtered here, portably
-            continue
+    for experiment in found[:MAX_EXPERIMENTS]:
         row = experiment.to_dict()
         row["name"] = row["name"] or experiment.id
         row["run_count"] = counts.get(experiment.id, 0)
+        if experiment.best_run_id and best_status.get(experiment.best_run_id) != "completed":
+            row["best_score"] = None  # a failed best is no best, as on the experiment's page
         rows.append(row)
-    return rows[:MAX_EXPERIMENTS]
+    return rows
 
 
 def experiment_filters(db: Session, project_id: str) -> tuple[list[str], list[str]]:
