@@ -186,6 +186,32 @@ def test_one_failing_metric_costs_only_its_own_score(clean_registries: None) -> 
     assert errors == {"metric_eval/broken_error": "ValueError: cannot score this"}
 
 
+class _Judged:
+    """A metric that asked a judge model once, ``tokens`` words back, 1 cent."""
+
+    def __init__(self, tokens: int = 1):
+        self.tokens = tokens
+
+    def compute(self, *, predictions: Any, targets: Any) -> float:
+        return 1.0
+
+    def judge_calls(self) -> list[Any]:
+        from evsys.clients.usage import CallUsage
+
+        return [CallUsage(tokens_in=10, tokens_out=self.tokens, latency_s=0.5, cost_usd=0.01)]
+
+
+def test_the_judge_usage_of_every_judge_metric_adds_up(clean_registries: None) -> None:
+    from evsys.config import MetricSpec
+    from evsys.registry import register_metric
+
+    register_metric("judged")(_Judged)
+    specs = [MetricSpec(kind="judged", params={"tokens": 3}), MetricSpec(kind="judged")]
+    scores = score_metrics(specs, ["x"], [{"answer": "x"}], prefix="test/b", run_name="r")
+    assert scores["test/b/judge/tokens_out"] == 4  # both metrics' calls, not the last one's
+    assert scores["test/b/judge/cost_usd"] == pytest.approx(0.02)
+
+
 # -- benchmark ids and retired keys ----------------------------------------------------------
 
 

@@ -107,6 +107,7 @@ def score_metrics(
     that fails is logged and kept in ``errors`` as ``metric_<name>_error``; the others score."""
     scores: dict[str, float] = {}
     taken: list[str] = []  # names as evsys.checks declares them, whichever metrics fail
+    judge_calls: list[Any] = []  # every metric's that asked a judge model, reported together
     for spec in specs:
         name = metric_name(spec.kind, spec.params, taken, prefix=prefix)
         taken.append(name)
@@ -120,10 +121,10 @@ def score_metrics(
                         targets=[rows[i] for i in indices],
                     )
             # A metric that asked a judge model (pass_rate on llm_judge tasks): what it cost.
-            judge_calls = getattr(metric, "judge_calls", None)
-            if judge_calls is not None:
-                scores |= summarize(judge_calls(), f"{prefix}/judge" if prefix else "judge")
-    return scores
+            calls = getattr(metric, "judge_calls", None)
+            if calls is not None:
+                judge_calls += calls()
+    return scores | summarize(judge_calls, f"{prefix}/judge" if prefix else "judge")
 
 
 def generate_all(
