@@ -20,10 +20,9 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional  # noqa: UP035
 
 from hydra.core.config_store import ConfigStore
-from hydra.core.plugins import Plugins
-from hydra.plugins.sweeper import Sweeper
-from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
+
+from hydra_plugins.evsys_plugins.sweeper import LaunchingSweeper
 
 # Every proposer setting, unset (null: the proposer's default), so that each can be set on the
 # command line without `+` (hydra.sweeper.proposer.params.sampler=cmaes): Hydra's config is
@@ -59,7 +58,7 @@ ConfigStore.instance().store(
 )
 
 
-class EvolveSweeper(Sweeper):
+class EvolveSweeper(LaunchingSweeper):
     def __init__(self, max_batch_size: Optional[int] = None, **settings: Any) -> None:  # noqa: UP045
         self.max_batch_size = max_batch_size
         self.raw = {
@@ -68,20 +67,9 @@ class EvolveSweeper(Sweeper):
             else value
             for key, value in settings.items()
         }
-        self.config: Optional[DictConfig] = None  # noqa: UP045
-        self.launcher: Any = None
-
-    def setup(
-        self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
-    ) -> None:
-        self.config = config
-        self.launcher = Plugins.instance().instantiate_launcher(
-            hydra_context=hydra_context, task_function=task_function, config=config
-        )
 
     def sweep(self, arguments: List[str]) -> Any:  # noqa: UP006
         # Imported here: Hydra imports every plugin module at start-up, for any app.
-        from evsys.app import note_sweep_exit_code
         from evsys.errors import ConfigError
         from evsys.evolve.loop import EXIT_BAD_INPUT, run_evolution
         from evsys.evolve.settings import read_settings
@@ -100,7 +88,4 @@ class EvolveSweeper(Sweeper):
             settings=settings,
             max_batch_size=self.max_batch_size,
         )
-        if code == EXIT_BAD_INPUT:
-            sys.exit(code)
-        note_sweep_exit_code(code)
-        return None
+        return self.ended(code)

@@ -44,7 +44,33 @@ ConfigStore.instance().store(
 )
 
 
-class EvsysSweeper(Sweeper):
+class LaunchingSweeper(Sweeper):
+    """What evsys's sweepers share: Hydra's configured launcher for their arms, and how a sweep
+    ends. Abstract (no ``sweep``), so Hydra's plugin scan does not offer it as a sweeper."""
+
+    config: Optional[DictConfig] = None  # noqa: UP045
+    launcher: Any = None
+
+    def setup(
+        self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
+    ) -> None:
+        self.config = config
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=hydra_context, task_function=task_function, config=config
+        )
+
+    @staticmethod
+    def ended(code: int) -> None:
+        """The sweep's exit code, for evsys's main; bad input exits at once, before any arm
+        directory exists: Hydra has nothing left to do."""
+        from evsys.app import EXIT_BAD_INPUT, note_sweep_exit_code
+
+        if code == EXIT_BAD_INPUT:
+            sys.exit(code)
+        note_sweep_exit_code(code)
+
+
+class EvsysSweeper(LaunchingSweeper):
     def __init__(
         self,
         max_batch_size: int | None = None,
@@ -67,20 +93,9 @@ class EvsysSweeper(Sweeper):
         )
         self.max_batch_size = max_batch_size
         self.name_template = name_template
-        self.config: DictConfig | None = None
-        self.launcher: Any = None
-
-    def setup(
-        self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
-    ) -> None:
-        self.config = config
-        self.launcher = Plugins.instance().instantiate_launcher(
-            hydra_context=hydra_context, task_function=task_function, config=config
-        )
 
     def sweep(self, arguments: list[str]) -> Any:
-        from evsys.app import note_sweep_exit_code
-        from evsys.sweep.sweeper import EXIT_BAD_INPUT, run_sweep
+        from evsys.sweep.sweeper import run_sweep
 
         assert self.config is not None
         code = run_sweep(
@@ -91,7 +106,4 @@ class EvsysSweeper(Sweeper):
             name_template=self.name_template,
             max_batch_size=self.max_batch_size,
         )
-        if code == EXIT_BAD_INPUT:
-            sys.exit(code)  # before any arm directory exists; Hydra has nothing left to do
-        note_sweep_exit_code(code)
-        return None
+        return self.ended(code)
