@@ -28,13 +28,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # the service process the fault tests use serves the bench too
-from tests.dashboard_process import ServiceProcess, new_key  # noqa: E402
+from tests.dashboard_process import ServiceProcess, new_key, postgres_schema  # noqa: E402
 
 TARGET_RATIO = 1.5
 
@@ -61,22 +60,8 @@ def database(url: str | None, directory: Path) -> Iterator[str]:
         print("note: no PostgreSQL server (bash scripts/postgres start): measuring on SQLite")
         yield f"sqlite:///{directory / 'dashboard.db'}"
         return
-    import sqlalchemy as sa
-    from sqlalchemy.engine import make_url
-
-    base = make_url(url)
-    schema = f"bench_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(base, poolclass=sa.pool.NullPool)
-    with admin.begin() as connection:
-        connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield base.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
-            hide_password=False
-        )
-    finally:
-        with admin.begin() as connection:
-            connection.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        admin.dispose()
+    with postgres_schema(url, "bench") as schema_url:
+        yield schema_url
 
 
 # -- 1. load: concurrent arms ----------------------------------------------------------------------

@@ -3,12 +3,14 @@
 ``ServiceProcess(db_url, store_dir)`` starts ``create_app`` under uvicorn in a child process and
 waits for ``/health``; ``kill()`` is a SIGKILL (no shutdown, no flush: a crash), and ``start()``
 again serves the same database on the same port. ``new_key(db_url)`` makes a project and its
-API key directly in the database (``dashboard_server.fresh_database`` makes the database). The
-in-process service of ``dashboard_server`` serves every other test; only a crash needs a process.
+API key directly in the database (``dashboard_server.fresh_database`` makes the database, with
+``postgres_schema`` on PostgreSQL). The in-process service of ``dashboard_server`` serves every
+other test; only a crash needs a process. No pytest here: ``bench/dashboard.py`` uses it too.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -17,6 +19,7 @@ import sys
 import time
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -26,6 +29,28 @@ from evsys.dashboard.app import create_app
 uvicorn.run(create_app(sys.argv[1], sys.argv[2]), host="127.0.0.1", port=int(sys.argv[3]),
             log_level="warning")
 """
+
+
+@contextlib.contextmanager
+def postgres_schema(url: str, prefix: str) -> Iterator[str]:
+    """The URL of a new, empty schema ``<prefix>_<random>`` of the PostgreSQL database at
+    ``url``, dropped afterwards with everything in it."""
+    import sqlalchemy as sa
+    from sqlalchemy.engine import make_url
+
+    base = make_url(url)
+    schema = f"{prefix}_{uuid.uuid4().hex[:16]}"
+    admin = sa.create_engine(base, poolclass=sa.pool.NullPool)
+    try:
+        with admin.begin() as connection:
+            connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+        yield base.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
+            hide_password=False
+        )
+    finally:
+        with admin.begin() as connection:
+            connection.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        admin.dispose()
 
 
 def new_key(db_url: str, project: str | None = None) -> str:

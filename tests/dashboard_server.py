@@ -32,6 +32,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from tests.dashboard_process import postgres_schema
+
 if TYPE_CHECKING:
     import httpx
 
@@ -108,22 +110,8 @@ def fresh_database(database: str, directory: Path) -> Iterator[str]:
     if database == "sqlite":
         yield f"sqlite:///{directory / 'dashboard.db'}"
         return
-    import sqlalchemy as sa
-    from sqlalchemy.engine import make_url
-
-    base = make_url(postgres_url())
-    schema = f"test_{uuid.uuid4().hex[:16]}"
-    admin = sa.create_engine(base, poolclass=sa.pool.NullPool)
-    try:
-        with admin.begin() as connection:
-            connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-        yield base.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
-            hide_password=False
-        )
-    finally:
-        with admin.begin() as connection:
-            connection.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        admin.dispose()
+    with postgres_schema(postgres_url(), "test") as url:
+        yield url
 
 
 @contextlib.contextmanager
