@@ -622,13 +622,12 @@ def _describe(default: ResultDefault, provider: str, path: str | None) -> str:
         return f"registry defaults of {choice}"
     if provider == "hydra":
         return f"hydra's own config {config_path}"
-    if path and path.startswith("evsys-experiments://"):
-        file = Path(path.removeprefix("evsys-experiments://")) / f"{option}.yaml"
-    elif path and path.partition("://")[0] in ("file", "evsys-file"):
-        file = Path(path.partition("://")[2]) / f"{config_path}.yaml"
-    else:
+    folder = stored.config_folder(path or "")
+    if not path or folder is None:
         return f"{path}/{config_path}"
-    where = display_path(file)
+    # The experiments source serves experiment/<name> from <folder>/<name>.yaml.
+    name = option if path.startswith("evsys-experiments://") else config_path
+    where = display_path(Path(folder) / f"{name}.yaml")
     return f"{where} ({choice})" if choice and not default.primary else where
 
 

@@ -72,16 +72,23 @@ def save(kind: str, key: tuple[Any, ...], value: Any, roots: Iterable[str]) -> N
         pass
 
 
+FOLDER_SCHEMES = ("file", "evsys-file", "evsys-experiments")
+"""Search-path schemes whose entries are folders of config files (Hydra's and evsys's sources)."""
+
+
+def config_folder(url: str) -> str | None:
+    """The folder of a file-based search-path entry: a plain folder (as Hydra gives the primary
+    config path) or a ``file://``, ``evsys-file://`` or ``evsys-experiments://`` URL; None for
+    any other source (``pkg://``, the registry, structured configs)."""
+    scheme, found, where = url.partition("://")
+    if not found:
+        return scheme
+    return where if scheme in FOLDER_SCHEMES and where else None
+
+
 def config_roots(search_path: Iterable[Any]) -> list[str]:
     """The folders of the file-based entries of a Hydra search path (or config sources)."""
-    roots = []
-    for element in search_path:
-        scheme, found, where = str(element.path).partition("://")
-        if not found:  # a plain folder, as Hydra's primary config path is given
-            roots.append(scheme)
-        elif scheme in ("file", "evsys-file", "evsys-experiments") and where:
-            roots.append(where)
-    return roots
+    return [folder for e in search_path if (folder := config_folder(str(e.path))) is not None]
 
 
 def _path(kind: str, key: tuple[Any, ...]) -> Path:

@@ -10,6 +10,7 @@ from hydra.plugins.search_path_plugin import SearchPathPlugin
 
 from evsys import paths
 from evsys.compose.nodes import PROVIDER as REGISTRY_PROVIDER
+from evsys.compose.stored import config_folder
 from hydra_plugins.evsys_plugins.cached_sources import (
     CachedFileConfigSource,
     CachedPackageConfigSource,
@@ -26,7 +27,7 @@ class EvsysSearchPathPlugin(SearchPathPlugin):
     def manipulate_search_path(self, search_path: ConfigSearchPath) -> None:
         bundled_conf = paths.config_dir()
         if not any(
-            e.provider == "main" and _folder(e.path) == str(bundled_conf)
+            e.provider == "main" and config_folder(e.path) == str(bundled_conf)
             for e in search_path.get_path()
         ):
             return  # another Hydra app: leave it alone
@@ -60,9 +61,3 @@ def _serve_from_node_cache(element: SearchPathElement) -> None:
     source = _CACHED_SCHEMES.get(scheme)
     if source is not None:
         element.path = f"{source.scheme()}://{where}"
-
-
-def _folder(path: str) -> str:
-    for scheme in ("file", CachedFileConfigSource.scheme()):
-        path = path.removeprefix(f"{scheme}://")
-    return path
