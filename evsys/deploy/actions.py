@@ -102,17 +102,27 @@ def deploy_at_run_end(run_dir: str | Path) -> int:
 def _deploy_and_report(
     what: str, deploy: Callable[[], dict[str, Any] | None], name: str | None = None
 ) -> int:
-    try:
-        entry = deploy()
-    except Exception as exc:
-        print(f"evsys: {why_not_deployed(what, exc)}", file=sys.stderr)
+    entry, error = attempt_deploy(what, deploy)
+    if error is not None:
+        print(f"evsys: {error}", file=sys.stderr)
         return EXIT_DEPLOY_FAILED
     if entry is not None:
         print(f"  deployed {f'{name} ' if name else ''}to {describe(entry)}")
     return 0
 
 
-def why_not_deployed(what: str, exc: Exception) -> str:
+def attempt_deploy(
+    what: str, deploy: Callable[[], dict[str, Any] | None]
+) -> tuple[dict[str, Any] | None, str | None]:
+    """``(entry, None)`` of a deploy that went through (entry None: nothing to deploy), or
+    ``(None, why)``, one line, of one that failed: the runs it would ship are recorded already."""
+    try:
+        return deploy(), None
+    except Exception as exc:
+        return None, _why_not_deployed(what, exc)
+
+
+def _why_not_deployed(what: str, exc: Exception) -> str:
     """One line on a deploy that failed: a run that cannot be shipped (bad input), a target that
     failed, or a deployer of another package that raised something else (named by its type, no
     traceback: the runs it would have shipped are recorded already)."""

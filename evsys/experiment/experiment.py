@@ -33,7 +33,7 @@ from evsys.benchmarks import Benchmark
 from evsys.checks import metrics_from_code
 from evsys.compose.compose import compose, validate_composition
 from evsys.data.references import preflight_references
-from evsys.deploy.actions import deploy_best_arm, deploy_completed_run, why_not_deployed
+from evsys.deploy.actions import attempt_deploy, deploy_best_arm, deploy_completed_run
 from evsys.errors import ConfigError, Problem
 from evsys.experiment.launcher import TARGET, InProcessLauncher, write_hydra_files
 from evsys.experiment.results import ExperimentResult, experiment_result
@@ -295,12 +295,10 @@ def _deploy(what: str, deploy: Callable[[], dict[str, Any] | None]) -> dict[str,
     """The config's ``deploy`` step, as the command takes it once the runs are recorded; a
     failure is logged and returned in the result (as a failed arm is), not raised: the runs
     stand."""
-    try:
-        return {"deployment": deploy()}
-    except Exception as exc:
-        message = why_not_deployed(what, exc)
-        log.error("%s", message)
-        return {"deploy_error": message}
+    entry, error = attempt_deploy(what, deploy)
+    if error is not None:
+        log.error("%s", error)
+    return {"deployment": entry, "deploy_error": error}
 
 
 def _is_hydra_override(line: str) -> bool:
