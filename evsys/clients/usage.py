@@ -111,6 +111,14 @@ class UsageMeter:
             return self._calls[since:]
 
 
+def judge_usage(metrics: Iterable[Any], prefix: str) -> dict[str, float]:
+    """:func:`summarize` of the calls that every metric asking a judge model made (its
+    ``judge_calls()``: pass_rate on llm_judge tasks), together; empty when none asked one."""
+    return summarize(
+        (call for metric in metrics for call in getattr(metric, "judge_calls", list)()), prefix
+    )
+
+
 def summarize(calls: Iterable[CallUsage], prefix: str | None = None) -> dict[str, float]:
     """``{<prefix>/cost_usd, …/latency_p50_s, …/latency_p95_s, …/tokens_out}`` of ``calls``;
     empty when there were none; no ``cost_usd`` when a call's model has no price or its tokens

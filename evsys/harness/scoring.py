@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from evsys.answers import extract_answer
-from evsys.clients.usage import summarize
+from evsys.clients import usage
 from evsys.config import MetricSpec
 from evsys.errors import ConfigError, DataError
 from evsys.harness.aliases import AliasMatcher, row_aliases
@@ -57,12 +57,7 @@ def check_metrics(specs: Sequence[MetricSpec], path: str = "metrics") -> None:
 def judge_usage(built: Sequence[BuiltMetric], prefix: str = "judge") -> dict[str, float]:
     """``{<prefix>/cost_usd, …}``: the calls every metric that asks a judge model (pass_rate on
     llm_judge tasks) made, together; empty when no judge was asked."""
-    calls = []
-    for entry in built:
-        judge_calls = getattr(entry.metric, "judge_calls", None)
-        if judge_calls is not None:
-            calls += judge_calls()
-    return summarize(calls, prefix)
+    return usage.judge_usage((entry.metric for entry in built), prefix)
 
 
 def expected_answer(row: Row, index: int) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from evsys.checks import metric_name
-from evsys.clients.usage import mark, summarize, usage_since
+from evsys.clients.usage import judge_usage, mark, usage_since
 from evsys.config import DataConfig, ExperimentConfig, InferenceSpec, MetricSpec
 from evsys.data.sources import apply_transforms, load_rows
 from evsys.files import write_jsonl_atomically
@@ -107,7 +107,7 @@ def score_metrics(
     that fails is logged and kept in ``errors`` as ``metric_<name>_error``; the others score."""
     scores: dict[str, float] = {}
     taken: list[str] = []  # names as evsys.checks declares them, whichever metrics fail
-    judge_calls: list[Any] = []  # every metric's that asked a judge model, reported together
+    scored: list[Any] = []  # the metrics that scored: a judge's calls are reported together
     for spec in specs:
         name = metric_name(spec.kind, spec.params, taken, prefix=prefix)
         taken.append(name)
@@ -120,11 +120,9 @@ def score_metrics(
                         predictions=[predictions[i] for i in indices],
                         targets=[rows[i] for i in indices],
                     )
-            # A metric that asked a judge model (pass_rate on llm_judge tasks): what it cost.
-            calls = getattr(metric, "judge_calls", None)
-            if calls is not None:
-                judge_calls += calls()
-    return scores | summarize(judge_calls, f"{prefix}/judge" if prefix else "judge")
+            scored.append(metric)
+    # What the metrics that asked a judge model (pass_rate on llm_judge tasks) cost.
+    return scores | judge_usage(scored, f"{prefix}/judge" if prefix else "judge")
 
 
 def generate_all(
