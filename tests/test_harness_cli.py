@@ -79,6 +79,7 @@ def test_a_benchmark_directory_and_a_mock_checkpoint(workdir: Path) -> None:
         (["--dataset", "rows.jsonl", "--aliases", "nope.json"], "nope.json: no such alias file"),
         (["--dataset", "rows.jsonl", "--max-attempts", "0"], "--max-attempts"),
         (["--dataset", "rows.jsonl", "--param", "timeout_s"], "--param: expected KEY=VALUE"),
+        (["--dataset", "rows.jsonl", "--param", "timeout_s={"], "timeout_s: not a YAML value"),
     ],
 )
 def test_bad_input_exits_2_with_one_clear_message(

@@ -14,7 +14,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+
+from evsys.cli.key_values import parse_key_values
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -52,7 +53,7 @@ def execute(args: argparse.Namespace) -> int:
         from evsys.deploy.actions import deploy_run
 
         kind, params = args.to[0], [*args.params, *args.to[1:]]
-        entry = deploy_run(args.run_dir, kind, _params(params))
+        entry = deploy_run(args.run_dir, kind, parse_key_values(params, "params"))
     except ConfigError as exc:
         header = f"evsys deploy: {exc.header or 'cannot deploy:'}"
         print(format_problems(exc.problems, header=header), file=sys.stderr)
@@ -87,25 +88,3 @@ def _stop(args: argparse.Namespace) -> int:
     for entry in [] if args.json else stopped:
         print(f"stopped {entry['target']} {entry['endpoint']} ({entry['stop']})")
     return EXIT_OK
-
-
-def _params(items: list[str]) -> dict[str, Any]:
-    """``["port=8001", "model_id=x"]`` → ``{"port": 8001, "model_id": "x"}`` (YAML values)."""
-    import yaml
-
-    from evsys.errors import ConfigError, Problem
-
-    params: dict[str, Any] = {}
-    problems = []
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            problems.append(Problem("params", "expected KEY=VALUE", value=item))
-            continue
-        try:
-            params[key.strip()] = yaml.safe_load(value) if value else ""
-        except yaml.YAMLError:
-            problems.append(Problem(key.strip(), "not a YAML value", value=value))
-    if problems:
-        raise ConfigError(problems)
-    return params

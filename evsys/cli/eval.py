@@ -14,6 +14,8 @@ import sys
 from dataclasses import replace
 from typing import Any
 
+from evsys.cli.key_values import parse_key_values
+
 EXIT_OK, EXIT_RETRIES_EXHAUSTED, EXIT_BAD_INPUT = 0, 1, 2
 
 
@@ -126,13 +128,7 @@ def _config(args: argparse.Namespace) -> Any:
     for flag, key in (("base_url", "base_url"), ("api_key_env", "api_key_env")):
         if getattr(args, flag) is not None:
             client_params[key] = getattr(args, flag)
-    for item in args.param:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(Problem("--param", "expected KEY=VALUE", value=item))
-        import yaml
-
-        client_params[key] = yaml.safe_load(value)
+    client_params |= parse_key_values(args.param, "--param")
     try:
         pass_at = [int(k) for k in args.pass_at.split(",") if k.strip()]
     except ValueError:
