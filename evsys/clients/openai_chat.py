@@ -19,6 +19,7 @@ from evsys.clients.base import (
     call_sdk,
 )
 from evsys.clients.content import Message, openai_messages
+from evsys.clients.refusals import openai_refusal
 from evsys.registry import register_inference
 
 
@@ -59,9 +60,19 @@ class OpenAIClient(HostedClient):
             client.chat.completions.create, {**request, **({"n": n} if n > 1 else {})}
         )
         try:
-            texts = [choice.message.content or "" for choice in response.choices]
+            texts, refused = [], {}
+            for i, choice in enumerate(response.choices):
+                message = choice.message
+                why = openai_refusal(choice.finish_reason, getattr(message, "refusal", None))
+                if why is not None:
+                    refused[i] = why
+                elif message.content is None and not getattr(message, "tool_calls", None):
+                    raise MalformedResponse("a choice without content")
+                texts.append("" if why is not None else message.content or "")
             usage = response.usage
-            return Completion(texts, int(usage.prompt_tokens), int(usage.completion_tokens))
+            return Completion(
+                texts, int(usage.prompt_tokens), int(usage.completion_tokens), refused
+            )
         except (AttributeError, TypeError, ValueError) as exc:
             raise MalformedResponse(f"not a chat-completions response ({exc})") from None
 
@@ -73,5 +84,5 @@ class OpenAIClient(HostedClient):
         if isinstance(exc, openai.APIConnectionError):  # refused, reset, timed out
             return Failure(None, {}, f"{type(exc).__name__}: {exc}", transient=True)
         if isinstance(exc, openai.APIResponseValidationError | ValueError):  # not JSON
-            return Failure(None, {}, f"malformed response: {exc}", transient=True)
+            return Failure(None, {}, f"malformed response: {exc}", malformed=True)
         return None

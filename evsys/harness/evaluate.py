@@ -3,7 +3,8 @@
 Output directory::
 
     predictions.jsonl   one line per row: prompt, expected answer, completions, extracted answers,
-                        how each matched, and the error of every call that failed
+                        how each matched, the error of every call that failed and why the model
+                        refused each sample it declined (``refused``)
     summary.json        metrics, counts, the retry report
     summary.md          the same for people (format_summary_markdown)
 """
@@ -26,7 +27,13 @@ from evsys.files import write_json_atomically, write_jsonl_atomically, write_tex
 from evsys.harness.aliases import AliasMatcher
 from evsys.harness.config import ModelEvalConfig
 from evsys.harness.prompts import load_eval_dataset, render_prompt
-from evsys.harness.retry import RetriesExhausted, RetryFailure, RetryReport, call_with_retry
+from evsys.harness.retry import (
+    Refused,
+    RetriesExhausted,
+    RetryFailure,
+    RetryReport,
+    call_with_retry,
+)
 from evsys.harness.scoring import build_metrics, score_rows
 from evsys.harness.summary import format_summary_markdown
 from evsys.protocols import InferenceClient
@@ -79,7 +86,10 @@ def evaluate_model(
     """Score ``client`` (else the client ``config`` describes) on ``rows`` (else config.dataset).
 
     Every call goes through :func:`call_with_retry`; calls that exhaust their retries count as
-    wrong answers and are listed in ``summary.retry_report``; they never abort the eval. Bad
+    wrong answers and are listed in ``summary.retry_report``; they never abort the eval. A sample
+    the model refused (a refusal, a content filter, a safety block) is not retried: it scores as
+    wrong too (no answer was given), is counted apart (``retry_report.total_refused``) and says
+    why in its prediction's ``refused``. Bad
     input (a missing dataset or alias file, a broken line, an unknown client or metric) raises
     ConfigError/DataError before any call is made. A hosted model's usage is reported as
     ``cost_usd``, ``latency_p50_s``, …, a judge model's (a metric that asks one) as
@@ -126,8 +136,16 @@ def evaluate_model(
     errors: dict[int, dict[int, str]] = {}
     for failure in report.failures:
         errors.setdefault(failure.index, {})[failure.sample] = failure.error
+    refused: dict[int, dict[int, str]] = {}
+    for refusal in report.refusals:
+        refused.setdefault(refusal.index, {})[refusal.sample] = refusal.reason
     records = [
-        {**record, "prompt": prompt, **({"errors": errors[i]} if i in errors else {})}
+        {
+            **record,
+            "prompt": prompt,
+            **({"errors": errors[i]} if i in errors else {}),
+            **({"refused": refused[i]} if i in refused else {}),
+        }
         for i, (record, prompt) in enumerate(zip(scored.records, prompts, strict=True))
     ]
     summary = EvalSummary(
@@ -209,7 +227,8 @@ def generate_samples(
     *,
     sleep: Callable[[float], None] = time.sleep,
 ) -> list[list[str | None]]:
-    """``num_samples`` completions per prompt; None where a call exhausted its retries."""
+    """``num_samples`` completions per prompt; None where a call exhausted its retries or the
+    model refused (each recorded in ``report``)."""
     jobs = [(i, s) for i in range(len(prompts)) for s in range(config.num_samples)]
     out: list[list[str | None]] = [[None] * config.num_samples for _ in prompts]
 
@@ -266,6 +285,9 @@ def generate_samples(
                             )
                         )
                     )
+                except Refused as exc:  # the samples it gave still count
+                    out[index] = list(exc.completions)
+                    report.record_refused(index, rows[index].get("id"), exc)
                 except RetriesExhausted as exc:
                     for s in range(config.num_samples):
                         failed((index, s), exc)
@@ -286,6 +308,8 @@ def generate_samples(
                         temperature=config.temperature,
                     )
                 )
+            except Refused as exc:
+                report.record_refused(index, rows[index].get("id"), exc, first=sample)
             except RetriesExhausted as exc:
                 failed(job, exc)
 
