@@ -64,7 +64,8 @@ def format_summary_markdown(summary: EvalSummary, title: str | None = None) -> s
         "",
         "## Refusals",
         "",
-        f"**{report.total_refused} samples refused** (a refusal, a content filter or a safety "
+        f"**{report.total_refused} sample{'s' * (report.total_refused != 1)} refused** "
+        "(a refusal, a content filter or a safety "
         f"block; rows {', '.join(map(str, report.refused_rows))}; not retried, scored as wrong).",
         "",
         "| row | id | sample | why |",
