@@ -19,13 +19,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from vendor_bodies import BODIES, REFUSAL_TEXT, REFUSALS
-from vendor_servers import SERVERS, OpenAIServer, VendorServer, count_tokens
+from vendor_servers import SERVERS, OpenAIServer, VendorServer, count_tokens, rubric_judge
 
 from evsys.clients.refusals import openai_refusal
 from evsys.harness import ModelEvalConfig, evaluate_model
 from evsys.harness.evaluate import build_client
 from evsys.harness.retry import Refused, RetriesExhausted, RetryReport
-from evsys.registry import INFERENCE_CLIENTS
+from evsys.registry import INFERENCE_CLIENTS, VERIFIERS
 
 KINDS = ["claude", "gemini", "openai", "openai_compatible"]
 PRICE = {"input_usd_per_mtok": 1.0, "output_usd_per_mtok": 2.0}
@@ -271,3 +271,18 @@ def test_refusals_are_in_the_summary_and_predictions(tmp_path: Path) -> None:
     # The refused request and the answered one were metered, "What is i + 1?" 5 words each;
     # the failed tries were not.
     assert artifacts.summary.metrics["tokens_in"] == 2 * 5
+
+
+def test_a_judge_that_refuses_scores_zero_and_says_why() -> None:
+    with SERVERS["claude"](["refusal"], policy=rubric_judge) as server:
+        params = {"model": "judge-1", "base_url": server.base_url, "api_key_env": None}
+        judge = {"kind": "claude", "params": {**params, "price": PRICE}}
+        verifier = VERIFIERS.build(
+            "llm_judge", {"judge": judge, "rubric": "contains: <answer>5</answer>"}
+        )
+        refused = verifier.verify(prompt="What is 2 + 3?", completion="<answer>5</answer>")
+        judged = verifier.verify(prompt="What is 2 + 3?", completion="<answer>5</answer>")
+    assert (refused.reward, judged.reward) == (0.0, 1.0)
+    assert "the judge refused" in refused.info["verdict_error"]
+    assert "stop_reason refusal" in refused.info["verdict_error"]
+    assert len(server.requests) == 2 and len(verifier.calls()) == 2  # metered, not retried
