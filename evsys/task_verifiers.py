@@ -327,7 +327,7 @@ class RowVerifier:
         return calls
 
     def judge_usage(self, prefix: str = "train/judge") -> dict[str, float]:
-        """``{<prefix>/cost_usd, …/latency_p50_s, …/latency_p95_s, …/tokens_out}`` of the
+        """``{<prefix>/cost_usd, …/latency_p50_s, …/tokens_in, …/tokens_out, …}`` of the
         judge's calls; empty when no judge model was asked."""
         return summarize(self.judge_calls(), prefix)
 
