@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from vendor_bodies import BODIES, REFUSAL_TEXT, REFUSALS
 from vendor_servers import SERVERS, OpenAIServer, VendorServer, count_tokens, rubric_judge
 
-from evsys.clients.refusals import openai_refusal
+from evsys.clients.refusals import MAX_REASON_CHARS, openai_choice
 from evsys.harness import ModelEvalConfig, evaluate_model
 from evsys.harness.evaluate import build_client
 from evsys.harness.retry import Refused, RetriesExhausted, RetryReport
@@ -146,15 +146,40 @@ def test_the_samples_given_beside_a_refused_one_are_scored(tmp_path: Path) -> No
     assert metrics["pass@1"] == pytest.approx(2 / 3) and metrics["pass@3"] == 1.0
 
 
-def test_refused_survives_pickling_and_openai_refusals_need_a_reason() -> None:
+def test_refused_survives_pickling() -> None:
     refused = pickle.loads(pickle.dumps(Refused({1: "stop_reason refusal"}, ["a", None])))
     assert (refused.reasons, refused.completions, refused.attempts) == (
         {1: "stop_reason refusal"},
         ["a", None],
         1,
     )
-    assert openai_refusal("content_filter", None) == "finish_reason content_filter"
-    assert openai_refusal("stop", "  ") is None and openai_refusal("length", None) is None
+
+
+FINISH = st.sampled_from([None, "stop", "length", "content_filter", "tool_calls", "whatever"])
+
+
+@settings(max_examples=300)
+@given(
+    finish=FINISH,
+    content=st.none() | st.text(max_size=20),
+    refusal=st.none() | st.text(max_size=300),
+    tool_calls=st.none() | st.just([{"id": "call-1"}]),
+)
+def test_an_openai_choice_is_an_answer_a_refusal_or_malformed(
+    finish: str | None, content: str | None, refusal: str | None, tool_calls: Any
+) -> None:
+    said_no = finish == "content_filter" or bool(refusal and refusal.strip())
+    try:
+        text, why = openai_choice(finish, content, refusal, tool_calls)
+    except ValueError:
+        # Malformed only when nothing explains the missing content.
+        assert not said_no and content is None and not tool_calls and finish != "length"
+        return
+    assert (why is not None) == said_no
+    if why is not None:
+        assert text == "" and len(why) <= len("refusal: ") + MAX_REASON_CHARS
+    else:
+        assert text == (content or "")
 
 
 # -- generated server behaviours: the eval's counts and its metering -------------------------------

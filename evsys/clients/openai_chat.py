@@ -19,7 +19,7 @@ from evsys.clients.base import (
     call_sdk,
 )
 from evsys.clients.content import Message, openai_messages
-from evsys.clients.refusals import openai_refusal
+from evsys.clients.refusals import openai_choice
 from evsys.registry import register_inference
 
 
@@ -63,12 +63,15 @@ class OpenAIClient(HostedClient):
             texts, refused = [], {}
             for i, choice in enumerate(response.choices):
                 message = choice.message
-                why = openai_refusal(choice.finish_reason, getattr(message, "refusal", None))
+                text, why = openai_choice(
+                    choice.finish_reason,
+                    message.content,
+                    getattr(message, "refusal", None),
+                    getattr(message, "tool_calls", None),
+                )
+                texts.append(text)
                 if why is not None:
                     refused[i] = why
-                elif message.content is None and not getattr(message, "tool_calls", None):
-                    raise MalformedResponse("a choice without content")
-                texts.append("" if why is not None else message.content or "")
             usage = response.usage
             return Completion(
                 texts, int(usage.prompt_tokens), int(usage.completion_tokens), refused

@@ -39,6 +39,23 @@ def openai_refusal(finish_reason: Any, refusal: Any) -> str | None:
     return None
 
 
+def openai_choice(
+    finish_reason: Any, content: Any, refusal: Any, tool_calls: Any
+) -> tuple[str, str | None]:
+    """``(text, why refused)`` of an OpenAI chat-completions choice (the SDK's or raw JSON's
+    fields): "" and the reason for a refusal. Raises ValueError for a choice that has no
+    content and says no reason for it (neither refused, nor cut at the token limit, nor a
+    tool call): a malformed body, to be retried."""
+    why = openai_refusal(finish_reason, refusal)
+    if why is not None:
+        return "", why
+    if isinstance(content, str):
+        return content, None
+    if content is None and (tool_calls or finish_reason == "length"):
+        return "", None
+    raise ValueError(f"a choice without content (finish_reason {finish_reason!r})")
+
+
 def anthropic_refusal(stop_reason: Any) -> str | None:
     """An Anthropic message: ``stop_reason == "refusal"`` (its streaming classifiers stopped
     it; any text before is not the answer)."""

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field
 
-from evsys.clients.refusals import openai_refusal
+from evsys.clients.refusals import openai_choice
 from evsys.clients.usage import Price, UsageMeter, lookup_any_price, warn_unpriced
 from evsys.config import Strict
 from evsys.errors import BackendError, ConfigError
@@ -163,10 +163,12 @@ class OpenAICompatibleClient:
             answer = json.loads(raw)
             choice = answer["choices"][0]
             message = choice["message"]
-            refused = openai_refusal(choice.get("finish_reason"), message.get("refusal"))
-            content = message.get("content")
-            if refused is None and not isinstance(content, str) and not message.get("tool_calls"):
-                raise TypeError("no content")
+            content, refused = openai_choice(
+                choice.get("finish_reason"),
+                message.get("content"),
+                message.get("refusal"),
+                message.get("tool_calls"),
+            )
         except (ValueError, KeyError, IndexError, TypeError, AttributeError):
             raise MalformedResponse(
                 f"{self.url}: not a chat-completions response: {raw[:200]!r}"
@@ -174,7 +176,7 @@ class OpenAICompatibleClient:
         self.usage.record(*_token_counts(answer), latency)  # a refusal was answered, and paid
         if refused is not None:
             raise Refused({0: f"openai_compatible {self.cfg.model}: {refused}"})
-        return content or ""  # None: the model only called tools
+        return content
 
     def _http_error(self, exc: urllib.error.HTTPError) -> BackendError:
         detail = exc.read()[:300].decode("utf-8", "replace").strip()
