@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import REPO, run_evsys
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from vendor_bodies import BODIES, REFUSAL_TEXT, REFUSALS
@@ -311,3 +312,25 @@ def test_a_judge_that_refuses_scores_zero_and_says_why() -> None:
     assert "the judge refused" in refused.info["verdict_error"]
     assert "stop_reason refusal" in refused.info["verdict_error"]
     assert len(server.requests) == 2 and len(verifier.calls()) == 2  # metered, not retried
+
+
+def test_evsys_eval_model_shows_the_refusals(workdir: Path) -> None:
+    with OpenAIServer(["refusal"]) as server:
+        done = run_evsys(
+            "eval", "model",
+            "--dataset", str(REPO / "data" / "arithmetic" / "test.jsonl"),
+            "--output-dir", "out",
+            "--inference-kind", "openai_compatible",
+            "--model-name", "model-1",
+            "--base-url", server.base_url,
+            "--batch-size", "1",
+            "--limit", "3",
+            cwd=workdir,
+            module=False,
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "## Refusals" in done.stdout and "refusal: I'm sorry" in done.stdout
+    assert "Every call succeeded" in done.stdout  # a refusal is no failed call
+    summary = json.loads((workdir / "out" / "summary.json").read_text())
+    assert summary["retry_report"]["total_refused"] == 1 and len(server.requests) == 3
+    assert summary["metrics"]["exact_match"] == pytest.approx(2 / 3)

@@ -56,7 +56,8 @@ def worth_retrying(error: BaseException) -> bool:
 
 
 class RetriesExhausted(BackendError):
-    """A call that failed ``attempts`` times (or once, with an error not worth retrying)."""
+    """A call that failed ``attempts`` times (or once, with an error not worth retrying): the
+    call went unanswered. Its subclass :class:`Refused` is a call the model declined."""
 
     def __init__(self, attempts: int, error: BaseException, *, retryable: bool = True):
         self.attempts = attempts
