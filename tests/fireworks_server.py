@@ -75,7 +75,9 @@ class FakeFireworks:
         self.deployments: dict[str, dict[str, Any]] = {}
         self.deleting_polls_left: dict[str, int] = {}
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )  # a short poll: shut down at once
 
     @property
     def base_url(self) -> str:

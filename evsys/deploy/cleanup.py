@@ -67,8 +67,9 @@ class Undo:
 
     def created(self, what: str, remove_hint: str, remove: Callable[[], None]) -> None:
         """Register ``what`` (just created): ``remove()`` removes it, ``remove_hint`` says how
-        to remove it by hand should ``remove()`` fail."""
-        self._steps.append((what, remove_hint, remove))
+        to remove it by hand should ``remove()`` fail. Registered once however often told."""
+        if all(step[0] != what for step in self._steps):
+            self._steps.append((what, remove_hint, remove))
 
     def forget(self, what: str) -> None:
         """``what`` is gone already (removed on purpose): nothing to undo for it."""

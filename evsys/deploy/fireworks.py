@@ -116,7 +116,7 @@ class FireworksDeployer:
         # A failed deploy removes what it created (the deployment, then the model); what it
         # cannot remove is named, with how to remove it, in the error.
         undo = Undo("fireworks")
-        fireworks = FireworksResources(api, account, undo, self._until, self.cfg.timeout_s)
+        fireworks = FireworksResources(api, account, undo, self._until)
 
         def upload() -> None:
             # 2-3. a signed URL per file, then each file PUT there (without the key)

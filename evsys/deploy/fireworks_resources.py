@@ -56,10 +56,11 @@ class FireworksResources:
         account: str,
         undo: Undo,
         wait_until: Callable[[str, Callable[[], Any]], Any],
-        timeout_s: float,
     ):
+        """``wait_until(what, poll)`` polls until ``poll()`` returns something (the deployer's
+        own wait, with its timeout and poll interval)."""
         self.api, self.account, self.undo = api, account, undo
-        self._until, self._timeout_s = wait_until, timeout_s
+        self._until = wait_until
         self.prefix = f"/v1/accounts/{account}"
 
     # -- the model -------------------------------------------------------------------------------
@@ -83,11 +84,13 @@ class FireworksResources:
             if existing is None:
                 body = {"modelId": model_id, "model": {**spec, "description": mark}}
                 tried_to_create = True
+                # registered first: a create whose reply was lost may well have created it
+                self._created_model(model_id)
                 try:
                     self.api.call("create the model", "POST", f"{self.prefix}/models", body)
-                except AlreadyExists:
-                    continue  # created meanwhile (our own create, its reply lost): look again
-                self._created_model(model_id)
+                except AlreadyExists:  # created meanwhile (our own create, its reply lost?)
+                    self.undo.forget(self._model_what(model_id))  # not ours until looked at
+                    continue
                 upload()
                 return Outcome(self._name("models", model_id), reused=False)
             verdict = _judge_model(existing, run_id, mark)
@@ -105,7 +108,8 @@ class FireworksResources:
         raise BackendError(f"Fireworks: model {model_id} keeps changing under this deploy")
 
     def remove_model(self, model_id: str) -> None:
-        self.api.delete("delete the model", f"{self.prefix}/models/{model_id}")
+        path = f"{self.prefix}/models/{model_id}"
+        _removed(lambda: self.api.delete("delete the model", path), self._lookup(path))
 
     def model_hint(self, model_id: str) -> str:
         return (
@@ -113,9 +117,12 @@ class FireworksResources:
             f"DELETE {self.api.base}{self.prefix}/models/{model_id}"
         )
 
+    def _model_what(self, model_id: str) -> str:
+        return f"Fireworks model accounts/{self.account}/models/{model_id}"
+
     def _created_model(self, model_id: str) -> None:
         self.undo.created(
-            f"Fireworks model accounts/{self.account}/models/{model_id}",
+            self._model_what(model_id),
             self.model_hint(model_id),
             lambda: self.remove_model(model_id),
         )
@@ -133,13 +140,14 @@ class FireworksResources:
             existing = self.api.get_or_none("look up the deployment", path)
             if existing is None:
                 tried_to_create = True
+                self._created_deployment(deployment_id)  # first, as for the model
                 try:
                     created = self.api.call(
                         "create the deployment", "POST", f"{self.prefix}/deployments?{query}", spec
                     )
                 except AlreadyExists:
-                    continue  # created meanwhile (our own create, its reply lost): look again
-                self._created_deployment(deployment_id)
+                    self.undo.forget(self._deployment_what(deployment_id))
+                    continue
                 return Outcome(created, reused=False)
             if existing.get("baseModel") != model_name:
                 what = f"deployment {existing.get('name') or deployment_id}"
@@ -159,7 +167,11 @@ class FireworksResources:
         """Delete the deployment for good (hard: its id is free again) and wait until it is gone,
         since its model cannot be deleted while it exists."""
         path = f"{self.prefix}/deployments/{deployment_id}"
-        self.api.delete("delete the deployment", f"{path}?hard=true")
+        if not _removed(
+            lambda: self.api.delete("delete the deployment", f"{path}?hard=true"),
+            self._lookup(path),
+        ):
+            return  # it was never there
 
         def gone() -> bool | None:
             found = self.api.get_or_none("look up the deleted deployment", path)
@@ -181,12 +193,18 @@ class FireworksResources:
             f"DELETE {self.api.base}{self.prefix}/deployments/{deployment_id}?hard=true"
         )
 
+    def _deployment_what(self, deployment_id: str) -> str:
+        return f"Fireworks deployment accounts/{self.account}/deployments/{deployment_id}"
+
     def _created_deployment(self, deployment_id: str) -> None:
         self.undo.created(
-            f"Fireworks deployment accounts/{self.account}/deployments/{deployment_id}",
+            self._deployment_what(deployment_id),
             self.deployment_hint(deployment_id),
             lambda: self.remove_deployment(deployment_id),
         )
+
+    def _lookup(self, path: str) -> Callable[[], bool]:
+        return lambda: self.api.get_or_none("look up what to delete", path) is not None
 
     def _name(self, kind: str, resource_id: str) -> dict[str, Any]:
         return {"name": f"accounts/{self.account}/{kind}/{resource_id}"}
@@ -203,6 +221,22 @@ def _judge_model(model: dict[str, Any], run_id: str, mark: str) -> str:
     if not description and model.get("displayName") == display_name(run_id):
         return "ours"  # uploaded before uploads were marked: its files are unknown
     return "foreign"
+
+
+def _removed(delete: Callable[[], None], exists: Callable[[], bool]) -> bool:
+    """``delete()``; True when it went through. When it failed, whether the thing is there at
+    all (a create that failed may never have made it) decides: gone, False; there, the error."""
+    try:
+        delete()
+    except BackendError:
+        try:
+            still_there = exists()
+        except BackendError:
+            still_there = True  # cannot tell: named as left behind
+        if still_there:
+            raise
+        return False
+    return True
 
 
 def _taken(param: str, what: str, resource_id: str) -> ConfigError:
