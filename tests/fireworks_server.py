@@ -10,7 +10,8 @@ a poll, then gone when hard, else kept as DELETED, its id still taken). A model 
 still uses cannot be deleted (FAILED_PRECONDITION).
 
 Failures are injected per route, in order, at construction or on command (:meth:`fail`): an HTTP
-code, ``0`` (this call goes through), ``reset`` (the connection is cut, nothing done) or
+code, ``(HTTP code, gRPC code)`` (an error body with that code, e.g. ``(400, 6)``: ALREADY_EXISTS
+under another status), ``0`` (this call goes through), ``reset`` (the connection is cut, nothing done) or
 ``lost_reply`` (the call is done, then the connection is cut before the reply).
 """
 
@@ -41,7 +42,7 @@ ROUTES = (
     "create_model", "get_model", "delete_model", "upload_endpoint", "upload", "validate",
     "create_deployment", "get_deployment", "delete_deployment",
 )  # fmt: skip
-Failure = int | str
+Failure = int | str | tuple[int, int]
 
 
 class FakeFireworks:
@@ -90,7 +91,7 @@ class FakeFireworks:
         """Make the next calls of ``route`` fail so, in order (after those already planned)."""
         assert route in ROUTES, f"unknown route {route}; known: {ROUTES}"
         for failure in failures:
-            assert isinstance(failure, int) or failure in ("reset", "lost_reply"), failure
+            assert isinstance(failure, int | tuple) or failure in ("reset", "lost_reply"), failure
         with self.lock:
             self.failures.setdefault(route, []).extend(failures)
 
@@ -302,6 +303,8 @@ def _handler(fake: FakeFireworks) -> type[JSONHandler]:
                 failure = injected.pop(0) if injected else 0
                 if failure == "reset":
                     return self._cut()
+                if isinstance(failure, tuple):
+                    return self._json(failure[0], _error(failure[1], "injected"))
                 if isinstance(failure, int) and failure:
                     headers = {"Retry-After": "0"} if failure == 429 else {}
                     return self._json(failure, _error(_CODES.get(failure, 13), "injected"), headers)

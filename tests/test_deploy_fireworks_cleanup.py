@@ -160,6 +160,19 @@ def test_already_exists_is_not_retried(tmp_path: Path, route: str) -> None:
         assert deploy_run(run, "fireworks", params(server))["status"] == "running"
 
 
+@pytest.mark.parametrize("status", [409, 400, 500], ids=lambda status: f"HTTP {status}")
+def test_already_exists_is_known_by_its_grpc_code_too(tmp_path: Path, status: int) -> None:
+    """ALREADY_EXISTS (gRPC code 6) under any HTTP status: looked at again, never retried."""
+    run = finished_run(tmp_path / "run")
+    with FakeFireworks(failures={"create_deployment": [(status, 6)]}) as server:
+        entry = deploy_run(run, "fireworks", params(server))
+    assert entry["status"] == "running"
+    routes = server.routes()
+    first = routes.index("create_deployment")
+    assert routes[first : first + 3] == ["create_deployment", "get_deployment", "create_deployment"]
+    assert server.resources() == {MODEL, DEPLOYMENT}
+
+
 @pytest.mark.parametrize("route", ["create_model", "create_deployment"])
 def test_a_create_whose_reply_was_lost_is_adopted(tmp_path: Path, route: str) -> None:
     """The server made it, the reply never came, the retry hears 409: that is this deploy's own
