@@ -161,15 +161,13 @@ class FireworksDeployer:
             }
             mark = upload_mark(source.run_id, adapter_digest(files))
             model = fireworks.model(model_id, source.run_id, mark, spec, upload, deployment_id)
-            model_name = model.resource.get("name") or f"accounts/{account}/models/{model_id}"
+            # Names and paths are this deployer's own, never taken from a reply's body.
+            model_name = f"accounts/{account}/models/{model_id}"
 
             # 5-6. the deployment, polled until it serves
             deployment = fireworks.deployment(deployment_id, model_name, self._spec(model_name))
-            created = deployment.resource
-            deployment_name = (
-                created.get("name") or f"accounts/{account}/deployments/{deployment_id}"
-            )
-            state = created.get("state", "CREATING")
+            deployment_name = f"accounts/{account}/deployments/{deployment_id}"
+            state = str(deployment.resource.get("state") or "CREATING")
             if self.cfg.wait:
                 state = self._until(
                     "the deployment to be READY",

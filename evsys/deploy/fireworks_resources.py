@@ -101,8 +101,10 @@ class FireworksResources:
                 upload()
                 return Outcome(existing, reused=False)
             if verdict == "foreign":
-                raise _taken("model_id", f"model {existing.get('name') or model_id}", model_id)
-            name = existing.get("name") or f"accounts/{self.account}/models/{model_id}"
+                raise _taken(
+                    "model_id", f"model accounts/{self.account}/models/{model_id}", model_id
+                )
+            name = f"accounts/{self.account}/models/{model_id}"
             self.remove_deployment_of(name, deployment_id)
             self.remove_model(model_id)  # an earlier upload of this run, other files: replaced
         raise BackendError(f"Fireworks: model {model_id} keeps changing under this deploy")
@@ -150,8 +152,8 @@ class FireworksResources:
                     continue
                 return Outcome(created, reused=False)
             if existing.get("baseModel") != model_name:
-                what = f"deployment {existing.get('name') or deployment_id}"
-                what += f" (of {existing.get('baseModel')})"
+                what = f"deployment accounts/{self.account}/deployments/{deployment_id}"
+                what += f" (of {str(existing.get('baseModel'))[:200]})"
                 raise _taken("deployment_id", what, deployment_id)
             if str(existing.get("state", "")) in _GONE_STATES:
                 self.remove_deployment(deployment_id)  # failed, or on its way out: made anew

@@ -16,6 +16,7 @@ import importlib.util
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -107,12 +108,12 @@ class LocalDeployer:
             _make_directory(where, undo)
             merged = where / model_id
             merge_adapter(source.base_model, adapter, merged, self.cfg.dtype)
-            undo.created(f"merged model {merged}", f"rm -r {merged}", lambda: _remove(merged))
+            undo.created(f"merged model {merged}", _rm(merged), lambda: _remove(merged))
 
             host, port = self.cfg.host, self.cfg.port or free_port(self.cfg.host)
             log = where / SERVER_LOG
             log.write_bytes(b"")
-            undo.created(f"server log {log}", f"rm {log}", lambda: log.unlink(missing_ok=True))
+            undo.created(f"server log {log}", _rm(log), lambda: log.unlink(missing_ok=True))
             command = self._command(server, model_id, host, port)
             pid = start_detached(command, where, self._env(), log)
             started = _process_start(pid)
@@ -313,7 +314,12 @@ def _make_directory(path: Path, undo: Undo) -> None:
     path.mkdir(parents=True, exist_ok=True)
     if missing:
         top = missing[-1]
-        undo.created(f"directory {top}", f"rm -r {top}", lambda: _remove(top))
+        undo.created(f"directory {top}", _rm(top), lambda: _remove(top))
+
+
+def _rm(path: Path) -> str:
+    """The command that removes ``path`` (quoted: a run directory's name may hold anything)."""
+    return f"rm -r -- {shlex.quote(str(path))}"
 
 
 def _remove(path: Path) -> None:
