@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from evsys.cli import main
-from evsys.deploy.actions import deploy_run
+from evsys.deploy.actions import attempt_deploy, deploy_completed_run, deploy_run
 from evsys.deploy.cleanup import DeployFailed
 from evsys.deploy.fireworks import adapter_digest, adapter_files
 from evsys.deploy.fireworks_resources import upload_mark
@@ -311,3 +311,22 @@ def _cli(argv: list[str]) -> int:
     with pytest.raises(SystemExit) as done:
         main(argv)
     return int(done.value.code or 0)
+
+
+def test_a_configured_deploy_records_its_leftovers_too(tmp_path: Path) -> None:
+    """After a run (a config's ``deploy:`` section), as with ``evsys deploy``: the one line
+    says what is left, and the run's record keeps it."""
+    run = finished_run(tmp_path / "run")
+    with FakeFireworks(final_state="FAILED", creating_polls=0) as server:
+        server.fail("delete_deployment", *[500] * ATTEMPTS)
+        result = json.loads((run / "run_result.json").read_text())
+        result["config"]["deploy"] = {"kind": "fireworks", "params": params(server)}
+        (run / "run_result.json").write_text(json.dumps(result))
+        entry, error = attempt_deploy("the run", lambda: deploy_completed_run(run))
+        left = server.resources()
+    assert entry is None and error is not None and "\n" not in error
+    assert (
+        error.startswith("deploying the run failed: ") and f"firectl model delete {RUN_ID}" in error
+    )
+    assert left == {MODEL, DEPLOYMENT} == _named(record(run)["deployments"][0])
+    assert record(run)["status"] == "completed"
