@@ -25,6 +25,7 @@ def format_summary_markdown(summary: EvalSummary, title: str | None = None) -> s
         f"- dataset: `{s.dataset or '(rows given directly)'}`",
         f"- rows: {s.n_rows} × {s.num_samples} sample{'s' * (s.num_samples != 1)}, "
         f"{s.seconds:.1f} s",
+        *([f"- answers reused from an earlier eval: {s.reused}"] if s.reused else []),
         "",
         "| metric | value |",
         "| --- | ---: |",
