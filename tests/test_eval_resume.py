@@ -237,3 +237,32 @@ def test_a_row_without_an_answer_that_a_metric_needs_is_refused_before_any_call(
     assert done.returncode == 2, done.stdout + done.stderr
     assert "has no expected answer, which metric 'exact_match' needs" in done.stderr
     assert server.requests == [] and not (workdir / "out").exists()
+
+
+def test_a_model_that_goes_down_mid_run_stops_the_eval_and_resume_asks_only_the_rest(
+    workdir: Path,
+) -> None:
+    args = [
+        "--dataset", str(ARITHMETIC), "--output-dir", "out", "--limit", "12",
+        "--inference-kind", "openai", "--model-name", "model-1", "--api-key-env", "MODEL_KEY",
+        "--backoff", "0", "--max-attempts", "2", "--batch-size", "1", "--give-up-after", "3",
+    ]  # fmt: skip
+    env = {"MODEL_KEY": "sk-model"}
+    with FakeChatServer() as server:
+        server.failures = [None] * 4 + ["500"] * 100  # None: answered; then the model is down
+        args += ["--base-url", server.base_url]
+        down = run_evsys("eval", "model", *args, cwd=workdir, module=False, env=env)
+        before, kept = len(server.requests), saved_answers(workdir / "out")
+        server.failures = []
+        back = run_evsys("eval", "model", *args, cwd=workdir, module=False, env=env)
+        after = len(server.requests)
+    assert down.returncode == 1, down.stdout + down.stderr
+    assert "Traceback" not in down.stderr
+    assert "the model looks down: 3 calls in a row failed" in down.stderr
+    assert "the 4 answers are saved in out/generations.jsonl" in down.stderr
+    assert before == 4 + 3 * 2  # four answers, three calls of two attempts, then no more calls
+    assert sorted(a["index"] for a in kept) == [0, 1, 2, 3]
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert after - before == 12 - 4  # only the rows without an answer
+    summary = json.loads((workdir / "out/summary.json").read_text())
+    assert summary["reused"] == 4 and summary["metrics"]["exact_match"] == 1.0

@@ -5,8 +5,9 @@ The dataset is a JSONL file of rows or a harbor benchmark directory. Each answer
 and summary.md follow. Run again into the same --output-dir (or with --resume) after an eval
 that stopped (a judge that is down, an interruption): the saved answers are scored again and
 only the missing ones are asked for. Exit codes: 0 scored (calls that exhausted their retries
-are scored as wrong and listed in the summary), 1 every call failed, or scoring failed (the
-answers are saved), or with --fail-on-retries any call failed, 2 bad input (a missing file, a
+are scored as wrong and listed in the summary), 1 every call failed, or the model (after
+--give-up-after failed calls in a row) or the judge is down (the answers so far are saved), or
+with --fail-on-retries any call failed, 2 bad input (a missing file, a
 broken line, an unknown client kind, bad client params, an output dir holding another model's
 answers), with nothing written.
 """
@@ -21,6 +22,7 @@ from typing import Any
 from evsys.cli.key_values import parse_key_values
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+GIVE_UP_AFTER = 10
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,6 +52,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--max-attempts", type=int, default=3, help="tries per call, first included (default 3)")
     add("--backoff", type=float, default=1.0, help="first retry wait in seconds (default 1)")
     add("--batch-size", type=int, default=8, help="rows generated at once (default 8)")
+    add(
+        "--give-up-after",
+        type=int,
+        default=GIVE_UP_AFTER,
+        metavar="N",
+        help="stop after N calls in a row exhausted their retries: the model is down; the "
+        f"answers so far are kept for a re-run (default {GIVE_UP_AFTER})",
+    )
     add(
         "--fail-on-retries",
         action="store_true",
@@ -93,7 +103,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def execute(args: argparse.Namespace) -> int:
     from evsys.errors import ConfigError, DataError
-    from evsys.harness.evaluate import ScoringFailed
+    from evsys.harness.evaluate import EvalStopped
     from evsys.report import format_problems
 
     try:
@@ -108,7 +118,7 @@ def execute(args: argparse.Namespace) -> int:
     except DataError as exc:
         print(f"evsys eval model: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except ScoringFailed as exc:
+    except EvalStopped as exc:
         print(f"evsys eval model: {exc}", file=sys.stderr)
         return EXIT_FAILED
     from evsys.harness import format_summary_markdown
@@ -181,6 +191,7 @@ def _config(args: argparse.Namespace) -> Any:
         "max_attempts": args.max_attempts,
         "backoff_s": args.backoff,
         "batch_size": args.batch_size,
+        "give_up_after": args.give_up_after,
         "fail_on_retries": args.fail_on_retries,
         "label": args.label,
     }

@@ -95,6 +95,13 @@ class ModelEvalConfig(Strict):
         description="Rows generated at once: one batch call for batching engines (local, "
         "tinker), that many concurrent requests for per-call clients (APIs).",
     )
+    give_up_after: int | None = Field(
+        None,
+        ge=1,
+        description="Stop asking the model after this many calls in a row exhausted their "
+        "retries (it is down): the answers so far are kept, the eval ends with an error. "
+        "None: every row is tried.",
+    )
     fail_on_retries: bool = Field(
         False,
         description="Make `evsys eval model` exit 1 when any call exhausted its retries (the "

@@ -28,7 +28,7 @@ from evsys.errors import BackendError, ConfigError, DataError
 from evsys.files import write_json_atomically, write_jsonl_atomically, write_text_atomically
 from evsys.harness.aliases import AliasMatcher
 from evsys.harness.config import ModelEvalConfig
-from evsys.harness.generation import Samples, generate_samples
+from evsys.harness.generation import ModelDown, Samples, generate_samples
 from evsys.harness.journal import AnswerJournal
 from evsys.harness.prompts import load_eval_dataset, render_prompt
 from evsys.harness.retry import RetryReport
@@ -79,18 +79,19 @@ class EvalArtifacts:
     """``predictions``, ``summary_json``, ``summary_md`` when an output_dir was given."""
 
 
-class ScoringFailed(BackendError):
-    """Scoring stopped (a judge that is down): the completions are saved, the eval is not."""
+class EvalStopped(BackendError):
+    """The eval stopped before its end (a judge or the model is down); the answers it got are
+    saved (with an output_dir), and the next eval into the same directory reuses them."""
 
-    def __init__(self, error: BaseException, answered: int, saved: Path | None):
+    def __init__(self, why: str, answered: int, saved: Path | None):
         self.answered, self.saved = answered, saved
         kept = (
             f"the {answered} answers are saved in {saved}; run the same command again (or with "
-            "--resume) to score them without asking the model again"
+            "--resume) to score them without asking the model for them again"
             if saved is not None
             else f"the {answered} answers are lost (no output_dir to save them in)"
         )
-        super().__init__(f"scoring failed: {type(error).__name__}: {error}; {kept}")
+        super().__init__(f"{why}; {kept}")
 
 
 def evaluate_model(
@@ -108,8 +109,8 @@ def evaluate_model(
     without an expected answer that a metric needs, an output_dir holding another model's
     answers) raises ConfigError/DataError before any call is made. With an output_dir, each
     completion is saved as it arrives (generations.jsonl) and ones saved there before are
-    reused; scoring that fails (a judge that is down) raises :class:`ScoringFailed`, the
-    answers kept. A hosted model's usage is reported as ``cost_usd``, ``latency_p50_s``, …, a
+    reused; scoring that fails (a judge that is down) and a model that is down (``give_up_after``
+    failed calls in a row) raise :class:`EvalStopped`, the answers kept. A hosted model's usage is reported as ``cost_usd``, ``latency_p50_s``, …, a
     judge model's (a metric that asks one) as ``judge/cost_usd``, …
     """
     started = time.monotonic()
@@ -152,7 +153,8 @@ def evaluate_model(
             built=metrics,
         )
     except (BackendError, ConfigError, DataError) as exc:
-        raise ScoringFailed(exc, answered, saved) from exc
+        why = f"scoring failed: {type(exc).__name__}: {exc}"
+        raise EvalStopped(why, answered, saved) from exc
     errors: dict[int, dict[int, str]] = {}
     for failure in report.failures:
         errors.setdefault(failure.index, {})[failure.sample] = failure.error
@@ -201,8 +203,20 @@ def _generate(
     since = mark(client)
     try:
         samples = generate_samples(
-            client, prompts, rows, config, report, sleep=sleep, done=done, on_answer=save
+            client,
+            prompts,
+            rows,
+            config,
+            report,
+            sleep=sleep,
+            done=done,
+            on_answer=save,
+            give_up_after=config.give_up_after,
         )
+    except ModelDown as exc:
+        written = journal.written if journal is not None else 0
+        saved = journal.path if journal is not None and reused + written else None
+        raise EvalStopped(str(exc), reused + written, saved) from exc
     finally:
         if journal is not None:
             journal.close()
