@@ -127,7 +127,8 @@ class AnswerJournal:
             "prompt_sha256": self.hashes[index],
             "completion": completion,
         }
-        text = json.dumps(line, ensure_ascii=False, default=str) + "\n"
+        # ASCII escapes: any text an API returned (a lone surrogate included) reads back as is.
+        text = json.dumps(line, default=str) + "\n"
         with self._lock:
             handle = self._open()
             handle.write(text)
