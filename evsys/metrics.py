@@ -16,7 +16,7 @@ from pydantic import Field
 
 from evsys.answers import extract_answer, is_correct
 from evsys.config import InferenceSpec, Strict
-from evsys.errors import DataError
+from evsys.errors import BackendError, DataError
 from evsys.protocols import VerificationResult
 from evsys.registry import register_metric
 from evsys.rows import prompt_text
@@ -176,9 +176,13 @@ class PassRate:
     def _result(self, completion: str, row: Any) -> VerificationResult:
         key = _verdict_key(row, completion)
         if key not in self._verdicts:
-            self._verdicts[key] = self._verifier.verify(
-                prompt=prompt_text(row), completion=completion, target=row
-            )
+            try:
+                self._verdicts[key] = self._verifier.verify(
+                    prompt=prompt_text(row), completion=completion, target=row
+                )
+            except BackendError as exc:  # a judge that is down: say which task it was judging
+                where = repr(row.get("id")) if isinstance(row, dict) else "?"
+                raise BackendError(f"judging task {where}: {exc}") from exc
         return self._verdicts[key]
 
 

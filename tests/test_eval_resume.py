@@ -103,6 +103,7 @@ def test_a_judge_that_fails_mid_run_keeps_the_answers_and_resume_rejudges_them(
     assert failed.returncode == 1, failed.stdout + failed.stderr
     assert "Traceback" not in failed.stderr
     assert "scoring failed" in failed.stderr and "500" in failed.stderr
+    assert f"judging task {tasks[3]['task_id']!r}" in failed.stderr
     assert f"the {N_TASKS} answers are saved in out/generations.jsonl" in failed.stderr
     assert not summarized  # no summary of an eval that did not end
     assert paid == N_TASKS and judged_before >= 4  # the fourth verdict was asked (and failed)
