@@ -85,12 +85,15 @@ class EvalStopped(BackendError):
 
     def __init__(self, why: str, answered: int, saved: Path | None):
         self.answered, self.saved = answered, saved
-        kept = (
-            f"the {answered} answers are saved in {saved}; run the same command again (or with "
-            "--resume) to score them without asking the model for them again"
-            if saved is not None
-            else f"the {answered} answers are lost (no output_dir to save them in)"
-        )
+        if not answered:
+            kept = "the model gave no answer to keep"
+        elif saved is not None:
+            kept = (
+                f"the {answered} answers are saved in {saved}; run the same command again (or "
+                "with --resume) to score them without asking the model for them again"
+            )
+        else:
+            kept = f"the {answered} answers are lost (no output_dir to save them in)"
         super().__init__(f"{why}; {kept}")
 
 
@@ -109,9 +112,10 @@ def evaluate_model(
     without an expected answer that a metric needs, an output_dir holding another model's
     answers) raises ConfigError/DataError before any call is made. With an output_dir, each
     completion is saved as it arrives (generations.jsonl) and ones saved there before are
-    reused; scoring that fails (a judge that is down) and a model that is down (``give_up_after``
-    failed calls in a row) raise :class:`EvalStopped`, the answers kept. A hosted model's usage is reported as ``cost_usd``, ``latency_p50_s``, …, a
-    judge model's (a metric that asks one) as ``judge/cost_usd``, …
+    reused; scoring that fails (a judge that is down) and a model that is down
+    (``give_up_after`` failed calls in a row) raise :class:`EvalStopped`, the answers kept. A
+    hosted model's usage is reported as ``cost_usd``, ``latency_p50_s``, …, a judge model's (a
+    metric that asks one) as ``judge/cost_usd``, …
     """
     started = time.monotonic()
     metadata: dict[str, Any] = {}
@@ -215,8 +219,7 @@ def _generate(
         )
     except ModelDown as exc:
         written = journal.written if journal is not None else 0
-        saved = journal.path if journal is not None and reused + written else None
-        raise EvalStopped(str(exc), reused + written, saved) from exc
+        raise EvalStopped(str(exc), reused + written, journal.path if journal else None) from exc
     finally:
         if journal is not None:
             journal.close()
