@@ -4,7 +4,9 @@ generated; every verdict comes from an LLM judge behind the OpenAI-compatible te
 
 from __future__ import annotations
 
+import json
 import logging
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +16,7 @@ from openai_server import FakeChatServer
 from vendor_servers import rubric_judge
 
 from evsys.config import MetricSpec
+from evsys.harness import ModelEvalConfig, evaluate_model
 from evsys.harness.scoring import build_metrics, score_rows
 
 TOKENS = ("alpha", "beta", "42", "ünï", "${oc.env:HOME}")
@@ -97,3 +100,36 @@ def test_each_rows_verdict_is_kept_against_that_row(
     assert not any(name.startswith("pass@") for name in scored.metrics) or all(
         "answer" in row for row in rows
     )
+
+
+def test_unreadable_verdicts_are_listed_by_row_in_the_summary(
+    judge_server: FakeChatServer, tmp_path: Path
+) -> None:
+    ids = ["a|b", "line\nbreak", 7, "ok"]
+    rubrics = ["Be polite.", "?", "Be brief.", "contains: 2"]
+    rows = [
+        {"id": row_id, "prompt": "What is 1 + 1?", "verifier": {
+            "kind": "llm_judge", "judge_model": "judge-1", "rubric": rubric}}
+        for row_id, rubric in zip(ids, rubrics, strict=True)
+    ]  # fmt: skip
+    client = {"base_url": judge_server.base_url, "api_key_env": None}
+    judge = {"kind": "openai_compatible", "params": client}
+    artifacts = evaluate_model(
+        ModelEvalConfig(
+            output_dir=str(tmp_path / "out"),
+            inference_kind="openai_compatible",
+            model_name="model-1",
+            client_params=client,
+            metrics=[MetricSpec(kind="pass_rate", params={"judge": judge})],
+        ),
+        rows=rows,
+    )
+    listed = artifacts.summary.unreadable_verdicts
+    assert [(v["index"], v["id"]) for v in listed] == [(0, "a|b"), (1, "line\nbreak"), (2, 7)]
+    assert all(v["metric"] == "pass_rate" and "no <answer>" in v["error"] for v in listed)
+    assert artifacts.summary.metrics["pass_rate"] == 0.25
+    summary_md = (tmp_path / "out" / "summary.md").read_text()
+    table = summary_md.split("## Verdicts that could not be read", 1)[1].split("##", 1)[0]
+    assert "| 0 | a\\|b | pass_rate |" in table and "| 1 | line break | pass_rate |" in table
+    saved = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert saved["unreadable_verdicts"] == listed

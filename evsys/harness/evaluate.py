@@ -55,6 +55,8 @@ class EvalSummary:
     """Completions in hand (reused ones included); 0: every call failed, nothing was scored."""
     reused: int = 0
     """Completions read back from an earlier eval into the same directory, not asked again."""
+    unreadable_verdicts: list[dict[str, Any]] = field(default_factory=list)
+    """``{index, id, metric, error}`` of each row whose verdict could not be read (scored 0)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -67,6 +69,7 @@ class EvalSummary:
             "reused": self.reused,
             "metrics": self.metrics,
             "retry_report": self.retry_report.to_dict(),
+            "unreadable_verdicts": self.unreadable_verdicts,
             "seconds": round(self.seconds, 3),
         }
 
@@ -177,6 +180,12 @@ def evaluate_model(
         seconds=time.monotonic() - started,
         answered=answered,
         reused=reused,
+        unreadable_verdicts=[
+            {"index": r["index"], "id": r["id"], "metric": name, "error": v["verdict_error"]}
+            for r in records
+            for name, v in r.get("verdicts", {}).items()
+            if "verdict_error" in v
+        ],
     )
     artifacts = EvalArtifacts(summary=summary, records=records)
     if config.output_dir is not None:
