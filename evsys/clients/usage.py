@@ -3,9 +3,9 @@
 A client keeps a :class:`UsageMeter`; whoever scores with it (a run's eval, a benchmark, a
 baseline, ``evsys eval model``, a judge) reads the calls made since a mark as metrics:
 ``cost_usd`` (from the price table, ``prices.yaml``, or the client's ``price``),
-``latency_p50_s``, ``latency_p95_s`` and ``tokens_out``. A call whose response counted no tokens
-(an OpenAI-compatible server that returns no ``usage``) has a latency, but no tokens and no cost:
-its calls report neither, rather than a made-up 0.
+``latency_p50_s``, ``latency_p95_s``, ``tokens_in`` and ``tokens_out``. A call whose response
+counted no tokens (an OpenAI-compatible server that returns no ``usage``) has a latency, but no
+tokens and no cost: its calls report neither, rather than a made-up 0.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from evsys.config import Strict
 
 log = logging.getLogger(__name__)
 
-USAGE_METRICS = ("cost_usd", "latency_p50_s", "latency_p95_s", "tokens_out")
+USAGE_METRICS = ("cost_usd", "latency_p50_s", "latency_p95_s", "tokens_in", "tokens_out")
 """The metrics a metered client's calls give, under the prefix of what they scored."""
 PRICES_FILE = Path(__file__).with_name("prices.yaml")
 
@@ -120,10 +120,10 @@ def judge_usage(metrics: Iterable[Any], prefix: str) -> dict[str, float]:
 
 
 def summarize(calls: Iterable[CallUsage], prefix: str | None = None) -> dict[str, float]:
-    """``{<prefix>/cost_usd, …/latency_p50_s, …/latency_p95_s, …/tokens_out}`` of ``calls``;
-    empty when there were none; no ``cost_usd`` when a call's model has no price or its tokens
-    are unknown, no ``tokens_out`` when a call's tokens are unknown (a partial sum would
-    undercount)."""
+    """``{<prefix>/cost_usd, …/latency_p50_s, …/latency_p95_s, …/tokens_in, …/tokens_out}`` of
+    ``calls``; empty when there were none; no ``cost_usd`` when a call's model has no price or
+    its tokens are unknown, no ``tokens_in``/``tokens_out`` when some call's response did not
+    give them (a partial sum would undercount)."""
     calls = list(calls)
     if not calls:
         return {}
@@ -132,6 +132,8 @@ def summarize(calls: Iterable[CallUsage], prefix: str | None = None) -> dict[str
         "latency_p50_s": quantile(latencies, 0.5),
         "latency_p95_s": quantile(latencies, 0.95),
     }
+    if all(c.tokens_in is not None for c in calls):
+        out["tokens_in"] = float(sum(c.tokens_in or 0 for c in calls))
     if all(c.tokens_out is not None for c in calls):
         out["tokens_out"] = float(sum(c.tokens_out or 0 for c in calls))
     if all(c.cost_usd is not None for c in calls):
