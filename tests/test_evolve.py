@@ -211,6 +211,7 @@ def test_llm_proposer_refuses_and_counts_illegal_proposals(workdir: Path) -> Non
         )
         done = run_evsys(
             *EVOLVE,
+            f"{LR}=tag(log, interval(1e-5, 1e-2))",
             "hydra.sweeper.proposer.kind=llm",
             f"hydra.sweeper.proposer.params.client={client}",
             "hydra.sweeper.generations=3",
@@ -229,7 +230,7 @@ def test_llm_proposer_refuses_and_counts_illegal_proposals(workdir: Path) -> Non
     assert "proposals refused as illegal: 4" in (sweep / "summary.md").read_text()
     assert len(prompts) == 4  # generation 1 asked twice
     later = prompts[-1]
-    assert "REFUSED" in later and "greater than 0" in later  # the feedback, with why
+    assert "REFUSED" in later and "outside the search space" in later  # the feedback, with why
     assert "refused as a whole" in later
     assert "the same config as an earlier arm" in later  # not launched twice, not illegal
     assert '"metrics": {"eval/exact_match"' in later  # parents with their results

@@ -4,7 +4,8 @@ When the arms' log store includes the ``dashboard`` store, the loop opens the sw
 exactly as evsys's own sweeper does (:func:`evsys.sweep.dashboard.open_sweep_experiment`: created
 before any arm, its id in the sweep directory, where each arm finds it and creates its run). Each
 generation is then a ``generation`` of that experiment: created when it starts, updated with its
-arms' states, its parent runs and the best run so far when it ends. Generation ids derive from the
+arms' states, its parent runs, each arm's lineage (generation, parents, mutation, delta against
+each parent) and the best run so far when it ends. Generation ids derive from the
 experiment and the generation's index, so a resumed sweep updates the records it created.
 """
 
@@ -49,8 +50,10 @@ class DashboardGenerations:
         arms: dict[str, str],
         best: list[str],
         parents: list[str] | None = None,
+        lineage: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         experiment_id = self.experiment.experiment_id
+        run = {name: arm_run_id(experiment_id, name) for name in lineage or {}}
         self.client.update_generation(
             self.generation_id(generation),
             status="completed",
@@ -58,5 +61,7 @@ class DashboardGenerations:
             summary={
                 "arms": {arm_run_id(experiment_id, name): state for name, state in arms.items()},
                 "parent_runs": [arm_run_id(experiment_id, name) for name in parents or []],
+                # each arm's generation, parents, mutation and delta against each parent
+                "lineage": {run[name]: entry for name, entry in (lineage or {}).items()},
             },
         )

@@ -30,19 +30,42 @@ def finish_outputs(sweep_dir: Path, lineage: dict[str, Any]) -> None:
     plot_note = plot_evolution(lineage, sweep_dir / EVOLUTION_PNG)
     result_path = sweep_dir / SWEEP_RESULT
     result = json.loads(result_path.read_text())
-    result["evolution"] = {
-        "proposer": lineage["proposer"],
-        "generations_complete": lineage["generations_complete"],
-        "arms": len(lineage["arms"]),
-        "proposals_illegal": lineage["proposals_illegal"],
-        "best_so_far": curve,
-        "lineage": LINEAGE_JSON,
-    }
+    result["evolution"] = evolution_block(lineage)
     write_json_atomically(result_path, result)
     summary = (sweep_dir / SUMMARY_MD).read_text()
     write_text_atomically(
         sweep_dir / SUMMARY_MD, summary.rstrip() + "\n\n" + render(lineage, plot_note)
     )
+
+
+def evolution_block(lineage: dict[str, Any]) -> dict[str, Any]:
+    """``evolution`` of ``sweep_result.json`` and ``evsys results --json``: what an agent needs
+    without the store — each arm's generation, parents, mutation and delta against each parent,
+    every refused proposal (as written, with why), every dropped one, and why the loop stopped
+    early, if it did."""
+    keys = ("name", "generation", "parent_arms", "mutation", "deltas", "state", "values")
+    return {
+        "proposer": lineage["proposer"],
+        "generations_complete": lineage["generations_complete"],
+        "arms": len(lineage["arms"]),
+        "proposals_illegal": lineage["proposals_illegal"],
+        "best_so_far": lineage.get("best_so_far") or best_so_far(lineage),
+        "lineage": LINEAGE_JSON,
+        "arm_lineage": [{k: arm.get(k) for k in keys} for arm in lineage["arms"]],
+        "refused": lineage.get("refused", []),
+        "dropped": lineage.get("dropped", []),
+        "stopped": lineage.get("stopped"),
+    }
+
+
+def read_evolution(sweep_dir: Path) -> dict[str, Any] | None:
+    """The evolution block of an evolve sweep directory (its ``lineage.json``); None for a sweep
+    of another kind, or one whose lineage.json is missing or broken."""
+    try:
+        lineage = json.loads((Path(sweep_dir) / LINEAGE_JSON).read_text())
+        return evolution_block(lineage)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
 
 
 def best_so_far(lineage: dict[str, Any]) -> list[dict[str, Any]]:
