@@ -11,12 +11,16 @@ experiment and the generation's index, so a resumed sweep updates the records it
 
 from __future__ import annotations
 
+import importlib
+import logging
 import uuid
+from pathlib import Path
 from typing import Any
 
 from evsys.log_stores.dashboard import arm_run_id
 from evsys.sweep.dashboard import SweepExperiment
 
+log = logging.getLogger(__name__)
 _IDS = uuid.UUID("0b7d6a52-3f51-4c8e-9d0e-6a1f2c9e4b17")  # namespace of the generation ids
 
 
@@ -65,3 +69,21 @@ class DashboardGenerations:
                 "lineage": {run[name]: entry for name, entry in (lineage or {}).items()},
             },
         )
+
+
+def load_tracker(spec: str | None, sweep_dir: Path) -> Any:
+    """The generation tracker ``module:factory(sweep_dir=…)`` builds (the dashboard's), or None.
+
+    Its optional methods, called with keywords: ``create_generation(sweep_dir, generation)``
+    when a generation starts, ``update_generation(sweep_dir, generation, arms={name: state},
+    best=[name], parents=[name], lineage={name: {generation, parent_arms, mutation, deltas, …}})``
+    when it ended. A tracker that fails is logged, never the loop's end."""
+    if not spec:
+        return None
+    module_name, _, attribute = spec.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), attribute or "tracker")
+        return factory(sweep_dir=str(sweep_dir))
+    except Exception as exc:
+        log.warning("evolve: no tracker (%s): %s", spec, exc)
+        return None

@@ -21,6 +21,56 @@ def write_lineage(sweep_dir: Path, lineage: dict[str, Any]) -> None:
     write_json_atomically(sweep_dir / LINEAGE_JSON, lineage)
 
 
+def write_plan(
+    sweep_dir: Path,
+    config: Any,
+    settings: Any,
+    context: Any,
+    arms: list[Any],
+    checked_by_name: dict[str, Any],
+) -> None:
+    """``sweep_plan.json`` of the evolve sweep: every arm proposed so far, with its generation
+    and parents, and the composed config of those pre-flighted in this session."""
+    from datetime import UTC, datetime
+
+    from omegaconf import OmegaConf
+
+    from evsys.preflight import EVOLVE_SWEEPER
+    from evsys.run.record import redact
+    from evsys.sweep.aggregate import SWEEP_PLAN
+
+    entries = []
+    for arm in arms:
+        checked = checked_by_name.get(arm.name)
+        entry = {
+            "name": arm.name,
+            "dir": arm.name,
+            "overrides": arm.overrides,
+            "config_hash": arm.proposal.get("config_hash"),
+            "generation": arm.generation,
+            "parent_arms": arm.parents,
+        }
+        if checked is not None and checked.config is not None:
+            entry["group_id"] = checked.group_id
+            entry["seed"] = checked.seed
+            entry["config"] = redact(checked.config.model_dump(mode="json"))
+        entries.append(entry)
+    first = context.objectives[0]
+    write_json_atomically(
+        sweep_dir / SWEEP_PLAN,
+        {
+            "name": OmegaConf.select(config, "name") or sweep_dir.name,
+            "created_at": datetime.now(UTC).isoformat(),
+            "hypothesis": context.hypothesis,
+            "success_metric": {"name": first.metric, "direction": first.direction},
+            "launcher": OmegaConf.select(config, "hydra.launcher._target_"),
+            "sweeper": EVOLVE_SWEEPER,
+            "proposed": f"in generations by the {settings.proposer.kind} proposer",
+            "arms": entries,
+        },
+    )
+
+
 def finish_outputs(sweep_dir: Path, lineage: dict[str, Any]) -> None:
     from evsys.sweep.aggregate import SUMMARY_MD, SWEEP_RESULT
 

@@ -1,9 +1,10 @@
 """The evolution loop: generation after generation, propose → validate → pre-flight → launch.
 
 A generation is a batch of arms the proposer proposes from every arm before it. Each proposal is
-composed and validated exactly like an arm of a hand-written sweep (:func:`evsys.sweep.plan.
-preflight`); an illegal one is refused — counted (``proposals_illegal``), fed back to the
-proposer, never launched. The legal ones are launched together by the configured Hydra launcher
+confined to the search space and composed and validated exactly like an arm of a hand-written
+sweep (:mod:`evsys.evolve.admission`); an illegal one is refused — recorded with why and counted
+(``proposals_illegal``), fed back to the proposer, never launched. A generation that gets no arm
+ends the loop: with exit 1 when the proposer failed (unreachable, or every answer illegal). The legal ones are launched together by the configured Hydra launcher
 (:func:`evsys.sweep.sweeper.run_pending_arms`: basic, gpus, local_processes, slurm) and recorded
 as any arm is; a failed arm is fed back as a bad result with its error, and the loop goes on.
 
@@ -17,12 +18,10 @@ twice. The budget: ``generations``, ``population`` (arms per generation), ``max_
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +55,7 @@ def run_evolution(
 ) -> int:
     """Run (or resume) the evolve sweep of ``config``; returns the exit code (2 bad input, 1 an
     arm did not complete, 0 every arm completed)."""
-    from evsys.evolve.dashboard import DashboardGenerations
+    from evsys.evolve.dashboard import DashboardGenerations, load_tracker
     from evsys.output_dirs import claim, release
     from evsys.report import format_problems
     from evsys.sweep.dashboard import open_sweep_experiment
@@ -327,40 +326,10 @@ class Evolution:
     # -- outputs ------------------------------------------------------------------------------
 
     def _write_plan(self, checked_by_name: dict[str, Any]) -> None:
-        from evsys.files import write_json_atomically
-        from evsys.preflight import EVOLVE_SWEEPER
-        from evsys.run.record import redact
-        from evsys.sweep.aggregate import SWEEP_PLAN
+        from evsys.evolve.lineage import write_plan
 
-        entries = []
-        for arm in self.arms:
-            checked = checked_by_name.get(arm.name)
-            entry = {
-                "name": arm.name,
-                "dir": arm.name,
-                "overrides": arm.overrides,
-                "config_hash": arm.proposal.get("config_hash"),
-                "generation": arm.generation,
-                "parent_arms": arm.parents,
-            }
-            if checked is not None and checked.config is not None:
-                entry["group_id"] = checked.group_id
-                entry["seed"] = checked.seed
-                entry["config"] = redact(checked.config.model_dump(mode="json"))
-            entries.append(entry)
-        first = self.context.objectives[0]
-        write_json_atomically(
-            self.sweep_dir / SWEEP_PLAN,
-            {
-                "name": OmegaConf.select(self.config, "name") or self.sweep_dir.name,
-                "created_at": datetime.now(UTC).isoformat(),
-                "hypothesis": self.context.hypothesis,
-                "success_metric": {"name": first.metric, "direction": first.direction},
-                "launcher": OmegaConf.select(self.config, "hydra.launcher._target_"),
-                "sweeper": EVOLVE_SWEEPER,
-                "proposed": f"in generations by the {self.settings.proposer.kind} proposer",
-                "arms": entries,
-            },
+        write_plan(
+            self.sweep_dir, self.config, self.settings, self.context, self.arms, checked_by_name
         )
 
     def _write_lineage(self) -> None:
@@ -428,21 +397,3 @@ def _gave_nothing(
     failed = f"; the proposer failed {len(failures)} time(s)" if failures else ""
     why = f"every answer was illegal ({illegal} refused, see 'refused' in lineage.json){failed}"
     return ProposerGaveNothing(f"{where}: {why}", True)
-
-
-def load_tracker(spec: str | None, sweep_dir: Path) -> Any:
-    """The generation tracker ``module:factory(sweep_dir=…)`` builds (the dashboard's), or None.
-
-    Its optional methods, called with keywords: ``create_generation(sweep_dir, generation)``
-    when a generation starts, ``update_generation(sweep_dir, generation, arms={name: state},
-    best=[name], parents=[name], lineage={name: {generation, parent_arms, mutation, deltas, …}})``
-    when it ended. A tracker that fails is logged, never the loop's end."""
-    if not spec:
-        return None
-    module_name, _, attribute = spec.partition(":")
-    try:
-        factory = getattr(importlib.import_module(module_name), attribute or "tracker")
-        return factory(sweep_dir=str(sweep_dir))
-    except Exception as exc:
-        log.warning("evolve: no tracker (%s): %s", spec, exc)
-        return None
