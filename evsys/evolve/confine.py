@@ -106,6 +106,10 @@ def read_value(dimension: Dimension, text: str) -> Any:
     number = _read_number(text, integer=dimension.kind == INT)
     low, high = dimension.low, dimension.high
     assert low is not None and high is not None
+    if isinstance(number, float):  # a sampler's exp(log(bound)) may round a hair past it
+        slack = 1e-12 * max(abs(low), abs(high))
+        number = high if high < number <= high + slack else number
+        number = low if low - slack <= number < low else number
     if not low <= number <= high:
         raise ValueError(f"outside the search space: {dimension.describe()}")
     if dimension.step and not _on_step(number, low, dimension.step):
