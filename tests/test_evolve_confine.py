@@ -316,3 +316,20 @@ def test_an_optuna_arm_names_the_nearest_earlier_arm_as_parent_or_none() -> None
     (delta,) = lineage["deltas"]
     assert delta["changed"] == {LR: {"from": 2e-3, "to": 1e-3}}
     assert delta["objectives"]["eval/exact_match"] == pytest.approx(0.2)
+
+
+def test_a_generation_record_carries_each_arms_lineage_by_run_id() -> None:
+    from types import SimpleNamespace
+
+    from evsys.evolve.dashboard import DashboardGenerations
+    from evsys.log_stores.dashboard import arm_run_id
+
+    sent: list[tuple[str, dict[str, Any]]] = []
+    client = SimpleNamespace(update_generation=lambda gid, **fields: sent.append((gid, fields)))
+    experiment = SimpleNamespace(experiment_id="exp-1", client=client)
+    lineage = {"g1_002": {"generation": 1, "parent_arms": ["g0_000"], "mutation": {LR: 3e-4}}}
+    DashboardGenerations(experiment, "llm").update_generation(
+        sweep_dir="evo", generation=1, arms={"g1_002": "complete"}, best=[], lineage=lineage
+    )
+    ((_, fields),) = sent
+    assert fields["summary"]["lineage"] == {arm_run_id("exp-1", "g1_002"): lineage["g1_002"]}
