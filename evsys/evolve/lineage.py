@@ -144,7 +144,8 @@ def render(lineage: dict[str, Any], plot_note: str) -> str:
         "",
         f"Proposer: {lineage['proposer']} · generations complete: "
         f"{len(lineage['generations_complete'])} · arms: {len(arms)} · "
-        f"proposals refused as illegal: {lineage['proposals_illegal']}",
+        f"proposals refused as illegal: {lineage['proposals_illegal']} · legal ones dropped "
+        f"(repeats, past what was asked): {len(lineage.get('dropped', []))}",
         "",
         "Best so far ("
         + objective["metric"]

@@ -1,12 +1,12 @@
 """The evolution loop: generation after generation, propose → validate → pre-flight → launch.
 
 A generation is a batch of arms the proposer proposes from every arm before it. Each proposal is
-confined to the search space and composed and validated exactly like an arm of a hand-written
-sweep (:mod:`evsys.evolve.admission`); an illegal one is refused — recorded with why and counted
-(``proposals_illegal``), fed back to the proposer, never launched. A generation that gets no arm
-ends the loop: with exit 1 when the proposer failed (unreachable, or every answer illegal). The legal ones are launched together by the configured Hydra launcher
-(:func:`evsys.sweep.sweeper.run_pending_arms`: basic, gpus, local_processes, slurm) and recorded
-as any arm is; a failed arm is fed back as a bad result with its error, and the loop goes on.
+confined to the search space, then composed and validated like a hand-written sweep's arm
+(:mod:`evsys.evolve.admission`); an illegal one is recorded with why, counted
+(``proposals_illegal``), fed back, never launched. The legal ones are launched together by the
+configured Hydra launcher (:func:`evsys.sweep.sweeper.run_pending_arms`) and recorded as any arm
+is; a failed arm is fed back as a bad result, and the loop goes on. A generation that gets no arm
+ends the loop, with exit 1 when the proposer failed (unreachable, or every answer illegal).
 
 Every proposed arm and its result is stored (:mod:`evsys.evolve.store`) before and after it
 runs, and each generation is marked complete once all its arms ended. ``evsys resume <dir>``
