@@ -123,8 +123,8 @@ def judge_usage(metrics: Iterable[Any], prefix: str) -> dict[str, float]:
 def summarize(calls: Iterable[CallUsage], prefix: str | None = None) -> dict[str, float]:
     """``{<prefix>/cost_usd, …/latency_p50_s, …/latency_p95_s, …/tokens_in, …/tokens_out}`` of
     ``calls``; empty when there were none; no ``cost_usd`` when a call's model has no price or
-    its tokens are unknown, no ``tokens_in``/``tokens_out`` when a call's count of them is
-    unknown (a partial sum would undercount)."""
+    its tokens are unknown, no ``tokens_in``/``tokens_out`` when some call's response did not
+    give them (a partial sum would undercount)."""
     calls = list(calls)
     if not calls:
         return {}

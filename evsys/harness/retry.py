@@ -199,13 +199,9 @@ class RetryReport:
         with self._lock:
             self.failures.append(failure)
 
-    def record_refused(self, index: int, row_id: Any, refused: Refused, first: int = 0) -> None:
-        """The refused samples of a call that asked for samples ``first``, ``first + 1``, …"""
+    def record_refusal(self, index: int, row_id: Any, sample: int, reason: str) -> None:
         with self._lock:
-            self.refusals += [
-                Refusal(index, row_id, first + sample, reason)
-                for sample, reason in refused.reasons.items()
-            ]
+            self.refusals.append(Refusal(index, row_id, sample, reason))
 
     @property
     def total_refused(self) -> int:
