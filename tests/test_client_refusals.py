@@ -334,3 +334,41 @@ def test_evsys_eval_model_shows_the_refusals(workdir: Path) -> None:
     summary = json.loads((workdir / "out" / "summary.json").read_text())
     assert summary["retry_report"]["total_refused"] == 1 and len(server.requests) == 3
     assert summary["metrics"]["exact_match"] == pytest.approx(2 / 3)
+
+
+def test_an_eval_the_model_refused_whole_is_scored_not_failed(workdir: Path) -> None:
+    with OpenAIServer(["refusal"] * 2) as server:
+        done = run_evsys(
+            "eval", "model",
+            "--dataset", str(REPO / "data" / "arithmetic" / "test.jsonl"),
+            "--output-dir", "out",
+            "--inference-kind", "openai_compatible",
+            "--model-name", "model-1",
+            "--base-url", server.base_url,
+            "--limit", "2",
+            cwd=workdir,
+            module=False,
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "**2 samples refused**" in done.stdout and "every one of" not in done.stderr
+    assert "| exact_match | 0 |" in done.stdout
+
+
+def test_a_refusal_breaks_a_streak_of_failed_calls() -> None:
+    rows = [{"id": f"r{i}", "prompt": f"What is {i} + 1?", "answer": str(i + 1)} for i in range(4)]
+    # In order: row 0 fails (3 tries), row 1 is refused, row 2 fails, row 3 is answered.
+    with OpenAIServer(["500"] * 3 + ["refusal"] + ["500"] * 3) as server:
+        artifacts = evaluate_model(
+            ModelEvalConfig(
+                inference_kind="openai_compatible",
+                model_name="model-1",
+                client_params={"base_url": server.base_url, "api_key_env": None},
+                backoff_s=0,
+                batch_size=1,
+                give_up_after=2,  # two failed calls in a row would stop the eval
+            ),
+            rows=rows,
+        )
+    report = artifacts.summary.retry_report
+    assert (report.failed_rows, report.refused_rows) == ([0, 2], [1])
+    assert artifacts.records[3]["predictions"] == ["<answer>4</answer>"]
