@@ -39,6 +39,7 @@ from evsys.data.types import (
     verifier_from_dict,
 )
 from evsys.errors import ConfigError, DataError
+from evsys.harness.retry import Refused
 from evsys.protocols import Row, VerificationResult
 from evsys.registry import INFERENCE_CLIENTS, VERIFIERS, closest, register_verifier
 
@@ -134,8 +135,9 @@ _VERDICT = re.compile(r"<answer>\s*([0-9]*\.?[0-9]+)\s*</answer>")
 
 class JudgeTask:
     """``judge_model``'s score of the completion against the rubric, through the ``judge``
-    client. A reply without a readable score is a failure (0.0), reported in ``info`` and the
-    log, never an exception; a judge that cannot be reached raises (no score beats a wrong one).
+    client. A reply without a readable score, or a judge that refuses to judge, is a failure
+    (0.0), reported in ``info`` and the log, never an exception; a judge that cannot be reached
+    raises (no score beats a wrong one).
     A hosted judge's calls are metered (:meth:`calls`)."""
 
     def __init__(
@@ -159,8 +161,14 @@ class JudgeTask:
             completion=completion,
             rubric=self.payload.rubric,
         )
-        reply = self.client.generate(prompt=question, max_tokens=self.max_tokens, temperature=0.0)
-        score, problem = parse_verdict(reply)
+        try:
+            reply = self.client.generate(
+                prompt=question, max_tokens=self.max_tokens, temperature=0.0
+            )
+        except Refused as exc:  # a judge that declines gives no score, like an unreadable one
+            reply, score, problem = "", 0.0, f"the judge refused: {exc.error}"
+        else:
+            score, problem = parse_verdict(reply)
         info = {"judge_model": self.payload.judge_model, "reply": reply[-500:]}
         if problem is not None:
             # Named by the row judged: one executor judges every task that shares its payload.

@@ -129,7 +129,7 @@ def execute(args: argparse.Namespace) -> int:
         f"\npredictions: {artifacts.paths['predictions']}\nsummary: {artifacts.paths['summary_md']}"
     )
     failures = summary.retry_report.failures
-    if not summary.answered:
+    if not summary.answered and not summary.retry_report.total_refused:  # refusals are answers
         first = min(failures, key=lambda f: (f.index, f.sample), default=None)
         last = f" (row {first.index}: {first.error})" if first is not None else ""
         print(

@@ -5,7 +5,8 @@ baseline, ``evsys eval model``, a judge) reads the calls made since a mark as me
 ``cost_usd`` (from the price table, ``prices.yaml``, or the client's ``price``),
 ``latency_p50_s``, ``latency_p95_s``, ``tokens_in`` and ``tokens_out``. A call whose response
 counted no tokens (an OpenAI-compatible server that returns no ``usage``) has a latency, but no
-tokens and no cost: its calls report neither, rather than a made-up 0.
+tokens and no cost: its calls report neither, rather than a made-up 0. A refused call (a refusal,
+a content filter, a safety block) is metered like any other: it was answered, and paid for.
 """
 
 from __future__ import annotations

@@ -6,8 +6,9 @@ Output directory::
                         (evsys.harness.journal): what an eval that fails later leaves behind,
                         and what the next eval into the same directory reuses
     predictions.jsonl   one line per row: prompt, expected answer, completions, extracted answers,
-                        how each matched, each metric's verdict on it (a judge's), and the error
-                        of every call that failed
+                        how each matched, each metric's verdict on it (a judge's), the error
+                        of every call that failed and why the model refused each sample it
+                        declined (``refused``)
     summary.json        metrics, counts, the retry report
     summary.md          the same for people (format_summary_markdown)
 """
@@ -110,8 +111,10 @@ def evaluate_model(
     """Score ``client`` (else the client ``config`` describes) on ``rows`` (else config.dataset).
 
     Every call goes through :func:`call_with_retry`; calls that exhaust their retries count as
-    wrong answers and are listed in ``summary.retry_report``; they never abort the eval. Bad
-    input (a missing dataset or alias file, a broken line, an unknown client or metric, a row
+    wrong answers and are listed in ``summary.retry_report``; they never abort the eval. A sample
+    the model refused (a refusal, a content filter, a safety block) is not retried: it scores as
+    wrong too (no answer was given), is counted apart (``retry_report.total_refused``) and says
+    why in its prediction's ``refused``. Bad input (a missing dataset or alias file, a broken line, an unknown client or metric, a row
     without an expected answer that a metric needs, an output_dir holding another model's
     answers) raises ConfigError/DataError before any call is made. With an output_dir, each
     completion is saved as it arrives (generations.jsonl) and ones saved there before are
@@ -165,8 +168,16 @@ def evaluate_model(
     errors: dict[int, dict[int, str]] = {}
     for failure in report.failures:
         errors.setdefault(failure.index, {})[failure.sample] = failure.error
+    refused: dict[int, dict[int, str]] = {}
+    for refusal in report.refusals:
+        refused.setdefault(refusal.index, {})[refusal.sample] = refusal.reason
     records = [
-        {**record, "prompt": prompt, **({"errors": errors[i]} if i in errors else {})}
+        {
+            **record,
+            "prompt": prompt,
+            **({"errors": errors[i]} if i in errors else {}),
+            **({"refused": refused[i]} if i in refused else {}),
+        }
         for i, (record, prompt) in enumerate(zip(scored.records, prompts, strict=True))
     ]
     summary = EvalSummary(

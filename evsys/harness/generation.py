@@ -4,7 +4,8 @@ Every completion is handed to ``on_answer`` the moment it arrives (the eval save
 there, before anything is scored), and slots already filled (answers read back from an earlier,
 interrupted eval) are not asked for again. A call that exhausts its retries costs its row; with
 ``give_up_after``, that many such calls in a row mean the model is down: the calls left are not
-made, and :class:`ModelDown` says so.
+made, and :class:`ModelDown` says so. A sample the model refuses (:class:`Refused`) is recorded
+in the report apart and left None; the call was answered, so it breaks a streak of failures.
 """
 
 from __future__ import annotations
@@ -17,7 +18,13 @@ from typing import Any
 
 from evsys.errors import BackendError
 from evsys.harness.config import ModelEvalConfig
-from evsys.harness.retry import RetriesExhausted, RetryFailure, RetryReport, call_with_retry
+from evsys.harness.retry import (
+    Refused,
+    RetriesExhausted,
+    RetryFailure,
+    RetryReport,
+    call_with_retry,
+)
 from evsys.protocols import InferenceClient
 from evsys.training import progress_bar
 
@@ -67,7 +74,8 @@ def generate_samples(
     on_answer: OnAnswer = lambda index, sample, text: None,
     give_up_after: int | None = None,
 ) -> Samples:
-    """``num_samples`` completions per prompt; None where a call exhausted its retries.
+    """``num_samples`` completions per prompt; None where a call exhausted its retries or the
+    model refused (each recorded in ``report``).
     ``done``: completions already in hand (None where missing); only the missing are asked.
     ``give_up_after``: raise :class:`ModelDown` after that many failed calls in a row."""
     out: Samples = (
@@ -96,6 +104,15 @@ def generate_samples(
         streak.succeeded()
         if isinstance(text, str):
             on_answer(index, sample, text)
+
+    def refused(index: int, slots: list[int], exc: Refused) -> None:
+        """A call the model declined some samples of: those stay None, the rest are answers."""
+        for position, text in enumerate(exc.completions):
+            if position not in exc.reasons:
+                answered(index, slots[position], text)
+        streak.succeeded()
+        for position, reason in exc.reasons.items():
+            report.record_refusal(index, rows[index].get("id"), slots[position], reason)
 
     def failed(jobs: list[tuple[int, int]], exc: RetriesExhausted) -> None:
         """One call that failed, for every completion it was to give."""
@@ -148,6 +165,8 @@ def generate_samples(
                             temperature=config.temperature,
                         )
                     )
+                except Refused as exc:
+                    refused(index, slots, exc)
                 except RetriesExhausted as exc:
                     failed([(index, s) for s in slots], exc)
                 else:
@@ -171,6 +190,8 @@ def generate_samples(
                         temperature=config.temperature,
                     )
                 )
+            except Refused as exc:
+                refused(index, [s], exc)
             except RetriesExhausted as exc:
                 failed([job], exc)
             else:

@@ -16,7 +16,7 @@ JUDGE_PREFIX = "judge/"
 
 def format_summary_markdown(summary: EvalSummary, title: str | None = None) -> str:
     """Headline metrics (with the scored model's usage), then a judge model's usage, per-key
-    breakdowns, and the retry report: every failed call."""
+    breakdowns, the retry report (every failed call) and every sample the model refused."""
     s = summary
     lines = [
         f"# {title or f'Eval of {s.model}'}",
@@ -75,6 +75,24 @@ def format_summary_markdown(summary: EvalSummary, title: str | None = None) -> s
             )
         if report.total_failures > len(shown):
             lines.append(f"\n… and {report.total_failures - len(shown)} more in summary.json.")
+    if not report.total_refused:
+        return "\n".join(lines) + "\n"
+    lines += [
+        "",
+        "## Refusals",
+        "",
+        f"**{report.total_refused} sample{'s' * (report.total_refused != 1)} refused** "
+        "(a refusal, a content filter or a safety "
+        f"block; rows {', '.join(map(str, report.refused_rows))}; not retried, scored as wrong).",
+        "",
+        "| row | id | sample | why |",
+        "| ---: | --- | ---: | --- |",
+    ]
+    refused = sorted(report.refusals, key=lambda r: (r.index, r.sample))[:MAX_FAILURES_LISTED]
+    for r in refused:
+        lines.append(f"| {r.index} | {_cell(r.row_id)} | {r.sample} | {_cell(r.reason)} |")
+    if report.total_refused > len(refused):
+        lines.append(f"\n… and {report.total_refused - len(refused)} more in summary.json.")
     return "\n".join(lines) + "\n"
 
 
