@@ -28,6 +28,7 @@ import weakref
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, ClassVar
 
 from pydantic import Field
@@ -40,6 +41,7 @@ from evsys.harness.retry import (
     MalformedResponse,
     Refused,
     TransientError,
+    answer_or_refusal,
     call_with_retry,
     transient_status,
     worth_retrying,
@@ -204,15 +206,20 @@ class HostedClient:
         temperature: float = 0.0,
         stop: Sequence[str] | None = None,
     ) -> list[str]:
-        """One completion per prompt, ``concurrency`` requests at a time, in order."""
+        """One completion per prompt, ``concurrency`` requests at a time, in order; a prompt
+        the model refused gets a :class:`RefusedAnswer` (empty, with why), not the whole batch
+        an exception."""
         with ThreadPoolExecutor(max_workers=self.cfg.concurrency) as pool:
             futures = [
                 pool.submit(
-                    self.generate,
-                    prompt=p,
-                    max_tokens=max_tokens,
-                    temperature=temperature,
-                    stop=stop,
+                    answer_or_refusal,
+                    partial(
+                        self.generate,
+                        prompt=p,
+                        max_tokens=max_tokens,
+                        temperature=temperature,
+                        stop=stop,
+                    ),
                 )
                 for p in prompts
             ]
@@ -231,7 +238,7 @@ class HostedClient:
             except Exception as exc:
                 raise self._error(exc) from None
             latency = time.monotonic() - started
-        self.usage.record(done.tokens_in, done.tokens_out, latency)
+        self.usage.record(done.tokens_in, done.tokens_out, latency, refused=len(done.refused))
         if len(done.texts) != n:
             raise MalformedResponse(
                 f"{self._where()}: asked for {n} samples, got {len(done.texts)}"

@@ -173,7 +173,7 @@ class OpenAICompatibleClient:
             raise MalformedResponse(
                 f"{self.url}: not a chat-completions response: {raw[:200]!r}"
             ) from None
-        self.usage.record(*_token_counts(answer), latency)  # a refusal was answered, and paid
+        self.usage.record(*_token_counts(answer), latency, refused=int(refused is not None))
         if refused is not None:
             raise Refused({0: f"openai_compatible {self.cfg.model}: {refused}"})
         return content

@@ -96,6 +96,28 @@ class Refused(RetriesExhausted):
         return (Refused, (self.reasons, self.completions))
 
 
+class RefusedAnswer(str):
+    """The answer that stands for a refused sample where a caller needs one text per prompt (a
+    run's eval, a benchmark): empty, so every metric scores it as no answer, and carrying
+    ``reason`` so that the predictions record why."""
+
+    reason: str
+
+    def __new__(cls, reason: str) -> RefusedAnswer:
+        answer = super().__new__(cls, "")
+        answer.reason = reason
+        return answer
+
+
+def answer_or_refusal(generate: Callable[[], str]) -> str:
+    """``generate()``'s answer; a refusal becomes a :class:`RefusedAnswer` instead of ending the
+    caller's whole batch (the refusal was metered where it was answered)."""
+    try:
+        return generate()
+    except Refused as exc:
+        return RefusedAnswer(exc.error)
+
+
 def backoff_delay(
     attempt: int,
     *,
