@@ -248,7 +248,7 @@ def test_the_record_keeps_the_callbacks_of_the_run(workdir: Path) -> None:
 
 
 def test_the_readme_callback_runs_as_written(workdir: Path, clean_registries: None) -> None:
-    exec(compile(doc_block("### Callbacks"), "<docs>", "exec"), {})
+    exec(compile(doc_block("# Callbacks"), "<docs>", "exec"), {})
     overrides = [
         "algorithm.params.max_steps=5",
         "callbacks=[{kind: loss_ceiling, params: {ceiling: 0.1}}]",
