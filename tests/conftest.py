@@ -199,7 +199,7 @@ def doc_block(heading: str, index: int = 0, language: str = "python") -> str:
         for _ in range(text.count(f"\n{heading}\n"))
     ]
     if len(found) != 1:
-        where = ", ".join(str(path.relative_to(REPO)) for path, _ in found) or "nowhere"
+        where = ", ".join(os.path.relpath(path, REPO) for path, _ in found) or "nowhere"
         raise LookupError(f"{heading!r} heads {len(found)} sections of the docs ({where}), not 1")
     path, text = found[0]
     section = text.split(f"\n{heading}\n", 1)[1].split("\n## ", 1)[0].split("\n### ", 1)[0]

@@ -1,4 +1,4 @@
-"""A recipe's own build_batch and loss: the README's example, executed as written, changes
+"""A recipe's own build_batch and loss: the documented example, executed as written, changes
 training on the local backend (TRL) and on the tinker backend (its test server)."""
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def test_the_readme_example_is_under_40_lines() -> None:
 
 @pytest.fixture
 def focal(clean_registries: None) -> str:
-    """The README's recipe, registered by running its code as a user's module would."""
+    """The documented recipe, registered by running its code as a user's module would."""
     exec(compile(doc_block("### Your own batches and loss"), "<docs>", "exec"), {})
     return "focal_answer_sft"
 

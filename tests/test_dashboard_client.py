@@ -645,7 +645,7 @@ def test_a_mirror_that_is_not_text_is_named(tmp_path):
 
 
 def test_the_readme_example_runs_as_written_offline(tmp_path, monkeypatch):
-    """The README's ExperimentRun example, executed as written, against the mirror alone."""
+    """The documented ExperimentRun example, executed as written, against the mirror alone."""
     monkeypatch.setenv("EVSYS_OFFLINE", "1")
     monkeypatch.setenv("EVSYS_LOG_DIR", str(tmp_path))
     exec(compile(doc_block("## The dashboard service"), "<docs>", "exec"), {})

@@ -292,7 +292,7 @@ def test_an_llm_answer_is_read_from_a_json_fence() -> None:
 
 
 def test_an_experiment_file_picks_the_evolve_sweeper_and_its_search_space(workdir: Path) -> None:
-    # The README's experiment file, on the mock landscape and with a budget of two arms.
+    # The documented experiment file, on the mock landscape and with a budget of two arms.
     experiment = doc_block("# Evolution: `hydra/sweeper=evolve`", language="yaml")
     (workdir / "experiments").mkdir()
     (workdir / "experiments" / "evo.yaml").write_text(experiment)
