@@ -10,7 +10,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from conftest import readme_block, run_evsys
+from conftest import doc_block, run_evsys
 from vendor_servers import OpenAIServer
 
 from evsys.evolve.ancestry import nearest_arm
@@ -322,8 +322,8 @@ def test_an_llm_answer_is_read_from_a_json_fence() -> None:
 
 
 def test_an_experiment_file_picks_the_evolve_sweeper_and_its_search_space(workdir: Path) -> None:
-    # The README's experiment file, on the mock landscape and with a budget of two arms.
-    experiment = readme_block("### Evolution: `hydra/sweeper=evolve`", language="yaml")
+    # The documented experiment file, on the mock landscape and with a budget of two arms.
+    experiment = doc_block("# Evolution: `hydra/sweeper=evolve`", language="yaml")
     (workdir / "experiments").mkdir()
     (workdir / "experiments" / "evo.yaml").write_text(experiment)
     done = run_evsys(
