@@ -130,8 +130,10 @@ def preflight(overrides: list[str], config_name: str, *, multirun: bool = False)
 
 
 def main(argv: list[str] | None = None) -> None:
-    if argv is not None:
-        sys.argv = [sys.argv[0], *argv]
+    from evsys.cli.command_line import hydra_argv
+
+    # Hydra's own parser reads sys.argv: its flags first, wherever they were typed.
+    sys.argv = [sys.argv[0], *hydra_argv(sys.argv[1:] if argv is None else argv)]
     register_resolvers()
     ensure_published()
 
