@@ -190,7 +190,16 @@ def test_failed_arms_exit_1_in_every_sweeper(workdir: Path, sweeper: str) -> Non
     assert sorted(result["failed"]) == sorted(arms)
 
 
-# -- a foreign sweeper that crashes, on the real dashboard service -------------------------------
+# -- a foreign sweeper that crashes --------------------------------------------------------------
+
+
+def test_a_sweeper_refusing_its_settings_exits_2_and_leaves_nothing(workdir: Path) -> None:
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="pip install 'evsys[dev]'")
+    line = [*SWEEPERS["optuna"], "hydra.sweeper.storage=nonsense://", *FAILING_ARMS[1:]]
+    done = run_evsys("--multirun", *line, cwd=workdir)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr and "no arm ran" in done.stderr
+    assert list(workdir.iterdir()) == []
 
 
 @pytest.fixture

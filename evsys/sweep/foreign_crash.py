@@ -11,7 +11,8 @@ Hydra's exceptions passed through (``HYDRA_FULL_ERROR``) and ends it here:
 - the arms that ran are aggregated as at a normal end (``sweep_result.json``, ``summary.md``),
   and the sweep exits with the code its arms give, at least 1 (failed arms exit 1 whichever
   sweeper ran them);
-- when no arm ran, the sweeper refused what it was given: exit 2;
+- when no arm ran, the sweeper refused what it was given: exit 2, and the sweep directory made
+  for it is removed again;
 - the dashboard experiment, if any, ends ``failed``.
 
 A user who set ``HYDRA_FULL_ERROR=1`` still gets the traceback, after the same ending.
@@ -92,6 +93,9 @@ def end_failed_sweep(sweep: ForeignSweepCallback, error: Exception) -> int:
     if experiment is not None:
         _fail_experiment(experiment, summary)
     if summary is None:
+        # Refused input leaves nothing behind: the sweep directory goes at exit when it was
+        # made for this sweep (see evsys.output_dirs), unless a dashboard experiment names it.
+        (sweep_dir / "multirun.yaml").unlink(missing_ok=True)
         print("  no arm ran: the sweeper refused its settings", file=sys.stderr)
         return EXIT_BAD_INPUT
     return max(EXIT_ARM_FAILED, report_sweep(summary))
