@@ -31,7 +31,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf, flag_override, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
-from evsys import registry
+from evsys import paths, registry
 from evsys.compose import stored
 from evsys.compose.node_cache import yaml_error
 from evsys.compose.nodes import MISSING, PROVIDER, ensure_published
@@ -206,8 +206,7 @@ def config_groups() -> ConfigGroups:
     """The config groups: the repository of this process's loader once there is one (it sees
     every file as it is now), else the stored index while nothing it was built from changed."""
     ensure_published()
-    cwd = str(Path.cwd())
-    if cwd in _loaders or registry.generation() != 0:
+    if _loader_key() in _loaders or registry.generation() != 0:
         return config_loader().repository
     index = stored.load("groups", ("groups",))
     if isinstance(index, GroupIndex):
@@ -439,15 +438,19 @@ def config_loader() -> ConfigLoaderImpl:
     """Hydra's loader over evsys's search path (bundled conf, the project's conf and experiments),
     with every extension registered so far as a group option."""
     ensure_published()
-    cwd = str(Path.cwd())
-    if cwd not in _loaders:
-        # The search path depends on the working directory (its conf/ and experiments/).
+    key = _loader_key()
+    if key not in _loaders:
         path = create_config_search_path(str(config_dir()))
-        _loaders[cwd] = ConfigLoaderImpl(config_search_path=path)
-    return _loaders[cwd]
+        _loaders[key] = ConfigLoaderImpl(config_search_path=path)
+    return _loaders[key]
 
 
-_loaders: dict[str, ConfigLoaderImpl] = {}
+def _loader_key() -> tuple[str, Any]:
+    # The search path: the working directory, and which of its conf/, experiments/ exist.
+    return str(Path.cwd()), paths.project_config_folders()
+
+
+_loaders: dict[tuple[str, Any], ConfigLoaderImpl] = {}
 
 
 # -- overrides ---------------------------------------------------------------------------------
