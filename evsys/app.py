@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from evsys.compose.nodes import ensure_published
 from evsys.compose.resolvers import register_resolvers
+from evsys.compose.value_overrides import install as install_override_rule
 from evsys.paths import config_dir, primary_config_name
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_BAD_INPUT = 0, 1, 2
@@ -134,6 +135,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.argv = [sys.argv[0], *argv]
     register_resolvers()
     ensure_published()
+    install_override_rule()  # Hydra's composition applies overrides as validation did
 
     if _starts_a_run(sys.argv[1:]):
         args, unknown = _hydra_args(sys.argv[1:])
