@@ -115,14 +115,14 @@ ENVELOPE_KINDS = ("algorithm", "backend", "data_store", "log_store", "inference_
 
 
 def envelopes(config: dict[str, Any]) -> Iterator[tuple[str, str]]:
-    """(dotted path, registry kind) of every ``{kind, params}`` envelope of ``config`` that is a
-    dict node (list items are replaced with their list), nested ones included."""
+    """(dotted path, registry kind) of every ``{kind, params}`` envelope of ``config``, nested
+    ones and list items (``eval.metrics.0``) included."""
     for loc, spec_type, value in _specs_in(ExperimentConfig, config, ()):
         yield from _envelope_and_nested(loc, spec_type.registry_kind, value)
 
 
 def _envelope_and_nested(loc: tuple, kind: str, value: Any) -> Iterator[tuple[str, str]]:
-    if any(isinstance(part, int) for part in loc) or not isinstance(value, dict):
+    if not isinstance(value, dict):
         return
     yield ".".join(map(str, loc)), kind
     registry = registry_for(kind)
