@@ -21,8 +21,11 @@ from hydra._internal.config_loader_impl import ConfigLoaderImpl
 from hydra.core.override_parser.types import Override, OverrideType
 from omegaconf import DictConfig, OmegaConf
 
-# Hydra's own function, kept before :func:`install` replaces it.
-_hydra_apply = ConfigLoaderImpl.__dict__["_apply_overrides_to_config"].__func__
+# Hydra's own function, kept before :func:`install` replaces it (a module executed again, as
+# importlib.reload does, keeps the one it had rather than taking its own earlier rule for it).
+_hydra_apply = globals().get(
+    "_hydra_apply", ConfigLoaderImpl.__dict__["_apply_overrides_to_config"].__func__
+)
 
 
 def apply_value_overrides(overrides: list[Override], cfg: DictConfig) -> None:
