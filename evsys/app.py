@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from evsys.compose.nodes import ensure_published
 from evsys.compose.resolvers import register_resolvers
+from evsys.compose.value_overrides import install as install_override_rule
 from evsys.paths import config_dir, primary_config_name
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_BAD_INPUT = 0, 1, 2
@@ -141,6 +142,7 @@ def main(argv: list[str] | None = None) -> None:
     sys.argv = [sys.argv[0], *hydra_argv(sys.argv[1:] if argv is None else argv)]
     register_resolvers()
     ensure_published()
+    install_override_rule()  # Hydra's composition applies overrides as validation did
 
     sweep_end: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
     if _starts_a_run(sys.argv[1:]):

@@ -36,6 +36,7 @@ from evsys.compose import stored
 from evsys.compose.node_cache import yaml_error
 from evsys.compose.nodes import MISSING, PROVIDER, ensure_published
 from evsys.compose.resolvers import register_resolvers
+from evsys.compose.value_overrides import apply_value_overrides, keys_struct_refuses
 from evsys.config import ExperimentConfig
 from evsys.errors import ConfigError, Problem
 from evsys.output_dirs import name_problems
@@ -541,10 +542,9 @@ def _apply_overrides(
     added = []
     for override in overrides:
         key = override.key_or_group
-        if override.type.name == "CHANGE" and not _exists(cfg, key):
-            added.append((key, override.input_line))
+        added += [(k, override.input_line) for k in keys_struct_refuses(cfg, override)]
         try:
-            ConfigLoaderImpl._apply_overrides_to_config([override], cfg)
+            apply_value_overrides([override], cfg)  # the rule Hydra's loader applies in a run
         except Exception as exc:  # Hydra's, OmegaConf's, or an assertion on a null node
             problems.append(
                 Problem(
@@ -561,19 +561,6 @@ def _apply_overrides(
         for path in _leaf_paths(node, key) if OmegaConf.is_config(node) else [key]:
             sources[path] = f"override '{override.input_line}'"
     return added
-
-
-def _exists(cfg: DictConfig, key: str) -> bool:
-    parent, _, leaf = key.rpartition(".")
-    node = (
-        OmegaConf.select(cfg, parent, throw_on_missing=False, throw_on_resolution_failure=False)
-        if parent
-        else cfg
-    )
-    if OmegaConf.is_list(node):
-        return leaf.isdigit() and int(leaf) < len(node)
-    # `leaf in node` is False for a missing (???) value, which is a key all the same.
-    return OmegaConf.is_dict(node) and leaf in node.keys()  # noqa: SIM118
 
 
 # -- defaults ----------------------------------------------------------------------------------
