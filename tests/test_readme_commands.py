@@ -1,4 +1,5 @@
-"""The README's `python -m evsys` commands, as written: whatever `evsys validate` accepts of them,
+"""The `python -m evsys` commands of the README and the docs, as written: whatever `evsys validate`
+accepts of them,
 `evsys plan` and the run's own Hydra composition accept too; the RL-with-a-judge command runs to
 its end, its judge a local Anthropic-protocol server (tests/vendor_servers.py)."""
 
@@ -28,9 +29,11 @@ _NOT_A_RUN = re.compile(r"--cfg|--help|--info|<[^>]*>|\w…|…\w")
 
 
 def readme_commands() -> list[list[str]]:
-    """Every ``python -m evsys`` command of the README's bash blocks, as argument lists."""
-    text = (REPO / "README.md").read_text()
-    commands = []
+    """Every ``python -m evsys`` command of the bash blocks of the README and of the docs' pages,
+    as argument lists, each once."""
+    pages = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
+    text = "\n".join(page.read_text() for page in pages)
+    commands: list[list[str]] = []
     for block in re.findall(r"```bash\n(.*?)```", text, re.S):
         lines = block.replace("\\\n", " ").splitlines()
         while lines:
@@ -41,7 +44,9 @@ def readme_commands() -> list[list[str]]:
                 line += " " + lines.pop(0).strip()
             if not _NOT_A_RUN.search(line):
                 args = shlex.split(line, comments=True)[3:]
-                commands.append([arg for arg in args if arg != "…"])
+                command = [arg for arg in args if arg != "…"]
+                if command not in commands:  # the README repeats a few of the docs' commands
+                    commands.append(command)
     return commands
 
 
