@@ -32,6 +32,8 @@ from evsys.run.reference_injectables import (
 from evsys_sdk import RunConfig, RunContext, RunResult
 
 EXAMPLES = Path(__file__).parent / "reference_examples"
+# Beside, not among, the YAML examples every test of the format runs: it needs the plugin.
+PLUGIN_CONFIG = EXAMPLES / "plugin" / "cosine_toy.yaml"
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -89,7 +91,7 @@ def test_a_failed_run_is_a_failed_result_not_an_exception(project: Path, clean_r
         def train(self, ctx: RunContext) -> RunResult:
             raise RuntimeError("boom")
 
-    config = evsys_sdk.load_yaml(EXAMPLES / "cosine_toy.yaml")
+    config = evsys_sdk.load_yaml(PLUGIN_CONFIG)
     config.run["algorithm"] = {"kind": "explodes"}
     (result,) = evsys_sdk.run_experiment(config, project / "run")
     assert result.status == "failed" and "boom" in result.error
@@ -102,7 +104,7 @@ def test_the_cosine_toy_plugin_runs_from_yaml(project: Path, clean_registries) -
     run_example("cosine_toy.py")
     assert "cosine_toy" in evsys_sdk.list_algorithms()
     assert evsys_sdk.schema_for("algorithm", "cosine_toy")["properties"]["steps"]["default"] == 100
-    (result,) = evsys_sdk.run_experiment(EXAMPLES / "cosine_toy.yaml", project / "run")
+    (result,) = evsys_sdk.run_experiment(PLUGIN_CONFIG, project / "run")
     assert result.status == "completed", result.error
     assert result.metrics["final_loss"] == 1 / 200
     assert result.artifacts["final_checkpoint"] == f"{project / 'run'}/final.txt"
@@ -123,7 +125,7 @@ def test_the_run_context_carries_what_the_reference_fills(project: Path, clean_r
             seen.append(ctx)
             return RunResult(run_id=ctx.run_id, status="completed")
 
-    config = evsys_sdk.load_yaml(EXAMPLES / "cosine_toy.yaml")
+    config = evsys_sdk.load_yaml(PLUGIN_CONFIG)
     config.run.update(algorithm={"kind": "peek"}, tags=["a", "b"])
     evsys_sdk.run_experiment(config, project / "run")
     (ctx,) = seen
@@ -301,7 +303,7 @@ def test_plugins_under_the_references_entry_point_groups_are_found(
         PLUGIN,
         {"evsys_sdk.algorithms": {"sdk_algo": "sdk_plugin:SdkAlgo"}},
     )
-    config = (EXAMPLES / "cosine_toy.yaml").read_text().replace("cosine_toy", "sdk_algo")
+    config = PLUGIN_CONFIG.read_text().replace("cosine_toy", "sdk_algo")
     config = config.replace(", params: { steps: 200 }", "")
     (project / "config.yaml").write_text(config)
     code = (
