@@ -362,3 +362,13 @@ def test_the_dashboard_example_reaches_the_service(
                 assert experiment["best_score"] == 0.83
                 steps = reader.get_run_steps(run.run_id)
                 assert len(steps) == 1000 and steps[-1]["value"] == 1 / 1000
+
+
+def test_the_readme_porting_example_runs(project: Path, capsys) -> None:
+    from conftest import readme_block
+
+    shutil.copy(EXAMPLES / "minimal.yaml", project / "config.yaml")
+    exec(compile(readme_block("### Porting from evsys-sdk"), "README.md", "exec"), {})
+    out = capsys.readouterr().out
+    assert " completed {" in out
+    assert "unknown algorithm 'dpo'; known keys: agent_rl" in out
