@@ -291,3 +291,42 @@ def test_a_bad_level_is_one_value_error(level: str) -> None:
         assert repr(level) in str(exc)
     else:
         assert isinstance(number, int)
+
+
+AXIS_VALUES = st.lists(
+    st.one_of(st.integers(-5, 5), st.floats(1e-6, 1e3), st.text(max_size=8), st.booleans()),
+    min_size=1,
+    max_size=3,
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    axes=st.dictionaries(
+        st.sampled_from(["seed", "algorithm.params.lr", "eval.n_samples", "data.path"]),
+        AXIS_VALUES,
+        min_size=1,
+        max_size=3,
+    ),
+    template=st.one_of(st.none(), st.text(max_size=20)),
+)
+def test_every_cell_is_one_named_run(axes: dict, template: str | None) -> None:
+    """Any axes and template: one run per cell, its values set, names unique and directory-safe."""
+    import math
+
+    from evsys.reference_yaml.source import from_dict
+
+    raw = {"name": "e", "matrix": {"base_run": {"name": "b"}, "axes": axes}}
+    if template is not None:
+        raw["matrix"]["name_template"] = template
+    runs = evsys_sdk.expand_matrix(from_dict(raw)).runs
+    assert len(runs) == math.prod(len(values) for values in axes.values())
+    names = [run["name"] for run in runs]
+    assert len(set(names)) == len(names)
+    assert all(name and "/" not in name and "${" not in name for name in names)
+    last = runs[-1]
+    for key, values in axes.items():
+        node = last
+        for part in key.split("."):
+            node = node[part]
+        assert node == values[-1]
