@@ -299,6 +299,29 @@ def test_refusals_are_in_the_summary_and_predictions(tmp_path: Path) -> None:
     assert artifacts.summary.metrics["tokens_in"] == 2 * 5
 
 
+def test_a_refusal_is_saved_with_the_answers_and_not_paid_for_again(tmp_path: Path) -> None:
+    rows = [
+        {"id": f"row-{i}", "prompt": f"What is {i} + 1?", "answer": str(i + 1)} for i in range(3)
+    ]
+    with OpenAIServer(["content_filter"]) as server:
+        config = ModelEvalConfig(
+            output_dir=str(tmp_path),
+            inference_kind="openai_compatible",
+            model_name="model-1",
+            client_params={"base_url": server.base_url, "api_key_env": None},
+            batch_size=1,  # in order: row 0 is filtered
+        )
+        first = evaluate_model(config, rows=rows)
+        again = evaluate_model(config.model_copy(update={"resume": True}), rows=rows)
+    assert len(server.requests) == 3  # the rerun asked for nothing: the refusal was kept too
+    saved = [json.loads(x) for x in (tmp_path / "generations.jsonl").read_text().splitlines()]
+    assert [line.get("refused", "")[-14:] for line in saved[1:]] == ["content_filter", "", ""]
+    for artifacts in (first, again):
+        assert artifacts.summary.retry_report.refused_rows == [0]
+        assert artifacts.summary.metrics["exact_match"] == pytest.approx(2 / 3)
+    assert again.summary.reused == 2  # the two answers; the refusal is counted as refused
+
+
 def test_a_judge_that_refuses_scores_zero_and_says_why() -> None:
     with SERVERS["claude"](["refusal"], policy=rubric_judge) as server:
         params = {"model": "judge-1", "base_url": server.base_url, "api_key_env": None}

@@ -32,7 +32,7 @@ from evsys.harness.config import ModelEvalConfig
 from evsys.harness.generation import ModelDown, Samples, generate_samples
 from evsys.harness.journal import AnswerJournal
 from evsys.harness.prompts import load_eval_dataset, render_prompt
-from evsys.harness.retry import RetryReport
+from evsys.harness.retry import RefusedAnswer, RetryReport
 from evsys.harness.scoring import build_metrics, check_references, score_rows
 from evsys.harness.summary import format_summary_markdown
 from evsys.protocols import InferenceClient
@@ -218,11 +218,21 @@ def _generate(
     if config.output_dir is not None:  # another model's answers there: a ConfigError, now
         journal = AnswerJournal.for_eval(Path(config.output_dir), config, prompts)
     done = journal.read(config.num_samples) if journal is not None else None
-    reused = sum(c is not None for row in done or [] for c in row)
+    reused = sum(
+        isinstance(c, str) and not isinstance(c, RefusedAnswer) for row in done or [] for c in row
+    )
+    for index, row in enumerate(done or []):
+        for sample, completion in enumerate(row):
+            if isinstance(completion, RefusedAnswer):  # paid for before: counted, not asked
+                report.record_refusal(index, rows[index].get("id"), sample, completion.reason)
 
     def save(index: int, sample: int, completion: str) -> None:
         if journal is not None:
             journal.append(index, rows[index].get("id"), sample, completion)
+
+    def save_refusal(index: int, sample: int, why: str) -> None:
+        if journal is not None:
+            journal.append(index, rows[index].get("id"), sample, "", refused=why)
 
     since = mark(client)
     try:
@@ -235,6 +245,7 @@ def _generate(
             sleep=sleep,
             done=done,
             on_answer=save,
+            on_refusal=save_refusal,
             give_up_after=config.give_up_after,
         )
     except ModelDown as exc:

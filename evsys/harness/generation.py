@@ -5,7 +5,8 @@ there, before anything is scored), and slots already filled (answers read back f
 interrupted eval) are not asked for again. A call that exhausts its retries costs its row; with
 ``give_up_after``, that many such calls in a row mean the model is down: the calls left are not
 made, and :class:`ModelDown` says so. A sample the model refuses (:class:`Refused`) is recorded
-in the report apart and left None; the call was answered, so it breaks a streak of failures.
+in the report apart, handed to ``on_refusal`` (saved like an answer: it was paid for) and left
+None; the call was answered, so it breaks a streak of failures.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from evsys.errors import BackendError
 from evsys.harness.config import ModelEvalConfig
 from evsys.harness.retry import (
     Refused,
+    RefusedAnswer,
     RetriesExhausted,
     RetryFailure,
     RetryReport,
@@ -32,6 +34,8 @@ Row = dict[str, Any]
 Samples = list[list[str | None]]
 OnAnswer = Callable[[int, int, str], None]
 """``(row index, sample, completion)``: told of each completion as it arrives."""
+OnRefusal = Callable[[int, int, str], None]
+"""``(row index, sample, why)``: told of each refused sample as its answer arrives."""
 
 
 class ModelDown(BackendError):
@@ -72,11 +76,13 @@ def generate_samples(
     sleep: Callable[[float], None] = time.sleep,
     done: Samples | None = None,
     on_answer: OnAnswer = lambda index, sample, text: None,
+    on_refusal: OnRefusal = lambda index, sample, why: None,
     give_up_after: int | None = None,
 ) -> Samples:
     """``num_samples`` completions per prompt; None where a call exhausted its retries or the
     model refused (each recorded in ``report``).
-    ``done``: completions already in hand (None where missing); only the missing are asked.
+    ``done``: completions already in hand (None where missing); only the missing are asked
+    (a refusal read back is a :class:`RefusedAnswer` there: not asked again, and left None).
     ``give_up_after``: raise :class:`ModelDown` after that many failed calls in a row."""
     out: Samples = (
         [list(row) for row in done]
@@ -86,6 +92,8 @@ def generate_samples(
     jobs = [
         (i, s) for i in range(len(prompts)) for s in range(config.num_samples) if out[i][s] is None
     ]
+    # A refusal read back is not asked again; like a refusal now, it leaves its slot None.
+    out = [[None if isinstance(c, RefusedAnswer) else c for c in row] for row in out]
 
     def retried(fn: Callable[[], Any]) -> Any:
         return call_with_retry(
@@ -113,6 +121,7 @@ def generate_samples(
         streak.succeeded()
         for position, reason in exc.reasons.items():
             report.record_refusal(index, rows[index].get("id"), slots[position], reason)
+            on_refusal(index, slots[position], reason)
 
     def failed(jobs: list[tuple[int, int]], exc: RetriesExhausted) -> None:
         """One call that failed, for every completion it was to give."""

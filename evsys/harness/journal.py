@@ -6,6 +6,9 @@ anything is scored::
 
     {"index": 3, "id": "q3", "sample": 0, "prompt_sha256": "…", "completion": "<answer>7</answer>"}
 
+A sample the model refused is saved the same way, with ``"refused": <why>`` beside an empty
+completion: it was paid for too, and is read back as a refusal, not asked again.
+
 A judge that fails, an interrupted eval or a crash leaves these answers behind; the next eval
 into the same directory reads them back and asks the model only for what is missing. A line is
 reused only when its row's prompt still hashes the same (the dataset may have changed); lines
@@ -25,6 +28,7 @@ from typing import IO, Any
 
 from evsys.errors import ConfigError, Problem
 from evsys.harness.config import ModelEvalConfig
+from evsys.harness.retry import RefusedAnswer
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +102,8 @@ class AnswerJournal:
         return journal
 
     def read(self, num_samples: int) -> list[list[str | None]]:
-        """The saved completion of each row and sample (None where there is none to reuse)."""
+        """The saved completion of each row and sample (None where there is none to reuse; a
+        :class:`RefusedAnswer` where the model refused it)."""
         answers: list[list[str | None]] = [[None] * num_samples for _ in self.hashes]
         if not self.path.exists():
             return answers
@@ -118,14 +123,18 @@ class AnswerJournal:
             log.info("%s: %d lines not reused (other prompts, or unreadable)", self.path, skipped)
         return answers
 
-    def append(self, index: int, row_id: Any, sample: int, completion: str) -> None:
-        """One completion, on disk (flushed) before this returns."""
+    def append(
+        self, index: int, row_id: Any, sample: int, completion: str, refused: str | None = None
+    ) -> None:
+        """One completion (or, with ``refused``, why the model declined it), on disk (flushed)
+        before this returns."""
         line = {
             "index": index,
             "id": row_id,
             "sample": sample,
             "prompt_sha256": self.hashes[index],
             "completion": completion,
+            **({"refused": refused} if refused is not None else {}),
         }
         # ASCII escapes: any text an API returned (a lone surrogate included) reads back as is.
         text = json.dumps(line, default=str) + "\n"
@@ -171,6 +180,8 @@ class AnswerJournal:
         return None
 
     def _slot(self, entry: Any, num_samples: int) -> tuple[int, int, str] | None:
+        """(row, sample, completion) of a line that fits this eval's rows; the completion a
+        RefusedAnswer where the line says the model refused."""
         if not isinstance(entry, dict):
             return None
         index, sample, completion = entry.get("index"), entry.get("sample"), entry.get("completion")
@@ -180,6 +191,9 @@ class AnswerJournal:
             return None
         if entry.get("prompt_sha256") != self.hashes[index]:
             return None
+        refused = entry.get("refused")
+        if isinstance(refused, str):
+            return index, sample, RefusedAnswer(refused)
         return index, sample, completion
 
 
