@@ -250,7 +250,8 @@ def compare(runs: list[dict[str, Any]]) -> Comparison:
     for name in names:
         values = [{"text": show_metric(records[0]["metrics"].get(name)), "delta": ""}]
         for record, diff in zip(records[1:], diffs, strict=True):
-            _, _, delta = diff.metrics[name]
+            # a metric only later runs have is in neither a's nor this run's diff
+            _, _, delta = diff.metrics.get(name, (None, None, None))
             shown = "" if delta is None else "0" if delta == 0 else format_number(delta, "+.4g")
             values.append({"text": show_metric(record["metrics"].get(name)), "delta": shown})
         result.metrics.append({"name": name, "cells": values})
