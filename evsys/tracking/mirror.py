@@ -24,17 +24,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from evsys.tracking.wire import encode_json
+
 WRITES_SUFFIX = ".writes.jsonl"
 SENT_SUFFIX = ".sent"
 
 
-_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=True)
-
-
 def encode_write(write: dict[str, Any]) -> str:
-    """One mirror line. NaN and infinity stay (as the tokens Python's json reads back): turning
-    a diverged loss into null would hide the divergence."""
-    return _ENCODER.encode(write) + "\n"
+    """One mirror line, strict JSON. NaN and infinity stay, as ``"NaN"``, ``"Infinity"`` and
+    ``"-Infinity"`` (``wire.NONFINITE``): turning a diverged loss into null would hide it."""
+    return encode_json(write) + "\n"
 
 
 def segment_name() -> str:
