@@ -41,7 +41,8 @@ def flush_open_clients(timeout: float = EXIT_FLUSH_TIMEOUT_S) -> None:
         if not client._closed and client._sender is not None
     ]
     for client, marker in waiting:
-        client._sender.wait_flushed(marker, max(0.0, deadline - time.monotonic()))
+        timeout = max(0.0, deadline - time.monotonic())
+        client._sender.wait_flushed(marker, timeout, unless_dead=True)
         client.mirror.sync_to_disk()
         unsent = client.mirror.unsent
         if unsent:

@@ -36,6 +36,7 @@ __all__ = ["DashboardClient", "DashboardClientError", "EvsysAuthError"]
 
 log = logging.getLogger("evsys.tracking")
 KINDS = ("datasets", "benchmarks")
+KEY_CHECK_TIMEOUT_S = 3.0  # a service that hangs costs a run's start this, then it goes on
 
 
 class DashboardClient:
@@ -98,7 +99,8 @@ class DashboardClient:
     def _check_key(self) -> dict[str, Any] | None:
         """``GET /sdk/whoami``: a rejected key raises; no answer warns and goes on."""
         try:
-            return self._transport.whoami(self.settings.project_id)
+            timeout = min(self._transport.timeout, KEY_CHECK_TIMEOUT_S)
+            return self._transport.whoami(self.settings.project_id, timeout)
         except ServiceUnreachable as exc:
             log.warning(
                 "dashboard: %s; writes go to the local mirror %s and are sent when it answers",

@@ -6,6 +6,10 @@ and appends the acknowledged ids to the mirror's ``.sent`` file. No answer (conn
 timeout, 5xx): warn once, back off, retry the same batch. A write refused with a 4xx: kept for
 ``flush``/``close`` to raise, never raised here. A key rejected mid-run: warn, stop sending,
 keep mirroring (``evsys sync`` sends the rest later).
+
+``close`` waits for a service that answers, not for a dead one: down (no answer, after one more
+try) or hanging (a request pending far longer than any answer took), it gives up within about a
+second, since the mirror holds every write for ``evsys sync``. ``flush`` waits its timeout.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ class _Marker:
 
 
 _STOP = object()
+DEAD_AFTER_S = 0.5  # an outage already seen: this long for the retry a flush wakes, then give up
+HANGING_AFTER_S = 0.8  # a request pending this long (or 4x the slowest answer yet) hangs
 
 
 class Sender:
@@ -60,7 +66,8 @@ class Sender:
         self._refused: list[DashboardClientError] = []
         self._refused_lock = threading.Lock()
         self._last_send = 0.0
-        self._gave_up_waiting_at = 0.0  # when a flush last timed out
+        self._request_started: float | None = None  # while a POST is pending
+        self._slowest_answer = 0.0  # seconds: a loaded service is not taken for a hanging one
         self._thread = threading.Thread(
             target=self._run, name="evsys-dashboard-sender", daemon=True
         )
@@ -83,23 +90,33 @@ class Sender:
         self._wake.set()
         return marker
 
-    def wait_flushed(self, marker: _Marker, timeout: float) -> bool:
-        if marker.done.wait(timeout):
-            return marker.all_sent
-        self._gave_up_waiting_at = time.monotonic()
-        return False
+    def wait_flushed(self, marker: _Marker, timeout: float, *, unless_dead: bool = False) -> bool:
+        """Wait up to ``timeout`` for ``marker``; ``unless_dead``: less, once the service looks
+        dead (see :meth:`_looks_dead`)."""
+        if not unless_dead:
+            return marker.done.wait(timeout) and marker.all_sent
+        began = time.monotonic()
+        deadline = began + timeout
+        while not marker.done.wait(min(0.02, max(0.0, deadline - time.monotonic()))):
+            now = time.monotonic()
+            if now >= deadline or self._looks_dead(began, now):
+                return False
+        return marker.all_sent
+
+    def _looks_dead(self, waiting_since: float, now: float) -> bool:
+        if self._unreachable_since is not None and now - waiting_since >= DEAD_AFTER_S:
+            return True
+        pending_since = self._request_started
+        hanging = max(HANGING_AFTER_S, 4 * self._slowest_answer)
+        return pending_since is not None and now - pending_since >= hanging
 
     def close(self, timeout: float) -> bool:
-        outage = self._unreachable_since
-        if outage is not None and self._gave_up_waiting_at > outage:
-            # A flush (ExperimentRun's exit) already waited out this outage: one more try, not
-            # a second full wait. The mirror keeps what is left for `evsys sync`.
-            timeout = min(timeout, self.retry_initial + 1.0)
-        all_sent = self.flush(timeout)
+        all_sent = self.wait_flushed(self.start_flush(), timeout, unless_dead=True)
         self._abandon = True  # a batch still retrying stays in the mirror for `evsys sync`
         self._queue.put(_STOP)
         self._wake.set()
-        self._thread.join(timeout=max(1.0, self.transport.timeout + 1.0))
+        # A thread stuck in a request to a hanging service is a daemon: it is left to time out.
+        self._thread.join(timeout=0.1)
         return all_sent
 
     def take_refused(self) -> list[DashboardClientError]:
@@ -148,8 +165,10 @@ class Sender:
         self.mirror.sync_to_disk()
         delay = self.retry_initial
         while True:
+            began = self._request_started = time.monotonic()
             try:
                 self.transport.post_lines("/sdk/writes", [line for _, line in batch])
+                self._slowest_answer = max(self._slowest_answer, time.monotonic() - began)
             except EvsysAuthError as exc:
                 if exc.status != 401:  # 403: a write naming what this key may not touch
                     self._refuse(batch, exc)
@@ -179,6 +198,8 @@ class Sender:
             except DashboardClientError as exc:
                 self._refuse(batch, exc)
                 return
+            finally:
+                self._request_started = None
             break
         if self._unreachable_since is not None:
             log.warning("dashboard: reachable again; sending what the mirror gathered")
