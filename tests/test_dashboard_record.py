@@ -250,3 +250,53 @@ def test_a_slow_service_that_answers_is_waited_for(tmp_path):
             client.log_step_metric("run-1", step, {"loss": 1.0 / step})
         assert client.close(timeout=30) is True
         assert len(double.steps("run-1")) == 200
+
+
+# ---- the hot path's encoder ------------------------------------------------------------------
+
+
+def test_the_hot_paths_line_is_the_write_the_general_path_makes():
+    """``StepLines`` writes what ``make_write`` + ``encode_write`` write, or declines."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from evsys.tracking.mirror import encode_write
+    from evsys.tracking.step_lines import StepLines
+    from evsys.tracking.wire import MAX_INT, check_data, check_write, make_write
+
+    lines = StepLines()
+    names = st.text(min_size=0, max_size=300)
+    values = st.one_of(st.floats(), st.integers(-(2**70), 2**70), st.booleans(), st.none())
+
+    @settings(max_examples=300, deadline=None)
+    @given(
+        run_id=st.one_of(st.text(max_size=40), st.integers()),
+        step=st.one_of(st.integers(0, 2**40), st.floats()),
+        metrics=st.dictionaries(names, values, max_size=5),
+    )
+    def same_write(run_id, step, metrics) -> None:
+        made = lines.make(run_id, step, metrics)
+        data = {"run_id": run_id, "steps": [{"step": step, "metrics": metrics}]}
+        general = make_write("run.steps", data)
+        plain = (
+            isinstance(run_id, str)
+            and check_data("run.steps", {"run_id": run_id, "steps": []}) is None
+            and type(step) is int
+            and metrics
+            and all(0 < len(n) <= 256 for n in metrics)
+            and all(type(v) in (int, float) and math.isfinite(v) for v in metrics.values())
+            and all(abs(v) <= MAX_INT for v in metrics.values() if type(v) is int)
+        )
+        if not plain:
+            assert made is None
+            return
+        write_id, line = made
+        fast = strict_json(line)
+        assert fast["id"] == write_id and len(write_id) == 32
+        assert check_write(fast) is None
+        assert abs(fast["time"] - general["time"]) < 5
+        assert line == encode_write({**general, "id": write_id, "time": fast["time"]})
+
+    same_write()
+    ids = {lines.make("r", 1, {"x": 1.0})[0] for _ in range(1000)}
+    assert len(ids) == 1000

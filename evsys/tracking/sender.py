@@ -39,7 +39,7 @@ class _Marker:
 
 _STOP = object()
 DEAD_AFTER_S = 0.5  # an outage already seen: this long for the retry a flush wakes, then give up
-HANGING_AFTER_S = 0.8  # a request pending this long (or 4x the slowest answer yet) hangs
+HANGING_AFTER_S = 0.75  # a request pending this long (or 4x the slowest answer yet) hangs
 
 
 class Sender:
@@ -107,8 +107,12 @@ class Sender:
         if self._unreachable_since is not None and now - waiting_since >= DEAD_AFTER_S:
             return True
         pending_since = self._request_started
+        if pending_since is None:
+            return False
+        # Counted from the wait's start at the earliest: a request sent while training held
+        # the interpreter took longer for that, not for the service.
         hanging = max(HANGING_AFTER_S, 4 * self._slowest_answer)
-        return pending_since is not None and now - pending_since >= hanging
+        return now - max(pending_since, waiting_since) >= hanging
 
     def close(self, timeout: float) -> bool:
         all_sent = self.wait_flushed(self.start_flush(), timeout, unless_dead=True)
@@ -116,7 +120,7 @@ class Sender:
         self._queue.put(_STOP)
         self._wake.set()
         # A thread stuck in a request to a hanging service is a daemon: it is left to time out.
-        self._thread.join(timeout=0.1)
+        self._thread.join(timeout=0.05)
         return all_sent
 
     def take_refused(self) -> list[DashboardClientError]:
