@@ -192,9 +192,9 @@ class DashboardLogStore:
         close_timeout_s: float = Field(
             10.0,
             ge=0,
-            description="How long the end of a run waits for writes not yet sent (a service "
-            "that is down costs each arm at most this); what is left stays in the mirror, "
-            "for `evsys sync`.",
+            description="How long the end of a run waits for writes not yet sent to a service "
+            "that answers (one that is down or hangs costs about a second); what is left stays "
+            "in the mirror, for `evsys sync`.",
         )
 
     def __init__(self, *, run_dir: Path | None = None, **params: Any):
