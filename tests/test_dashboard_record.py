@@ -156,6 +156,22 @@ def test_nan_and_infinities_show_by_name_on_the_compare_page() -> None:
     assert [c["text"] for c in compare(runs).metrics[0]["cells"]] == ["NaN", "1", "-Infinity"]
 
 
+def test_a_curve_names_the_steps_where_it_was_nan_or_infinite() -> None:
+    pytest.importorskip("fastapi")
+    from evsys.dashboard.ui.charts import line_chart
+
+    points = [(1, 1.0), (2, math.nan), (3, math.inf), (4, 0.5)] + [
+        (s, -math.inf) for s in range(5, 12)
+    ]
+    chart = line_chart("loss", points)
+    assert (
+        chart.nonfinite
+        == "NaN at step 2; Infinity at step 3; -Infinity at step 5, 6, 7, 8, 9 and 2 more"
+    )
+    assert chart.polyline.count(",") == 2  # the two finite points are drawn
+    assert line_chart("loss", [(1, 1.0)]).nonfinite == ""
+
+
 # ---- an update needs its object --------------------------------------------------------------
 
 

@@ -404,6 +404,21 @@ def test_compare_answers_any_set_of_runs_never_a_5xx(service, http) -> None:
     check()
 
 
+def test_a_run_page_names_where_a_curve_was_nan_or_infinite(service, http) -> None:
+    steps = [
+        {"step": s, "metrics": {"loss": v}} for s, v in enumerate([1.0, "NaN", 0.5, "-Infinity"])
+    ]
+    service.post_writes(
+        [
+            write("run.create", id="nan-run", experiment_id="nan-exp", name="diverged"),
+            write("run.steps", run_id="nan-run", steps=steps),
+        ]
+    )
+    page = http.get("/runs/nan-run")
+    assert page.status_code == 200
+    assert "NaN at step 1; -Infinity at step 3" in page.text
+
+
 # ---- in the browser ---------------------------------------------------------------------------
 
 
