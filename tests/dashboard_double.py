@@ -3,7 +3,7 @@
 It speaks just ``GET /sdk/whoami`` and ``POST /sdk/writes`` (idempotent by write id, as the
 service is), and fails on request: ``fail_next`` answers the next write batches with the given
 statuses (``503``, ``500``, ``401``), cuts the connection (``reset``) or answers nothing until
-``released`` is set (``hang``) or answers after a while (``slow:<seconds>``); ``refuse`` answers 422 for any batch holding a write it matches.
+``released`` is set (``hang``: the whole double hangs from then on) or answers after a while (``slow:<seconds>``); ``refuse`` answers 422 for any batch holding a write it matches.
 The service itself (``tests/dashboard_server.py``) is what the client is tested against for what
 it stores; this double only makes failures happen on cue.
 """
@@ -32,6 +32,7 @@ class ScriptedDashboard:
         self.writes: dict[str, dict[str, Any]] = {}  # id → write, each once
         self.batches: list[int] = []  # the size of every batch that arrived, answered or not
         self.released = threading.Event()  # ends every "hang"
+        self.hung = False  # set by a "hang": every request waits for released
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", port), _handler(self))
         self.server.daemon_threads = True
@@ -71,6 +72,9 @@ def _handler(double: ScriptedDashboard) -> type[JSONHandler]:
             return False
 
         def do_GET(self) -> None:
+            if double.hung:
+                double.released.wait()
+                return
             if self.path.startswith(f"{PREFIX}/sdk/whoami") and self._authorised():
                 self._json(200, {"project_id": "p1", "project_name": "demo"})
             elif not self.path.startswith(f"{PREFIX}/sdk/whoami"):
@@ -83,6 +87,7 @@ def _handler(double: ScriptedDashboard) -> type[JSONHandler]:
                 double.batches.append(len(writes))
                 failure = double.fail_next.pop(0) if double.fail_next else None
             if failure == "hang":
+                double.hung = True
                 double.released.wait()
                 return
             if failure is not None and failure.startswith("slow:"):

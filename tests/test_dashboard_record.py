@@ -237,7 +237,7 @@ def test_a_dead_service_costs_an_arm_at_most_a_second_at_close(
     assert len(writes) == 200  # the mirror has every write, for `evsys sync`
 
 
-def test_a_service_that_hangs_mid_run_costs_the_close_a_second_then_syncs(tmp_path):
+def test_a_service_that_hangs_mid_run_costs_the_close_a_second(tmp_path):
     with ScriptedDashboard() as double:
         client = evsys.DashboardClient(double.url, "good-key", log_dir=tmp_path, **FAST)
         client.log_step_metric("run-1", 1, {"loss": 1.0})
@@ -254,8 +254,9 @@ def test_a_service_that_hangs_mid_run_costs_the_close_a_second_then_syncs(tmp_pa
 
 
 def test_a_slow_service_that_answers_is_waited_for(tmp_path):
-    """Giving up on a dead service must not give up on a live one: a service whose answers
-    take a while (once 1 s, then 1.5 s at the end) gets every write at close."""
+    """Giving up on a dead service must not give up on a live one: a service whose write
+    batches take a while (once 1 s, then 1.5 s at the end) but that answers ``GET /health``
+    meanwhile gets every write at close."""
     with ScriptedDashboard() as double:
         client = evsys.DashboardClient(double.url, "good-key", log_dir=tmp_path, **FAST)
         double.fail_next = ["slow:1.0"]

@@ -7,9 +7,11 @@ timeout, 5xx): warn once, back off, retry the same batch. A write refused with a
 ``flush``/``close`` to raise, never raised here. A key rejected mid-run: warn, stop sending,
 keep mirroring (``evsys sync`` sends the rest later).
 
-``close`` waits for a service that answers, not for a dead one: down (no answer, after one more
-try) or hanging (a request pending far longer than any answer took), it gives up within about a
-second, since the mirror holds every write for ``evsys sync``. ``flush`` waits its timeout.
+``close`` waits for a service that answers, not for a dead one: while a batch is stuck (its
+request pending, or retrying after no answer) it asks ``GET /health`` on a connection of its
+own; a service that is down or hangs does not answer that either, and close gives up within a
+second (the mirror holds every write for ``evsys sync``), while a busy one does, and is waited
+for. ``flush`` waits its timeout.
 """
 
 from __future__ import annotations
@@ -38,8 +40,9 @@ class _Marker:
 
 
 _STOP = object()
-DEAD_AFTER_S = 0.5  # an outage already seen: this long for the retry a flush wakes, then give up
-HANGING_AFTER_S = 0.75  # a request pending this long (or 4x the slowest answer yet) hangs
+PROBE_AFTER_S = 0.15  # a batch stuck this long in a close: is the service there at all?
+PROBE_TIMEOUT_S = 0.6  # GET /health answers in this, from a busy service too, or it is dead
+PROBE_EVERY_S = 1.0  # a service that answered the probe is asked again after this
 
 
 class Sender:
@@ -67,7 +70,7 @@ class Sender:
         self._refused_lock = threading.Lock()
         self._last_send = 0.0
         self._request_started: float | None = None  # while a POST is pending
-        self._slowest_answer = 0.0  # seconds: a loaded service is not taken for a hanging one
+        self._next_probe = 0.0  # no health probe before this (monotonic): it answered the last
         self._thread = threading.Thread(
             target=self._run, name="evsys-dashboard-sender", daemon=True
         )
@@ -104,15 +107,25 @@ class Sender:
         return marker.all_sent
 
     def _looks_dead(self, waiting_since: float, now: float) -> bool:
-        if self._unreachable_since is not None and now - waiting_since >= DEAD_AFTER_S:
-            return True
-        pending_since = self._request_started
-        if pending_since is None:
-            return False
+        """Whether a stuck batch is stuck because nothing answers: ``GET /health`` (no key, no
+        database) on a connection of its own does not answer either. A slow batch of a busy
+        service is no sign: its service still answers the probe."""
+        stuck_since = self._request_started or self._unreachable_since
+        if stuck_since is None:
+            return False  # between batches: the next one goes out now
         # Counted from the wait's start at the earliest: a request sent while training held
         # the interpreter took longer for that, not for the service.
-        hanging = max(HANGING_AFTER_S, 4 * self._slowest_answer)
-        return now - max(pending_since, waiting_since) >= hanging
+        stuck_since = max(stuck_since, waiting_since)
+        if now - stuck_since < PROBE_AFTER_S or now < self._next_probe:
+            return False
+        try:
+            self.transport.json("GET", "/health", timeout=PROBE_TIMEOUT_S)
+        except ServiceUnreachable:
+            return True
+        except DashboardClientError:
+            pass  # an answer (a proxy's 404, say): something is there
+        self._next_probe = time.monotonic() + PROBE_EVERY_S
+        return False
 
     def close(self, timeout: float) -> bool:
         all_sent = self.wait_flushed(self.start_flush(), timeout, unless_dead=True)
@@ -169,10 +182,8 @@ class Sender:
         self.mirror.sync_to_disk()
         delay = self.retry_initial
         while True:
-            began = self._request_started = time.monotonic()
             try:
-                self.transport.post_lines("/sdk/writes", [line for _, line in batch])
-                self._slowest_answer = max(self._slowest_answer, time.monotonic() - began)
+                self._post(batch)
             except EvsysAuthError as exc:
                 if exc.status != 401:  # 403: a write naming what this key may not touch
                     self._refuse(batch, exc)
@@ -202,14 +213,19 @@ class Sender:
             except DashboardClientError as exc:
                 self._refuse(batch, exc)
                 return
-            finally:
-                self._request_started = None
             break
         if self._unreachable_since is not None:
             log.warning("dashboard: reachable again; sending what the mirror gathered")
             self._unreachable_since = None
         self._last_send = time.monotonic()
         self.mirror.mark_sent(write_id for write_id, _ in batch)
+
+    def _post(self, batch: list[tuple[str, str]]) -> None:
+        self._request_started = time.monotonic()
+        try:
+            self.transport.post_lines("/sdk/writes", [line for _, line in batch])
+        finally:
+            self._request_started = None
 
     def _wait(self, delay: float) -> bool:
         """Back off ``delay`` seconds (a flush cuts it short); ``True`` when close abandoned."""

@@ -28,7 +28,7 @@ class StepLines:
         self._prefix = os.urandom(8).hex()
         self._count = 0
         self._names: dict[str, str] = {}  # metric name -> '"name":'
-        self._run: tuple[str, str] = ("", '""')  # the last run id and its JSON
+        self._run: tuple[str | None, str] = (None, "")  # the last run id (checked), its JSON
 
     def make(self, run_id: str, step: int, metrics: Mapping[str, float]) -> tuple[str, str] | None:
         """``None`` when the write is not plain (see the module): the caller goes the long way."""
