@@ -86,7 +86,7 @@ def _handler(double: ScriptedDashboard) -> type[JSONHandler]:
             with double.lock:
                 double.batches.append(len(writes))
                 failure = double.fail_next.pop(0) if double.fail_next else None
-            if failure == "hang":
+            if failure == "hang" or double.hung:
                 double.hung = True
                 double.released.wait()
                 return

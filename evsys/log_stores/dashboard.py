@@ -193,8 +193,8 @@ class DashboardLogStore:
             10.0,
             ge=0,
             description="How long the end of a run waits for writes not yet sent to a service "
-            "that answers (one that is down or hangs costs about a second); what is left stays "
-            "in the mirror, for `evsys sync`.",
+            "that answers (one that is down, or hangs from the start, costs under a second); "
+            "what is left stays in the mirror, for `evsys sync`.",
         )
 
     def __init__(self, *, run_dir: Path | None = None, **params: Any):

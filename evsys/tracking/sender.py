@@ -7,11 +7,10 @@ timeout, 5xx): warn once, back off, retry the same batch. A write refused with a
 ``flush``/``close`` to raise, never raised here. A key rejected mid-run: warn, stop sending,
 keep mirroring (``evsys sync`` sends the rest later).
 
-``close`` waits for a service that answers, not for a dead one: while a batch is stuck (its
-request pending, or retrying after no answer) it asks ``GET /health`` on a connection of its
-own; a service that is down or hangs does not answer that either, and close gives up within a
-second (the mirror holds every write for ``evsys sync``), while a busy one does, and is waited
-for. ``flush`` waits its timeout.
+``close`` waits for a service that answers, not for a dead one: in an outage (a request got no
+answer: refused, timed out, 5xx; a service that hangs from the start fails the key check's
+short timeout) it gives the retry it wakes half a second, then leaves what is unsent to the
+mirror, for ``evsys sync``. ``flush`` waits its timeout.
 """
 
 from __future__ import annotations
@@ -40,9 +39,7 @@ class _Marker:
 
 
 _STOP = object()
-PROBE_AFTER_S = 0.15  # a batch stuck this long in a close: is the service there at all?
-PROBE_TIMEOUT_S = 0.6  # GET /health answers in this, from a busy service too, or it is dead
-PROBE_EVERY_S = 1.0  # a service that answered the probe is asked again after this
+DEAD_AFTER_S = 0.5  # in an outage, a close waits this long for the retry it wakes
 
 
 class Sender:
@@ -69,8 +66,6 @@ class Sender:
         self._refused: list[DashboardClientError] = []
         self._refused_lock = threading.Lock()
         self._last_send = 0.0
-        self._request_started: float | None = None  # while a POST is pending
-        self._next_probe = 0.0  # no health probe before this (monotonic): it answered the last
         self._thread = threading.Thread(
             target=self._run, name="evsys-dashboard-sender", daemon=True
         )
@@ -107,25 +102,11 @@ class Sender:
         return marker.all_sent
 
     def _looks_dead(self, waiting_since: float, now: float) -> bool:
-        """Whether a stuck batch is stuck because nothing answers: ``GET /health`` (no key, no
-        database) on a connection of its own does not answer either. A slow batch of a busy
-        service is no sign: its service still answers the probe."""
-        stuck_since = self._request_started or self._unreachable_since
-        if stuck_since is None:
-            return False  # between batches: the next one goes out now
-        # Counted from the wait's start at the earliest: a request sent while training held
-        # the interpreter took longer for that, not for the service.
-        stuck_since = max(stuck_since, waiting_since)
-        if now - stuck_since < PROBE_AFTER_S or now < self._next_probe:
-            return False
-        try:
-            self.transport.json("GET", "/health", timeout=PROBE_TIMEOUT_S)
-        except ServiceUnreachable:
-            return True
-        except DashboardClientError:
-            pass  # an answer (a proxy's 404, say): something is there
-        self._next_probe = time.monotonic() + PROBE_EVERY_S
-        return False
+        """Whether the service is in an outage (a request got no answer: refused, timed out,
+        5xx) that the wait's own retry, which a flush wakes at once, did not end. A request
+        merely slow is no sign: a busy service is slow, and a hanging one times out."""
+        outage = self._unreachable_since
+        return outage is not None and now - max(outage, waiting_since) >= DEAD_AFTER_S
 
     def close(self, timeout: float) -> bool:
         all_sent = self.wait_flushed(self.start_flush(), timeout, unless_dead=True)
@@ -183,7 +164,7 @@ class Sender:
         delay = self.retry_initial
         while True:
             try:
-                self._post(batch)
+                self.transport.post_lines("/sdk/writes", [line for _, line in batch])
             except EvsysAuthError as exc:
                 if exc.status != 401:  # 403: a write naming what this key may not touch
                     self._refuse(batch, exc)
@@ -219,13 +200,6 @@ class Sender:
             self._unreachable_since = None
         self._last_send = time.monotonic()
         self.mirror.mark_sent(write_id for write_id, _ in batch)
-
-    def _post(self, batch: list[tuple[str, str]]) -> None:
-        self._request_started = time.monotonic()
-        try:
-            self.transport.post_lines("/sdk/writes", [line for _, line in batch])
-        finally:
-            self._request_started = None
 
     def _wait(self, delay: float) -> bool:
         """Back off ``delay`` seconds (a flush cuts it short); ``True`` when close abandoned."""
