@@ -8,6 +8,7 @@ exit code 2, and nothing is written under ``outputs/``.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from evsys.compose.nodes import ensure_published
 from evsys.compose.resolvers import register_resolvers
+from evsys.compose.value_overrides import install as install_override_rule
 from evsys.paths import config_dir, primary_config_name
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_BAD_INPUT = 0, 1, 2
@@ -99,6 +101,10 @@ def preflight(overrides: list[str], config_name: str, *, multirun: bool = False)
     """Check everything a run (or with ``multirun`` a sweep) needs before anything is written,
     then claim its output directory. Returns the override that points Hydra at the claimed
     directory; exits with code 2 and one report when the input is bad."""
+    return _preflight(overrides, config_name, multirun=multirun)[0]
+
+
+def _preflight(overrides: list[str], config_name: str, *, multirun: bool) -> tuple[list[str], Any]:
     from evsys.data.references import preflight_references
     from evsys.errors import ConfigError
     from evsys.log_stores.dashboard import check_key
@@ -126,15 +132,19 @@ def preflight(overrides: list[str], config_name: str, *, multirun: bool = False)
     except ConfigError as exc:
         print(format_problems(exc.problems, header=exc.header), file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
-    return [f"{key}={quote_override_value(str(directory))}"]
+    return [f"{key}={quote_override_value(str(directory))}"], settings
 
 
 def main(argv: list[str] | None = None) -> None:
-    if argv is not None:
-        sys.argv = [sys.argv[0], *argv]
+    from evsys.cli.command_line import hydra_argv
+
+    # Hydra's own parser reads sys.argv: its flags first, wherever they were typed.
+    sys.argv = [sys.argv[0], *hydra_argv(sys.argv[1:] if argv is None else argv)]
     register_resolvers()
     ensure_published()
+    install_override_rule()  # Hydra's composition applies overrides as validation did
 
+    sweep_end: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
     if _starts_a_run(sys.argv[1:]):
         args, unknown = _hydra_args(sys.argv[1:])
         if unknown:  # Hydra's parser would refuse them too, after evsys claimed a directory
@@ -142,13 +152,20 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(EXIT_BAD_INPUT)
         config_name = args.config_name or primary_config_name()
         # Hydra takes the directory evsys claimed: a later override of the same key wins.
-        sys.argv += preflight(args.overrides, config_name, multirun=args.multirun)
+        claimed, settings = _preflight(args.overrides, config_name, multirun=args.multirun)
+        sys.argv += claimed
+        from evsys.preflight import EVOLVE_SWEEPER
+
+        if args.multirun and settings.foreign_sweeper not in (None, EVOLVE_SWEEPER):
+            from evsys.sweep.foreign_crash import sweeper_failure_ended
+
+            sweep_end = sweeper_failure_ended()  # another sweeper's loop may raise
 
     from evsys.interrupts import ArmInterrupted, interruption, signals_raise
 
     try:
         # Signals raise from here on: a sweep's launcher stops its arms, each arm records itself.
-        with signals_raise():
+        with signals_raise(), sweep_end:
             hydra.main(
                 config_path=str(config_dir()),
                 config_name=primary_config_name(),

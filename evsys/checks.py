@@ -4,8 +4,9 @@
   its own (``metrics``, or ``result_metrics(params, backend)`` when they depend on its params),
   eval, benchmarks, baselines and continual stages add theirs (with a hosted client or an LLM
   judge, their usage too: ``…/cost_usd``, ``…/latency_p50_s``, ``…/latency_p95_s``,
-  ``…/tokens_out``); ``metadata.success_metric`` must be one of them, or the sweep would rank
-  nothing;
+  ``…/tokens_out``). ``metadata.success_metric`` is not checked against them: a custom recipe,
+  callback or backend may report more, so an unreported success metric is reported after the
+  sweep, from what its arms reported (:func:`evsys.sweep.conclusion.unreported_metric`);
 - whether a run's eval can compute each of its metrics: it generates one completion per row, so
   a metric of sampled completions (``pass_at_k``) or of rewards (``mean_reward``) is refused.
 
@@ -43,7 +44,7 @@ _metrics_from_code: ContextVar[bool] = ContextVar("evsys_metrics_from_code", def
 def metrics_from_code() -> Iterator[None]:
     """Validation inside: training or benchmarks come from Python (``evsys.Experiment``'s
     ``train_fn``, ``benchmarks``), so what a run reports cannot be read from its config and the
-    success metric is not checked against it."""
+    metrics a callback watches are not checked against it."""
     token = _metrics_from_code.set(True)
     try:
         yield
@@ -63,22 +64,8 @@ def metric_name(
 
 
 def check_run(config: ExperimentConfig) -> list[Problem]:
-    """Problems the schema cannot see: metrics eval cannot compute, an unreported success metric."""
-    problems = list(_eval_input_problems(config)) + list(_watched_metric_problems(config))
-    success = config.metadata.success_metric
-    if success is not None and not _metrics_from_code.get():
-        names = reported_metrics(config)
-        if not any(fnmatch.fnmatchcase(success.name, pattern) for pattern in names):
-            problems.append(
-                Problem(
-                    path="metadata.success_metric.name",
-                    message="this run reports no such metric, so no arm could be ranked",
-                    value=success.name,
-                    expected="one of: " + ", ".join(names),
-                    suggestion=closest(success.name, names),
-                )
-            )
-    return problems
+    """Problems the schema cannot see: metrics eval cannot compute, unlogged watched metrics."""
+    return list(_eval_input_problems(config)) + list(_watched_metric_problems(config))
 
 
 def reported_metrics(config: ExperimentConfig) -> list[str]:

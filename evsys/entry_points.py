@@ -1,4 +1,5 @@
-"""The entry points installed distributions declare for evsys (``evsys.algorithms``, …).
+"""The entry points installed distributions declare for evsys (``evsys.algorithms``, …, and the
+reference SDK's groups, ``evsys_sdk.algorithms``, …, which plugins written for it declare).
 
 Reading them with ``importlib.metadata`` costs ≈ 20 ms a process (importing it, then scanning
 every distribution's metadata), paid by every command that loads a registry. They change only
@@ -20,7 +21,7 @@ from typing import Any
 from evsys.files import write_text_atomically
 from evsys.paths import PACKAGE_DIR, cache_dir
 
-GROUP_PREFIX = "evsys."
+GROUP_PREFIXES = ("evsys.", "evsys_sdk.")
 
 
 @dataclass(frozen=True)
@@ -42,14 +43,17 @@ class EntryPoint:
 
 
 def entry_points(group: str) -> list[EntryPoint]:
-    """The entry points of ``group`` (one of evsys's), in the order the distributions list them."""
+    """The entry points of ``group`` (one of evsys's or the reference SDK's), in the order the distributions list them."""
     return [ep for ep in _declared() if ep.group == group]
 
 
 @cache
 def _declared() -> tuple[EntryPoint, ...]:
     """Every ``evsys.*`` entry point, from the cache when no distribution changed; read once."""
-    stamp = hashlib.sha1("\n".join([sys.version, *installed_distributions()]).encode())
+    # The prefixes are part of the stamp: a cache read with other groups is not this one.
+    stamp = hashlib.sha1(
+        "\n".join([sys.version, *GROUP_PREFIXES, *installed_distributions()]).encode()
+    )
     path = cache_dir() / f"entry-points-{install_key()}.json"
     try:
         cached = json.loads(path.read_text())
@@ -75,7 +79,7 @@ def _read_metadata() -> tuple[EntryPoint, ...]:
 
     # `.groups` and `.select(group=…)`: the same on Python 3.11 (a mapping of groups) and later.
     declared = metadata_entry_points()
-    groups = sorted(g for g in declared.groups if g.startswith(GROUP_PREFIX))
+    groups = sorted(g for g in declared.groups if g.startswith(GROUP_PREFIXES))
     return tuple(
         EntryPoint(ep.group, ep.name, ep.value)
         for group in groups

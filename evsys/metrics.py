@@ -16,7 +16,8 @@ from pydantic import Field
 
 from evsys.answers import extract_answer, is_correct
 from evsys.config import InferenceSpec, Strict
-from evsys.errors import DataError
+from evsys.errors import BackendError, DataError
+from evsys.protocols import VerificationResult
 from evsys.registry import register_metric
 from evsys.rows import prompt_text
 from evsys.task_verifiers import RowVerifier
@@ -143,33 +144,50 @@ class PassRate:
             ),
         )
 
+    needs_reference: ClassVar[bool] = False
+    """Rows are scored by their own verifiers: a task needs no expected answer."""
+
     def __init__(self, **params: Any):
         self.cfg = self.Config(**params)
         self._verifier = RowVerifier(None, judge=self.cfg.judge)
         # Breakdowns score subsets of the same rows again: a verdict (a paid judge call, a
         # sandbox run) is computed once per row and completion.
-        self._verdicts: dict[str, float] = {}
+        self._verdicts: dict[str, VerificationResult] = {}
 
     def compute(self, *, predictions: Sequence[Any], targets: Sequence[Any]) -> float:
         _check_rows(predictions, targets)
         total = 0.0
         for prediction, row in zip(predictions, targets, strict=True):
             if prediction is not None:
-                total += self._reward(str(prediction), row)
+                total += self._result(str(prediction), row).reward
         return total / len(predictions)
+
+    def verdict(self, prediction: Any, row: Any) -> VerificationResult | None:
+        """The verdict already given on ``row``'s ``prediction`` (its reward and what the
+        verifier said, e.g. a judge's unreadable reply); None if it was not scored."""
+        if prediction is None:
+            return None
+        return self._verdicts.get(_verdict_key(row, str(prediction)))
 
     def judge_calls(self) -> list[Any]:
         """The calls a judge model answered for this metric (usage: tokens, latency, cost)."""
         return self._verifier.judge_calls()
 
-    def _reward(self, completion: str, row: Any) -> float:
-        key = json.dumps([row, completion], sort_keys=True, default=str)
+    def _result(self, completion: str, row: Any) -> VerificationResult:
+        key = _verdict_key(row, completion)
         if key not in self._verdicts:
-            result = self._verifier.verify(
-                prompt=prompt_text(row), completion=completion, target=row
-            )
-            self._verdicts[key] = result.reward
+            try:
+                self._verdicts[key] = self._verifier.verify(
+                    prompt=prompt_text(row), completion=completion, target=row
+                )
+            except BackendError as exc:  # a judge that is down: say which task it was judging
+                where = repr(row.get("id")) if isinstance(row, dict) else "?"
+                raise BackendError(f"judging task {where}: {exc}") from exc
         return self._verdicts[key]
+
+
+def _verdict_key(row: Any, completion: str) -> str:
+    return json.dumps([row, completion], sort_keys=True, default=repr)
 
 
 @register_metric("toolkit_match")

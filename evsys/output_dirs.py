@@ -18,6 +18,7 @@ from __future__ import annotations
 import atexit
 import os
 import socket
+import tempfile
 import time
 from pathlib import Path
 
@@ -87,7 +88,35 @@ def dir_problems(key: str, text: object) -> list[Problem]:
                 ]
         except OSError as exc:  # a name too long, a component the OS refuses
             return [Problem(path=key, message=f"unusable path: {exc.strerror or exc}", value=text)]
+    return _unwritable(key, text, path)
+
+
+def _unwritable(key: str, text: str, path: Path) -> list[Problem]:
+    """Whether a directory can be made where ``path`` will be: tried in its nearest existing
+    folder with a directory made and removed at once (nothing stays). Permission bits cannot
+    tell: root may write anywhere they allow, yet not into ``/proc`` or a read-only mount."""
+    existing = _nearest_existing(path.absolute())
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".evsys-write-check-", dir=existing))
+    except OSError as exc:
+        where = "it" if existing == path.absolute() else f"'{existing}'"
+        return [
+            Problem(
+                path=key,
+                message=f"cannot write the output directory: {where} takes no new folder "
+                f"({exc.strerror or exc})",
+                value=text,
+                expected="a directory this user can create and write",
+            )
+        ]
     return []
+
+
+def _nearest_existing(path: Path) -> Path:
+    for candidate in [path, *path.parents]:
+        if candidate.is_dir():
+            return candidate
+    return Path(path.anchor)  # not reached: an absolute path's root exists
 
 
 def _plain(name: str) -> str:

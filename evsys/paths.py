@@ -39,6 +39,19 @@ def cache_dir() -> Path:
     return Path(root)
 
 
+def project_config_folders() -> tuple[Path | None, Path | None]:
+    """The working directory's own ``conf/`` and ``experiments/``, as evsys's config search path
+    takes them: each while it is a folder other than the bundled one. What composing keeps (in
+    memory, on disk) is kept per answer, so a folder that appears later (``evsys migrate`` creates
+    ``experiments/``) is seen by the next composition."""
+    cwd = Path.cwd().resolve()
+    conf, experiments = cwd / "conf", cwd / "experiments"
+    return (
+        conf if conf.is_dir() and conf != config_dir() else None,
+        experiments if experiments.is_dir() and experiments != experiments_dir() else None,
+    )
+
+
 def display_path(path: str | os.PathLike[str]) -> str:
     """``path`` as a report shows it: relative to the working directory (``conf/model/x.yaml``)."""
     try:

@@ -57,12 +57,33 @@ class RunContext:
     """What ``backend.prepare`` returned: model, tokenizer, clients, …"""
     train_rows: list[Row]
     extras: dict[str, Any] = field(default_factory=dict)
+    """Free-form; always holds ``train_rows``, ``n_train_rows``, ``backend_handles`` (the
+    handles), ``model_name`` and ``tags`` (the run's), as the reference's runner fills them."""
     validation: InLoopValidation | None = None
     """The ``val`` benchmarks of ``metadata.benchmark`` (the runner always sets it; it may hold
     none). None: a context built outside a run."""
 
     callbacks: Callbacks | None = None
     """The run's ``callbacks`` (the runner sets them). None: a context built outside a run."""
+
+    def __post_init__(self) -> None:
+        # The reference's algorithms read the run's facts from ``extras``: filled from the fields
+        # on every construction (a phase's ``dataclasses.replace`` gets its own rows), into a
+        # new dict so a phase never rewrites its parent's.
+        model = getattr(self.config, "model", None)
+        self.extras = {
+            **self.extras,
+            "train_rows": self.train_rows,
+            "n_train_rows": len(self.train_rows),
+            "backend_handles": self.handles,
+            "model_name": getattr(model, "name", None),
+            "tags": list(getattr(self.config, "tags", None) or []),
+        }
+
+    @property
+    def output_dir(self) -> Path:
+        """The run's directory (the reference's name for :attr:`run_dir`)."""
+        return self.run_dir
 
     def validate(
         self, step: int, make_client: Callable[[], InferenceClient], *, end_step: bool = True

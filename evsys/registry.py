@@ -8,8 +8,8 @@ An extension is a class registered under a name with a decorator::
         def __init__(self, **params): self.cfg = self.Config(**params)
 
 Built-in extensions are imported the first time a registry is read, and extensions from other
-packages arrive through the entry-point group ``evsys.<plural>`` (e.g. ``evsys.algorithms``), also
-loaded on first read, so ``import evsys`` stays fast.
+packages arrive through the entry-point group ``evsys.<plural>`` (e.g. ``evsys.algorithms``) or the
+reference SDK's ``evsys_sdk.<plural>``, also loaded on first read, so ``import evsys`` stays fast.
 
 Algorithms have one more level. A *recipe* (``sft``, ``rl``) owns the ``Config`` every backend
 shares; a backend contributes its *implementation* with ``@register_algorithm("sft",
@@ -72,6 +72,8 @@ class Registry:
         self.kind = kind
         self.plural = plural
         self.entry_point_group = f"evsys.{plural}"
+        # Plugins written for the reference SDK declare its group; both are read.
+        self.entry_point_groups = (self.entry_point_group, f"evsys_sdk.{plural}")
         self._builtin_modules = builtin_modules
         self._entries: dict[str, type] = {}
         self._loaded = False
@@ -179,7 +181,7 @@ class Registry:
     def _load_entry_points(self) -> None:
         from evsys.entry_points import entry_points
 
-        for ep in entry_points(self.entry_point_group):
+        for ep in (ep for group in self.entry_point_groups for ep in entry_points(group)):
             try:
                 obj = ep.load()
             except Exception as exc:  # a broken plugin must not break every other command

@@ -39,6 +39,7 @@ from evsys.data.types import (
     verifier_from_dict,
 )
 from evsys.errors import ConfigError, DataError
+from evsys.harness.retry import Refused
 from evsys.protocols import Row, VerificationResult
 from evsys.registry import INFERENCE_CLIENTS, VERIFIERS, closest, register_verifier
 
@@ -117,7 +118,7 @@ JUDGE_PROMPT = """You grade a response to a task against a rubric.
 
 Task:
 {instruction}
-
+{reference}
 Response:
 {completion}
 
@@ -126,13 +127,17 @@ Rubric:
 
 Think it through, then end with the score alone as <answer>SCORE</answer>: a number from 0 (the
 response fails the rubric) to 1 (it fully meets it)."""
+REFERENCE = "\nA reference answer (the response need not match it word for word):\n{answer}\n"
+"""Shown to the judge when the task's row has an ``answer``; a task without one is judged on
+the rubric alone."""
 _VERDICT = re.compile(r"<answer>\s*([0-9]*\.?[0-9]+)\s*</answer>")
 
 
 class JudgeTask:
     """``judge_model``'s score of the completion against the rubric, through the ``judge``
-    client. A reply without a readable score is a failure (0.0), reported in ``info`` and the
-    log, never an exception; a judge that cannot be reached raises (no score beats a wrong one).
+    client. A reply without a readable score, or a judge that refuses to judge, is a failure
+    (0.0), reported in ``info`` and the log, never an exception; a judge that cannot be reached
+    raises (no score beats a wrong one).
     A hosted judge's calls are metered (:meth:`calls`)."""
 
     def __init__(
@@ -149,14 +154,26 @@ class JudgeTask:
             ) from None
 
     def verify(self, *, prompt: str, completion: str, target: Any = None) -> VerificationResult:
+        answer = target.get("answer") if isinstance(target, Mapping) else None
         question = JUDGE_PROMPT.format(
-            instruction=prompt, completion=completion, rubric=self.payload.rubric
+            instruction=prompt,
+            reference="" if answer is None else REFERENCE.format(answer=answer),
+            completion=completion,
+            rubric=self.payload.rubric,
         )
-        reply = self.client.generate(prompt=question, max_tokens=self.max_tokens, temperature=0.0)
-        score, problem = parse_verdict(reply)
+        try:
+            reply = self.client.generate(
+                prompt=question, max_tokens=self.max_tokens, temperature=0.0
+            )
+        except Refused as exc:  # a judge that declines gives no score, like an unreadable one
+            reply, score, problem = "", 0.0, f"the judge refused: {exc.error}"
+        else:
+            score, problem = parse_verdict(reply)
         info = {"judge_model": self.payload.judge_model, "reply": reply[-500:]}
         if problem is not None:
-            log.warning("%s: the judge's verdict is unreadable (%s); scored 0", self.where, problem)
+            # Named by the row judged: one executor judges every task that shares its payload.
+            where = f"task {target.get('id')!r}" if isinstance(target, Mapping) else self.where
+            log.warning("%s: the judge's verdict is unreadable (%s); scored 0", where, problem)
             return VerificationResult(0.0, {**info, "verdict_error": problem})
         return VerificationResult(score, info)
 
@@ -319,7 +336,7 @@ class RowVerifier:
         return calls
 
     def judge_usage(self, prefix: str = "train/judge") -> dict[str, float]:
-        """``{<prefix>/cost_usd, …/latency_p50_s, …/latency_p95_s, …/tokens_out}`` of the
+        """``{<prefix>/cost_usd, …/latency_p50_s, …/latency_p95_s, …/tokens_in, …}`` of the
         judge's calls; empty when no judge model was asked."""
         return summarize(self.judge_calls(), prefix)
 

@@ -183,8 +183,27 @@ def harbor_tasks_rewarding_digits(directory: Path) -> tuple[list[str], list[tupl
     return overrides, calls
 
 
-def readme_block(heading: str, index: int = 0, language: str = "python") -> str:
-    """The ``index``-th ``language`` block of the README section under ``heading``."""
-    text = (REPO / "README.md").read_text()
+def doc_files() -> list[Path]:
+    """The README and every page of the docs site: where the documented examples live."""
+    return [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
+
+
+def doc_block(heading: str, index: int = 0, language: str = "python") -> str:
+    """The ``index``-th ``language`` block of the section under ``heading`` (the whole heading
+    line, ``### Callbacks``): the heading must head exactly one section of the README and the
+    docs pages, so a moved section is still found and a duplicated one is an error, not a pick."""
+    found = [
+        (path, text)
+        for path in doc_files()
+        for text in [f"\n{path.read_text()}"]
+        for _ in range(text.count(f"\n{heading}\n"))
+    ]
+    if len(found) != 1:
+        where = ", ".join(os.path.relpath(path, REPO) for path, _ in found) or "nowhere"
+        raise LookupError(f"{heading!r} heads {len(found)} sections of the docs ({where}), not 1")
+    path, text = found[0]
     section = text.split(f"\n{heading}\n", 1)[1].split("\n## ", 1)[0].split("\n### ", 1)[0]
-    return re.findall(rf"```{language}\n(.*?)```", section, re.S)[index]
+    blocks = re.findall(rf"```{language}\n(.*?)```", section, re.S)
+    if index >= len(blocks):
+        raise LookupError(f"{heading!r} in {path.name} has {len(blocks)} {language} blocks")
+    return blocks[index]

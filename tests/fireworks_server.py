@@ -1,16 +1,26 @@
 """A Fireworks-protocol control plane on 127.0.0.1 for tests: the calls the deployer makes.
 
-It speaks the REST API of Fireworks' upload guide and deployment reference (JSON in and out,
-Bearer auth, gRPC-style error bodies): create a model, hand out signed upload URLs (served here
-too, checking each file's size and that no API key is sent to them), validate the upload (with
-FAILED_PRECONDITION while files are "still landing"), create a deployment and report its state,
-CREATING then READY. Failures are injected per route, in order.
+It speaks the REST API of Fireworks' upload guide and API reference (the Gateway REST API: JSON
+in and out, Bearer auth, gRPC-gateway error bodies ``{"code": <google.rpc.Code>, "message": …}``
+with the matching HTTP status, e.g. 409 and code 6 for ALREADY_EXISTS): create, get and delete a
+model, hand out signed upload URLs (served here too, checking each file's size and that no API
+key is sent to them), validate the upload (with FAILED_PRECONDITION while files are "still
+landing"), create, get and delete a deployment (CREATING, then READY; a deletion is DELETING for
+a poll, then gone when hard, else kept as DELETED, its id still taken). A model that a deployment
+still uses cannot be deleted (FAILED_PRECONDITION).
+
+Failures are injected per route, in order, at construction or on command (:meth:`fail`): an HTTP
+code, ``(HTTP code, gRPC code)`` (an error body with that code, e.g. ``(400, 6)``: ALREADY_EXISTS
+under another status), ``0`` (this call goes through), ``reset`` (the connection is cut, nothing done) or
+``lost_reply`` (the call is done, then the connection is cut before the reply).
 """
 
 from __future__ import annotations
 
 import json
 import re
+import socket
+import struct
 import threading
 import urllib.parse
 from http.server import ThreadingHTTPServer
@@ -19,6 +29,7 @@ from typing import Any
 from vendor_servers import JSONHandler
 
 _MODELS = re.compile(r"^/v1/accounts/([^/]+)/models$")
+_MODEL = re.compile(r"^/v1/accounts/([^/]+)/models/([^/:]+)$")
 _MODEL_ACTION = re.compile(
     r"^/v1/accounts/([^/]+)/models/([^/:]+):(getUploadEndpoint|validateUpload)$"
 )
@@ -27,33 +38,47 @@ _DEPLOYMENT = re.compile(r"^/v1/accounts/([^/]+)/deployments/([^/]+)$")
 _UPLOAD = re.compile(r"^/upload/([^/]+)/([^/?]+)$")
 
 
+ROUTES = (
+    "create_model", "get_model", "delete_model", "upload_endpoint", "upload", "validate",
+    "create_deployment", "get_deployment", "delete_deployment",
+)  # fmt: skip
+Failure = int | str | tuple[int, int]
+
+
 class FakeFireworks:
-    """``failures``: route name → HTTP codes its next calls fail with, in order (``create_model``,
-    ``upload_endpoint``, ``upload``, ``validate``, ``create_deployment``, ``get_deployment``);
-    ``landing_polls``: validateUpload answers FAILED_PRECONDITION this many times first;
-    ``creating_polls``: the deployment reports CREATING this many times before ``final_state``."""
+    """``failures``: route name (one of ROUTES) → how its next calls fail, in order (see the
+    module's doc); ``landing_polls``: validateUpload answers FAILED_PRECONDITION this many times
+    first; ``creating_polls``: the deployment reports CREATING this many times before
+    ``final_state``; ``deleting_polls``: a deleted deployment reports DELETING this many times."""
 
     def __init__(
         self,
         *,
         api_key: str = "fw-test-key",
         account: str = "acme",
-        failures: dict[str, list[int]] | None = None,
+        failures: dict[str, list[Failure]] | None = None,
         landing_polls: int = 1,
         creating_polls: int = 2,
+        deleting_polls: int = 1,
         final_state: str = "READY",
     ):
         self.api_key, self.account = api_key, account
-        self.failures = {k: list(v) for k, v in (failures or {}).items()}
+        self.lock = threading.Lock()
+        self.failures: dict[str, list[Failure]] = {}
+        for route, planned in (failures or {}).items():
+            self.fail(route, *planned)
         self.landing_polls, self.creating_polls = landing_polls, creating_polls
+        self.deleting_polls = deleting_polls
         self.final_state = final_state
         self.requests: list[dict[str, Any]] = []
         self.models: dict[str, dict[str, Any]] = {}
         self.uploads: dict[tuple[str, str], bytes] = {}
         self.deployments: dict[str, dict[str, Any]] = {}
-        self.lock = threading.Lock()
+        self.deleting_polls_left: dict[str, int] = {}
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )  # a short poll: shut down at once
 
     @property
     def base_url(self) -> str:
@@ -61,6 +86,21 @@ class FakeFireworks:
 
     def routes(self) -> list[str]:
         return [r["route"] for r in self.requests]
+
+    def fail(self, route: str, *failures: Failure) -> None:
+        """Make the next calls of ``route`` fail so, in order (after those already planned)."""
+        assert route in ROUTES, f"unknown route {route}; known: {ROUTES}"
+        for failure in failures:
+            assert isinstance(failure, int | tuple) or failure in ("reset", "lost_reply"), failure
+        with self.lock:
+            self.failures.setdefault(route, []).extend(failures)
+
+    def resources(self) -> set[str]:
+        """The names of every model and deployment the account holds (deleted ones that keep
+        their id, too)."""
+        with self.lock:
+            held = [m["name"] for m in self.models.values()]
+            return {*held, *(d["name"] for d in self.deployments.values())}
 
     def __enter__(self) -> FakeFireworks:
         self.thread.start()
@@ -78,6 +118,10 @@ class FakeFireworks:
             return self.upload(m[1], m[2], body, query)
         if method == "POST" and (m := _MODELS.match(path)):
             return self.create_model(m[1], body)
+        if method == "GET" and (m := _MODEL.match(path)):
+            return self.get_model(m[2])
+        if method == "DELETE" and (m := _MODEL.match(path)):
+            return self.delete_model(m[2])
         if (m := _MODEL_ACTION.match(path)) and m[3] == "getUploadEndpoint" and method == "POST":
             return self.upload_endpoint(m[2], body)
         if (m := _MODEL_ACTION.match(path)) and m[3] == "validateUpload" and method == "GET":
@@ -86,6 +130,8 @@ class FakeFireworks:
             return self.create_deployment(m[1], query, body)
         if method == "GET" and (m := _DEPLOYMENT.match(path)):
             return self.get_deployment(m[2])
+        if method == "DELETE" and (m := _DEPLOYMENT.match(path)):
+            return self.delete_deployment(m[2], query.get("hard") == "true")
         return 404, _error(5, f"no route {method} {path}")
 
     def create_model(self, account: str, body: dict[str, Any]) -> tuple[int, Any]:
@@ -96,8 +142,27 @@ class FakeFireworks:
         if model_id in self.models:
             return 409, _error(6, f"model {model_id} already exists")
         name = f"accounts/{account}/models/{model_id}"
-        self.models[model_id] = {"name": name, "state": "UPLOADING", **model, "files": {}}
-        return 200, {"name": name, "state": "UPLOADING", "kind": model["kind"]}
+        self.models[model_id] = {**model, "name": name, "state": "UPLOADING", "files": {}}
+        return 200, self._model(model_id)
+
+    def get_model(self, model_id: str) -> tuple[int, Any]:
+        if model_id not in self.models:
+            return 404, _error(5, f"model {model_id} not found")
+        return 200, self._model(model_id)
+
+    def delete_model(self, model_id: str) -> tuple[int, Any]:
+        model = self.models.get(model_id)
+        if model is None:
+            return 404, _error(5, f"model {model_id} not found")
+        using = [d["name"] for d in self.deployments.values() if d["baseModel"] == model["name"]]
+        if using:
+            return 400, _error(9, f"model {model_id} is used by {', '.join(using)}")
+        del self.models[model_id]
+        self.uploads = {key: data for key, data in self.uploads.items() if key[0] != model_id}
+        return 200, {}
+
+    def _model(self, model_id: str) -> dict[str, Any]:
+        return {k: v for k, v in self.models[model_id].items() if k != "files"}
 
     def upload_endpoint(self, model_id: str, body: dict[str, Any]) -> tuple[int, Any]:
         if model_id not in self.models:
@@ -142,6 +207,8 @@ class FakeFireworks:
         if model is None or model["state"] != "READY":
             return 400, _error(9, f"model {model_name} is not READY")
         deployment_id = query.get("deploymentId") or "generated-id"
+        if deployment_id in self.deployments:
+            return 409, _error(6, f"deployment {deployment_id} already exists")
         name = f"accounts/{account}/deployments/{deployment_id}"
         self.deployments[deployment_id] = {"name": name, "state": "CREATING", **body}
         return 200, self.deployments[deployment_id]
@@ -150,6 +217,14 @@ class FakeFireworks:
         deployment = self.deployments.get(deployment_id)
         if deployment is None:
             return 404, _error(5, "deployment not found")
+        if deployment["state"] == "DELETING":
+            if self.deleting_polls_left.get(deployment_id, 0) <= 0:
+                del self.deployments[deployment_id]
+                return 404, _error(5, "deployment not found")
+            self.deleting_polls_left[deployment_id] -= 1
+            return 200, deployment
+        if deployment["state"] in ("DELETED", "FAILED"):
+            return 200, deployment
         if self.creating_polls > 0:
             self.creating_polls -= 1
         else:
@@ -158,23 +233,42 @@ class FakeFireworks:
                 deployment["status"] = {"code": "INTERNAL", "message": "out of H100s"}
         return 200, deployment
 
+    def delete_deployment(self, deployment_id: str, hard: bool) -> tuple[int, Any]:
+        deployment = self.deployments.get(deployment_id)
+        if deployment is None:
+            return 404, _error(5, "deployment not found")
+        if hard:  # on its way out, then gone: its id is free again
+            deployment["state"] = "DELETING"
+            self.deleting_polls_left[deployment_id] = self.deleting_polls
+        else:  # soft: kept as DELETED (it can be undeleted), its id still taken
+            deployment["state"] = "DELETED"
+        return 200, {}
+
 
 _ROUTE_NAMES = (
-    (_UPLOAD, "upload"),
-    (_MODELS, "create_model"),
-    (_DEPLOYMENTS, "create_deployment"),
-    (_DEPLOYMENT, "get_deployment"),
+    (_UPLOAD, {"PUT": "upload"}),
+    (_MODELS, {"POST": "create_model"}),
+    (_MODEL, {"GET": "get_model", "DELETE": "delete_model"}),
+    (_DEPLOYMENTS, {"POST": "create_deployment"}),
+    (_DEPLOYMENT, {"GET": "get_deployment", "DELETE": "delete_deployment"}),
 )
 
 
-def _route(path: str) -> str:
+def _route(method: str, path: str) -> str:
     if m := _MODEL_ACTION.match(path):
         return "upload_endpoint" if m[3] == "getUploadEndpoint" else "validate"
-    return next((name for pattern, name in _ROUTE_NAMES if pattern.match(path)), "unknown")
+    for pattern, by_method in _ROUTE_NAMES:
+        if pattern.match(path):
+            return by_method.get(method, "unknown")
+    return "unknown"
+
+
+# HTTP status → the google.rpc.Code a gRPC gateway pairs it with
+_CODES = {400: 3, 401: 16, 403: 7, 404: 5, 409: 6, 412: 9, 429: 8, 500: 13, 503: 14, 504: 4}
 
 
 def _error(code: int, message: str) -> dict[str, Any]:
-    return {"code": code, "message": message}
+    return {"code": code, "message": message, "details": []}
 
 
 def _handler(fake: FakeFireworks) -> type[JSONHandler]:
@@ -188,11 +282,14 @@ def _handler(fake: FakeFireworks) -> type[JSONHandler]:
         def do_PUT(self) -> None:
             self._serve()
 
+        def do_DELETE(self) -> None:
+            self._serve()
+
         def _serve(self) -> None:
             split = urllib.parse.urlsplit(self.path)
             query = dict(urllib.parse.parse_qsl(split.query))
             raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            route = _route(split.path)
+            route = _route(self.command, split.path)
             with fake.lock:
                 fake.requests.append(
                     {"method": self.command, "path": split.path, "route": route,
@@ -203,12 +300,24 @@ def _handler(fake: FakeFireworks) -> type[JSONHandler]:
                 ):
                     return self._json(401, _error(16, "invalid API key"))
                 injected = fake.failures.get(route)
-                if injected:
-                    code = injected.pop(0)
-                    headers = {"Retry-After": "0"} if code == 429 else {}
-                    return self._json(code, _error(14, "injected failure"), headers)
+                failure = injected.pop(0) if injected else 0
+                if failure == "reset":
+                    return self._cut()
+                if isinstance(failure, tuple):
+                    return self._json(failure[0], _error(failure[1], "injected"))
+                if isinstance(failure, int) and failure:
+                    headers = {"Retry-After": "0"} if failure == 429 else {}
+                    return self._json(failure, _error(_CODES.get(failure, 13), "injected"), headers)
                 body: Any = raw if route == "upload" else json.loads(raw or b"{}")
                 code, payload = fake.handle(self.command, split.path, query, body)
+            if failure == "lost_reply":
+                return self._cut()
             self._json(code, payload)
+
+        def _cut(self) -> None:
+            """A connection reset: closed with RST, nothing answered."""
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()
+            self.close_connection = True
 
     return Handler

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO, metrics_lines, readme_block, run_evsys, run_in_process
+from conftest import REPO, doc_block, metrics_lines, run_evsys, run_in_process
 
 from evsys.callbacks import Stop
 from evsys.registry import CALLBACKS, register_callback
@@ -248,7 +248,7 @@ def test_the_record_keeps_the_callbacks_of_the_run(workdir: Path) -> None:
 
 
 def test_the_readme_callback_runs_as_written(workdir: Path, clean_registries: None) -> None:
-    exec(compile(readme_block("### Callbacks"), "README.md", "exec"), {})
+    exec(compile(doc_block("# Callbacks"), "<docs>", "exec"), {})
     overrides = [
         "algorithm.params.max_steps=5",
         "callbacks=[{kind: loss_ceiling, params: {ceiling: 0.1}}]",

@@ -1,4 +1,4 @@
-"""A recipe's own build_batch and loss: the README's example, executed as written, changes
+"""A recipe's own build_batch and loss: the documented example, executed as written, changes
 training on the local backend (TRL) and on the tinker backend (its test server)."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 from conftest import (  # noqa: E402
+    doc_block,  # noqa: E402
     metrics_lines,
-    readme_block,  # noqa: E402
     require,
     run_in_process,
 )
@@ -27,13 +27,13 @@ TRAIN = ["algorithm.params.max_steps=3", "algorithm.params.learning_rate=5e-3"]
 
 
 def test_the_readme_example_is_under_40_lines() -> None:
-    assert len(readme_block("### Your own batches and loss").splitlines()) < 40
+    assert len(doc_block("### Your own batches and loss").splitlines()) < 40
 
 
 @pytest.fixture
 def focal(clean_registries: None) -> str:
-    """The README's recipe, registered by running its code as a user's module would."""
-    exec(compile(readme_block("### Your own batches and loss"), "README.md", "exec"), {})
+    """The documented recipe, registered by running its code as a user's module would."""
+    exec(compile(doc_block("### Your own batches and loss"), "<docs>", "exec"), {})
     return "focal_answer_sft"
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from conftest import readme_block
+from conftest import doc_block
 from dashboard_server import DATABASES, fresh_database, running_dashboard
 
 import evsys
@@ -645,10 +645,10 @@ def test_a_mirror_that_is_not_text_is_named(tmp_path):
 
 
 def test_the_readme_example_runs_as_written_offline(tmp_path, monkeypatch):
-    """The README's ExperimentRun example, executed as written, against the mirror alone."""
+    """The documented ExperimentRun example, executed as written, against the mirror alone."""
     monkeypatch.setenv("EVSYS_OFFLINE", "1")
     monkeypatch.setenv("EVSYS_LOG_DIR", str(tmp_path))
-    exec(compile(readme_block("## The dashboard service"), "README.md", "exec"), {})
+    exec(compile(doc_block("## The dashboard service"), "<docs>", "exec"), {})
     writes = [w for segment in find_segments(tmp_path) for _, w in read_segment(segment).writes]
     steps = [s["step"] for w in writes if w["op"] == "run.steps" for s in w["data"]["steps"]]
     assert steps == list(range(1, 1001))

@@ -21,7 +21,16 @@ from evsys.deploy.actions import deploy_run
 from evsys.errors import BackendError, ConfigError
 
 KEY = "fw-test-key"
-ROUTES = ["create_model", "upload_endpoint", "upload", "upload", "validate", "validate"]
+ROUTES = [
+    "get_model",
+    "create_model",
+    "upload_endpoint",
+    "upload",
+    "upload",
+    "validate",
+    "validate",
+]
+DEPLOY_ROUTES = ["get_deployment", "create_deployment", *["get_deployment"] * 3]
 
 
 def params(server: FakeFireworks, **extra: Any) -> dict[str, Any]:
@@ -54,8 +63,9 @@ def test_uploads_validates_deploys_and_records(tmp_path: Path) -> None:
     assert entry["status"] == "running" and entry["details"]["state"] == "READY"
     assert record(run)["deployments"] == [entry]
 
-    # The calls of the upload guide, in order; validation and the deployment were polled.
-    assert server.routes() == [*ROUTES, "create_deployment", *["get_deployment"] * 3]
+    # The calls of the upload guide, in order (each resource looked up first: a re-deploy
+    # reuses it); validation and the deployment were polled.
+    assert server.routes() == [*ROUTES, *DEPLOY_ROUTES]
     created = server.models["sft-local-20261122-103107-87f48e"]
     assert created["peftDetails"] == {
         "baseModel": "accounts/fireworks/models/qwen3-8b",
@@ -98,7 +108,7 @@ def test_a_rejected_key_fails_at_once_and_records_nothing(
         code = _cli(["deploy", str(run), "--to", "fireworks", *_flags(params(server))])
     err = capsys.readouterr().err
     assert code == 1
-    assert server.routes() == ["create_model"]  # a 401 is not retried
+    assert server.routes() == ["get_model"]  # a 401 is not retried
     assert "HTTP 401" in err and "FIREWORKS_API_KEY" in err
     assert "fw-wrong-key" not in err
     assert "deployments" not in record(run)
@@ -112,8 +122,14 @@ def test_a_server_that_keeps_failing_exhausts_the_retries(tmp_path: Path) -> Non
         pytest.raises(BackendError, match=failing),
     ):
         deploy_run(run, "fireworks", params(server))
-    assert server.routes() == ["create_model", *["upload_endpoint"] * 3]
+    assert server.routes() == [
+        "get_model",
+        "create_model",
+        *["upload_endpoint"] * 3,
+        "delete_model",
+    ]
     assert "deployments" not in record(run)
+    assert server.resources() == set()  # the model it created was removed
 
 
 def test_a_deployment_that_fails_is_reported_with_its_reason(tmp_path: Path) -> None:
@@ -124,6 +140,10 @@ def test_a_deployment_that_fails_is_reported_with_its_reason(tmp_path: Path) -> 
     ):
         deploy_run(run, "fireworks", params(server))
     assert "deployments" not in record(run)
+    assert server.resources() == set()  # the deployment, then the model, were removed
+    assert server.routes()[-4:] == [
+        "delete_deployment", "get_deployment", "get_deployment", "delete_model"
+    ]  # fmt: skip
 
 
 def test_without_waiting_the_deployment_is_recorded_as_created(tmp_path: Path) -> None:
@@ -132,7 +152,7 @@ def test_without_waiting_the_deployment_is_recorded_as_created(tmp_path: Path) -
         entry = deploy_run(run, "fireworks", params(server, wait=False, model_id="my-lora"))
     assert entry["status"] == "creating"
     assert entry["model_id"] == "accounts/acme/models/my-lora#accounts/acme/deployments/my-lora"
-    assert "get_deployment" not in server.routes()
+    assert server.routes()[-2:] == ["get_deployment", "create_deployment"]  # looked up, not polled
 
 
 @pytest.mark.parametrize(

@@ -7,10 +7,14 @@ import json
 import re
 import sqlite3
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
-from conftest import readme_block, run_evsys
+from conftest import doc_block, run_evsys
 from vendor_servers import OpenAIServer
+
+from evsys.evolve.ancestry import nearest_arm
+from evsys.evolve.space import FLOAT, INT, Dimension
 
 pytest.importorskip("optuna", reason="pip install 'evsys[evolve]'")
 pytest.importorskip("sqlalchemy", reason="pip install 'evsys[evolve]'")
@@ -60,6 +64,31 @@ def test_optuna_evolution_improves_and_records_its_lineage(workdir: Path) -> Non
             assert parents and all(p["lineage"]["generation"] < arm["generation"] for p in parents)
             assert record["config"]["parent_experiment_id"] == parents[0]["run_id"]
     assert sorted(by_generation) == [0, 1, 2]
+    # A later arm's parent is the nearest earlier arm in the normalised space (not the best so
+    # far), and its delta says what changed from it.
+    dimensions = [
+        Dimension(LR, FLOAT, 1e-5, 1e-2, log=True),
+        Dimension("algorithm.params.lora_rank", INT, 2, 32, log=True),
+    ]
+    base = {d.key: None for d in dimensions}
+    for arm in tree["arms"]:
+        earlier = [
+            SimpleNamespace(name=a["name"], params=a["mutation"])
+            for a in tree["arms"]
+            if a["generation"] < arm["generation"]
+        ]
+        assert arm["parent_arms"] == nearest_arm(arm["mutation"], earlier, dimensions, base)
+        for delta, parent in zip(arm["deltas"], arm["parent_arms"], strict=True):
+            before = next(a["mutation"] for a in tree["arms"] if a["name"] == parent)
+            assert delta["changed"] == {
+                k: {"from": before[k], "to": v}
+                for k, v in arm["mutation"].items()
+                if before[k] != v
+            }
+    shown = run_evsys("results", "evo", "--json", cwd=workdir, module=False)
+    evolution = json.loads(shown.stdout)["evolution"]
+    assert [a["deltas"] for a in evolution["arm_lineage"]] == [a["deltas"] for a in tree["arms"]]
+    assert evolution["refused"] == [] and evolution["dropped"] == tree["dropped"]
     # The sampler learned: the last generation scores better on average than the random first,
     # and the best so far never falls.
     mean = {g: sum(v) / len(v) for g, v in by_generation.items()}
@@ -211,6 +240,7 @@ def test_llm_proposer_refuses_and_counts_illegal_proposals(workdir: Path) -> Non
         )
         done = run_evsys(
             *EVOLVE,
+            f"{LR}=tag(log, interval(1e-5, 1e-2))",
             "hydra.sweeper.proposer.kind=llm",
             f"hydra.sweeper.proposer.params.client={client}",
             "hydra.sweeper.generations=3",
@@ -229,7 +259,7 @@ def test_llm_proposer_refuses_and_counts_illegal_proposals(workdir: Path) -> Non
     assert "proposals refused as illegal: 4" in (sweep / "summary.md").read_text()
     assert len(prompts) == 4  # generation 1 asked twice
     later = prompts[-1]
-    assert "REFUSED" in later and "greater than 0" in later  # the feedback, with why
+    assert "REFUSED" in later and "outside the search space" in later  # the feedback, with why
     assert "refused as a whole" in later
     assert "the same config as an earlier arm" in later  # not launched twice, not illegal
     assert '"metrics": {"eval/exact_match"' in later  # parents with their results
@@ -292,8 +322,8 @@ def test_an_llm_answer_is_read_from_a_json_fence() -> None:
 
 
 def test_an_experiment_file_picks_the_evolve_sweeper_and_its_search_space(workdir: Path) -> None:
-    # The README's experiment file, on the mock landscape and with a budget of two arms.
-    experiment = readme_block("### Evolution: `hydra/sweeper=evolve`", language="yaml")
+    # The documented experiment file, on the mock landscape and with a budget of two arms.
+    experiment = doc_block("# Evolution: `hydra/sweeper=evolve`", language="yaml")
     (workdir / "experiments").mkdir()
     (workdir / "experiments" / "evo.yaml").write_text(experiment)
     done = run_evsys(

@@ -327,7 +327,7 @@ def test_evaluate_model_scores_pass_at_k_and_reports_usage(kind: str, tmp_path: 
     # is asked once per sample, the others once per row.
     prompts = [json.loads(line)["prompt"] for line in ARITHMETIC.read_text().splitlines()[:5]]
     tokens_in = sum(len(p.split()) for p in prompts) * (4 if kind == "claude" else 1)
-    assert metrics["tokens_out"] == 20.0
+    assert metrics["tokens_out"] == 20.0 and metrics["tokens_in"] == tokens_in
     assert metrics["cost_usd"] == pytest.approx(cost(tokens_in, 20))
     assert 0 < metrics["latency_p50_s"] <= metrics["latency_p95_s"]
     markdown = (tmp_path / "out" / "summary.md").read_text()

@@ -20,7 +20,7 @@ from evsys.errors import DataError
 from evsys.registry import VERIFIERS
 
 PRICE = {"input_usd_per_mtok": 1.0, "output_usd_per_mtok": 2.0}
-USAGE = ("cost_usd", "latency_p50_s", "latency_p95_s", "tokens_out")
+USAGE = ("cost_usd", "latency_p50_s", "latency_p95_s", "tokens_in", "tokens_out")
 VERDICT_WORDS = 7  # "Checked the response against the rubric. <answer>1</answer>"
 
 

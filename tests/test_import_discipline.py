@@ -39,6 +39,23 @@ def test_import_evsys_is_light() -> None:
     assert done.stdout.strip() == "[]"
 
 
+@pytest.mark.parametrize(
+    "use",
+    [
+        "",
+        "evsys_sdk.load_yaml, evsys_sdk.run_experiment, evsys_sdk.Experiment",
+        "evsys_sdk.list_algorithms(), evsys_sdk.schema_for('algorithm', 'sft')",
+        "evsys_sdk.list_inference(), evsys_sdk.DashboardClient, evsys_sdk.configure_logger",
+    ],
+    ids=["import", "yaml and runner", "registries", "inference, dashboard, logging"],
+)
+def test_import_evsys_sdk_is_light(use: str) -> None:
+    """The reference's package name: the same discipline as evsys's."""
+    code = f"import sys, evsys_sdk\n{use}\nprint([m for m in {HEAVY!r} if m in sys.modules])"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
 # A file in the reference's single-YAML format: reading and planning it is light too.
 REFERENCE_FILE = Path(__file__).parent / "reference_examples" / "matrix.yaml"
 

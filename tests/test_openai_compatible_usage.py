@@ -73,7 +73,7 @@ def test_every_answered_call_is_metered_with_the_responses_usage() -> None:
     assert all(c.latency_s > 0 for c in calls)
     usage = usage_since(model, since, prefix="eval")
     assert usage["eval/cost_usd"] == pytest.approx(cost(7, 1))
-    assert usage["eval/tokens_out"] == 1.0
+    assert usage["eval/tokens_out"] == 1.0 and usage["eval/tokens_in"] == 7.0
     assert usage["eval/latency_p50_s"] == usage["eval/latency_p95_s"] == calls[1].latency_s
 
 
@@ -111,16 +111,19 @@ def test_an_endpoint_that_counts_no_tokens_reports_latency_alone(usage: str) -> 
         assert client.generate(prompt="What is 2 + 2?") == "<answer>4</answer>"
     (call,) = client.usage.calls()
     assert (call.tokens_in, call.tokens_out, call.cost_usd) == (None, None, None)
-    assert set(usage_since(client, 0)) == {"latency_p50_s", "latency_p95_s"}
+    assert set(usage_since(client, 0)) == {"latency_p50_s", "latency_p95_s", "refused"}
 
 
 def test_calls_of_unknown_tokens_make_the_sum_unknown() -> None:
     meter = UsageMeter(Price(**PRICE))
     meter.record(10, 4, 0.5)
     assert summarize(meter.calls())["tokens_out"] == 4.0
+    assert summarize(meter.calls())["tokens_in"] == 10.0
     meter.record(None, None, 1.5)
     # A partial sum would undercount: neither tokens_out nor cost_usd, latency of every call.
-    assert summarize(meter.calls()) == pytest.approx({"latency_p50_s": 1.0, "latency_p95_s": 1.45})
+    assert summarize(meter.calls()) == pytest.approx(
+        {"latency_p50_s": 1.0, "latency_p95_s": 1.45, "refused": 0.0}
+    )
 
 
 def test_a_bad_price_is_a_config_error() -> None:

@@ -31,6 +31,16 @@ def test_the_wheel_carries_its_config_experiments_and_data(tmp_path: Path) -> No
         check=True,
     )
     assert Path(where.stdout.strip()) == target / "evsys" / "_bundled" / "conf"
+    # The reference's package name ships in the same wheel.
+    sdk = subprocess.run(
+        [sys.executable, "-c", "import evsys_sdk; print(evsys_sdk.run_experiment.__module__)"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert sdk.returncode == 0, sdk.stderr
+    assert (target / "evsys_sdk" / "__init__.py").is_file()
 
     done = subprocess.run(
         [sys.executable, "-m", "evsys", "experiment=lora_rank", "algorithm.params.max_steps=3"],

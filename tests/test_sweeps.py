@@ -223,3 +223,22 @@ def test_explicit_arms_cross_with_repeats_and_refuse_sweeps() -> None:
         enumerate_arms([], SweepAxes(arms=[["seed=1,2"]]))
     with pytest.raises(ConfigError, match="n_repeats and a seed override"):
         enumerate_arms([], SweepAxes(arms=[["seed=1"]], n_repeats=2))
+
+
+def test_a_success_metric_no_arm_reported_is_an_error_after_the_sweep(workdir: Path) -> None:
+    # Validation cannot know every metric an arm reports (custom recipes and callbacks add
+    # theirs): the arms run, and the sweep names what they reported instead.
+    sweep = ["--multirun", "seed=1,2", "algorithm.params.max_steps=2"]
+    done = run_evsys(*sweep, "metadata.success_metric=eval/exact_mach", cwd=workdir)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    line = next(x for x in done.stderr.splitlines() if "metadata.success_metric" in x)
+    assert line.startswith("evsys: metadata.success_metric: no arm reported `eval/exact_mach`; ")
+    assert "`train/final_loss`" in line and line.endswith("(did you mean `eval/exact_match`?)")
+    result = json.loads((sweep_dir(workdir) / "sweep_result.json").read_text())
+    assert (
+        result["best_arm"] is None and "No arm reported `eval/exact_mach`" in result["conclusion"]
+    )
+
+    ranked = run_evsys(*sweep, "metadata.success_metric=train/final_loss", cwd=workdir)
+    assert ranked.returncode == 0, ranked.stderr

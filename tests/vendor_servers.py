@@ -13,7 +13,7 @@ the time), or a trained mock policy answers (``policy=``). Token counts are the 
 prompt and of the answer. ``failures`` makes the next requests fail, in order: ``429`` (with
 ``Retry-After``), ``500``, ``503``, ``529`` (overloaded), ``400``, ``reset`` (the connection is
 cut), ``malformed`` (200 with a body that is not JSON) and ``wrong_shape`` (200 with JSON that
-is not a response).
+is not a response), and the vendor's refusals and hollow bodies (:mod:`vendor_bodies`).
 """
 
 from __future__ import annotations
@@ -26,51 +26,13 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
 
-_SUM = re.compile(r"What is (\d+) ([+-]) (\d+)\?")
+from vendor_bodies import BODIES, vendor_body
+from vendor_policies import Policy, arithmetic_answer, rubric_judge  # noqa: F401 (re-exported)
+
 FAILURES = ("500", "503", "529", "429", "400", "reset", "malformed", "wrong_shape")
-Policy = Callable[[str, random.Random | None], str]
-"""``(prompt, rng)`` → the answer; ``rng`` is None for greedy decoding (temperature 0)."""
-
-
-def arithmetic_answer(prompt: str, rng: random.Random | None = None) -> str:
-    found = _SUM.search(prompt)
-    if not found:
-        return "I do not know."
-    a, b = int(found[1]), int(found[3])
-    value = a + b if found[2] == "+" else a - b
-    if rng is not None and rng.random() < 0.5:
-        value += 1  # a sampled answer is wrong half the time: pass@k grows with k
-    return f"<answer>{value}</answer>"
-
-
-def mock_policy_answer(policy: Any) -> Policy:
-    """Answers of a trained :class:`evsys.backends.mock.policy.MockPolicy`."""
-
-    def answer(prompt: str, rng: random.Random | None) -> str:
-        return policy.generate(prompt, rng or random.Random(0), greedy=rng is None)
-
-    return answer
-
-
-_JUDGED = re.compile(r"Response:\n(?P<response>.*)\n\nRubric:\n(?P<rubric>.*?)\n\n", re.DOTALL)
-
-
-def rubric_judge(prompt: str, rng: random.Random | None = None) -> str:
-    """A judge model (for the prompt of :data:`evsys.task_verifiers.JUDGE_PROMPT`): a rubric
-    ``contains: TEXT`` scores 1 when the response holds TEXT, else 0; any other rubric gets a
-    reply without a score. Prompts that are not a judge's are answered by arithmetic_answer."""
-    found = _JUDGED.search(prompt)
-    if found is None:
-        return arithmetic_answer(prompt, rng)
-    rubric = found["rubric"].strip()
-    if not rubric.startswith("contains: "):
-        return "The rubric is unclear to me, so I cannot decide."
-    passed = rubric.removeprefix("contains: ") in found["response"]
-    return f"Checked the response against the rubric. <answer>{int(passed)}</answer>"
 
 
 def count_tokens(text: str) -> int:
@@ -102,7 +64,7 @@ class VendorServer:
     ``api_key``: the key the auth header must carry; ``delay_s``: how long each answer takes."""
 
     path: ClassVar[re.Pattern[str]]
-    error_format: ClassVar[str] = "openai"
+    protocol: ClassVar[str]
 
     def __init__(
         self,
@@ -114,8 +76,8 @@ class VendorServer:
         retry_after: str = "0",
         delay_s: float = 0.0,
     ):
-        unknown = set(failures or ()) - set(FAILURES)
-        assert not unknown, f"unknown failures {unknown}; known: {FAILURES}"
+        unknown = set(failures or ()) - {*FAILURES, *BODIES[self.protocol]}
+        assert not unknown, f"unknown failures {unknown}; known: {FAILURES}, {BODIES}"
         self.failures = list(failures or [])
         self.always_fail, self.api_key = always_fail, api_key
         self.policy, self.retry_after, self.delay_s = policy, retry_after, delay_s
@@ -227,6 +189,9 @@ def _handler(fake: VendorServer) -> type[BaseHTTPRequestHandler]:
                 return self._json(400, fake.error_body(400, f"bad request: {exc}"))
             with fake.lock:
                 fake.requests[-1]["model"] = request["model"]
+            request["tokens_in"] = count_tokens(
+                " ".join([request["system"] or "", *(t for _, t in request["messages"])])
+            )
             prompt = "\n".join(text for role, text in request["messages"] if role == "user")
             failure = fake.next_failure(prompt, request["model"])
             if fake.delay_s:
@@ -242,6 +207,12 @@ def _handler(fake: VendorServer) -> type[BaseHTTPRequestHandler]:
                 return self._raw(200, b'{"id": "cut off in the mid')
             if failure == "wrong_shape":
                 return self._json(200, {"status": "ok", "note": "not a response"})
+            if failure in BODIES[fake.protocol]:
+                finish = ["end"] * request["n"]
+                body = vendor_body(
+                    fake.protocol, failure, lambda t: fake.respond(request, t, finish), request["n"]
+                )
+                return self._json(200, body)
             if failure is not None:
                 headers = {"Retry-After": fake.retry_after} if failure == "429" else {}
                 return self._json(int(failure), fake.error_body(int(failure), "injected"), headers)
@@ -250,9 +221,6 @@ def _handler(fake: VendorServer) -> type[BaseHTTPRequestHandler]:
             )
             answers = fake.answers(last_user, request["n"], request["temperature"])
             cut = [_truncate(a, request["stop"], request["max_tokens"]) for a in answers]
-            request["tokens_in"] = count_tokens(
-                " ".join([request["system"] or "", *(t for _, t in request["messages"])])
-            )
             texts = [text for text, _ in cut]
             return self._json(200, fake.respond(request, texts, [why for _, why in cut]))
 
@@ -263,7 +231,7 @@ def _handler(fake: VendorServer) -> type[BaseHTTPRequestHandler]:
 
 
 class OpenAIServer(VendorServer):
-    path = re.compile(r"/v1/chat/completions")
+    path, protocol = re.compile(r"/v1/chat/completions"), "openai"
 
     @property
     def base_url(self) -> str:
@@ -313,7 +281,7 @@ class OpenAIServer(VendorServer):
 
 
 class AnthropicServer(VendorServer):
-    path = re.compile(r"/v1/messages")
+    path, protocol = re.compile(r"/v1/messages"), "anthropic"
 
     def authorized(self, headers: Any) -> bool:
         # API keys travel as x-api-key; recent SDKs send them as a bearer token.
@@ -367,6 +335,7 @@ class AnthropicServer(VendorServer):
 
 class GeminiServer(VendorServer):
     path = re.compile(r"/v1beta/models/(?P<model>[^/:]+):generateContent")
+    protocol = "gemini"
 
     def authorized(self, headers: Any) -> bool:
         return headers.get("x-goog-api-key") == self.api_key

@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # both import gepa
 
     from evsys.prompt_tuning.adapter import SystemPromptAdapter
     from evsys.prompt_tuning.history import SearchHistory
+    from evsys.prompt_tuning.spend import SearchSpend
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +161,13 @@ class GepaPrompt:
     def __init__(self, **params: Any):
         self.cfg = self.Config(**params)
 
+    @classmethod
+    def result_metrics(cls, params: dict[str, Any], backend: str) -> list[str]:
+        """``metrics``, and what its hosted models spent (``train/task/cost_usd``, …)."""
+        from evsys.prompt_tuning.spend import declared_spend
+
+        return [*cls.metrics, *declared_spend(params)]
+
     def train(self, ctx: RunContext) -> RunResult:
         gepa = _import_gepa()
         from evsys.prompt_tuning.adapter import COMPONENT
@@ -172,7 +180,7 @@ class GepaPrompt:
 
         # No weights are trained: free the trainer's copy before the task model is loaded.
         ctx.backend.teardown(ctx.handles)
-        adapter, reflect = self._models(ctx.config, checkpoint)
+        adapter, reflect, spend = self._models(ctx.config, checkpoint)
         # Each iteration logs its metrics and scores the `val` benchmarks under the best prompt.
         history = SearchHistory(
             ctx.log_store,
@@ -205,16 +213,18 @@ class GepaPrompt:
             seed=ctx.seed,
             raise_on_exception=True,  # a reflection or task model that is down ends the run
         )
-        return self._record(ctx, result, history, checkpoint)
+        return self._record(ctx, result, history, checkpoint, spend.metrics())
 
     # -- parts --------------------------------------------------------------------------------
 
     def _models(
         self, config: ExperimentConfig, checkpoint: str | None
-    ) -> tuple[SystemPromptAdapter, Callable[[str | list[dict[str, Any]]], str]]:
-        """GEPA's adapter (the task model and the scorer) and its reflection model."""
+    ) -> tuple[SystemPromptAdapter, Callable[[str | list[dict[str, Any]]], str], SearchSpend]:
+        """GEPA's adapter (the task model and the scorer), its reflection model, and what
+        they spend."""
         from evsys.prompt_tuning.adapter import SystemPromptAdapter
         from evsys.prompt_tuning.scoring import RowScorer
+        from evsys.prompt_tuning.spend import SearchSpend
 
         cfg = self.cfg
         task = _client(config, cfg.task_model, checkpoint)
@@ -235,7 +245,7 @@ class GepaPrompt:
                 temperature=cfg.reflection_temperature,
             )
 
-        return adapter, reflect
+        return adapter, reflect, SearchSpend(task, reflection, adapter.scorer)
 
     def _record(
         self,
@@ -243,8 +253,10 @@ class GepaPrompt:
         result: GEPAResult,
         history: SearchHistory,
         checkpoint: str | None,
+        spend: dict[str, float],
     ) -> RunResult:
-        """The best prompt as the artifact ``best_prompt``, the history as a file, the metrics."""
+        """The best prompt as the artifact ``best_prompt``, the history as a file, the metrics
+        (with what the hosted models spent)."""
         from evsys.prompt_tuning.adapter import COMPONENT
         from evsys.prompt_tuning.history import HISTORY_FILE
         from evsys.prompt_tuning.system_prompt import BEST_PROMPT, BEST_PROMPT_FILE
@@ -264,6 +276,7 @@ class GepaPrompt:
             "gepa/best_val_score": float(result.val_aggregate_scores[result.best_idx]),
             "gepa/num_candidates": float(result.num_candidates),
             "gepa/metric_calls": float(result.total_metric_calls or 0),
+            **spend,
         }
         log.info(
             "gepa_prompt: validation score %.4g → %.4g over %d candidates",

@@ -59,5 +59,7 @@ def main(argv: list[str] | None = None) -> None:
         sub = subparsers.add_parser(name, help=help_text, description=help_text)
         if name != "run":
             importlib.import_module(module).add_arguments(sub)
-    args = parser.parse_args(argv)
+    from evsys.cli.command_line import parse_with_overrides
+
+    args = parse_with_overrides(parser, argv)  # `evsys plan x=1 --multirun y=2`, as Hydra takes it
     sys.exit(importlib.import_module(COMMANDS[args.command][0]).execute(args))

@@ -5,6 +5,8 @@ OpenAI-compatible API (in the background); ``--to fireworks`` uploads it to Fire
 a deployment. Each deployment (target, endpoint, model id, time) is added to the run's
 run_result.json under `deployments`. ``evsys deploy --stop <run dir>`` ends the run's local
 servers. Params are the deployer's Config fields (`evsys schema deployer <kind>`), values in YAML.
+A deploy that fails removes what it created; what it cannot remove is printed, with how to remove
+it, and recorded as a `failed` entry. Deploying a run again reuses what it deployed before.
 Exit codes: 0 deployed (or stopped), 1 the target failed, 2 bad input (an unknown deployer, bad
 params, a missing run directory, a run without an adapter), with nothing deployed.
 """
@@ -62,7 +64,7 @@ def execute(args: argparse.Namespace) -> int:
         print(f"evsys deploy: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except EvsysError as exc:
-        print(f"evsys deploy: {args.to[0]} failed: {exc}", file=sys.stderr)
+        print(f"evsys deploy: {args.to[0]} failed: {_failure(exc)}", file=sys.stderr)
         return EXIT_FAILED
     if args.json:
         print(json.dumps(entry, indent=2))
@@ -72,6 +74,18 @@ def execute(args: argparse.Namespace) -> int:
         if entry["target"] == "local":
             print("  stop it:  evsys deploy --stop " + args.run_dir)
     return EXIT_OK
+
+
+def _failure(exc: Exception) -> str:
+    """The error; for a deploy that could not remove all it created, what is left, each with
+    how to remove it (also recorded in the run's run_result.json)."""
+    leftovers = getattr(exc, "leftovers", None)
+    if not leftovers:
+        return str(exc)
+    lines = [getattr(exc, "error", str(exc)), "  its cleanup failed; still there (recorded):"]
+    for item in leftovers:
+        lines += [f"  - {item.what}: {item.why}", f"    remove it with: {item.remove}"]
+    return "\n".join(lines)
 
 
 def _stop(args: argparse.Namespace) -> int:

@@ -1,10 +1,15 @@
 """``evsys eval model --dataset … --output-dir … --inference-kind …``: score one model.
 
-The dataset is a JSONL file of rows or a harbor benchmark directory; predictions.jsonl,
-summary.json and summary.md go to --output-dir. Exit codes: 0 scored (calls that exhausted their
-retries are scored as wrong and listed in the summary), 1 with --fail-on-retries when any did,
-2 bad input (a missing file, a broken line, an unknown client kind, bad client params), with
-nothing written.
+The dataset is a JSONL file of rows or a harbor benchmark directory. Each answer is saved to
+--output-dir/generations.jsonl as it arrives, before scoring; predictions.jsonl, summary.json
+and summary.md follow. Run again into the same --output-dir (or with --resume) after an eval
+that stopped (a judge that is down, an interruption): the saved answers are scored again and
+only the missing ones are asked for. Exit codes: 0 scored (calls that exhausted their retries
+are scored as wrong and listed in the summary), 1 every call failed, or the model (after
+--give-up-after failed calls in a row) or the judge is down (the answers so far are saved), or
+with --fail-on-retries any call failed, 2 bad input (a missing file, a
+broken line, an unknown client kind, bad client params, an output dir holding another model's
+answers), with nothing written.
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ from typing import Any
 
 from evsys.cli.key_values import parse_key_values
 
-EXIT_OK, EXIT_RETRIES_EXHAUSTED, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+GIVE_UP_AFTER = 10
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,9 +53,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--backoff", type=float, default=1.0, help="first retry wait in seconds (default 1)")
     add("--batch-size", type=int, default=8, help="rows generated at once (default 8)")
     add(
+        "--give-up-after",
+        type=int,
+        default=GIVE_UP_AFTER,
+        metavar="N",
+        help="stop after N calls in a row exhausted their retries: the model is down; the "
+        f"answers so far are kept for a re-run (default {GIVE_UP_AFTER})",
+    )
+    add(
         "--fail-on-retries",
         action="store_true",
         help="exit 1 when any call exhausted its retries (the summary is written anyway)",
+    )
+    add(
+        "--resume",
+        action="store_true",
+        help="score the answers an earlier eval saved in --output-dir (an error if there are "
+        "none), asking the model only for the missing ones; the same --output-dir reuses them "
+        "even without it",
     )
     add("--num-samples", type=int, default=1, help="completions per row (default 1)")
     add("--pass-at", default="1", help="comma-separated k of pass@k (default 1)")
@@ -82,6 +103,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def execute(args: argparse.Namespace) -> int:
     from evsys.errors import ConfigError, DataError
+    from evsys.harness.evaluate import EvalStopped
     from evsys.report import format_problems
 
     try:
@@ -96,6 +118,9 @@ def execute(args: argparse.Namespace) -> int:
     except DataError as exc:
         print(f"evsys eval model: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except EvalStopped as exc:
+        print(f"evsys eval model: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     from evsys.harness import format_summary_markdown
 
     summary = artifacts.summary
@@ -103,13 +128,22 @@ def execute(args: argparse.Namespace) -> int:
     print(
         f"\npredictions: {artifacts.paths['predictions']}\nsummary: {artifacts.paths['summary_md']}"
     )
-    if config.fail_on_retries and summary.retry_report.total_failures:
+    failures = summary.retry_report.failures
+    if not summary.answered and not summary.retry_report.total_refused:  # refusals are answers
+        first = min(failures, key=lambda f: (f.index, f.sample), default=None)
+        last = f" (row {first.index}: {first.error})" if first is not None else ""
         print(
-            f"evsys eval model: {summary.retry_report.total_failures} calls exhausted their "
-            "retries (--fail-on-retries)",
+            f"evsys eval model: every one of the {len(failures)} calls to "
+            f"{summary.model} failed{last}; nothing was scored",
             file=sys.stderr,
         )
-        return EXIT_RETRIES_EXHAUSTED
+        return EXIT_FAILED
+    if config.fail_on_retries and failures:
+        print(
+            f"evsys eval model: {len(failures)} calls exhausted their retries (--fail-on-retries)",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
     return EXIT_OK
 
 
@@ -138,6 +172,7 @@ def _config(args: argparse.Namespace) -> Any:
     values = {
         "dataset": args.dataset,
         "output_dir": args.output_dir,
+        "resume": args.resume,
         "inference_kind": args.inference_kind,
         "model_name": args.model_name,
         "checkpoint_path": args.checkpoint_path,
@@ -156,6 +191,7 @@ def _config(args: argparse.Namespace) -> Any:
         "max_attempts": args.max_attempts,
         "backoff_s": args.backoff,
         "batch_size": args.batch_size,
+        "give_up_after": args.give_up_after,
         "fail_on_retries": args.fail_on_retries,
         "label": args.label,
     }

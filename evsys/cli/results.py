@@ -36,7 +36,13 @@ def execute(args: argparse.Namespace) -> int:
         print(f"evsys results: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     if args.json:
-        print(json.dumps(summary.to_dict(), indent=2, default=str))
+        from evsys.evolve.lineage import read_evolution
+
+        payload = summary.to_dict()
+        evolution = read_evolution(summary.sweep_dir)  # an evolve sweep: its lineage too
+        if evolution is not None:
+            payload["evolution"] = evolution
+        print(json.dumps(payload, indent=2, default=str))
     elif args.csv:
         write_csv(summary, sys.stdout)
     else:

@@ -7,11 +7,14 @@ says (``_failure_of``: its HTTP status and headers). Everything else is here, on
 - the key is read from the environment variable named by ``api_key_env`` and handed to the SDK;
   it is never part of a config, a log line or an error message;
 - the SDK's own retries are off (``max_retries=0``): every call goes through
-  :func:`evsys.harness.retry.call_with_retry`, which retries rate limits (429, honouring
+  :func:`evsys.harness.retry.call_with_retry` with the shared policy
+  (:func:`~evsys.harness.retry.worth_retrying`), which retries rate limits (429, honouring
   ``Retry-After``), overload (529), server errors, dropped connections and malformed bodies,
   and nothing else;
+- a refusal, content filter or safety block raises :class:`~evsys.harness.retry.Refused`
+  (``_call`` says which samples were refused): not retried, never an empty answer;
 - at most ``concurrency`` requests are in flight at once, however many threads ask;
-- every answered request is metered (:mod:`evsys.clients.usage`).
+- every answered request is metered (:mod:`evsys.clients.usage`), refused ones included.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, ClassVar
 
 from pydantic import Field
@@ -33,10 +37,15 @@ from evsys.clients.content import Message, as_messages, with_system
 from evsys.clients.usage import Price, UsageMeter, lookup_price, warn_unpriced
 from evsys.config import Strict
 from evsys.errors import BackendError, ConfigError, MissingDependencyError
-from evsys.harness.retry import call_with_retry
-
-TRANSIENT_STATUS = frozenset({408, 409, 425, 429})
-"""Worth another try, besides every 5xx (529: Anthropic is overloaded)."""
+from evsys.harness.retry import (
+    MalformedResponse,
+    Refused,
+    TransientError,
+    answer_or_refusal,
+    call_with_retry,
+    transient_status,
+    worth_retrying,
+)
 
 
 class HostedConfig(Strict):
@@ -78,21 +87,11 @@ class HostedConfig(Strict):
 @dataclass
 class Completion:
     texts: list[str]
+    """One per sample asked for; "" where refused."""
     tokens_in: int
     tokens_out: int
-
-
-class TransientError(BackendError):
-    """A failure that may go away when the request is sent again; ``retry_after``: seconds the
-    server asked to wait."""
-
-    def __init__(self, message: str, retry_after: float | None = None):
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class MalformedResponse(BackendError):
-    """A body that is not what the API answers (truncated, not JSON, fields missing)."""
+    refused: dict[int, str] = field(default_factory=dict)
+    """Sample → why the model declined it (:mod:`evsys.clients.refusals`)."""
 
 
 @dataclass
@@ -105,6 +104,8 @@ class Failure:
     transient: bool = False
     """For failures without a status: a dropped connection, a timeout, a malformed body."""
     retry_after: float | None = None
+    malformed: bool = False
+    """A body that is not the API's answer (not JSON): retried as a MalformedResponse."""
 
 
 class HostedClient:
@@ -169,24 +170,33 @@ class HostedClient:
         stop: Sequence[str] | None = None,
     ) -> list[str]:
         """``n`` completions of one prompt (pass@k): in one request where the API samples
-        several, else in as many. Raises RetriesExhausted when a request keeps failing."""
+        several, else in as many. Raises RetriesExhausted when a request keeps failing, and
+        Refused (its ``completions``: the samples given, None where refused) when the model
+        declined any of them."""
         messages = with_system(as_messages(prompt), self.cfg.system_prompt)
         request = self._request(messages, max_tokens, list(stop or ()))
         if self.cfg.send_temperature:
             request = self._with_temperature(request, temperature)
-        texts: list[str] = []
+        texts: list[str | None] = []
+        refused: dict[int, str] = {}
         while len(texts) < n:
             count = min(n - len(texts), self.max_samples_per_call)
-            texts += call_with_retry(
+            done = call_with_retry(
                 lambda count=count: self._attempt(request, count),
                 max_attempts=self.cfg.max_attempts,
                 backoff_s=self.cfg.backoff_s,
                 max_backoff_s=self.cfg.max_backoff_s,
-                retry_if=lambda exc: isinstance(exc, TransientError),
+                retry_if=worth_retrying,
                 on_retry=self._on_retry,
                 sleep=self._sleep,
             )
-        return texts[:n]
+            refused |= {
+                len(texts) + i: f"{self._where()}: {why}" for i, why in done.refused.items()
+            }
+            texts += [None if i in done.refused else t for i, t in enumerate(done.texts)]
+        if refused:
+            raise Refused(refused, texts)
+        return texts  # type: ignore[return-value]  # None only where refused
 
     def generate_concurrently(
         self,
@@ -196,15 +206,20 @@ class HostedClient:
         temperature: float = 0.0,
         stop: Sequence[str] | None = None,
     ) -> list[str]:
-        """One completion per prompt, ``concurrency`` requests at a time, in order."""
+        """One completion per prompt, ``concurrency`` requests at a time, in order; a prompt
+        the model refused gets a :class:`RefusedAnswer` (empty, with why), not the whole batch
+        an exception."""
         with ThreadPoolExecutor(max_workers=self.cfg.concurrency) as pool:
             futures = [
                 pool.submit(
-                    self.generate,
-                    prompt=p,
-                    max_tokens=max_tokens,
-                    temperature=temperature,
-                    stop=stop,
+                    answer_or_refusal,
+                    partial(
+                        self.generate,
+                        prompt=p,
+                        max_tokens=max_tokens,
+                        temperature=temperature,
+                        stop=stop,
+                    ),
                 )
                 for p in prompts
             ]
@@ -212,30 +227,35 @@ class HostedClient:
 
     # -- one request -------------------------------------------------------------------------
 
-    def _attempt(self, request: dict[str, Any], n: int) -> list[str]:
+    def _attempt(self, request: dict[str, Any], n: int) -> Completion:
+        """One request, metered when answered (a refusal is an answer: it was paid for)."""
         with self._slots:
             started = time.monotonic()
             try:
                 done = self._call(self._sdk, request, n)
             except MalformedResponse as exc:
-                raise TransientError(f"{self._where()}: {exc}") from None
+                raise MalformedResponse(f"{self._where()}: {exc}") from None
             except Exception as exc:
                 raise self._error(exc) from None
             latency = time.monotonic() - started
-        self.usage.record(done.tokens_in, done.tokens_out, latency)
+        self.usage.record(done.tokens_in, done.tokens_out, latency, refused=len(done.refused))
         if len(done.texts) != n:
-            raise TransientError(f"{self._where()}: asked for {n} samples, got {len(done.texts)}")
-        return done.texts
+            raise MalformedResponse(
+                f"{self._where()}: asked for {n} samples, got {len(done.texts)}"
+            )
+        return done
 
     def _error(self, exc: Exception) -> BackendError:
         failure = self._failure_of(exc)
         if failure is None:  # not an API failure: a bug of ours or the SDK's, not retried
             return BackendError(f"{self._where()}: {type(exc).__name__}: {exc}")
         if failure.status is None:
+            if failure.malformed:
+                return MalformedResponse(f"{self._where()}: {failure.detail}")
             kind = TransientError if failure.transient else BackendError
             return kind(f"{self._where()}: {failure.detail}")
         message = f"{self._where()}: HTTP {failure.status}: {failure.detail[:300]}"
-        if failure.status in TRANSIENT_STATUS or failure.status >= 500:
+        if transient_status(failure.status):
             wait = failure.retry_after
             if wait is None:
                 wait = retry_after_seconds(failure.headers)

@@ -15,6 +15,7 @@ from evsys.clients.base import (
     call_sdk,
 )
 from evsys.clients.content import Message, anthropic_request
+from evsys.clients.refusals import anthropic_refusal
 from evsys.registry import register_inference
 
 
@@ -58,9 +59,12 @@ class ClaudeClient(HostedClient):
         # sent in extra_body: the Messages API still takes it.
         response = call_sdk(client.messages.create, request)
         try:
-            text = "".join(b.text for b in response.content if b.type == "text")
+            why = anthropic_refusal(response.stop_reason)
+            # The text before a refusal is not the answer, so it is not kept.
+            text = "" if why else "".join(b.text for b in response.content if b.type == "text")
             usage = response.usage
-            return Completion([text], int(usage.input_tokens), int(usage.output_tokens))
+            refused = {0: why} if why else {}
+            return Completion([text], int(usage.input_tokens), int(usage.output_tokens), refused)
         except (AttributeError, TypeError, ValueError) as exc:
             raise MalformedResponse(f"not a Messages API response ({exc})") from None
 
@@ -72,5 +76,5 @@ class ClaudeClient(HostedClient):
         if isinstance(exc, anthropic.APIConnectionError):
             return Failure(None, {}, f"{type(exc).__name__}: {exc}", transient=True)
         if isinstance(exc, anthropic.APIResponseValidationError | ValueError):
-            return Failure(None, {}, f"malformed response: {exc}", transient=True)
+            return Failure(None, {}, f"malformed response: {exc}", malformed=True)
         return None

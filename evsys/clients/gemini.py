@@ -9,6 +9,7 @@ from pydantic import Field
 
 from evsys.clients.base import Completion, Failure, HostedClient, HostedConfig, MalformedResponse
 from evsys.clients.content import Message, gemini_request
+from evsys.clients.refusals import gemini_prompt_block, gemini_refusal
 from evsys.registry import register_inference
 
 _SECONDS = re.compile(r"^(\d+(?:\.\d+)?)s$")
@@ -62,14 +63,19 @@ class GeminiClient(HostedClient):
         config = {**request["config"], **({"candidate_count": n} if n > 1 else {})}
         response = client.models.generate_content(**{**request, "config": config})
         try:
-            texts = [
-                "".join(p.text or "" for p in (c.content.parts or []) if not p.thought)
-                for c in response.candidates
-            ]
             usage = response.usage_metadata
-            return Completion(
-                texts, int(usage.prompt_token_count or 0), int(usage.candidates_token_count or 0)
-            )
+            tokens = int(usage.prompt_token_count or 0), int(usage.candidates_token_count or 0)
+            feedback = response.prompt_feedback
+            blocked = gemini_prompt_block(feedback.block_reason) if feedback else None
+            if blocked is not None:  # no candidates: every sample asked for is refused
+                return Completion([""] * n, *tokens, dict.fromkeys(range(n), blocked))
+            texts, refused = [], {}
+            for i, candidate in enumerate(response.candidates):
+                why = gemini_refusal(candidate.finish_reason)
+                if why is not None:  # its content is empty, or cut where the filter stopped it
+                    refused[i] = why
+                texts.append("" if why else _text(candidate.content))
+            return Completion(texts, *tokens, refused)
         except (AttributeError, TypeError, ValueError) as exc:
             raise MalformedResponse(f"not a generateContent response ({exc})") from None
 
@@ -84,8 +90,14 @@ class GeminiClient(HostedClient):
         if isinstance(exc, _transport_errors()):
             return Failure(None, {}, f"{type(exc).__name__}: {exc}", transient=True)
         if isinstance(exc, ValueError):  # a body that is not JSON, or not a response
-            return Failure(None, {}, f"malformed response: {exc}", transient=True)
+            return Failure(None, {}, f"malformed response: {exc}", malformed=True)
         return None
+
+
+def _text(content: Any) -> str:
+    """A candidate's answer: its text parts, its thoughts left out; content None (no answer,
+    and no filter said why) is a malformed response."""
+    return "".join(p.text or "" for p in (content.parts or []) if not p.thought)
 
 
 def _transport_errors() -> tuple[type[BaseException], ...]:

@@ -19,6 +19,7 @@ from evsys.clients.base import (
     call_sdk,
 )
 from evsys.clients.content import Message, openai_messages
+from evsys.clients.refusals import openai_choice
 from evsys.registry import register_inference
 
 
@@ -59,9 +60,22 @@ class OpenAIClient(HostedClient):
             client.chat.completions.create, {**request, **({"n": n} if n > 1 else {})}
         )
         try:
-            texts = [choice.message.content or "" for choice in response.choices]
+            texts, refused = [], {}
+            for i, choice in enumerate(response.choices):
+                message = choice.message
+                text, why = openai_choice(
+                    choice.finish_reason,
+                    message.content,
+                    getattr(message, "refusal", None),
+                    getattr(message, "tool_calls", None),
+                )
+                texts.append(text)
+                if why is not None:
+                    refused[i] = why
             usage = response.usage
-            return Completion(texts, int(usage.prompt_tokens), int(usage.completion_tokens))
+            return Completion(
+                texts, int(usage.prompt_tokens), int(usage.completion_tokens), refused
+            )
         except (AttributeError, TypeError, ValueError) as exc:
             raise MalformedResponse(f"not a chat-completions response ({exc})") from None
 
@@ -73,5 +87,5 @@ class OpenAIClient(HostedClient):
         if isinstance(exc, openai.APIConnectionError):  # refused, reset, timed out
             return Failure(None, {}, f"{type(exc).__name__}: {exc}", transient=True)
         if isinstance(exc, openai.APIResponseValidationError | ValueError):  # not JSON
-            return Failure(None, {}, f"malformed response: {exc}", transient=True)
+            return Failure(None, {}, f"malformed response: {exc}", malformed=True)
         return None

@@ -31,11 +31,12 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf, flag_override, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
-from evsys import registry
+from evsys import paths, registry
 from evsys.compose import stored
 from evsys.compose.node_cache import yaml_error
 from evsys.compose.nodes import MISSING, PROVIDER, ensure_published
 from evsys.compose.resolvers import register_resolvers
+from evsys.compose.value_overrides import apply_value_overrides, keys_struct_refuses
 from evsys.config import ExperimentConfig
 from evsys.errors import ConfigError, Problem
 from evsys.output_dirs import name_problems
@@ -206,8 +207,7 @@ def config_groups() -> ConfigGroups:
     """The config groups: the repository of this process's loader once there is one (it sees
     every file as it is now), else the stored index while nothing it was built from changed."""
     ensure_published()
-    cwd = str(Path.cwd())
-    if cwd in _loaders or registry.generation() != 0:
+    if _loader_key() in _loaders or registry.generation() != 0:
         return config_loader().repository
     index = stored.load("groups", ("groups",))
     if isinstance(index, GroupIndex):
@@ -439,15 +439,19 @@ def config_loader() -> ConfigLoaderImpl:
     """Hydra's loader over evsys's search path (bundled conf, the project's conf and experiments),
     with every extension registered so far as a group option."""
     ensure_published()
-    cwd = str(Path.cwd())
-    if cwd not in _loaders:
-        # The search path depends on the working directory (its conf/ and experiments/).
+    key = _loader_key()
+    if key not in _loaders:
         path = create_config_search_path(str(config_dir()))
-        _loaders[cwd] = ConfigLoaderImpl(config_search_path=path)
-    return _loaders[cwd]
+        _loaders[key] = ConfigLoaderImpl(config_search_path=path)
+    return _loaders[key]
 
 
-_loaders: dict[str, ConfigLoaderImpl] = {}
+def _loader_key() -> tuple[str, Any]:
+    # The search path: the working directory, and which of its conf/, experiments/ exist.
+    return str(Path.cwd()), paths.project_config_folders()
+
+
+_loaders: dict[tuple[str, Any], ConfigLoaderImpl] = {}
 
 
 # -- overrides ---------------------------------------------------------------------------------
@@ -538,10 +542,9 @@ def _apply_overrides(
     added = []
     for override in overrides:
         key = override.key_or_group
-        if override.type.name == "CHANGE" and not _exists(cfg, key):
-            added.append((key, override.input_line))
+        added += [(k, override.input_line) for k in keys_struct_refuses(cfg, override)]
         try:
-            ConfigLoaderImpl._apply_overrides_to_config([override], cfg)
+            apply_value_overrides([override], cfg)  # the rule Hydra's loader applies in a run
         except Exception as exc:  # Hydra's, OmegaConf's, or an assertion on a null node
             problems.append(
                 Problem(
@@ -558,19 +561,6 @@ def _apply_overrides(
         for path in _leaf_paths(node, key) if OmegaConf.is_config(node) else [key]:
             sources[path] = f"override '{override.input_line}'"
     return added
-
-
-def _exists(cfg: DictConfig, key: str) -> bool:
-    parent, _, leaf = key.rpartition(".")
-    node = (
-        OmegaConf.select(cfg, parent, throw_on_missing=False, throw_on_resolution_failure=False)
-        if parent
-        else cfg
-    )
-    if OmegaConf.is_list(node):
-        return leaf.isdigit() and int(leaf) < len(node)
-    # `leaf in node` is False for a missing (???) value, which is a key all the same.
-    return OmegaConf.is_dict(node) and leaf in node.keys()  # noqa: SIM118
 
 
 # -- defaults ----------------------------------------------------------------------------------

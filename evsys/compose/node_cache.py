@@ -50,6 +50,10 @@ def yaml_node(file: str, text: str) -> Container:
             return OmegaConf.load(stream)
         except yaml.YAMLError as exc:  # reported by Hydra and evsys as a message, not a traceback
             raise ConfigCompositionException(yaml_error(exc)) from None
+        except OSError as exc:  # OmegaConf's word for a file holding one scalar ("0", "abc")
+            raise ConfigCompositionException(
+                f"{display_path(file)}: not a config: expected a mapping or a list ({exc})"
+            ) from None
 
     return cached_node(f"yaml:{file}", text, parse)
 

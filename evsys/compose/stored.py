@@ -38,7 +38,7 @@ from typing import Any
 from evsys import __version__
 from evsys.entry_points import install_key, installed_distributions
 from evsys.files import write_bytes_atomically
-from evsys.paths import PACKAGE_DIR, cache_dir
+from evsys.paths import PACKAGE_DIR, cache_dir, project_config_folders
 
 FORMAT = 2
 
@@ -100,7 +100,9 @@ def _path(kind: str, key: tuple[Any, ...]) -> Path:
 def _stamp(roots: list[str]) -> str:
     from evsys.compose.nodes import GROUP_NODES
 
-    parts: list[Any] = [FORMAT, __version__, sys.version, os.getcwd()]
+    # The project's folders count while they are missing too: one created later is on the path.
+    folders = [str(folder) for folder in project_config_folders()]
+    parts: list[Any] = [FORMAT, __version__, sys.version, os.getcwd(), folders]
     parts += files_state([*roots, *_plugin_folders(), str(PACKAGE_DIR / "compose")])
     parts += installed_distributions()
     parts.append(json.dumps(GROUP_NODES, sort_keys=True, default=str))

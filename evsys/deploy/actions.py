@@ -3,7 +3,8 @@ sweep's best arm at the sweep's end, a single run once it completed.
 
 Each step that can fail on bad input (an unknown deployer, bad params, a run without an adapter)
 fails before anything is built or started, with a ConfigError; a target that fails raises
-BackendError. Only a deployment that succeeded is recorded.
+BackendError, after removing what it created. A deployment that succeeded is recorded, and so is
+one that failed and could not remove all it created (``failed``, with what is left).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from evsys.deploy.protocol import Deployment
+from evsys.deploy.cleanup import failed_entry
+from evsys.deploy.protocol import Deployment, DeploySource
 from evsys.deploy.runs import load_source, read_record, record_deployment, update_deployments
 from evsys.errors import ConfigError, EvsysError, Problem
 from evsys.interrupts import reraise_if_interruption
@@ -55,8 +57,20 @@ def deploy_run(run_dir: str | Path, kind: str, params: dict[str, Any] | None = N
     """Deploy the adapter of the run in ``run_dir`` with deployer ``kind``; returns the entry
     recorded in its ``run_result.json``."""
     deployer = build_deployer(kind, params)
-    source = load_source(run_dir)
-    deployment: Deployment = deployer.deploy(source)
+    return _deploy_and_record(deployer, load_source(run_dir))
+
+
+def _deploy_and_record(deployer: Any, source: DeploySource) -> dict[str, Any]:
+    """The entry of the deployment recorded; a deploy that failed and left something behind
+    (its cleanup failed) is recorded too, as ``failed`` with what is left and how to remove it,
+    then its error raised."""
+    try:
+        deployment: Deployment = deployer.deploy(source)
+    except Exception as exc:
+        left_behind = failed_entry(exc)
+        if left_behind is not None:
+            record_deployment(source.run_dir, left_behind)
+        raise
     return record_deployment(source.run_dir, deployment)
 
 
@@ -171,5 +185,4 @@ def deploy_configured(run_dir: str | Path) -> dict[str, Any] | None:
         return None
     log.info("deploying %s with %s", run_dir, spec.get("kind"))
     deployer = build_deployer(spec.get("kind", ""), spec.get("params") or {}, path="deploy")
-    source = load_source(run_dir)
-    return record_deployment(source.run_dir, deployer.deploy(source))
+    return _deploy_and_record(deployer, load_source(run_dir))

@@ -8,30 +8,33 @@ deployment of the model (single-LoRA "live merge") and poll it until it is ``REA
 The API key is read from the environment variable *named* by ``api_key_env`` when the deploy
 starts: it is sent only to ``base_url`` (never to the signed upload URLs), and never written to
 a record, a log line or an error message. Rate limits (429, honouring ``Retry-After``), server
-errors and dropped connections are retried with exponential backoff; a rejected key fails at once.
+errors and dropped connections are retried with exponential backoff; anything else (a rejected
+key, "already exists") fails at once (evsys.deploy.fireworks_api).
+
+Deploying a run again reuses the model and deployment it made, or replaces them when its files
+changed (evsys.deploy.fireworks_resources); a deploy that fails removes what it created, and names
+what it could not remove (evsys.deploy.cleanup).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Callable
-from http.client import HTTPException
 from pathlib import Path
 from typing import Any
 
 from pydantic import Field
 
 from evsys.config import Strict
+from evsys.deploy.cleanup import Undo
+from evsys.deploy.fireworks_api import FireworksApi
+from evsys.deploy.fireworks_resources import FireworksResources, display_name, upload_mark
 from evsys.deploy.protocol import Deployment, DeploySource
 from evsys.errors import BackendError, ConfigError, Problem
-from evsys.harness.openai_compatible import TRANSIENT_STATUS, TransientHTTPError
-from evsys.harness.retry import call_with_retry
 from evsys.registry import register_deployer
 
 DEFAULT_BASE_URL = "https://api.fireworks.ai"
@@ -98,72 +101,78 @@ class FireworksDeployer:
         adapter_dir = source.peft_adapter()
         key, account = self._key(), self._account()
         files = adapter_files(adapter_dir)
-        api = _Api(self.cfg, key, self._sleep)
+        api = FireworksApi(
+            base_url=self.cfg.base_url,
+            key=key,
+            key_env=self.cfg.api_key_env,
+            request_timeout_s=self.cfg.request_timeout_s,
+            max_attempts=self.cfg.max_attempts,
+            backoff_s=self.cfg.backoff_s,
+            sleep=self._sleep,
+        )
         model_id = self.cfg.model_id or _resource_id(source.run_id)
         deployment_id = self.cfg.deployment_id or model_id
         prefix = f"/v1/accounts/{account}"
+        # A failed deploy removes what it created (the deployment, then the model); what it
+        # cannot remove is named, with how to remove it, in the error.
+        undo = Undo("fireworks")
+        fireworks = FireworksResources(api, account, undo, self._until)
 
-        # 1. the model: a PEFT addon on the base model, described by its adapter_config.json
-        adapter = json.loads((adapter_dir / "adapter_config.json").read_text())
-        model = api.call(
-            "create the model",
-            "POST",
-            f"{prefix}/models",
-            {
-                "modelId": model_id,
-                "model": {
-                    "kind": "HF_PEFT_ADDON",
-                    "displayName": source.run_id,
-                    "peftDetails": {
-                        "baseModel": self.cfg.base_model,
-                        "r": adapter.get("r"),
-                        "targetModules": sorted(adapter.get("target_modules") or []),
-                    },
-                },
-            },
-        )
-        model_name = model.get("name") or f"accounts/{account}/models/{model_id}"
-
-        # 2-3. a signed URL per file, then each file PUT there (without the key)
-        sizes = {name: path.stat().st_size for name, path in files.items()}
-        signed = (
-            api.call(
-                "get the upload URLs",
-                "POST",
-                f"{prefix}/models/{model_id}:getUploadEndpoint",
-                {"filenameToSize": sizes, "enableResumableUpload": False},
-            ).get("filenameToSignedUrls")
-            or {}
-        )
-        missing = sorted(set(files) - set(signed))
-        if missing:
-            raise BackendError(f"Fireworks gave no upload URL for {', '.join(missing)}")
-        for name, path in files.items():
-            api.upload(name, signed[name], path.read_bytes())
-
-        # 4. validation, which fails with FAILED_PRECONDITION until every file has landed
-        self._until(
-            "the upload to be validated",
-            lambda: api.call(
-                "validate the upload",
-                "GET",
-                f"{prefix}/models/{model_id}:validateUpload",
-                still_pending=_files_still_landing,
-            ),
-        )
-
-        # 5-6. the deployment, polled until it serves
-        query = urllib.parse.urlencode({"deploymentId": deployment_id})
-        created = api.call(
-            "create the deployment", "POST", f"{prefix}/deployments?{query}", self._spec(model_name)
-        )
-        deployment_name = created.get("name") or f"accounts/{account}/deployments/{deployment_id}"
-        state = created.get("state", "CREATING")
-        if self.cfg.wait:
-            state = self._until(
-                "the deployment to be READY",
-                lambda: _ready(api.call("poll", "GET", f"/v1/{deployment_name}")),
+        def upload() -> None:
+            # 2-3. a signed URL per file, then each file PUT there (without the key)
+            sizes = {name: path.stat().st_size for name, path in files.items()}
+            signed = (
+                api.call(
+                    "get the upload URLs",
+                    "POST",
+                    f"{prefix}/models/{model_id}:getUploadEndpoint",
+                    {"filenameToSize": sizes, "enableResumableUpload": False},
+                ).get("filenameToSignedUrls")
+                or {}
             )
+            missing = sorted(set(files) - set(signed))
+            if missing:
+                raise BackendError(f"Fireworks gave no upload URL for {', '.join(missing)}")
+            for name, path in files.items():
+                api.upload(name, signed[name], path.read_bytes())
+            # 4. validation, which fails with FAILED_PRECONDITION until every file has landed
+            self._until(
+                "the upload to be validated",
+                lambda: api.call(
+                    "validate the upload",
+                    "GET",
+                    f"{prefix}/models/{model_id}:validateUpload",
+                    still_pending=_files_still_landing,
+                ),
+            )
+
+        with undo:
+            # 1. the model: a PEFT addon on the base model, described by its adapter_config.json
+            # and marked with the run and the files' digest, so that a re-deploy recognises it
+            adapter = json.loads((adapter_dir / "adapter_config.json").read_text())
+            spec = {
+                "kind": "HF_PEFT_ADDON",
+                "displayName": display_name(source.run_id),
+                "peftDetails": {
+                    "baseModel": self.cfg.base_model,
+                    "r": adapter.get("r"),
+                    "targetModules": sorted(adapter.get("target_modules") or []),
+                },
+            }
+            mark = upload_mark(source.run_id, adapter_digest(files))
+            model = fireworks.model(model_id, source.run_id, mark, spec, upload, deployment_id)
+            # Names and paths are this deployer's own, never taken from a reply's body.
+            model_name = f"accounts/{account}/models/{model_id}"
+
+            # 5-6. the deployment, polled until it serves
+            deployment = fireworks.deployment(deployment_id, model_name, self._spec(model_name))
+            deployment_name = f"accounts/{account}/deployments/{deployment_id}"
+            state = str(deployment.resource.get("state") or "CREATING")
+            if self.cfg.wait:
+                state = self._until(
+                    "the deployment to be READY",
+                    lambda: _ready(api.call("poll", "GET", f"/v1/{deployment_name}")),
+                )
         return Deployment(
             target="fireworks",
             endpoint=self.cfg.inference_url or f"{self.cfg.base_url.rstrip('/')}/inference/v1",
@@ -176,6 +185,11 @@ class FireworksDeployer:
                 "state": state,
                 "base_model": self.cfg.base_model,
                 "uploaded": sorted(files),
+                "reused": [
+                    what
+                    for what, outcome in (("model", model), ("deployment", deployment))
+                    if outcome.reused
+                ],
             },
         )
 
@@ -248,90 +262,17 @@ def _files_still_landing(code: int, body: str) -> bool:
     return code in (400, 412) and "FAILED_PRECONDITION" in body.upper()
 
 
+def adapter_digest(files: dict[str, Path]) -> str:
+    """SHA-256 over the files' names and contents: what tells one upload from another."""
+    digest = hashlib.sha256()
+    for name in sorted(files):
+        digest.update(f"{name}\0{files[name].stat().st_size}\0".encode())
+        with open(files[name], "rb") as content:
+            for block in iter(lambda: content.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
 def _resource_id(name: str) -> str:
     slug = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")
     return slug[:63].rstrip("-") or "evsys-model"
-
-
-class _Api:
-    """JSON requests to the control plane with the key, retried when the failure is transient."""
-
-    def __init__(self, cfg: FireworksDeployer.Config, key: str, sleep: Callable[[float], None]):
-        self.cfg, self._key, self._sleep = cfg, key, sleep
-        self.base = cfg.base_url.rstrip("/")
-
-    def call(
-        self,
-        step: str,
-        method: str,
-        path: str,
-        body: dict[str, Any] | None = None,
-        *,
-        still_pending: Callable[[int, str], bool] | None = None,
-    ) -> Any:
-        """The decoded reply; None when ``still_pending(code, body)`` says to ask again later."""
-        headers = {"Authorization": f"Bearer {self._key}", "Accept": "application/json"}
-        data = None
-        if body is not None:
-            data, headers["Content-Type"] = json.dumps(body).encode(), "application/json"
-        request = urllib.request.Request(self.base + path, data, headers, method=method)
-        raw = self._retried(step, lambda: self._send(request, still_pending))
-        if raw is None:
-            return None
-        try:
-            return json.loads(raw or b"{}")
-        except ValueError:
-            raise BackendError(f"Fireworks: {step}: not a JSON reply: {raw[:200]!r}") from None
-
-    def upload(self, name: str, url: str, data: bytes) -> None:
-        headers = {
-            "Content-Type": "application/octet-stream",
-            "x-goog-content-length-range": f"{len(data)},{len(data)}",
-        }
-        request = urllib.request.Request(url, data, headers, method="PUT")
-        self._retried(f"upload {name}", lambda: self._send(request, None))
-
-    def _retried(self, step: str, send: Callable[[], bytes | None]) -> bytes | None:
-        try:
-            return call_with_retry(
-                send,
-                max_attempts=self.cfg.max_attempts,
-                backoff_s=self.cfg.backoff_s,
-                retry_if=lambda exc: isinstance(exc, TransientHTTPError),
-                sleep=self._sleep,
-            )
-        except BackendError as exc:
-            raise BackendError(self._scrub(f"Fireworks: could not {step}: {exc}")) from None
-
-    def _send(
-        self, request: urllib.request.Request, still_pending: Callable[[int, str], bool] | None
-    ) -> bytes | None:
-        where = f"{request.get_method()} {urllib.parse.urlsplit(request.full_url).path}"
-        try:
-            with urllib.request.urlopen(request, timeout=self.cfg.request_timeout_s) as reply:
-                return reply.read()
-        except urllib.error.HTTPError as exc:
-            with exc:  # it holds the connection open until closed
-                detail = exc.read()[:300].decode("utf-8", "replace").strip()
-                if still_pending is not None and still_pending(exc.code, detail):
-                    return None
-                raise self._http_error(where, exc, detail) from None
-        except (urllib.error.URLError, HTTPException, OSError) as exc:  # refused, reset, timeout
-            reason = getattr(exc, "reason", exc)
-            raise TransientHTTPError(f"{where}: {type(reason).__name__}: {reason}") from None
-
-    def _http_error(self, where: str, exc: urllib.error.HTTPError, detail: str) -> BackendError:
-        message = self._scrub(f"{where}: HTTP {exc.code} {exc.reason}: {detail}")
-        if exc.code in TRANSIENT_STATUS or exc.code >= 500:
-            retry_after = exc.headers.get("Retry-After") if exc.headers else None
-            try:
-                seconds = float(retry_after) if retry_after else None
-            except ValueError:  # an HTTP date: fall back to the backoff schedule
-                seconds = None
-            return TransientHTTPError(message, retry_after=seconds)
-        if exc.code in (401, 403):
-            message += f" (check the API key in {self.cfg.api_key_env} and the account id)"
-        return BackendError(message)
-
-    def _scrub(self, text: str) -> str:
-        return text.replace(self._key, "<redacted>") if self._key else text

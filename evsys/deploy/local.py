@@ -5,7 +5,8 @@
 OpenAI-compatible server on them in the background: vLLM where it is installed and a GPU is
 present, else ``transformers serve`` (CPU or GPU). The server runs detached, in a session of its
 own, so it outlives the command; its pid, port and log are recorded in the run's
-``run_result.json``, and ``evsys deploy --stop <run dir>`` ends it.
+``run_result.json``, and ``evsys deploy --stop <run dir>`` ends it. A start that fails (the merge,
+the server exiting, or not answering in time) ends the server and removes what it wrote.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import importlib.util
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -31,6 +33,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from evsys.config import Strict
+from evsys.deploy.cleanup import Undo
 from evsys.deploy.protocol import Deployment, DeploySource
 from evsys.deploy.runs import read_record
 from evsys.errors import BackendError, ConfigError, MissingDependencyError, Problem
@@ -98,19 +101,29 @@ class LocalDeployer:
         server = self._server()
         model_id = self.cfg.model_id or _slug(source.run_id)
         where = source.deploy_dir / "local"
-        where.mkdir(parents=True, exist_ok=True)
-        merge_adapter(source.base_model, adapter, where / model_id, self.cfg.dtype)
+        # A start that fails ends the server and removes the files it made, leaving the run
+        # directory as it was; what it cannot remove is named (evsys.deploy.cleanup).
+        undo = Undo("local")
+        with undo:
+            _make_directory(where, undo)
+            merged = where / model_id
+            merge_adapter(source.base_model, adapter, merged, self.cfg.dtype)
+            undo.created(f"merged model {merged}", _rm(merged), lambda: _remove(merged))
 
-        host, port = self.cfg.host, self.cfg.port or free_port(self.cfg.host)
-        log = where / SERVER_LOG
-        log.write_bytes(b"")
-        pid = start_detached(self._command(server, model_id, host, port), where, self._env(), log)
-        url = f"http://{_client_host(host)}:{port}"
-        try:
+            host, port = self.cfg.host, self.cfg.port or free_port(self.cfg.host)
+            log = where / SERVER_LOG
+            log.write_bytes(b"")
+            undo.created(f"server log {log}", _rm(log), lambda: log.unlink(missing_ok=True))
+            command = self._command(server, model_id, host, port)
+            pid = start_detached(command, where, self._env(), log)
+            started = _process_start(pid)
+            undo.created(
+                f"server process {pid} (its process group)",
+                f"kill -KILL -- -{pid}",
+                lambda: _end_server(pid, started),
+            )
+            url = f"http://{_client_host(host)}:{port}"
             wait_until_ready(url, pid, log, self.cfg.startup_timeout_s)
-        except BaseException:
-            terminate(pid, _process_start(pid))
-            raise
         return Deployment(
             target="local",
             endpoint=f"{url}/v1",
@@ -118,10 +131,10 @@ class LocalDeployer:
             details={
                 "server": server,
                 "pid": pid,
-                "process_start": _process_start(pid),
+                "process_start": started,
                 "host": host,
                 "port": port,
-                "merged_model": str(where / model_id),
+                "merged_model": str(merged),
                 "log": str(log),
             },
         )
@@ -293,6 +306,38 @@ def free_port(host: str) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind((host if host not in ("", "0.0.0.0") else "127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def _make_directory(path: Path, undo: Undo) -> None:
+    """``path`` and its missing parents; the topmost one this made is registered for removal."""
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    path.mkdir(parents=True, exist_ok=True)
+    if missing:
+        top = missing[-1]
+        undo.created(f"directory {top}", _rm(top), lambda: _remove(top))
+
+
+def _rm(path: Path) -> str:
+    """The command that removes ``path`` (quoted: a run directory's name may hold anything)."""
+    return f"rm -r -- {shlex.quote(str(path))}"
+
+
+def _remove(path: Path) -> None:
+    if path.exists():
+        shutil.rmtree(path)
+
+
+def _end_server(pid: int, started: int | None) -> None:
+    terminate(pid, started)
+    deadline = time.monotonic() + 2.0  # a killed process takes a moment to vanish
+    while _is_the_server(pid, started) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if _is_the_server(pid, started):
+        raise BackendError(f"the server (pid {pid}) is still running")
+
+
+def _is_the_server(pid: int, started: int | None) -> bool:
+    return is_alive(pid) and (started is None or _process_start(pid) == started)
 
 
 def _refuse_if_serving(run_dir: Path) -> None:

@@ -93,7 +93,10 @@ class Deployer(Protocol):
 
     A deployer raises ``ConfigError`` for a run it cannot ship (``source.peft_adapter()`` does,
     for a checkpoint that is no LoRA adapter) and ``BackendError`` when the target fails; either
-    way nothing is recorded.
+    way nothing is recorded. One that creates things removes them when it fails afterwards: it
+    registers each with an ``evsys.deploy.cleanup.Undo`` and deploys under ``with undo:``, which
+    removes them and raises ``DeployFailed`` naming what could not be removed (recorded as a
+    ``failed`` entry).
     """
 
     name: ClassVar[str]

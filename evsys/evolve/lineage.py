@@ -21,6 +21,56 @@ def write_lineage(sweep_dir: Path, lineage: dict[str, Any]) -> None:
     write_json_atomically(sweep_dir / LINEAGE_JSON, lineage)
 
 
+def write_plan(
+    sweep_dir: Path,
+    config: Any,
+    settings: Any,
+    context: Any,
+    arms: list[Any],
+    checked_by_name: dict[str, Any],
+) -> None:
+    """``sweep_plan.json`` of the evolve sweep: every arm proposed so far, with its generation
+    and parents, and the composed config of those pre-flighted in this session."""
+    from datetime import UTC, datetime
+
+    from omegaconf import OmegaConf
+
+    from evsys.preflight import EVOLVE_SWEEPER
+    from evsys.run.record import redact
+    from evsys.sweep.aggregate import SWEEP_PLAN
+
+    entries = []
+    for arm in arms:
+        checked = checked_by_name.get(arm.name)
+        entry = {
+            "name": arm.name,
+            "dir": arm.name,
+            "overrides": arm.overrides,
+            "config_hash": arm.proposal.get("config_hash"),
+            "generation": arm.generation,
+            "parent_arms": arm.parents,
+        }
+        if checked is not None and checked.config is not None:
+            entry["group_id"] = checked.group_id
+            entry["seed"] = checked.seed
+            entry["config"] = redact(checked.config.model_dump(mode="json"))
+        entries.append(entry)
+    first = context.objectives[0]
+    write_json_atomically(
+        sweep_dir / SWEEP_PLAN,
+        {
+            "name": OmegaConf.select(config, "name") or sweep_dir.name,
+            "created_at": datetime.now(UTC).isoformat(),
+            "hypothesis": context.hypothesis,
+            "success_metric": {"name": first.metric, "direction": first.direction},
+            "launcher": OmegaConf.select(config, "hydra.launcher._target_"),
+            "sweeper": EVOLVE_SWEEPER,
+            "proposed": f"in generations by the {settings.proposer.kind} proposer",
+            "arms": entries,
+        },
+    )
+
+
 def finish_outputs(sweep_dir: Path, lineage: dict[str, Any]) -> None:
     from evsys.sweep.aggregate import SUMMARY_MD, SWEEP_RESULT
 
@@ -30,19 +80,42 @@ def finish_outputs(sweep_dir: Path, lineage: dict[str, Any]) -> None:
     plot_note = plot_evolution(lineage, sweep_dir / EVOLUTION_PNG)
     result_path = sweep_dir / SWEEP_RESULT
     result = json.loads(result_path.read_text())
-    result["evolution"] = {
-        "proposer": lineage["proposer"],
-        "generations_complete": lineage["generations_complete"],
-        "arms": len(lineage["arms"]),
-        "proposals_illegal": lineage["proposals_illegal"],
-        "best_so_far": curve,
-        "lineage": LINEAGE_JSON,
-    }
+    result["evolution"] = evolution_block(lineage)
     write_json_atomically(result_path, result)
     summary = (sweep_dir / SUMMARY_MD).read_text()
     write_text_atomically(
         sweep_dir / SUMMARY_MD, summary.rstrip() + "\n\n" + render(lineage, plot_note)
     )
+
+
+def evolution_block(lineage: dict[str, Any]) -> dict[str, Any]:
+    """``evolution`` of ``sweep_result.json`` and ``evsys results --json``: what an agent needs
+    without the store — each arm's generation, parents, mutation and delta against each parent,
+    every refused proposal (as written, with why), every dropped one, and why the loop stopped
+    early, if it did."""
+    keys = ("name", "generation", "parent_arms", "mutation", "deltas", "state", "values")
+    return {
+        "proposer": lineage["proposer"],
+        "generations_complete": lineage["generations_complete"],
+        "arms": len(lineage["arms"]),
+        "proposals_illegal": lineage["proposals_illegal"],
+        "best_so_far": lineage.get("best_so_far") or best_so_far(lineage),
+        "lineage": LINEAGE_JSON,
+        "arm_lineage": [{k: arm.get(k) for k in keys} for arm in lineage["arms"]],
+        "refused": lineage.get("refused", []),
+        "dropped": lineage.get("dropped", []),
+        "stopped": lineage.get("stopped"),
+    }
+
+
+def read_evolution(sweep_dir: Path) -> dict[str, Any] | None:
+    """The evolution block of an evolve sweep directory (its ``lineage.json``); None for a sweep
+    of another kind, or one whose lineage.json is missing or broken."""
+    try:
+        lineage = json.loads((Path(sweep_dir) / LINEAGE_JSON).read_text())
+        return evolution_block(lineage)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
 
 
 def best_so_far(lineage: dict[str, Any]) -> list[dict[str, Any]]:
@@ -71,7 +144,8 @@ def render(lineage: dict[str, Any], plot_note: str) -> str:
         "",
         f"Proposer: {lineage['proposer']} · generations complete: "
         f"{len(lineage['generations_complete'])} · arms: {len(arms)} · "
-        f"proposals refused as illegal: {lineage['proposals_illegal']}",
+        f"proposals refused as illegal: {lineage['proposals_illegal']} · legal ones dropped "
+        f"(repeats, past what was asked): {len(lineage.get('dropped', []))}",
         "",
         "Best so far ("
         + objective["metric"]

@@ -1,11 +1,12 @@
 """The evolution loop: generation after generation, propose → validate → pre-flight → launch.
 
 A generation is a batch of arms the proposer proposes from every arm before it. Each proposal is
-composed and validated exactly like an arm of a hand-written sweep (:func:`evsys.sweep.plan.
-preflight`); an illegal one is refused — counted (``proposals_illegal``), fed back to the
-proposer, never launched. The legal ones are launched together by the configured Hydra launcher
-(:func:`evsys.sweep.sweeper.run_pending_arms`: basic, gpus, local_processes, slurm) and recorded
-as any arm is; a failed arm is fed back as a bad result with its error, and the loop goes on.
+confined to the search space, then composed and validated like a hand-written sweep's arm
+(:mod:`evsys.evolve.admission`); an illegal one is recorded with why, counted
+(``proposals_illegal``), fed back, never launched. The legal ones are launched together by the
+configured Hydra launcher (:func:`evsys.sweep.sweeper.run_pending_arms`) and recorded as any arm
+is; a failed arm is fed back as a bad result, and the loop goes on. A generation that gets no arm
+ends the loop, with exit 1 when the proposer failed (unreachable, or every answer illegal).
 
 Every proposed arm and its result is stored (:mod:`evsys.evolve.store`) before and after it
 runs, and each generation is marked complete once all its arms ended. ``evsys resume <dir>``
@@ -17,201 +18,28 @@ twice. The budget: ``generations``, ``population`` (arms per generation), ``max_
 
 from __future__ import annotations
 
-import hashlib
-import importlib
 import json
 import logging
 import sys
 import time
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from evsys.errors import ConfigError, Problem
-from evsys.evolve.settings import EvolveSettings, Objective
-from evsys.evolve.space import Dimension, check_space, grammar_dimensions, schema_dimensions
+from evsys.errors import ConfigError
+from evsys.evolve.admission import admit, arm_name
+from evsys.evolve.context import EvolutionContext, preflight_evolution, prepare
+from evsys.evolve.settings import EvolveSettings
 from evsys.evolve.store import COMPLETE, FAILED, PROPOSED, EvolveStore, StoredArm
+
+__all__ = ["EvolutionContext", "preflight_evolution", "prepare", "run_evolution"]
 
 log = logging.getLogger(__name__)
 
 EXIT_BAD_INPUT = 2
+EXIT_PROPOSER_FAILED = 1
 FINGERPRINT = "fingerprint"
-
-
-@dataclass
-class EvolutionContext:
-    """What the proposers and the loop share about the sweep."""
-
-    config_name: str | None
-    base: list[str]
-    """The fixed overrides of every arm."""
-    dimensions: list[Dimension]
-    objectives: list[Objective]
-    population: int
-    hypothesis: str = ""
-    base_arm: Any = None
-    """The fixed overrides' arm, pre-flighted (the sweep's experiment on the dashboard)."""
-    store: EvolveStore | None = None
-    illegal: int = 0
-    """Proposals refused as illegal, in every session of the sweep."""
-    _schema: dict[str, Any] | None = field(default=None, repr=False)
-
-    def best_arms(self, history: list[StoredArm], count: int) -> list[StoredArm]:
-        """Completed arms, best first by the first objective."""
-        done = [a for a in history if a.state == COMPLETE and a.values]
-        sign = -1.0 if self.objectives[0].direction == "max" else 1.0
-        return sorted(done, key=lambda a: sign * a.values[0])[:count]  # type: ignore[index]
-
-    def count_illegal(self, generation: int, proposal: Any, problems: list[str]) -> None:
-        self.illegal += 1
-        if self.store is not None:
-            self.store.add_illegal(generation, proposal, problems)
-
-    def schema(self) -> dict[str, Any]:
-        """The whole legal space, as ``evsys schema --all`` prints it."""
-        if self._schema is None:
-            from evsys.cli.schema import full_schema
-
-            self._schema = full_schema()
-        return self._schema
-
-    def fingerprint(self, settings: EvolveSettings) -> str:
-        """What must not change when the sweep is resumed."""
-        payload = {
-            "base": self.base,
-            "space": [d.to_dict() for d in self.dimensions],
-            "objectives": [o.model_dump() for o in self.objectives],
-            "proposer": settings.proposer.model_dump(),
-        }
-        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
-
-
-# -- before anything runs ------------------------------------------------------------------------
-
-
-def prepare(
-    settings: EvolveSettings, arguments: list[str], config_name: str | None
-) -> EvolutionContext:
-    """The sweep's context, checked: fixed overrides, search space (pre-flighted at its ends),
-    objectives, proposer settings. Raises one ConfigError with every problem."""
-    from evsys.preflight import is_hydra_override, is_sweep_override
-    from evsys.sweep.plan import preflight
-
-    task = [a for a in arguments if not is_hydra_override(a)]
-    base = [a for a in task if not is_sweep_override(a)]
-    swept = [(a, f"override '{a}'") for a in task if is_sweep_override(a)]
-    (base_arm,) = preflight([base], config_name=config_name)
-    if base_arm.problems:
-        raise ConfigError(base_arm.problems)
-    assert base_arm.config is not None
-    problems: list[Problem] = []
-    lines = [(f"{k}={v}", f"hydra.sweeper.params.{k}") for k, v in settings.params.items()]
-    dimensions = grammar_dimensions([*lines, *swept], base_arm.resolved, problems)
-    dimensions += schema_dimensions(settings.space, base_arm.resolved, problems)
-    keys = [d.key for d in dimensions]
-    for key in sorted({k for k in keys if keys.count(k) > 1}):
-        problems.append(Problem(path=key, message="declared twice in the search space"))
-    if settings.proposer.kind == "optuna" and not dimensions and not problems:
-        problems.append(
-            Problem(
-                path="hydra.sweeper.params",
-                message="the optuna proposer needs a search space: hydra.sweeper.params "
-                "(interval(…), choice(…)) or hydra.sweeper.space (field names)",
-            )
-        )
-    objectives = list(settings.objectives) or _declared_objectives(base_arm.config)
-    if not objectives:
-        problems.append(
-            Problem(
-                path="metadata.success_metric",
-                message="evolution optimises a metric and none is declared: set "
-                "metadata.success_metric, or hydra.sweeper.objectives",
-                expected="a key of run_result.json metrics, e.g. eval/exact_match",
-            )
-        )
-    problems += _proposer_problems(settings)
-    if problems:
-        raise ConfigError(problems)
-    check_space(base, dimensions, config_name)
-    return EvolutionContext(
-        config_name=config_name,
-        base=base,
-        dimensions=dimensions,
-        objectives=objectives,
-        population=settings.population,
-        hypothesis=base_arm.config.metadata.hypothesis,
-        base_arm=base_arm,
-    )
-
-
-def preflight_evolution(overrides: list[str] | tuple[str, ...], config_name: str | None) -> None:
-    """``evsys plan``/``validate`` and ``python -m evsys --multirun``: the evolve sweep's settings,
-    search space, objectives and proposer, checked before anything is written (ConfigError)."""
-    from evsys.compose.compose import compose
-    from evsys.evolve.settings import read_settings
-    from evsys.preflight import _with_hydra, is_sweep_override
-
-    fixed = [line for line in overrides if not is_sweep_override(line)]
-    composition = compose(fixed, config_name)
-    if composition.hydra is None:
-        return  # the config itself is broken: its own check reports why
-    sweeper = OmegaConf.select(_with_hydra(composition), "hydra.sweeper")
-    raw = OmegaConf.to_container(sweeper, resolve=True) if sweeper is not None else {}
-    assert isinstance(raw, dict)
-    settings = read_settings({str(k): v for k, v in raw.items()})
-    prepare(settings, list(overrides), config_name)
-
-
-def _declared_objectives(config: Any) -> list[Objective]:
-    metadata = config.metadata
-    declared = metadata.objectives or ([metadata.success_metric] if metadata.success_metric else [])
-    return [Objective(metric=m.name, direction=m.direction) for m in declared]
-
-
-def _proposer_problems(settings: EvolveSettings) -> list[Problem]:
-    from importlib.util import find_spec
-
-    from pydantic import ValidationError
-
-    needed = ["sqlalchemy", *(["optuna"] if settings.proposer.kind == "optuna" else [])]
-    missing = [name for name in needed if find_spec(name) is None]
-    if missing:
-        return [
-            Problem(
-                path="hydra.sweeper.proposer.kind",
-                message=f"the evolve sweeper needs {', '.join(missing)}: "
-                "pip install 'evsys[evolve]'",
-                value=settings.proposer.kind,
-            )
-        ]
-    path = "hydra.sweeper.proposer.params"
-    params = dict(settings.proposer.params)
-    try:
-        if settings.proposer.kind == "optuna":
-            from evsys.evolve.proposers.optuna import OptunaParams
-
-            OptunaParams(**params)
-            return []
-        from evsys.evolve.proposers.llm import LLMParams
-        from evsys.registry import INFERENCE_CLIENTS
-
-        client = LLMParams(**params).client
-        if client.kind not in INFERENCE_CLIENTS:
-            return INFERENCE_CLIENTS.unknown(client.kind, path=f"{path}.client.kind").problems
-        config_class = INFERENCE_CLIENTS.config_class(client.kind)
-        if config_class is not None:
-            config_class(**client.params)
-    except ValidationError as exc:
-        return [
-            Problem(
-                path=".".join([path, *map(str, e["loc"])]), message=e["msg"], value=e.get("input")
-            )
-            for e in exc.errors()
-        ]
-    return []
 
 
 # -- the loop ------------------------------------------------------------------------------------
@@ -227,7 +55,7 @@ def run_evolution(
 ) -> int:
     """Run (or resume) the evolve sweep of ``config``; returns the exit code (2 bad input, 1 an
     arm did not complete, 0 every arm completed)."""
-    from evsys.evolve.dashboard import DashboardGenerations
+    from evsys.evolve.dashboard import DashboardGenerations, load_tracker
     from evsys.output_dirs import claim, release
     from evsys.report import format_problems
     from evsys.sweep.dashboard import open_sweep_experiment
@@ -280,11 +108,18 @@ def run_evolution(
     finally:
         release(sweep_dir)
     print(f"evsys: proposals refused as illegal: {context.illegal}")
-    return finish_sweep(summary)
+    code = finish_sweep(summary)
+    return max(code, EXIT_PROPOSER_FAILED) if loop.proposer_failure else code
 
 
 class ProposerGaveNothing(Exception):
-    """A generation got no legal proposal after every round: the loop ends there."""
+    """A generation got no legal proposal after every round: the loop ends there. ``failed``:
+    because the proposer failed (unreachable, or every answer illegal), not because every legal
+    answer repeated an earlier arm."""
+
+    def __init__(self, message: str, failed: bool):
+        super().__init__(message)
+        self.message, self.failed = message, failed
 
 
 class Evolution:
@@ -314,6 +149,7 @@ class Evolution:
         self.tracker = tracker
         self.checked: dict[str, Any] = {}  # arm name → its pre-flighted Arm
         self.started = time.monotonic()
+        self.proposer_failure: str | None = None
 
     def check_resumable(self) -> str | None:
         fingerprint = self.context.fingerprint(self.settings)
@@ -341,12 +177,10 @@ class Evolution:
                 return
             try:
                 self.run_generation(generation)
-            except ProposerGaveNothing:
-                print(
-                    f"evsys: evolve stops: no new legal proposal for generation {generation} "
-                    "(every proposal was illegal or already run: the space may be exhausted)",
-                    file=sys.stderr,
-                )
+            except ProposerGaveNothing as stop:
+                print(f"evsys: evolve stops: {stop.message}", file=sys.stderr)
+                if stop.failed:
+                    self.proposer_failure = stop.message
                 return
 
     def _budget_spent(self) -> str | None:
@@ -366,6 +200,7 @@ class Evolution:
         pending: list[tuple[StoredArm, Any]] = [
             (arm, None) for arm in self.arms if arm.generation == generation
         ]
+        illegal, dropped, failures = self.context.illegal, self.context.dropped, []
         rounds = self.proposer.rounds  # asks to fill the generation with new legal arms
         for _ in range(rounds):
             wanted = self._room(generation)
@@ -380,13 +215,14 @@ class Evolution:
                 print(
                     f"evsys: the proposer failed in generation {generation}: {exc}", file=sys.stderr
                 )
-                proposals = []
-            for proposal, arm in self._admit(generation, proposals, wanted):
+                proposals, failures = [], [*failures, str(exc)]
+            for proposal, arm in admit(self, generation, proposals, wanted):
                 self.store.add_arm(arm)
                 self.arms.append(arm)
                 pending.append((arm, proposal))
         if not pending:
-            raise ProposerGaveNothing(generation)  # every proposal illegal or already run
+            illegal, dropped = self.context.illegal - illegal, self.context.dropped - dropped
+            raise _gave_nothing(generation, failures, illegal, dropped)
         self._launch(generation, pending)
         self.store.complete_generation(generation)
         self._write_lineage()
@@ -397,6 +233,7 @@ class Evolution:
             arms={arm.name: arm.state for arm, _ in pending},
             best=[a.name for a in self.context.best_arms(self.arms, 1)],
             parents=sorted(parents),
+            lineage={arm.name: self._lineage_of(arm) for arm, _ in pending},
         )
 
     def _room(self, generation: int) -> int:
@@ -405,74 +242,6 @@ class Evolution:
         if self.settings.max_arms is not None:
             wanted = min(wanted, self.settings.max_arms - len(self.arms))
         return wanted
-
-    def _admit(
-        self, generation: int, proposals: list[Any], wanted: int
-    ) -> list[tuple[Any, StoredArm]]:
-        """The first ``wanted`` legal proposals, as stored arms named in the order admitted; the
-        illegal ones are refused and counted, legal ones past ``wanted`` left unused."""
-        from evsys.sweep.plan import preflight
-
-        if not proposals:
-            return []
-        lines = [self._arm_overrides(p) for p in proposals]
-        checked = preflight(lines, config_name=self.context.config_name)
-        # searched config → the arm that has it (None: one admitted from this same batch)
-        seen: dict[str | None, StoredArm | None] = {
-            a.proposal.get("searched"): a for a in self.arms
-        }
-        admitted = []
-        for proposal, overrides, arm in zip(proposals, lines, checked, strict=True):
-            problems = [_problem_text(p) for p in arm.problems]
-            problems += _line_problems(proposal.overrides)
-            if not problems and len(admitted) >= wanted:
-                continue  # an LLM gave more than asked: the generation is full
-            searched = _searched_hash(arm) if not problems else None
-            if not problems and searched in seen:
-                earlier = seen[searched]
-                which = earlier.name if earlier else "another proposal of this generation"
-                reason = f"the same config as an earlier arm ({which})"
-                self.proposer.refused(proposal, [reason], earlier=earlier)
-                continue
-            if problems:
-                log.warning("evolve: refused %s: %s", proposal.overrides, problems)
-                self.context.count_illegal(generation, proposal.overrides, problems)
-                self.proposer.refused(proposal, problems)
-                continue
-            seen[searched] = None
-            proposal.name = arm_name(generation, len(self.arms) + len(admitted))
-            self.checked[proposal.name] = arm  # composed and validated: launched as it is
-            admitted.append(
-                (
-                    proposal,
-                    StoredArm(
-                        number=len(self.arms) + len(admitted),
-                        name=proposal.name,
-                        generation=generation,
-                        overrides=overrides,
-                        params=proposal.params,
-                        parents=proposal.parents,
-                        proposal={
-                            **proposal.data,
-                            "config_hash": arm.config_hash,
-                            "searched": searched,
-                        },
-                    ),
-                )
-            )
-        return admitted
-
-    def _arm_overrides(self, proposal: Any) -> list[str]:
-        """The sweep's fixed overrides, the proposal's (winning over a fixed one of the same key)
-        and the lineage: ``parent_experiment_id`` is the first parent's run id."""
-        keys = {line.partition("=")[0].lstrip("+~") for line in proposal.overrides}
-        base = [
-            line for line in self.context.base if line.partition("=")[0].lstrip("+~") not in keys
-        ]
-        runs = {a.name: a.run_id for a in self.arms}
-        parent = next((runs[p] for p in proposal.parents if runs.get(p)), None)
-        lineage = [f"parent_experiment_id={json.dumps(parent)}"] if parent else []
-        return [*base, *proposal.overrides, *lineage]
 
     def _launch(self, generation: int, pending: list[tuple[StoredArm, Any]]) -> None:
         from evsys.sweep.plan import preflight
@@ -539,52 +308,28 @@ class Evolution:
         write_json_atomically(path, record)
 
     def _lineage_of(self, arm: StoredArm) -> dict[str, Any]:
+        """Generation, parents, the mutation and the delta against each parent."""
+        from evsys.evolve.ancestry import ancestry, base_point
+
+        by_name = {a.name: a for a in self.arms}
         runs = {a.name: a.run_id for a in self.arms}
         parent = next((runs[p] for p in arm.parents if runs.get(p)), None)
+        metrics = [o.metric for o in self.context.objectives]
         return {
             "generation": arm.generation,
             "parent_arms": arm.parents,
             "parent_experiment_id": parent,
             "proposer": self.settings.proposer.kind,
+            **ancestry(arm, by_name, base_point(self.context), metrics),
         }
 
     # -- outputs ------------------------------------------------------------------------------
 
     def _write_plan(self, checked_by_name: dict[str, Any]) -> None:
-        from evsys.files import write_json_atomically
-        from evsys.preflight import EVOLVE_SWEEPER
-        from evsys.run.record import redact
-        from evsys.sweep.aggregate import SWEEP_PLAN
+        from evsys.evolve.lineage import write_plan
 
-        entries = []
-        for arm in self.arms:
-            checked = checked_by_name.get(arm.name)
-            entry = {
-                "name": arm.name,
-                "dir": arm.name,
-                "overrides": arm.overrides,
-                "config_hash": arm.proposal.get("config_hash"),
-                "generation": arm.generation,
-                "parent_arms": arm.parents,
-            }
-            if checked is not None and checked.config is not None:
-                entry["group_id"] = checked.group_id
-                entry["seed"] = checked.seed
-                entry["config"] = redact(checked.config.model_dump(mode="json"))
-            entries.append(entry)
-        first = self.context.objectives[0]
-        write_json_atomically(
-            self.sweep_dir / SWEEP_PLAN,
-            {
-                "name": OmegaConf.select(self.config, "name") or self.sweep_dir.name,
-                "created_at": datetime.now(UTC).isoformat(),
-                "hypothesis": self.context.hypothesis,
-                "success_metric": {"name": first.metric, "direction": first.direction},
-                "launcher": OmegaConf.select(self.config, "hydra.launcher._target_"),
-                "sweeper": EVOLVE_SWEEPER,
-                "proposed": f"in generations by the {self.settings.proposer.kind} proposer",
-                "arms": entries,
-            },
+        write_plan(
+            self.sweep_dir, self.config, self.settings, self.context, self.arms, checked_by_name
         )
 
     def _write_lineage(self) -> None:
@@ -599,6 +344,9 @@ class Evolution:
             "fixed_overrides": self.context.base,
             "generations_complete": sorted(self.store.complete_generations()),
             "proposals_illegal": self.context.illegal,
+            "stopped": self.proposer_failure,
+            "refused": self.store.load_illegal(),
+            "dropped": self.store.load_dropped(),
             "arms": [
                 {
                     "name": arm.name,
@@ -634,49 +382,18 @@ class Evolution:
             log.warning("evolve: tracker %s failed: %s", method, exc)
 
 
-def _searched_hash(arm: Any) -> str:
-    """The arm's config without its lineage: the same config proposed from another parent is
-    the same point of the search, not a new one."""
-    from evsys.run.record import config_hash, redact
-
-    config = arm.config.model_dump(mode="json")
-    return config_hash(redact({k: v for k, v in config.items() if k != "parent_experiment_id"}))
-
-
-def _problem_text(problem: Problem) -> str:
-    expected = f" (expected {problem.expected})" if problem.expected else ""
-    return f"{problem.path}: {problem.message}{expected}, got {problem.value!r}"
-
-
-def arm_name(generation: int, number: int) -> str:
-    return f"g{generation}_{number:03d}"
-
-
-def _line_problems(overrides: list[str]) -> list[str]:
-    """Lines a proposal may not hold: Hydra's own settings, sweep expressions."""
-    from evsys.preflight import is_hydra_override, is_sweep_override
-
-    problems = []
-    for line in overrides:
-        if is_hydra_override(line):
-            problems.append(f"{line}: Hydra's own settings are not the proposer's to change")
-        elif is_sweep_override(line):
-            problems.append(f"{line}: one value per key, not a sweep expression")
-    return problems
-
-
-def load_tracker(spec: str | None, sweep_dir: Path) -> Any:
-    """The generation tracker ``module:factory(sweep_dir=…)`` builds (the dashboard's), or None.
-
-    Its optional methods, called with keywords: ``create_generation(sweep_dir, generation)``
-    when a generation starts, ``update_generation(sweep_dir, generation, arms={name: state},
-    best=[name], parents=[name])`` when it ended. A tracker that fails is logged, never the loop's end."""
-    if not spec:
-        return None
-    module_name, _, attribute = spec.partition(":")
-    try:
-        factory = getattr(importlib.import_module(module_name), attribute or "tracker")
-        return factory(sweep_dir=str(sweep_dir))
-    except Exception as exc:
-        log.warning("evolve: no tracker (%s): %s", spec, exc)
-        return None
+def _gave_nothing(
+    generation: int, failures: list[str], illegal: int, dropped: int
+) -> ProposerGaveNothing:
+    """Why a generation got no arm: a proposer that failed is the sweep's failure; one whose
+    legal answers all repeated earlier arms has exhausted the space."""
+    where = f"no new legal proposal for generation {generation}"
+    if dropped and not failures:
+        why = f"{dropped} legal proposal(s) repeated earlier arms: the space may be exhausted"
+        return ProposerGaveNothing(f"{where} ({why}; {illegal} refused as illegal)", False)
+    if failures and not illegal and not dropped:
+        why = f"the proposer could not answer ({len(failures)} tries; last: {failures[-1]})"
+        return ProposerGaveNothing(f"{where}: {why}", True)
+    failed = f"; the proposer failed {len(failures)} time(s)" if failures else ""
+    why = f"every answer was illegal ({illegal} refused, see 'refused' in lineage.json){failed}"
+    return ProposerGaveNothing(f"{where}: {why}", True)

@@ -10,8 +10,9 @@ rebuilds its in-memory study from these rows at start (see :mod:`evsys.evolve.pr
 
 Tables: ``evolve_meta`` (the sweep's fingerprint), ``evolve_arms`` (one row per proposed arm:
 generation, overrides, parameters, parents, the proposer's own data, state, objective values,
-error), ``evolve_generations`` (started / complete) and ``evolve_illegal`` (proposals refused
-before they could run).
+error), ``evolve_generations`` (started / complete), ``evolve_illegal`` (proposals refused
+before they could run, with why) and ``evolve_dropped`` (legal proposals not launched: repeats of
+an earlier arm, answers past what was asked).
 """
 
 from __future__ import annotations
@@ -89,6 +90,14 @@ class EvolveStore:
             sa.Column("generation", sa.Integer, nullable=False),
             sa.Column("proposal", sa.Text, nullable=False),
             sa.Column("problems", sa.Text, nullable=False),
+        )
+        self.dropped = sa.Table(
+            "evolve_dropped",
+            meta,
+            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+            sa.Column("generation", sa.Integer, nullable=False),
+            sa.Column("proposal", sa.Text, nullable=False),
+            sa.Column("reason", sa.Text, nullable=False),
         )
         meta.create_all(self.engine)
 
@@ -234,6 +243,34 @@ class EvolveStore:
             }
             for row in rows
         ]
+
+    # -- legal proposals not launched -------------------------------------------------------
+
+    def add_dropped(self, generation: int, proposal: Any, reason: str) -> None:
+        import sqlalchemy as sa
+
+        with self.engine.begin() as db:
+            db.execute(
+                sa.insert(self.dropped).values(
+                    generation=generation,
+                    proposal=json.dumps(proposal, default=str),
+                    reason=reason,
+                )
+            )
+
+    def load_dropped(self) -> list[dict[str, Any]]:
+        import sqlalchemy as sa
+
+        with self.engine.connect() as db:
+            rows = db.execute(sa.select(self.dropped).order_by(self.dropped.c.id)).mappings()
+            return [
+                {
+                    "generation": row["generation"],
+                    "proposal": json.loads(row["proposal"]),
+                    "reason": row["reason"],
+                }
+                for row in rows
+            ]
 
 
 def _now() -> str:

@@ -39,6 +39,7 @@ from evsys.experiment.launcher import TARGET, InProcessLauncher, write_hydra_fil
 from evsys.experiment.results import ExperimentResult, experiment_result
 from evsys.run.dependencies import ArmDependencies, InferenceFactory, TrainFn
 from evsys.run.record import config_hash, redact
+from evsys.run.reference_injectables import adapt_inference_factory, adapt_train_fn
 from evsys.run.runner import run_arm
 from evsys.sweep.aggregate import group_id, read_arm, summarize
 from evsys.sweep.plan import Arm, bad_arms
@@ -72,7 +73,9 @@ class Experiment:
         """``overrides`` as on the command line; ``multirun`` as ``--multirun``; ``config_name``
         the primary config (default: ``EVSYS_CONFIG_NAME``, else ``config``). ``train_fn``,
         ``inference_factory`` and ``benchmarks`` replace training, the eval client and
-        ``metadata.benchmark`` in every arm (None: the real ones). ``store``: the evsys
+        ``metadata.benchmark`` in every arm (None: the real ones); evsys's signatures or the
+        reference's (``train_fn(cfg) -> list[RunResult]``, ``inference_factory(RunResult,
+        RunConfig)``: see :mod:`evsys.run.reference_injectables`). ``store``: the evsys
         dashboard the experiment goes to, a ``DashboardClient`` or its settings (``{api_url,
         project_id, api_key_env}``): a sweep is one experiment there, each arm a run, a single
         run an experiment with one run. None: only what the config's log store names."""
@@ -84,8 +87,8 @@ class Experiment:
 
             store = settings_of(store)
         self.dependencies = ArmDependencies(
-            train=train_fn,
-            inference_factory=inference_factory,
+            train=adapt_train_fn(train_fn),
+            inference_factory=adapt_inference_factory(inference_factory),
             benchmarks=list(benchmarks) if benchmarks is not None else None,
             dashboard=store,
         )

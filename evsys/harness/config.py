@@ -19,8 +19,14 @@ class ModelEvalConfig(Strict):
     )
     output_dir: str | None = Field(
         None,
-        description="Where predictions.jsonl, summary.json and summary.md are written. "
-        "None: nothing is written.",
+        description="Where generations.jsonl (each answer, saved as it arrives), "
+        "predictions.jsonl, summary.json and summary.md are written; answers already saved "
+        "there by an earlier eval of the same model are reused. None: nothing is written.",
+    )
+    resume: bool = Field(
+        False,
+        description="Require answers saved in output_dir by an earlier eval (one that a judge "
+        "or an interruption stopped) and score them, asking the model only for the missing.",
     )
     inference_kind: str = Field(
         "mock", description="Registered inference client (see `evsys list --kind inference`)."
@@ -88,6 +94,13 @@ class ModelEvalConfig(Strict):
         ge=1,
         description="Rows generated at once: one batch call for batching engines (local, "
         "tinker), that many concurrent requests for per-call clients (APIs).",
+    )
+    give_up_after: int | None = Field(
+        None,
+        ge=1,
+        description="Stop asking the model after this many calls in a row exhausted their "
+        "retries (it is down): the answers so far are kept, the eval ends with an error. "
+        "None: every row is tried.",
     )
     fail_on_retries: bool = Field(
         False,

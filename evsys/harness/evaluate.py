@@ -2,8 +2,13 @@
 
 Output directory::
 
+    generations.jsonl   every completion, appended and flushed as it arrives, before scoring
+                        (evsys.harness.journal): what an eval that fails later leaves behind,
+                        and what the next eval into the same directory reuses
     predictions.jsonl   one line per row: prompt, expected answer, completions, extracted answers,
-                        how each matched, and the error of every call that failed
+                        how each matched, each metric's verdict on it (a judge's), the error
+                        of every call that failed and why the model refused each sample it
+                        declined (``refused``)
     summary.json        metrics, counts, the retry report
     summary.md          the same for people (format_summary_markdown)
 """
@@ -13,7 +18,6 @@ from __future__ import annotations
 import inspect
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,17 +25,18 @@ from typing import Any
 from pydantic import ValidationError
 
 from evsys.clients.usage import mark, usage_since
-from evsys.errors import ConfigError, DataError
+from evsys.errors import BackendError, ConfigError, DataError
 from evsys.files import write_json_atomically, write_jsonl_atomically, write_text_atomically
 from evsys.harness.aliases import AliasMatcher
 from evsys.harness.config import ModelEvalConfig
+from evsys.harness.generation import ModelDown, Samples, generate_samples
+from evsys.harness.journal import AnswerJournal
 from evsys.harness.prompts import load_eval_dataset, render_prompt
-from evsys.harness.retry import RetriesExhausted, RetryFailure, RetryReport, call_with_retry
-from evsys.harness.scoring import build_metrics, score_rows
+from evsys.harness.retry import RetryReport
+from evsys.harness.scoring import build_metrics, check_references, score_rows
 from evsys.harness.summary import format_summary_markdown
 from evsys.protocols import InferenceClient
 from evsys.registry import INFERENCE_CLIENTS
-from evsys.training import progress_bar
 
 Row = dict[str, Any]
 PREDICTIONS, SUMMARY_JSON, SUMMARY_MD = "predictions.jsonl", "summary.json", "summary.md"
@@ -47,6 +52,12 @@ class EvalSummary:
     metrics: dict[str, float]
     retry_report: RetryReport
     seconds: float
+    answered: int = 0
+    """Completions in hand (reused ones included); 0: every call failed, nothing was scored."""
+    reused: int = 0
+    """Completions read back from an earlier eval into the same directory, not asked again."""
+    unreadable_verdicts: list[dict[str, Any]] = field(default_factory=list)
+    """``{index, id, metric, error}`` of each row whose verdict could not be read (scored 0)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -55,8 +66,11 @@ class EvalSummary:
             "dataset": self.dataset,
             "n_rows": self.n_rows,
             "num_samples": self.num_samples,
+            "answered": self.answered,
+            "reused": self.reused,
             "metrics": self.metrics,
             "retry_report": self.retry_report.to_dict(),
+            "unreadable_verdicts": self.unreadable_verdicts,
             "seconds": round(self.seconds, 3),
         }
 
@@ -69,6 +83,24 @@ class EvalArtifacts:
     """``predictions``, ``summary_json``, ``summary_md`` when an output_dir was given."""
 
 
+class EvalStopped(BackendError):
+    """The eval stopped before its end (a judge or the model is down); the answers it got are
+    saved (with an output_dir), and the next eval into the same directory reuses them."""
+
+    def __init__(self, why: str, answered: int, saved: Path | None):
+        self.answered, self.saved = answered, saved
+        if not answered:
+            kept = "the model gave no answer to keep"
+        elif saved is not None:
+            kept = (
+                f"the {answered} answers are saved in {saved}; run the same command again (or "
+                "with --resume) to score them without asking the model for them again"
+            )
+        else:
+            kept = f"the {answered} answers are lost (no output_dir to save them in)"
+        super().__init__(f"{why}; {kept}")
+
+
 def evaluate_model(
     config: ModelEvalConfig,
     *,
@@ -79,11 +111,17 @@ def evaluate_model(
     """Score ``client`` (else the client ``config`` describes) on ``rows`` (else config.dataset).
 
     Every call goes through :func:`call_with_retry`; calls that exhaust their retries count as
-    wrong answers and are listed in ``summary.retry_report``; they never abort the eval. Bad
-    input (a missing dataset or alias file, a broken line, an unknown client or metric) raises
-    ConfigError/DataError before any call is made. A hosted model's usage is reported as
-    ``cost_usd``, ``latency_p50_s``, …, a judge model's (a metric that asks one) as
-    ``judge/cost_usd``, …
+    wrong answers and are listed in ``summary.retry_report``; they never abort the eval. A sample
+    the model refused (a refusal, a content filter, a safety block) is not retried: it scores as
+    wrong too (no answer was given), is counted apart (``retry_report.total_refused``) and says
+    why in its prediction's ``refused``. Bad input (a missing dataset or alias file, a broken line, an unknown client or metric, a row
+    without an expected answer that a metric needs, an output_dir holding another model's
+    answers) raises ConfigError/DataError before any call is made. With an output_dir, each
+    completion is saved as it arrives (generations.jsonl) and ones saved there before are
+    reused; scoring that fails (a judge that is down) and a model that is down
+    (``give_up_after`` failed calls in a row) raise :class:`EvalStopped`, the answers kept. A
+    hosted model's usage is reported as ``cost_usd``, ``latency_p50_s``, …, a judge model's (a
+    metric that asks one) as ``judge/cost_usd``, …
     """
     started = time.monotonic()
     metadata: dict[str, Any] = {}
@@ -99,6 +137,7 @@ def evaluate_model(
         AliasMatcher.from_file(config.secondary_aliases) if config.secondary_aliases else None
     )
     metrics = build_metrics(config.metrics)
+    check_references(rows, metrics)
     breakdown = config.breakdown_keys
     if breakdown is None:
         breakdown = list(metadata.get("breakdown_keys", []))
@@ -110,24 +149,35 @@ def evaluate_model(
         render_prompt(row, system=config.system_prompt, template=config.prompt_template)
         for row in rows
     ]
-    since = mark(client)
-    samples = generate_samples(client, prompts, rows, config, report, sleep=sleep)
-    usage = usage_since(client, since)  # a hosted model's cost_usd, latency_p50_s, …
-    scored = score_rows(
-        rows,
-        samples,
-        matcher=matcher,
-        secondary=secondary,
-        extract=config.extract,
-        pass_at=config.pass_at,
-        breakdown_keys=breakdown,
-        built=metrics,
-    )
+    samples, reused, saved, usage = _generate(config, client, prompts, rows, report, sleep)
+    answered = sum(c is not None for row in samples for c in row)
+    try:
+        scored = score_rows(
+            rows,
+            samples,
+            matcher=matcher,
+            secondary=secondary,
+            extract=config.extract,
+            pass_at=config.pass_at,
+            breakdown_keys=breakdown,
+            built=metrics,
+        )
+    except (BackendError, ConfigError, DataError) as exc:
+        why = f"scoring failed: {type(exc).__name__}: {exc}"
+        raise EvalStopped(why, answered, saved) from exc
     errors: dict[int, dict[int, str]] = {}
     for failure in report.failures:
         errors.setdefault(failure.index, {})[failure.sample] = failure.error
+    refused: dict[int, dict[int, str]] = {}
+    for refusal in report.refusals:
+        refused.setdefault(refusal.index, {})[refusal.sample] = refusal.reason
     records = [
-        {**record, "prompt": prompt, **({"errors": errors[i]} if i in errors else {})}
+        {
+            **record,
+            "prompt": prompt,
+            **({"errors": errors[i]} if i in errors else {}),
+            **({"refused": refused[i]} if i in refused else {}),
+        }
         for i, (record, prompt) in enumerate(zip(scored.records, prompts, strict=True))
     ]
     summary = EvalSummary(
@@ -139,11 +189,62 @@ def evaluate_model(
         metrics=scored.metrics | usage,
         retry_report=report,
         seconds=time.monotonic() - started,
+        answered=answered,
+        reused=reused,
+        unreadable_verdicts=[
+            {"index": r["index"], "id": r["id"], "metric": name, "error": v["verdict_error"]}
+            for r in records
+            for name, v in r.get("verdicts", {}).items()
+            if "verdict_error" in v
+        ],
     )
     artifacts = EvalArtifacts(summary=summary, records=records)
     if config.output_dir is not None:
         artifacts.paths = write_outputs(Path(config.output_dir), summary, records)
     return artifacts
+
+
+def _generate(
+    config: ModelEvalConfig,
+    client: InferenceClient,
+    prompts: list[Any],
+    rows: list[Row],
+    report: RetryReport,
+    sleep: Callable[[float], None],
+) -> tuple[Samples, int, Path | None, dict[str, float]]:
+    """The completions (None: failed), how many were reused from the output directory, where
+    they are saved (None: no output_dir) and the scored model's usage (``cost_usd``, …)."""
+    journal = None
+    if config.output_dir is not None:  # another model's answers there: a ConfigError, now
+        journal = AnswerJournal.for_eval(Path(config.output_dir), config, prompts)
+    done = journal.read(config.num_samples) if journal is not None else None
+    reused = sum(c is not None for row in done or [] for c in row)
+
+    def save(index: int, sample: int, completion: str) -> None:
+        if journal is not None:
+            journal.append(index, rows[index].get("id"), sample, completion)
+
+    since = mark(client)
+    try:
+        samples = generate_samples(
+            client,
+            prompts,
+            rows,
+            config,
+            report,
+            sleep=sleep,
+            done=done,
+            on_answer=save,
+            give_up_after=config.give_up_after,
+        )
+    except ModelDown as exc:
+        written = journal.written if journal is not None else 0
+        raise EvalStopped(str(exc), reused + written, journal.path if journal else None) from exc
+    finally:
+        if journal is not None:
+            journal.close()
+    usage = usage_since(client, since)  # a hosted model's cost_usd, latency_p50_s, …
+    return samples, reused, journal.path if journal is not None else None, usage
 
 
 def write_outputs(out: Path, summary: EvalSummary, records: list[Row]) -> dict[str, Path]:
@@ -198,105 +299,3 @@ def build_client(
         raise ConfigError(
             problems, header=f"inference client '{config.inference_kind}': bad params"
         ) from None
-
-
-def generate_samples(
-    client: InferenceClient,
-    prompts: Sequence[Any],
-    rows: Sequence[Row],
-    config: ModelEvalConfig,
-    report: RetryReport,
-    *,
-    sleep: Callable[[float], None] = time.sleep,
-) -> list[list[str | None]]:
-    """``num_samples`` completions per prompt; None where a call exhausted its retries."""
-    jobs = [(i, s) for i in range(len(prompts)) for s in range(config.num_samples)]
-    out: list[list[str | None]] = [[None] * config.num_samples for _ in prompts]
-
-    def retried(fn: Callable[[], Any]) -> Any:
-        return call_with_retry(
-            fn,
-            max_attempts=config.max_attempts,
-            backoff_s=config.backoff_s,
-            max_backoff_s=config.max_backoff_s,
-            on_retry=report.record_retry,
-            sleep=sleep,
-        )
-
-    def failed(job: tuple[int, int], exc: RetriesExhausted) -> None:
-        index, sample = job
-        report.record_failure(
-            RetryFailure(index, rows[index].get("id"), sample, exc.attempts, exc.error)
-        )
-
-    batch = getattr(client, "generate_batch", None)
-    chunks = [jobs[i : i + config.batch_size] for i in range(0, len(jobs), config.batch_size)]
-    with progress_bar(f"eval {config.model_label}", len(jobs)) as advance:
-        if batch is not None:  # batching engines: one call per chunk of rows
-            for chunk in chunks:
-                try:
-                    texts = retried(
-                        lambda chunk=chunk: batch(
-                            prompts=[prompts[i] for i, _ in chunk],
-                            max_tokens=config.max_tokens,
-                            temperature=config.temperature,
-                        )
-                    )
-                except RetriesExhausted as exc:
-                    for job in chunk:
-                        failed(job, exc)
-                else:
-                    for (i, s), text in zip(chunk, texts, strict=True):
-                        out[i][s] = text
-                advance(len(chunk), failures=report.total_failures)
-            return out
-
-        sample = getattr(client, "sample", None)
-        if sample is not None and config.num_samples > 1:
-            # Hosted APIs sample a row's n completions in one request where they can.
-            def row(index: int) -> None:
-                try:
-                    out[index] = list(
-                        retried(
-                            lambda: sample(
-                                prompt=prompts[index],
-                                n=config.num_samples,
-                                max_tokens=config.max_tokens,
-                                temperature=config.temperature,
-                            )
-                        )
-                    )
-                except RetriesExhausted as exc:
-                    for s in range(config.num_samples):
-                        failed((index, s), exc)
-
-            with ThreadPoolExecutor(max_workers=config.batch_size) as pool:
-                for future in as_completed([pool.submit(row, i) for i in range(len(prompts))]):
-                    future.result()
-                    advance(config.num_samples, failures=report.total_failures)
-            return out
-
-        def one(job: tuple[int, int]) -> None:
-            index, sample = job
-            try:
-                out[index][sample] = retried(
-                    lambda: client.generate(
-                        prompt=prompts[index],
-                        max_tokens=config.max_tokens,
-                        temperature=config.temperature,
-                    )
-                )
-            except RetriesExhausted as exc:
-                failed(job, exc)
-
-        # Per-call clients (APIs): batch_size requests in flight at once.
-        with ThreadPoolExecutor(max_workers=config.batch_size) as pool:
-            try:
-                for future in as_completed([pool.submit(one, job) for job in jobs]):
-                    future.result()
-                    advance(failures=report.total_failures)
-            except BaseException:
-                # Interrupted (a signal) or failed: drop the queued calls instead of making them.
-                pool.shutdown(wait=False, cancel_futures=True)
-                raise
-    return out

@@ -6,6 +6,9 @@ The API key is read from the environment variable *named* by ``api_key_env`` whe
 made: it is never part of a config, a log line or an error message. Every answered request is
 metered (:mod:`evsys.clients.usage`): its latency always, its tokens when the response has a
 ``usage`` field, its cost when the model has a price (``price``, else the shipped table).
+Retries follow the hosted clients' one policy (:func:`evsys.harness.retry.worth_retrying`):
+malformed bodies too. A refusal or content filter raises
+:class:`~evsys.harness.retry.Refused`, metered and never retried.
 """
 
 from __future__ import annotations
@@ -18,10 +21,19 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field
 
+from evsys.clients.refusals import openai_choice
 from evsys.clients.usage import Price, UsageMeter, lookup_any_price, warn_unpriced
 from evsys.config import Strict
 from evsys.errors import BackendError, ConfigError
-from evsys.harness.retry import call_with_retry
+from evsys.harness.retry import (
+    TRANSIENT_STATUS,
+    MalformedResponse,
+    Refused,
+    TransientError,
+    call_with_retry,
+    transient_status,
+    worth_retrying,
+)
 from evsys.registry import register_inference
 
 if TYPE_CHECKING:
@@ -29,16 +41,9 @@ if TYPE_CHECKING:
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 BASE_URL_ENV = "OPENAI_BASE_URL"
-# Worth another try: timeouts, conflicts, rate limits and every server-side error.
-TRANSIENT_STATUS = {408, 409, 425, 429}
-
-
-class TransientHTTPError(BackendError):
-    """A failure that may well go away when the same request is sent again."""
-
-    def __init__(self, message: str, retry_after: float | None = None):
-        super().__init__(message)
-        self.retry_after = retry_after
+TransientHTTPError = TransientError
+"""The name deploy code retries by (:mod:`evsys.deploy.fireworks`)."""
+__all__ = ["TRANSIENT_STATUS", "OpenAICompatibleClient", "TransientHTTPError"]
 
 
 @register_inference("openai_compatible")
@@ -123,7 +128,7 @@ class OpenAICompatibleClient:
             max_attempts=self.cfg.max_attempts,
             backoff_s=self.cfg.backoff_s,
             max_backoff_s=self.cfg.max_backoff_s,
-            retry_if=lambda exc: isinstance(exc, TransientHTTPError),
+            retry_if=worth_retrying,
             on_retry=self._on_retry,
             sleep=self._sleep,
         )
@@ -153,27 +158,36 @@ class OpenAICompatibleClient:
                 raise self._http_error(exc) from None
         except (urllib.error.URLError, HTTPException, OSError) as exc:  # refused, reset, timeout
             reason = getattr(exc, "reason", exc)
-            raise TransientHTTPError(f"{self.url}: {type(reason).__name__}: {reason}") from None
+            raise TransientError(f"{self.url}: {type(reason).__name__}: {reason}") from None
         try:
             answer = json.loads(raw)
-            content = answer["choices"][0]["message"].get("content")
+            choice = answer["choices"][0]
+            message = choice["message"]
+            content, refused = openai_choice(
+                choice.get("finish_reason"),
+                message.get("content"),
+                message.get("refusal"),
+                message.get("tool_calls"),
+            )
         except (ValueError, KeyError, IndexError, TypeError, AttributeError):
-            raise BackendError(
+            raise MalformedResponse(
                 f"{self.url}: not a chat-completions response: {raw[:200]!r}"
             ) from None
-        self.usage.record(*_token_counts(answer), latency)
-        return content or ""  # None when the model refused or only called tools
+        self.usage.record(*_token_counts(answer), latency, refused=int(refused is not None))
+        if refused is not None:
+            raise Refused({0: f"openai_compatible {self.cfg.model}: {refused}"})
+        return content
 
     def _http_error(self, exc: urllib.error.HTTPError) -> BackendError:
         detail = exc.read()[:300].decode("utf-8", "replace").strip()
         message = f"{self.url}: HTTP {exc.code} {exc.reason}: {detail}"
-        if exc.code in TRANSIENT_STATUS or exc.code >= 500:
+        if transient_status(exc.code):
             retry_after = exc.headers.get("Retry-After") if exc.headers else None
             try:
                 seconds = float(retry_after) if retry_after else None
             except ValueError:  # an HTTP date: fall back to the backoff schedule
                 seconds = None
-            return TransientHTTPError(message, retry_after=seconds)
+            return TransientError(message, retry_after=seconds)
         if exc.code in (401, 403) and self.cfg.api_key_env:
             present = "is set" if os.environ.get(self.cfg.api_key_env) else "is NOT set"
             message += f" (the API key variable {self.cfg.api_key_env} {present})"

@@ -16,7 +16,7 @@ JUDGE_PREFIX = "judge/"
 
 def format_summary_markdown(summary: EvalSummary, title: str | None = None) -> str:
     """Headline metrics (with the scored model's usage), then a judge model's usage, per-key
-    breakdowns, and the retry report: every failed call."""
+    breakdowns, the retry report (every failed call) and every sample the model refused."""
     s = summary
     lines = [
         f"# {title or f'Eval of {s.model}'}",
@@ -25,6 +25,7 @@ def format_summary_markdown(summary: EvalSummary, title: str | None = None) -> s
         f"- dataset: `{s.dataset or '(rows given directly)'}`",
         f"- rows: {s.n_rows} × {s.num_samples} sample{'s' * (s.num_samples != 1)}, "
         f"{s.seconds:.1f} s",
+        *([f"- answers reused from an earlier eval: {s.reused}"] if s.reused else []),
         "",
         "| metric | value |",
         "| --- | ---: |",
@@ -39,6 +40,21 @@ def format_summary_markdown(summary: EvalSummary, title: str | None = None) -> s
     if breakdowns:
         lines += ["", "## Breakdown", "", "| metric | value |", "| --- | ---: |"]
         lines += [f"| {k} | {format_number(v)} |" for k, v in sorted(breakdowns.items())]
+    if s.unreadable_verdicts:
+        lines += [
+            "",
+            "## Verdicts that could not be read (scored 0)",
+            "",
+            "| row | id | metric | why |",
+            "| ---: | --- | --- | --- |",
+        ]
+        for v in s.unreadable_verdicts[:MAX_FAILURES_LISTED]:
+            lines.append(
+                f"| {v['index']} | {_cell(v['id'])} | {v['metric']} | {_cell(v['error'])} |"
+            )
+        if len(s.unreadable_verdicts) > MAX_FAILURES_LISTED:
+            more = len(s.unreadable_verdicts) - MAX_FAILURES_LISTED
+            lines.append(f"\n… and {more} more in summary.json.")
     report = s.retry_report
     lines += ["", "## Retries", ""]
     if not report.total_failures:
@@ -54,8 +70,32 @@ def format_summary_markdown(summary: EvalSummary, title: str | None = None) -> s
         ]
         shown = sorted(report.failures, key=lambda f: (f.index, f.sample))[:MAX_FAILURES_LISTED]
         for f in shown:
-            error = f.error.replace("|", "\\|").replace("\n", " ")
-            lines.append(f"| {f.index} | {f.row_id} | {f.sample} | {f.attempts} | {error} |")
+            lines.append(
+                f"| {f.index} | {_cell(f.row_id)} | {f.sample} | {f.attempts} | {_cell(f.error)} |"
+            )
         if report.total_failures > len(shown):
             lines.append(f"\n… and {report.total_failures - len(shown)} more in summary.json.")
+    if not report.total_refused:
+        return "\n".join(lines) + "\n"
+    lines += [
+        "",
+        "## Refusals",
+        "",
+        f"**{report.total_refused} sample{'s' * (report.total_refused != 1)} refused** "
+        "(a refusal, a content filter or a safety "
+        f"block; rows {', '.join(map(str, report.refused_rows))}; not retried, scored as wrong).",
+        "",
+        "| row | id | sample | why |",
+        "| ---: | --- | ---: | --- |",
+    ]
+    refused = sorted(report.refusals, key=lambda r: (r.index, r.sample))[:MAX_FAILURES_LISTED]
+    for r in refused:
+        lines.append(f"| {r.index} | {_cell(r.row_id)} | {r.sample} | {_cell(r.reason)} |")
+    if report.total_refused > len(refused):
+        lines.append(f"\n… and {report.total_refused - len(refused)} more in summary.json.")
     return "\n".join(lines) + "\n"
+
+
+def _cell(value: object) -> str:
+    """Text from outside (a row id, an error, a reply) as one table cell of one line."""
+    return str(value).replace("|", "\\|").replace("\r", " ").replace("\n", " ")

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from evsys.answers import extract_answer, target_answer
+from evsys.clients.usage import CallUsage
 from evsys.config import MetricSpec, VerifierSpec
 from evsys.errors import DataError
 from evsys.protocols import Row
@@ -40,6 +41,16 @@ class RowScorer:
     def name(self) -> str:
         role = "verifier" if self._verifier is not None else "metric"
         return f"{role} {self.spec.kind}"
+
+    def judge_calls(self) -> list[CallUsage]:
+        """The calls a judge model answered for this scorer (an llm_judge verifier, pass_rate
+        with a judge); empty for scorers that ask none."""
+        scorer = self._verifier if self._verifier is not None else self._metric
+        for name in ("judge_calls", "calls"):
+            method = getattr(scorer, name, None)
+            if method is not None:
+                return list(method())
+        return []
 
     def __call__(self, row: Row, completion: str) -> Verdict:
         info: dict[str, Any] = {}

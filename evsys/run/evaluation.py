@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from evsys.clients.usage import judge_usage, mark, usage_since
 from evsys.config import DataConfig, ExperimentConfig, InferenceSpec, MetricSpec
 from evsys.data.sources import apply_transforms, load_rows
 from evsys.files import write_jsonl_atomically
+from evsys.harness.retry import RefusedAnswer, answer_or_refusal
 from evsys.interrupts import reraise_if_interruption
 from evsys.protocols import DataStore, InferenceClient, Row
 from evsys.registry import BACKENDS, INFERENCE_CLIENTS, METRICS
@@ -143,15 +145,17 @@ def generate_all(
     outputs = []
     with progress_bar(label, len(prompts)) as advance:
         for prompt in prompts:
-            outputs.append(
-                client.generate(prompt=prompt, max_tokens=max_tokens, temperature=temperature)
+            generate = partial(
+                client.generate, prompt=prompt, max_tokens=max_tokens, temperature=temperature
             )
+            outputs.append(answer_or_refusal(generate))  # a refusal: that row, not the eval
             advance()
     return outputs
 
 
 def write_predictions(path: Path, rows: list[Row], predictions: list[str]) -> None:
-    """One record per row: its prompt, the prediction and the target."""
+    """One record per row: its prompt, the prediction and the target; a row the model refused
+    also says why (``refused``)."""
     records = (
         {
             "index": index,
@@ -159,6 +163,7 @@ def write_predictions(path: Path, rows: list[Row], predictions: list[str]) -> No
             "prompt": prompt_messages(row),
             "prediction": prediction,
             "target": row.get("answer", row.get("target_assistant")),
+            **({"refused": prediction.reason} if isinstance(prediction, RefusedAnswer) else {}),
         }
         for index, (row, prediction) in enumerate(zip(rows, predictions, strict=True))
     )

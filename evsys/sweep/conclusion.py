@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from evsys.registry import closest
 from evsys.report import format_number
 from evsys.sweep.aggregate import (
     COMPLETED,
@@ -70,7 +71,8 @@ def _outcome(success: dict[str, str] | None, arms: list[ArmRow], groups: list[Gr
     metric, direction = success["name"], success["direction"]
     ranked = _rank(groups, arms, metric, maximise=direction == "max")
     if not ranked:
-        return f"No completed arm reports `{metric}`, so no arm is ranked."
+        why = unreported_metric(metric, arms) or f"no completed arm reports `{metric}`"
+        return f"{why[0].upper()}{why[1:]}, so no arm is ranked."
     winner = ranked[0]
     better = "higher" if direction == "max" else "lower"
     head = f"`{winner.label}` is best on `{metric}` ({better} is better): {_stats(winner.stats)}"
@@ -89,6 +91,21 @@ def _outcome(success: dict[str, str] | None, arms: list[ArmRow], groups: list[Gr
         f"{_ahead(margin, runner_up.stats.mean)}. {_against_spread(winner, runner_up, margin)}"
     )
     return text + _listing(ranked)
+
+
+def unreported_metric(metric: str, arms: list[ArmRow]) -> str | None:
+    """ "no arm reported `X`; reported: …" (with the closest name) when arms completed and none
+    reported ``metric``: only the arms can tell which metrics a run reports (a custom recipe or
+    callback adds its own), so this is where a misspelt success metric shows. None otherwise."""
+    completed = [arm for arm in arms if arm.status == COMPLETED]
+    if not completed or any(metric in arm.metrics for arm in completed):
+        return None
+    reported = sorted({name for arm in completed for name in arm.metrics})
+    text = f"no arm reported `{metric}`; reported: " + (
+        ", ".join(f"`{name}`" for name in reported) or "nothing"
+    )
+    suggestion = closest(metric, reported)
+    return text + (f" (did you mean `{suggestion}`?)" if suggestion else "")
 
 
 def _rank(

@@ -49,11 +49,18 @@ class SweepExperiment:
     experiment_id: str
     owns_client: bool
 
-    def conclude(self, summary: SweepSummary, sweep_plan: dict[str, Any] | None = None) -> None:
+    def conclude(
+        self,
+        summary: SweepSummary,
+        sweep_plan: dict[str, Any] | None = None,
+        *,
+        sweeper_failed: bool = False,
+    ) -> None:
         """Best arm, best score, conclusion and status, once every arm has ended; ``sweep_plan``
         replaces the plan the experiment was created with (another sweeper's arms, known only
-        once it has proposed them)."""
-        done = not (summary.failed or summary.running or summary.missing)
+        once it has proposed them). ``sweeper_failed``: the sweep ended ``failed`` whatever its
+        arms did (its sweeper raised)."""
+        done = not (sweeper_failed or summary.failed or summary.running or summary.missing)
         plan = {"sweep_plan": _plan_for_dashboard(sweep_plan)} if sweep_plan is not None else {}
         self.client.update_experiment(
             self.experiment_id,

@@ -71,6 +71,9 @@ class ForeignSweepCallback(Callback):
     sweep."""
 
     experiment: SweepExperiment | None = None
+    config: DictConfig | None = None
+    running: ForeignSweepCallback | None = None
+    """The sweep this process drives, from its start to its end (see evsys.sweep.foreign_crash)."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         if not is_foreign(config):
@@ -83,6 +86,7 @@ class ForeignSweepCallback(Callback):
         sweep_dir.mkdir(parents=True, exist_ok=True)
         self.experiment = open_foreign_experiment(sweep_dir, config, samples[0])
         OmegaConf.save(config, sweep_dir / "multirun.yaml")  # evsys resume reads the sweeper here
+        self.config, ForeignSweepCallback.running = config, self
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if not is_foreign(config):
@@ -93,6 +97,7 @@ class ForeignSweepCallback(Callback):
 
         sweep_dir = Path(config.hydra.sweep.dir)
         experiment, self.experiment = self.experiment, None
+        ForeignSweepCallback.running = None
         try:
             summary = write_foreign_sweep_outputs(sweep_dir, config)
         except DataError as exc:  # the sweeper launched nothing

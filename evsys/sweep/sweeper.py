@@ -36,6 +36,7 @@ from evsys.run.record import (
     write_run_result,
 )
 from evsys.sweep.aggregate import SweepSummary, write_sweep_outputs
+from evsys.sweep.conclusion import unreported_metric
 from evsys.sweep.dashboard import open_sweep_experiment
 from evsys.sweep.plan import Arm, SweepAxes, bad_arms
 
@@ -135,6 +136,13 @@ def report_sweep(summary: SweepSummary) -> int:
     if summary.conclusion:
         print("", *(f"  {line}" for line in summary.conclusion.splitlines()), sep="\n")
     if any(a.error_type == ConfigError.__name__ for a in summary.arms):
+        return EXIT_BAD_INPUT
+    # A success metric no arm reported: known only now, it is bad input all the same.
+    unreported = summary.success_metric and unreported_metric(
+        summary.success_metric["name"], summary.arms
+    )
+    if unreported:
+        print(f"evsys: metadata.success_metric: {unreported}", file=sys.stderr)
         return EXIT_BAD_INPUT
     return (
         EXIT_OK if not (summary.failed or summary.running or summary.missing) else EXIT_ARM_FAILED

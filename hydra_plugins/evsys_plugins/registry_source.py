@@ -16,6 +16,7 @@ from omegaconf import OmegaConf
 
 from evsys.compose import nodes as published
 from evsys.compose.node_cache import cached_node
+from evsys.compose.value_overrides import install as install_override_rule
 
 
 def _group_nodes() -> published.GroupNodes:
@@ -30,6 +31,9 @@ class RegistryConfigSource(ConfigSource):
         return "evsys-registry"
 
     def load_config(self, config_path: str) -> ConfigResult:
+        # An evsys config is being composed (in any process: a launcher's worker too): its
+        # overrides are applied by evsys's rule, which validation applies (before they are).
+        install_override_rule()
         group, _, name = config_path.removesuffix(".yaml").rpartition("/")
         node = _group_nodes().get(group, {}).get(name)
         if node is None:

@@ -3,8 +3,6 @@ serve every config file of the evsys app from the node cache."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from hydra.core.config_search_path import ConfigSearchPath, SearchPathElement
 from hydra.plugins.search_path_plugin import SearchPathPlugin
 
@@ -39,13 +37,12 @@ class EvsysSearchPathPlugin(SearchPathPlugin):
         # Registered extensions come last: a conf file extends them, never replaces them.
         search_path.append(REGISTRY_PROVIDER, f"{RegistryConfigSource.scheme()}://")
 
-        cwd = Path.cwd().resolve()
-        user_experiments, user_conf = cwd / "experiments", cwd / "conf"
-        if user_experiments.is_dir() and user_experiments != bundled_experiments:
+        user_conf, user_experiments = paths.project_config_folders()
+        if user_experiments is not None:
             search_path.prepend(
                 "project-experiments", ExperimentsConfigSource.url(user_experiments)
             )
-        if user_conf.is_dir() and user_conf != bundled_conf:
+        if user_conf is not None:
             search_path.prepend("project-conf", CachedFileConfigSource.url(user_conf))
 
 

@@ -9,8 +9,11 @@ why. It must answer one JSON object::
                     "parents": ["g0_001"], "why": "…"}]}
 
 The answer is parsed strictly: anything but that shape is refused as a whole, counted as one
-illegal proposal and quoted back in the next prompt. Every proposal is then validated by the loop
-like any arm; an illegal one is never launched, and its problems go into the next prompt.
+illegal proposal and quoted back in the next prompt. Every proposal is then confined to the search
+space and validated by the loop (:mod:`evsys.evolve.admission`); an illegal one is never launched,
+and its problems, quoting it as written, go into the next prompt. Proposals past twice the arms
+asked for are recorded as dropped. An arm's parents are the earlier arms the model names; none
+when it names none.
 """
 
 from __future__ import annotations
@@ -82,18 +85,18 @@ class LLMProposer:
             self.context.count_illegal(generation, {"answer": answer[:2000]}, [str(exc)])
             self.feedback.append(f"your last answer was refused as a whole: {exc}")
             return []
+        cap = 2 * len(names)
+        for entry in entries[cap:]:
+            reason = f"past the {cap} proposals read per answer ({len(names)} asked for)"
+            self.context.record_dropped(generation, entry["overrides"], reason)
         proposals = []
         extra = [f"{names[-1]}+{i}" for i in range(1, len(entries))] if names else []
-        for name, entry in zip([*names, *extra], entries[: 2 * len(names)], strict=False):
-            parents = [p for p in entry["parents"] if p in known] or [
-                a.name for a in self.context.best_arms(history, 1)
-            ]
+        for name, entry in zip([*names, *extra], entries[:cap], strict=False):
             proposals.append(
                 Proposal(
                     name=name,
                     overrides=entry["overrides"],
-                    params=_as_params(entry["overrides"]),
-                    parents=parents,
+                    parents=[p for p in entry["parents"] if p in known],
                     data={"why": entry["why"]},
                     rationale=entry["why"],
                 )
@@ -130,7 +133,7 @@ class LLMProposer:
         ]
         if context.dimensions:
             parts.append(
-                "Search space (vary these first):\n"
+                "Search space (a proposal may set only these keys, one value each):\n"
                 + "\n".join(f"- {d.describe()}" for d in context.dimensions)
             )
         shown = context.best_arms(history, self.cfg.show_arms)
@@ -150,14 +153,14 @@ class LLMProposer:
 
 
 SYSTEM = (
-    "You design machine-learning experiments. Each experiment is a list of Hydra overrides "
-    "(dotted.key=value) on a base config; every override must be legal under the JSON schema "
-    "given. Answer with JSON only."
+    "You design machine-learning experiments. Each experiment is a list of overrides "
+    "(dotted.key=value) on a base config; each must set one key of the search space given, to "
+    "a plain value inside its range. Answer with JSON only."
 )
 ANSWER_FORMAT = (
     'Answer with one JSON object: {"proposals": [{"overrides": ["key=value", ...], '
-    '"parents": ["<arm name>", ...], "why": "<one sentence>"}]}. No hydra.* keys, no sweep '
-    "expressions (no commas, interval, choice or range): one value per key."
+    '"parents": ["<arm name>", ...], "why": "<one sentence>"}]}. Only the search space\'s keys; '
+    "plain values (no ${...}, no sweep expressions, no commas, interval, choice or range)."
 )
 
 
@@ -204,7 +207,3 @@ def _arm_view(arm: StoredArm, context: Any) -> dict[str, Any]:
         view["error"] = arm.error[:400]
     view["status"] = arm.state
     return view
-
-
-def _as_params(overrides: list[str]) -> dict[str, str]:
-    return dict(line.split("=", 1) for line in overrides)

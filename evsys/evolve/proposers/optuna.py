@@ -7,8 +7,9 @@ resumed sweep proposes from everything the earlier sessions learned. Optuna's ow
 not used: optuna 2.10 (which hydra-optuna-sweeper pins) is broken with SQLAlchemy 2.
 
 A failed arm is told as ``TrialState.FAIL`` — Optuna's own "bad result" — and the loop goes on.
-The parents recorded for an arm are the ones NSGA-II crossed over, else the best arm so far (the
-incumbent the sampler's model is centred on).
+The parents recorded for an arm are the ones NSGA-II crossed over, else the nearest earlier arm
+in the normalised space (:func:`evsys.evolve.ancestry.nearest_arm`), or none in the first
+generation.
 """
 
 from __future__ import annotations
@@ -85,6 +86,9 @@ class OptunaProposer:
     def propose(
         self, generation: int, names: list[str], history: list[StoredArm]
     ) -> list[Proposal]:
+        from evsys.evolve.ancestry import base_point, nearest_arm
+
+        base = base_point(self.context)
         proposals = []
         for name in names:
             with _quiet():
@@ -96,7 +100,7 @@ class OptunaProposer:
                 name=name,
                 overrides=[self.dimensions[key].override(v) for key, v in params.items()],
                 params=params,
-                parents=parents or _incumbent(history, self.context),
+                parents=parents or nearest_arm(params, history, self.context.dimensions, base),
                 data={"system_attrs": _plain(trial.system_attrs)},
                 handle=trial,
             )
@@ -194,11 +198,6 @@ def _from_store(dimension: Dimension, value: Any) -> Any:
 
 def _values(values: list[float]) -> Any:
     return values[0] if len(values) == 1 else list(values)
-
-
-def _incumbent(history: list[StoredArm], context: Any) -> list[str]:
-    best = context.best_arms(history, 1)
-    return [arm.name for arm in best]
 
 
 def _plain(attrs: dict[str, Any]) -> dict[str, Any]:
