@@ -2,8 +2,8 @@
 
 It speaks just ``GET /sdk/whoami`` and ``POST /sdk/writes`` (idempotent by write id, as the
 service is), and fails on request: ``fail_next`` answers the next write batches with the given
-statuses (``503``, ``500``, ``401``) or cuts the connection (``reset``); ``refuse`` answers 422
-for any batch holding a write it matches.
+statuses (``503``, ``500``, ``401``), cuts the connection (``reset``) or answers nothing until
+``released`` is set (``hang``: the whole double hangs from then on) or answers after a while (``slow:<seconds>``); ``refuse`` answers 422 for any batch holding a write it matches.
 The service itself (``tests/dashboard_server.py``) is what the client is tested against for what
 it stores; this double only makes failures happen on cue.
 """
@@ -14,6 +14,7 @@ import json
 import socket
 import struct
 import threading
+import time
 from collections.abc import Callable
 from http.server import ThreadingHTTPServer
 from typing import Any
@@ -30,6 +31,8 @@ class ScriptedDashboard:
         self.refuse: Callable[[dict[str, Any]], bool] = lambda write: False
         self.writes: dict[str, dict[str, Any]] = {}  # id → write, each once
         self.batches: list[int] = []  # the size of every batch that arrived, answered or not
+        self.released = threading.Event()  # ends every "hang"
+        self.hung = False  # set by a "hang": every request waits for released
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", port), _handler(self))
         self.server.daemon_threads = True
@@ -54,6 +57,7 @@ class ScriptedDashboard:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.released.set()
         self.server.shutdown()
         self.server.server_close()
         self.thread.join()
@@ -68,6 +72,9 @@ def _handler(double: ScriptedDashboard) -> type[JSONHandler]:
             return False
 
         def do_GET(self) -> None:
+            if double.hung:
+                double.released.wait()
+                return
             if self.path.startswith(f"{PREFIX}/sdk/whoami") and self._authorised():
                 self._json(200, {"project_id": "p1", "project_name": "demo"})
             elif not self.path.startswith(f"{PREFIX}/sdk/whoami"):
@@ -79,6 +86,13 @@ def _handler(double: ScriptedDashboard) -> type[JSONHandler]:
             with double.lock:
                 double.batches.append(len(writes))
                 failure = double.fail_next.pop(0) if double.fail_next else None
+            if failure == "hang" or double.hung:
+                double.hung = True
+                double.released.wait()
+                return
+            if failure is not None and failure.startswith("slow:"):
+                time.sleep(float(failure.removeprefix("slow:")))
+                failure = None
             if failure == "reset":  # RST instead of an answer
                 linger = struct.pack("ii", 1, 0)
                 self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)

@@ -37,6 +37,55 @@ def test_the_migrations_build_exactly_the_models(database: str, tmp_path: Path) 
             engine.dispose()
 
 
+@pytest.mark.parametrize("database", DATABASES)
+def test_step_rows_from_before_the_write_times_count_as_oldest(
+    database: str, tmp_path: Path
+) -> None:
+    """A database of revision 0001 upgraded in place: its step rows have no write time, so
+    any timed write replaces them; after that only a newer one does."""
+    import sqlalchemy as sa
+    from alembic import command
+    from alembic.config import Config
+
+    from evsys.dashboard.db import MIGRATIONS, make_engine, sessions, upgrade
+    from evsys.dashboard.writes import apply_batch
+
+    def write(when: float, value: float) -> dict:
+        steps = [{"step": 1, "metrics": {"loss": value}}]
+        return {"id": f"w{when}", "op": "run.steps", "data": {"run_id": "r", "steps": steps}} | {
+            "time": when
+        }
+
+    with fresh_database(database, tmp_path) as url:
+        engine = make_engine(url)
+        try:
+            config = Config()
+            config.set_main_option("script_location", str(MIGRATIONS))
+            with engine.begin() as connection:
+                config.attributes["connection"] = connection
+                command.upgrade(config, "0001")
+                connection.execute(
+                    sa.text("INSERT INTO projects VALUES ('p', 'p', :now)"), {"now": "2026-01-01"}
+                )
+                connection.execute(
+                    sa.text(
+                        "INSERT INTO step_metrics (project_id, run_id, step, name, value)"
+                        " VALUES ('p', 'r', 1, 'loss', 5.0)"
+                    )
+                )
+            upgrade(engine)
+            held = sa.text("SELECT value, written_at FROM step_metrics")
+            with sessions(engine)() as session:
+                apply_batch(session, "p", [write(1.0, 4.0)])
+                assert session.execute(held).all() == [(4.0, 1.0)]
+                for when, value in ((2.0, 2.0), (0.5, 3.0)):
+                    apply_batch(session, "p", [write(when, value)])
+                session.commit()
+                assert session.execute(held).all() == [(2.0, 2.0)]
+        finally:
+            engine.dispose()
+
+
 def test_postgresql_tests_skip_without_a_server_unless_required(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -372,6 +372,53 @@ def test_compare_asks_for_two_runs_at_least(http) -> None:
     assert http.get("/compare?runs=arm-a,no-such-run").status_code == 404
 
 
+def test_compare_answers_any_set_of_runs_never_a_5xx(service, http) -> None:
+    """Runs with overlapping and disjoint metrics and config keys, in any order: a metric only a
+    later run has (a third run's, not the first's nor the second's) once answered 500."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    names = st.sampled_from(["loss", "eval/acc", "only/c", "x"])
+    numbers = st.one_of(
+        st.floats(allow_nan=True, allow_infinity=True), st.integers(-(2**53), 2**53)
+    )
+    one_run = st.tuples(
+        st.dictionaries(names, numbers, max_size=4),
+        st.dictionaries(st.sampled_from(["lr", "rank", "model"]), numbers, max_size=3),
+    )
+
+    @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(runs=st.lists(one_run, min_size=2, max_size=6))
+    def check(runs: list[tuple[dict, dict]]) -> None:
+        ids = [uuid.uuid4().hex for _ in runs]
+        writes = []
+        for run_id, (summary, config) in zip(ids, runs, strict=True):
+            writes.append(write("run.create", id=run_id, experiment_id="cmp", name=run_id[:6]))
+            writes.append(write("run.update", id=run_id, summary=summary, config=config))
+        service.post_writes(writes)
+        answer = http.get(f"/compare?runs={','.join(ids)}")
+        assert answer.status_code == 200, answer.text[-500:]
+        for name in {name for summary, _ in runs for name in summary}:
+            assert f"<td>{name}</td>" in answer.text
+
+    check()
+
+
+def test_a_run_page_names_where_a_curve_was_nan_or_infinite(service, http) -> None:
+    steps = [
+        {"step": s, "metrics": {"loss": v}} for s, v in enumerate([1.0, "NaN", 0.5, "-Infinity"])
+    ]
+    service.post_writes(
+        [
+            write("run.create", id="nan-run", experiment_id="nan-exp", name="diverged"),
+            write("run.steps", run_id="nan-run", steps=steps),
+        ]
+    )
+    page = http.get("/runs/nan-run")
+    assert page.status_code == 200
+    assert "NaN at step 1; -Infinity at step 3" in page.text
+
+
 # ---- in the browser ---------------------------------------------------------------------------
 
 

@@ -25,7 +25,7 @@ from evsys.dashboard.models import (
     Run,
     StepMetric,
 )
-from evsys.dashboard.writes import TooDeep, apply_batch, clean
+from evsys.dashboard.writes import TooDeep, UnknownObject, apply_batch, clean
 from evsys.tracking.wire import MAX_WRITES, OPS, check_write
 
 router = APIRouter()
@@ -108,7 +108,16 @@ WRITES_BODY = {
                                 "id": {"type": "string", "description": "client-made uuid4 hex"},
                                 "op": {"type": "string", "enum": list(OPS)},
                                 "data": {"type": "object"},
-                                "time": {"type": "number", "description": "unix seconds"},
+                                "time": {
+                                    "type": "number",
+                                    "description": "unix seconds, when the client made the "
+                                    "write: of two values of a step metric the later stays",
+                                },
+                                "create_queued": {
+                                    "type": "boolean",
+                                    "description": "an update whose create its client made "
+                                    "(and may not have sent yet): no 404 for a missing object",
+                                },
                             },
                         },
                     }
@@ -127,10 +136,16 @@ def post_writes(
     payload: Annotated[Any, Depends(json_body)],
 ) -> dict[str, int]:
     """Apply a batch of writes in one transaction; a replayed write id counts as a duplicate.
-    The fields of each op's ``data`` are ``evsys.tracking.wire.OPS``."""
+    The fields of each op's ``data`` are ``evsys.tracking.wire.OPS``. An update of an object
+    the project does not hold answers 404 and applies nothing of the batch, unless the write
+    says ``"create_queued": true``."""
     writes = _checked_writes(payload)
     with request.app.state.write_lock:
-        applied, duplicates = apply_batch(session, project.id, writes)
+        try:
+            applied, duplicates = apply_batch(session, project.id, writes)
+        except UnknownObject as error:
+            session.rollback()
+            raise HTTPException(404, str(error)) from None
         session.commit()
     return {"applied": applied, "duplicates": duplicates}
 
@@ -231,13 +246,14 @@ def get_steps(
     run_id: str, session: DB, project: CurrentProject, name: str | None = None
 ) -> dict[str, list[dict[str, Any]]]:
     _get(session, Run, project, run_id, "run")
-    query = select(StepMetric.step, StepMetric.name, StepMetric.value).filter_by(
-        project_id=project.id, run_id=run_id
-    )
+    query = select(
+        StepMetric.step, StepMetric.name, StepMetric.value, StepMetric.nonfinite
+    ).filter_by(project_id=project.id, run_id=run_id)
     if name is not None:
         query = query.where(StepMetric.name == name)
     rows = session.execute(query.order_by(StepMetric.step, StepMetric.name))
-    return {"steps": [{"step": s, "name": n, "value": v} for s, n, v in rows]}
+    # a NaN or infinite value as its name ("NaN", "Infinity", "-Infinity"): JSON has no NaN
+    return {"steps": [{"step": s, "name": n, "value": x or v} for s, n, v, x in rows]}
 
 
 @router.get("/runs/{run_id}/evals", tags=["reads"])

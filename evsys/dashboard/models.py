@@ -32,6 +32,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from evsys.tracking.wire import wire_number
+
 # JSON on SQLite (text), JSONB on PostgreSQL.
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 ID = String(128)  # client-made ids, checked by evsys.tracking.wire (MAX_ID_LENGTH)
@@ -63,11 +65,12 @@ class Base(DeclarativeBase):
 
 
 def json_value(value: Any) -> Any:
-    """A stored value as JSON: aware ISO times (SQLite hands back naive UTC), finite numbers."""
+    """A stored value as JSON: aware ISO times (SQLite hands back naive UTC), a NaN or
+    infinite number as its name (``wire.NONFINITE``: JSON has no NaN)."""
     if isinstance(value, datetime):
         return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
     if isinstance(value, float) and not math.isfinite(value):
-        return None
+        return wire_number(value)
     return value
 
 
@@ -150,7 +153,8 @@ class Run(ProjectScoped, Base):
 
 class StepMetric(Base):
     """One value of one metric at one step: unique by (run, step, name), so a replayed or
-    resumed step replaces the value instead of adding a row."""
+    resumed step replaces the value instead of adding a row, when it was written later
+    (``written_at``, the client's clock when the value was logged; null counts as oldest)."""
 
     __tablename__ = "step_metrics"
     __table_args__ = (UniqueConstraint("project_id", "run_id", "step", "name"),)
@@ -159,7 +163,10 @@ class StepMetric(Base):
     run_id: Mapped[str] = mapped_column(ID)
     step: Mapped[int] = mapped_column(BigInteger)
     name: Mapped[str] = mapped_column(String(256))  # wire.MAX_NAME_LENGTH
-    value: Mapped[float | None] = mapped_column(Float)  # null: NaN or infinite
+    value: Mapped[float | None] = mapped_column(Float)  # null when nonfinite is set
+    # "NaN", "Infinity" or "-Infinity" (wire.NONFINITE): SQLite cannot store a NaN in a REAL
+    nonfinite: Mapped[str | None] = mapped_column(String(9))
+    written_at: Mapped[float | None] = mapped_column(Float)  # unix seconds, client clock
 
 
 class EvalRun(ProjectScoped, Base):

@@ -3,10 +3,13 @@
 Each write's id is claimed in ``applied_writes`` first (insert, do nothing on conflict): the ids
 that come back are new and are applied in batch order; the others are duplicates and change
 nothing. Object writes are upserts keyed by ``(project, id)``, so that a create replayed under a
-new write id, or an update that reaches the service before its create, still lands. Step
-metrics are gathered and upserted at the end of the batch (a later value of a (run, step, name)
-replaces the earlier one), with the dialect's ``ON CONFLICT`` so that it holds on SQLite and
-PostgreSQL alike, under concurrent batches too.
+new write id still lands; an update of an object the project does not hold is refused
+(:class:`UnknownObject`) unless its create comes earlier in the batch or the write says
+``create_queued`` (its client made the create: mirrors reach the service in any order). Step
+metrics are gathered and upserted at the end of the batch: a value replaces the one held only
+when it was written later (the write's client time; a row or write without one counts as
+oldest), with the dialect's ``ON CONFLICT ... WHERE`` so that it holds on SQLite and PostgreSQL
+alike, under concurrent batches too, whatever order the writes arrive in.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import and_, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -31,7 +35,7 @@ from evsys.dashboard.models import (
     StepMetric,
     utcnow,
 )
-from evsys.tracking.wire import MAX_INT
+from evsys.tracking.wire import MAX_INT, UPDATES, wire_number
 
 # op → the table it upserts into; run.steps and predictions.add have their own code.
 UPSERTS = {
@@ -46,6 +50,18 @@ UPSERTS = {
 }
 # The dialect's INSERT (sqlite.insert or postgresql.insert): both have on_conflict_do_*.
 Insert = Callable[[Any], Any]
+# Float columns of the objects: a NaN or infinity (which SQLite's REAL cannot hold) is null there.
+FLOAT_FIELDS = {"best_score"}
+
+
+class UnknownObject(LookupError):
+    """An update of an object the project does not hold (and no create of it queued)."""
+
+    def __init__(self, index: int, what: str, object_id: str):
+        self.index = index
+        super().__init__(
+            f"writes[{index}].data.id: no {what} {object_id!r} in this project (create it first)"
+        )
 
 
 def apply_batch(session: Session, project_id: str, writes: list[dict[str, Any]]) -> tuple[int, int]:
@@ -53,25 +69,59 @@ def apply_batch(session: Session, project_id: str, writes: list[dict[str, Any]])
     its data passed through :func:`clean`. Returns ``(applied, duplicates)``; the caller commits."""
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     claimed = _claim(session, insert, project_id, writes)
-    steps: dict[tuple[str, int, str], float | None] = {}
+    # (run, step, name) -> (written at, value): the newest of the batch, the later one on a tie
+    steps: dict[tuple[str, int, str], tuple[float | None, Any]] = {}
+    created: set[tuple[str, str]] = set()  # (table, id) of the creates applied so far
     applied = 0
-    for write in writes:
+    for index, write in enumerate(writes):
         if write["id"] not in claimed:
             continue
         claimed.discard(write["id"])  # the same id twice in one batch: the second is a duplicate
         applied += 1
         op, data = write["op"], write["data"]
-        when = _time(write.get("time"))
         if op == "run.steps":
+            written_at = _finite(write.get("time"))
             for entry in data["steps"]:
                 for name, value in entry["metrics"].items():
-                    steps[(data["run_id"], entry["step"], name)] = value
+                    key = (data["run_id"], entry["step"], name)
+                    held = steps.get(key)
+                    if held is None or not _older(written_at, held[0]):
+                        steps[key] = (written_at, value)
         elif op == "predictions.add":
             _add_predictions(session, insert, project_id, data)
         else:
-            _upsert(session, insert, UPSERTS[op], project_id, data, when)
+            model = UPSERTS[op]
+            if op in UPDATES and not write.get("create_queued"):
+                _check_exists(session, model, project_id, data["id"], created, index)
+            created.add((model.__tablename__, data["id"]))
+            _upsert(session, insert, model, project_id, data, _time(write.get("time")))
     _upsert_steps(session, insert, project_id, steps)
     return applied, len(writes) - applied
+
+
+def _older(written_at: float | None, than: float | None) -> bool:
+    """Whether a value written at ``written_at`` is older than one written at ``than``; no
+    time is older than any time (two without one: the later to arrive wins, as before)."""
+    if than is None:
+        return False
+    return written_at is None or written_at < than
+
+
+def _check_exists(
+    session: Session,
+    model: type[Base],
+    project_id: str,
+    object_id: str,
+    created: set[tuple[str, str]],
+    index: int,
+) -> None:
+    if (model.__tablename__, object_id) in created:
+        return
+    found = session.execute(
+        select(model.id).where(model.project_id == project_id, model.id == object_id)
+    ).first()
+    if found is None:
+        raise UnknownObject(index, model.__tablename__.removesuffix("s"), object_id)
 
 
 def _claim(
@@ -103,6 +153,9 @@ def _upsert(
     session: Session, insert: Insert, model: type[Base], project_id: str, data: dict, when: datetime
 ) -> None:
     fields = {key: value for key, value in data.items() if key != "id"}
+    for key in FLOAT_FIELDS & fields.keys():
+        if isinstance(fields[key], str):  # a NONFINITE name: no portable REAL holds it
+            fields[key] = None
     statement = insert(model).values(
         project_id=project_id, id=data["id"], created_at=when, updated_at=when, **fields
     )
@@ -124,7 +177,7 @@ def _add_predictions(session: Session, insert: Insert, project_id: str, data: di
             "completion": row["completion"],
             "expected": row.get("expected"),
             "passed": row.get("passed"),
-            "score": row.get("score"),
+            "score": None if isinstance(row.get("score"), str) else row.get("score"),
             "meta": row.get("meta"),
         }
         for position, row in enumerate(data["rows"])
@@ -141,16 +194,32 @@ def _add_predictions(session: Session, insert: Insert, project_id: str, data: di
 def _upsert_steps(session: Session, insert: Insert, project_id: str, steps: dict) -> None:
     # Sorted, so that concurrent batches lock rows in one order and cannot deadlock each other.
     rows = [
-        {"project_id": project_id, "run_id": run_id, "step": step, "name": name, "value": value}
-        for (run_id, step, name), value in sorted(steps.items(), key=lambda item: item[0])
+        {
+            "project_id": project_id,
+            "run_id": run_id,
+            "step": step,
+            "name": name,
+            "value": None if value.__class__ is str else value,
+            "nonfinite": value if value.__class__ is str else None,
+            "written_at": written_at,
+        }
+        for (run_id, step, name), (written_at, value) in sorted(
+            steps.items(), key=lambda item: item[0]
+        )
     ]
     if not rows:
         return
     statement = insert(StepMetric)
+    new, held = statement.excluded, StepMetric.__table__.c
     session.connection().execute(
         statement.on_conflict_do_update(
             index_elements=["project_id", "run_id", "step", "name"],
-            set_={"value": statement.excluded.value},
+            set_={"value": new.value, "nonfinite": new.nonfinite, "written_at": new.written_at},
+            # the newer value stays, whichever arrived last (see _older)
+            where=or_(
+                held.written_at.is_(None),
+                and_(new.written_at.is_not(None), new.written_at >= held.written_at),
+            ),
         ),
         rows,
     )
@@ -164,9 +233,10 @@ class TooDeep(ValueError):
 
 
 def clean(value: Any, depth: int = 0) -> Any:
-    """``value`` as both databases store it: NaN and infinities become null (JSONB has no
-    NaN), NUL characters and lone surrogates in text are replaced (PostgreSQL text takes
-    neither), integers past 64 bits become floats. Raises :class:`TooDeep` past MAX_DEPTH."""
+    """``value`` as both databases store it: NaN and infinities become their names
+    (``wire.NONFINITE``: JSONB has no NaN), NUL characters and lone surrogates in text are
+    replaced (PostgreSQL text takes neither), integers past 64 bits become floats (past a
+    float's range, null). Raises :class:`TooDeep` past MAX_DEPTH."""
     if isinstance(value, str):
         if "\x00" in value:
             value = value.replace("\x00", "\ufffd")
@@ -176,7 +246,7 @@ def clean(value: Any, depth: int = 0) -> Any:
             value = value.encode("utf-8", "replace").decode("utf-8")
         return value
     if isinstance(value, float):
-        return value if math.isfinite(value) else None
+        return wire_number(value)
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
         try:
             return clean(float(value))

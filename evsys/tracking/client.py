@@ -12,18 +12,14 @@ the sender thread; the write methods never touch the network. Reads are synchron
 
 from __future__ import annotations
 
-import atexit
-import json
 import logging
 import os
-import threading
-import time
 import urllib.parse
-import weakref
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from evsys.tracking.at_exit import flushed_at_exit, open_clients
 from evsys.tracking.errors import (
     DashboardClientError,
     EvsysAuthError,
@@ -32,15 +28,15 @@ from evsys.tracking.errors import (
 from evsys.tracking.mirror import Mirror, encode_write
 from evsys.tracking.sender import Sender
 from evsys.tracking.settings import Settings
+from evsys.tracking.step_lines import StepLines
 from evsys.tracking.transport import Transport
-from evsys.tracking.wire import OPS, check_data, make_write, new_id
+from evsys.tracking.wire import OPS, check_data, make_write, new_id, read_number
 
 __all__ = ["DashboardClient", "DashboardClientError", "EvsysAuthError"]
 
 log = logging.getLogger("evsys.tracking")
 KINDS = ("datasets", "benchmarks")
-EXIT_FLUSH_TIMEOUT_S = 2.0  # for every open client together: a service that is down must not
-# hold up the interpreter's exit; what is not sent by then stays in the mirror for `evsys sync`
+KEY_CHECK_TIMEOUT_S = 3.0  # a service that hangs costs a run's start this, then it goes on
 
 
 class DashboardClient:
@@ -92,7 +88,9 @@ class DashboardClient:
                 retry_max=retry_max,
                 service_down=self.project is None,
             )
-            _flushed_at_exit(self)
+            flushed_at_exit(self)
+        self._created: set[str] = set()  # ids of the objects this client's creates made
+        self._step_lines = StepLines()
         self._closed = False
 
     @property
@@ -102,7 +100,8 @@ class DashboardClient:
     def _check_key(self) -> dict[str, Any] | None:
         """``GET /sdk/whoami``: a rejected key raises; no answer warns and goes on."""
         try:
-            return self._transport.whoami(self.settings.project_id)
+            timeout = min(self._transport.timeout, KEY_CHECK_TIMEOUT_S)
+            return self._transport.whoami(self.settings.project_id, timeout)
         except ServiceUnreachable as exc:
             log.warning(
                 "dashboard: %s; writes go to the local mirror %s and are sent when it answers",
@@ -114,7 +113,8 @@ class DashboardClient:
     # ---- writes: mirrored, then queued; never a network call ----
     def _write(self, op: str, data: dict[str, Any], *, keep_none: bool = False) -> None:
         """Check, mirror, queue. Optional fields left ``None`` are left out of a creation; an
-        update sends what it was given (``None`` clears a field)."""
+        update sends what it was given (``None`` clears a field). The update of an object this
+        client created says ``create_queued``: the service takes it even before the create."""
         if self._closed:
             raise DashboardClientError(f"{op} after close(): the client is closed")
         if not keep_none:
@@ -123,6 +123,10 @@ class DashboardClient:
         if problem is not None:
             raise DashboardClientError(f"{op}: {problem}")
         write = make_write(op, data)
+        if op.endswith(".create"):
+            self._created.add(data["id"])
+        elif keep_none and data["id"] in self._created:
+            write["create_queued"] = True
         self._record(write["id"], encode_write(write))
 
     def _record(self, write_id: str, line: str) -> None:
@@ -232,19 +236,16 @@ class DashboardClient:
         self._update("run.update", run_id, fields)
 
     def log_step_metric(self, run_id: str, step: int, metrics: Mapping[str, float]) -> None:
-        """The hot path: one mirrored line and a queue put; the sender batches it. The line is
-        formatted here rather than through ``_write``: the same JSON at half the cost."""
-        if (
-            self._closed
-            or type(step) is not int
-            or type(run_id) is not str
-            or not _numbers(metrics)
-        ):
-            self._write("run.steps", _steps_data(run_id, step, metrics))  # or raise the reason
+        """The hot path: one mirrored line and a queue put; the sender batches it. Plain finite
+        numbers are encoded by ``StepLines`` (the same JSON at a fraction of the cost); anything
+        else goes through ``_write``, which checks it (or raises the reason)."""
+        made = None if self._closed else self._step_lines.make(run_id, step, metrics)
+        if made is None:
+            self._write("run.steps", {"run_id": run_id, "steps": [_step(step, metrics)]})
             return
-        write_id = new_id()
-        line = _STEP_LINE % (write_id, _json(run_id), step, _json(metrics), time.time())
-        self._record(write_id, line)
+        self.mirror.append(made[1])
+        if self._sender is not None:
+            self._sender.submit(*made)
 
     def log_eval_run(
         self,
@@ -322,7 +323,7 @@ class DashboardClient:
         if self._closed:
             return True
         self._closed = True
-        _open_clients.discard(self)
+        open_clients.discard(self)
         all_sent = True if self._sender is None else self._sender.close(timeout)
         self.mirror.close()
         if not all_sent:
@@ -372,8 +373,11 @@ class DashboardClient:
         return self._online().json("GET", f"/runs/{_segment(run_id)}")
 
     def get_run_steps(self, run_id: str) -> list[dict[str, Any]]:
-        """``[{"step", "name", "value"}, ...]`` ordered by step."""
-        return self._online().json("GET", f"/runs/{_segment(run_id)}/steps")["steps"]
+        """``[{"step", "name", "value"}, ...]`` ordered by step; NaN and infinities as floats."""
+        steps = self._online().json("GET", f"/runs/{_segment(run_id)}/steps")["steps"]
+        for step in steps:  # "NaN", "Infinity", "-Infinity" back to the floats they name
+            step["value"] = read_number(step["value"])
+        return steps
 
     def upload(self, kind: str, name: str, path: str | os.PathLike[str]) -> dict[str, Any]:
         """Upload a dataset (``.jsonl``) or benchmark (``.tar.gz`` or ``.jsonl``) as the next
@@ -392,64 +396,8 @@ class DashboardClient:
         return self._online().download(path, Path(dest))
 
 
-# ---- the exit hook: what a client never closed still had queued ----
-_open_clients: weakref.WeakSet[DashboardClient] = weakref.WeakSet()  # keeps none of them alive
-_exit_hook_lock = threading.Lock()
-_exit_hook_registered = False
-
-
-def _flushed_at_exit(client: DashboardClient) -> None:
-    """Have ``client``'s queued writes sent at interpreter exit unless it is closed first; one
-    ``atexit`` hook serves every client."""
-    global _exit_hook_registered
-    with _exit_hook_lock:
-        _open_clients.add(client)
-        if not _exit_hook_registered:
-            atexit.register(flush_open_clients)
-            _exit_hook_registered = True
-
-
-def flush_open_clients(timeout: float = EXIT_FLUSH_TIMEOUT_S) -> None:
-    """Send what every open client has queued, waiting ``timeout`` seconds for them all; warn
-    once per client whose writes not all reached the service. The clients stay open: the
-    mirror holds every write already, so nothing is lost by not closing them."""
-    deadline = time.monotonic() + timeout
-    waiting = [
-        (client, client._sender.start_flush())  # every sender sends meanwhile, not in turn
-        for client in list(_open_clients)
-        if not client._closed and client._sender is not None
-    ]
-    for client, marker in waiting:
-        client._sender.wait_flushed(marker, max(0.0, deadline - time.monotonic()))
-        client.mirror.sync_to_disk()
-        unsent = client.mirror.unsent
-        if unsent:
-            log.warning(
-                "dashboard: %d write(s) not sent before exit stay in the mirror %s: "
-                "run `evsys sync %s`",
-                unsent,
-                client.mirror.writes_path,
-                client.settings.log_dir,
-            )
-
-
-_STEP_LINE = '{"id":"%s","op":"run.steps","data":{"run_id":%s,"steps":[{"step":%d,"metrics":%s}]},"time":%r}\n'
-_json = json.JSONEncoder(separators=(",", ":"), allow_nan=True).encode
-
-
-def _numbers(metrics: Mapping[str, float]) -> bool:
-    for name, value in metrics.items():
-        if (
-            (type(value) is not float and type(value) is not int)
-            or type(name) is not str
-            or not name
-        ):
-            return False
-    return bool(metrics)
-
-
-def _steps_data(run_id: str, step: int, metrics: Mapping[str, float]) -> dict[str, Any]:
-    return {"run_id": run_id, "steps": [{"step": step, "metrics": dict(metrics)}]}
+def _step(step: int, metrics: Mapping[str, float]) -> dict[str, Any]:
+    return {"step": step, "metrics": dict(metrics)}
 
 
 def _kind(kind: str) -> str:

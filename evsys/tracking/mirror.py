@@ -24,17 +24,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from evsys.tracking.wire import encode_json
+
 WRITES_SUFFIX = ".writes.jsonl"
 SENT_SUFFIX = ".sent"
 
 
-_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=True)
-
-
 def encode_write(write: dict[str, Any]) -> str:
-    """One mirror line. NaN and infinity stay (as the tokens Python's json reads back): turning
-    a diverged loss into null would hide the divergence."""
-    return _ENCODER.encode(write) + "\n"
+    """One mirror line, strict JSON. NaN and infinity stay, as ``"NaN"``, ``"Infinity"`` and
+    ``"-Infinity"`` (``wire.NONFINITE``): turning a diverged loss into null would hide it."""
+    return encode_json(write) + "\n"
 
 
 def segment_name() -> str:
@@ -56,6 +55,7 @@ class Mirror:
         self._writes = None  # opened by the first write: a client that only reads leaves no file
         self._sent = None
         self._appended = self._marked = 0  # lines of this segment, and of them acknowledged
+        self._closed = False
         self._lock = threading.Lock()
 
     def append(self, line: str) -> None:
@@ -81,6 +81,8 @@ class Mirror:
         ids = list(ids)
         text = "".join(f"{write_id}\n" for write_id in ids)
         with self._lock:
+            if self._closed:  # a request that outlived close(): `evsys sync` sends it again
+                return
             if self._sent is None:
                 self._sent = self.sent_path.open("a", encoding="utf-8")
             self._sent.write(text)
@@ -95,6 +97,7 @@ class Mirror:
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             for handle in (self._writes, self._sent):
                 if handle is not None and not handle.closed:
                     handle.flush()

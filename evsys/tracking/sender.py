@@ -6,6 +6,11 @@ and appends the acknowledged ids to the mirror's ``.sent`` file. No answer (conn
 timeout, 5xx): warn once, back off, retry the same batch. A write refused with a 4xx: kept for
 ``flush``/``close`` to raise, never raised here. A key rejected mid-run: warn, stop sending,
 keep mirroring (``evsys sync`` sends the rest later).
+
+``close`` waits for a service that answers, not for a dead one: in an outage (a request got no
+answer: refused, timed out, 5xx; a service that hangs from the start fails the key check's
+short timeout) it gives the retry it wakes half a second, then leaves what is unsent to the
+mirror, for ``evsys sync``. ``flush`` waits its timeout.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ class _Marker:
 
 
 _STOP = object()
+DEAD_AFTER_S = 0.5  # in an outage, a close waits this long for the retry it wakes
 
 
 class Sender:
@@ -60,7 +66,6 @@ class Sender:
         self._refused: list[DashboardClientError] = []
         self._refused_lock = threading.Lock()
         self._last_send = 0.0
-        self._gave_up_waiting_at = 0.0  # when a flush last timed out
         self._thread = threading.Thread(
             target=self._run, name="evsys-dashboard-sender", daemon=True
         )
@@ -83,23 +88,33 @@ class Sender:
         self._wake.set()
         return marker
 
-    def wait_flushed(self, marker: _Marker, timeout: float) -> bool:
-        if marker.done.wait(timeout):
-            return marker.all_sent
-        self._gave_up_waiting_at = time.monotonic()
-        return False
+    def wait_flushed(self, marker: _Marker, timeout: float, *, unless_dead: bool = False) -> bool:
+        """Wait up to ``timeout`` for ``marker``; ``unless_dead``: less, once the service looks
+        dead (see :meth:`_looks_dead`)."""
+        if not unless_dead:
+            return marker.done.wait(timeout) and marker.all_sent
+        began = time.monotonic()
+        deadline = began + timeout
+        while not marker.done.wait(min(0.02, max(0.0, deadline - time.monotonic()))):
+            now = time.monotonic()
+            if now >= deadline or self._looks_dead(began, now):
+                return False
+        return marker.all_sent
+
+    def _looks_dead(self, waiting_since: float, now: float) -> bool:
+        """Whether the service is in an outage (a request got no answer: refused, timed out,
+        5xx) that the wait's own retry, which a flush wakes at once, did not end. A request
+        merely slow is no sign: a busy service is slow, and a hanging one times out."""
+        outage = self._unreachable_since
+        return outage is not None and now - max(outage, waiting_since) >= DEAD_AFTER_S
 
     def close(self, timeout: float) -> bool:
-        outage = self._unreachable_since
-        if outage is not None and self._gave_up_waiting_at > outage:
-            # A flush (ExperimentRun's exit) already waited out this outage: one more try, not
-            # a second full wait. The mirror keeps what is left for `evsys sync`.
-            timeout = min(timeout, self.retry_initial + 1.0)
-        all_sent = self.flush(timeout)
+        all_sent = self.wait_flushed(self.start_flush(), timeout, unless_dead=True)
         self._abandon = True  # a batch still retrying stays in the mirror for `evsys sync`
         self._queue.put(_STOP)
         self._wake.set()
-        self._thread.join(timeout=max(1.0, self.transport.timeout + 1.0))
+        # A thread stuck in a request to a hanging service is a daemon: it is left to time out.
+        self._thread.join(timeout=0.05)
         return all_sent
 
     def take_refused(self) -> list[DashboardClientError]:

@@ -44,11 +44,12 @@ class Transport:
         url = self.url(path, query)
         return _decode(self._exchange(method, url, data, headers, timeout, lambda a: a.read()))
 
-    def whoami(self, project_id: str | None = None) -> dict[str, Any]:
+    def whoami(self, project_id: str | None = None, timeout: float | None = None) -> dict[str, Any]:
         """``GET /sdk/whoami``: the key's project. ``EvsysAuthError`` for a rejected key, or a
         key of another project than ``project_id`` (an id or a name) when one is given."""
         try:
-            project = self.json("GET", "/sdk/whoami", query={"project_id": project_id})
+            query = {"project_id": project_id}
+            project = self.json("GET", "/sdk/whoami", query=query, timeout=timeout)
         except EvsysAuthError as exc:
             raise EvsysAuthError(
                 f"the service rejected the API key: {exc.detail}", exc.status

@@ -4,10 +4,20 @@
 Standard library only: this module runs in every arm. A write is
 ``{"id": <uuid4 hex>, "op": <op>, "data": {...}, "time": <unix seconds>}``; ``POST
 /sdk/writes`` takes ``{"writes": [write, ...]}``, at most :data:`MAX_WRITES` of them.
+
+``time`` is the client's clock when the write was made: of two values of one step metric the
+service keeps the one written later, whichever arrives last. An update of an object the service
+does not hold is refused (404) unless the write says ``"create_queued": true`` (its client
+made the create, which may not have reached the service yet).
+
+JSON has no NaN nor infinity: a number that is NaN, +Inf or -Inf travels (and is stored and
+read back) as the string ``"NaN"``, ``"Infinity"`` or ``"-Infinity"`` (:data:`NONFINITE`).
 """
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import time
 from typing import Any
@@ -104,6 +114,10 @@ OPS: dict[str, dict[str, dict[str, str]]] = {
     },
 }
 
+UPDATES = ("experiment.update", "generation.update", "run.update")
+ENVELOPE = ("id", "op", "data", "time", "create_queued")
+NONFINITE = ("NaN", "Infinity", "-Infinity")  # how JSON here spells float("nan"), ±inf
+
 _ROW_FIELDS = {"prompt": "str", "completion": "str"}
 _ROW_OPTIONAL = {"expected": "any", "passed": "bool", "score": "number", "meta": "obj"}
 
@@ -112,14 +126,16 @@ def check_write(write: Any) -> str | None:
     """The first problem of one write, as ``"<field>: <what is wrong>"``; ``None`` when valid.
 
     Unknown fields of ``data`` are refused, so a misspelt field never vanishes silently.
-    Numbers may be NaN or infinite (a diverged loss is a fact worth recording); the service
-    stores such a value as null.
+    Numbers may be NaN or infinite (a diverged loss is a fact worth recording), as the strings
+    of :data:`NONFINITE` (or the bare tokens Python's json writes, in mirrors of older clients).
     """
     if not isinstance(write, dict):
         return "write: must be an object with id, op, data and time"
-    unknown = sorted(set(write) - {"id", "op", "data", "time"})
+    unknown = sorted(set(write) - set(ENVELOPE))
     if unknown:
-        return f"{unknown[0]}: unknown field of a write (fields: id, op, data, time)"
+        return f"{unknown[0]}: unknown field of a write (fields: {', '.join(ENVELOPE)})"
+    if "create_queued" in write and not isinstance(write["create_queued"], bool):
+        return "create_queued: must be true or false"
     problem = _check("id", write.get("id"), "id")
     if problem:
         return problem
@@ -153,6 +169,8 @@ def check_data(op: str, data: dict[str, Any]) -> str | None:
 
 
 def _is_number(value: Any) -> bool:
+    if value.__class__ is str:
+        return value in NONFINITE
     if isinstance(value, bool):
         return False
     if isinstance(value, int):
@@ -261,3 +279,38 @@ def new_id() -> str:
 def make_write(op: str, data: dict[str, Any]) -> dict[str, Any]:
     """The envelope of one write, with a fresh id and the current time."""
     return {"id": new_id(), "op": op, "data": data, "time": time.time()}
+
+
+def wire_number(value: float) -> float | str:
+    """``value`` as JSON can hold it: itself when finite, else its :data:`NONFINITE` name."""
+    if math.isfinite(value):
+        return value
+    return "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"
+
+
+def read_number(value: Any) -> Any:
+    """A number read back from the service: a :data:`NONFINITE` name as the float it names."""
+    return float(value) if value.__class__ is str and value in NONFINITE else value
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every NaN or infinite float (nested too) as its :data:`NONFINITE` name."""
+    if isinstance(value, float):
+        return wire_number(value)
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(item) for item in value]
+    return value
+
+
+_STRICT = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+
+
+def encode_json(value: Any) -> str:
+    """Compact, strict JSON (no NaN tokens): the common case at the C encoder's speed, a value
+    with NaN or infinity in it through :func:`json_safe` first."""
+    try:
+        return _STRICT(value)
+    except ValueError:
+        return _STRICT(json_safe(value))

@@ -48,6 +48,8 @@ class Chart:
     polyline: str = ""
     """``x,y x,y …`` of the curve; empty for a scatter of arms."""
     points: list[Point] = field(default_factory=list)
+    nonfinite: str = ""
+    """Where a curve was NaN or infinite, which it cannot draw: ``NaN at step 12, …``."""
 
     @property
     def plot_left(self) -> int:
@@ -120,12 +122,14 @@ class _Scale:
 
 
 def line_chart(title: str, points: list[tuple[float, float]]) -> Chart:
-    """One metric over steps; ``points`` are (step, value) in step order, non-finite values dropped."""
+    """One metric over steps; ``points`` are (step, value) in step order, non-finite values
+    named in ``nonfinite`` instead of drawn."""
+    chart = Chart(title=title, x_label="step", y_label=title)
+    chart.nonfinite = _nonfinite_note([(x, y) for x, y in points if not math.isfinite(y)])
     points = [(x, y) for x, y in points if math.isfinite(y)]
     if len(points) > MAX_POINTS:
         stride = math.ceil(len(points) / MAX_POINTS)
         points = points[::stride] + ([points[-1]] if (len(points) - 1) % stride else [])
-    chart = Chart(title=title, x_label="step", y_label=title)
     if not points:
         return chart
     xs, ys = [x for x, _ in points], [y for _, y in points]
@@ -137,6 +141,19 @@ def line_chart(title: str, points: list[tuple[float, float]]) -> Chart:
         x, y = points[0]
         chart.points = [Point(sx(x), sy(y), f"step {format_number(x)}: {format_number(y)}")]
     return chart
+
+
+def _nonfinite_note(points: list[tuple[float, float]], shown: int = 5) -> str:
+    """``NaN at step 3, 4; -Infinity at step 9`` (the first ``shown`` steps of each, a count)."""
+    steps: dict[str, list[str]] = {}
+    for x, y in points:
+        name = "NaN" if math.isnan(y) else "Infinity" if y > 0 else "-Infinity"
+        steps.setdefault(name, []).append(format_number(x))
+    parts = []
+    for name, at in steps.items():
+        more = f" and {len(at) - shown} more" if len(at) > shown else ""
+        parts.append(f"{name} at step {', '.join(at[:shown])}{more}")
+    return "; ".join(parts)
 
 
 @dataclass

@@ -202,12 +202,14 @@ def _run(row: Run) -> dict[str, Any]:
 
 def _curves(db: Session, project_id: str, run_id: str) -> dict[str, list[tuple[int, float]]]:
     found = db.execute(
-        select(StepMetric.name, StepMetric.step, StepMetric.value)
+        select(StepMetric.name, StepMetric.step, StepMetric.value, StepMetric.nonfinite)
         .where(StepMetric.project_id == project_id, StepMetric.run_id == run_id)
         .order_by(StepMetric.name, StepMetric.step)
     )
     curves: dict[str, list[tuple[int, float]]] = defaultdict(list)
-    for name, step, value in found:
+    for name, step, value, nonfinite in found:
+        if nonfinite is not None:
+            value = float(nonfinite)  # "NaN", "Infinity", "-Infinity": the chart names them
         if value is not None and (name in curves or len(curves) < MAX_CURVES):
             curves[name].append((step, value))
     return dict(curves)

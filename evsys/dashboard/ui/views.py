@@ -15,6 +15,7 @@ import yaml
 from evsys.dashboard.ui.charts import ArmValue, Chart, axis_chart, line_chart
 from evsys.report import format_number
 from evsys.run.compare import diff_runs, flatten, show_metric, show_value
+from evsys.tracking.wire import NONFINITE
 
 MAX_AXES = 6
 MAX_COMPARED = 10
@@ -248,13 +249,19 @@ def compare(runs: list[dict[str, Any]]) -> Comparison:
         result.config.append({"key": key, "cells": values})
     names = sorted({m for r in records for m in r["metrics"]})
     for name in names:
-        values = [{"text": show_metric(records[0]["metrics"].get(name)), "delta": ""}]
+        values = [{"text": _metric_text(records[0]["metrics"].get(name)), "delta": ""}]
         for record, diff in zip(records[1:], diffs, strict=True):
-            _, _, delta = diff.metrics[name]
+            # a metric only later runs have is in neither a's nor this run's diff
+            _, _, delta = diff.metrics.get(name, (None, None, None))
             shown = "" if delta is None else "0" if delta == 0 else format_number(delta, "+.4g")
-            values.append({"text": show_metric(record["metrics"].get(name)), "delta": shown})
+            values.append({"text": _metric_text(record["metrics"].get(name)), "delta": shown})
         result.metrics.append({"name": name, "cells": values})
     return result
+
+
+def _metric_text(value: Any) -> str:
+    """As ``evsys diff`` shows a metric; NaN and infinities (stored by name) unquoted."""
+    return value if isinstance(value, str) and value in NONFINITE else show_metric(value)
 
 
 def run_ids_from_query(runs: str | None, run: list[str]) -> list[str]:
