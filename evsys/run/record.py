@@ -11,7 +11,6 @@ import hashlib
 import json
 import os
 import platform
-import re
 import sys
 import uuid
 from datetime import UTC, datetime
@@ -22,18 +21,18 @@ from typing import Any
 from evsys.files import write_bytes_atomically, write_json_atomically
 from evsys.protocols import RunResult
 
+# Redaction lived here first; its names stay importable from this module.
+from evsys.redaction import REDACTED as REDACTED
+from evsys.redaction import is_secret_key as is_secret_key
+from evsys.redaction import redact as redact
+from evsys.redaction import redact_override as redact_override
+
 RUN_RESULT = "run_result.json"
 SCHEMA_VERSION = 1
 _TRACKED_PACKAGES = (
     "evsys", "hydra-core", "omegaconf", "pydantic", "torch", "transformers", "trl", "peft",
     "accelerate", "datasets", "tinker", "submitit",
 )  # fmt: skip
-# Key names whose values are secrets: api_key, TINKER_API_KEY, hf_token, client_secret, password…
-# Anchored at the end so that max_tokens or secret_santa_count stay visible.
-_SECRET_KEY = re.compile(
-    r"(^|[._-])(api[_-]?key|token|secret|password|passwd|credentials?|auth)$", re.IGNORECASE
-)
-REDACTED = "<redacted>"
 
 GIT_DIFF = "git_diff.patch"
 """Beside run_result.json when the run started from a work tree with uncommitted changes."""
@@ -53,29 +52,6 @@ def config_hash(config: dict[str, Any]) -> str:
     """Hash of the resolved config: equal configs give equal hashes, whatever the key order."""
     canonical = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
-
-
-def is_secret_key(name: str) -> bool:
-    """Whether a key (or a dotted path ending in one) names a secret."""
-    return bool(_SECRET_KEY.search(str(name)))
-
-
-def redact(value: Any) -> Any:
-    """A copy of ``value`` with the values of secret-looking keys replaced."""
-    if isinstance(value, dict):
-        return {
-            k: (REDACTED if _SECRET_KEY.search(str(k)) and v else redact(v))
-            for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [redact(v) for v in value]
-    return value
-
-
-def redact_override(line: str) -> str:
-    """``backend.params.api_key=tml-…`` → ``backend.params.api_key=<redacted>``."""
-    key, sep, value = line.partition("=")
-    return f"{key}{sep}{REDACTED}" if sep and value and _SECRET_KEY.search(key) else line
 
 
 @cache  # one process runs many arms of a sweep: look once
