@@ -39,7 +39,7 @@ from evsys.data.types import (
     verifier_from_dict,
 )
 from evsys.errors import ConfigError, DataError
-from evsys.harness.retry import Refused
+from evsys.clients.retry import Refused
 from evsys.protocols import Row, VerificationResult
 from evsys.registry import INFERENCE_CLIENTS, VERIFIERS, closest, register_verifier
 

@@ -63,7 +63,7 @@ class EvolutionContext:
     def schema(self) -> dict[str, Any]:
         """The whole legal space, as ``evsys schema --all`` prints it."""
         if self._schema is None:
-            from evsys.cli.schema import full_schema
+            from evsys.compose.schema import full_schema
 
             self._schema = full_schema()
         return self._schema

@@ -29,6 +29,8 @@ from evsys.redaction import redact_override as redact_override
 
 RUN_RESULT = "run_result.json"
 SCHEMA_VERSION = 1
+SEED = "seed"
+"""The config key that tells a run from its reruns: a run group is its arms equal but for it."""
 _TRACKED_PACKAGES = (
     "evsys", "hydra-core", "omegaconf", "pydantic", "torch", "transformers", "trl", "peft",
     "accelerate", "datasets", "tinker", "submitit",
@@ -52,6 +54,17 @@ def config_hash(config: dict[str, Any]) -> str:
     """Hash of the resolved config: equal configs give equal hashes, whatever the key order."""
     canonical = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def group_id(config: dict[str, Any]) -> str:
+    """The run group of an arm: arms whose resolved configs are equal but for ``seed`` share it.
+
+    A 16-hex hash (:func:`config_hash`, canonical JSON with sorted keys) of the
+    resolved config without its top-level ``seed``; every other key, ``name`` included, counts.
+    The config is redacted first, as ``run_result.json`` records it, so the id is the same whether
+    computed from the config in memory (the sweeper) or from the recorded one (the aggregate).
+    """
+    return config_hash(redact({k: v for k, v in config.items() if k != SEED}))
 
 
 @cache  # one process runs many arms of a sweep: look once

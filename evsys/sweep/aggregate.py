@@ -25,7 +25,7 @@ from typing import Any
 
 from evsys.errors import DataError
 from evsys.files import write_json_atomically, write_text_atomically
-from evsys.run.record import RUN_RESULT, config_hash
+from evsys.run.record import RUN_RESULT, SEED, config_hash, group_id
 from evsys.sweep.conclusion import conclude
 from evsys.sweep.rows import (
     COMPLETED,
@@ -33,13 +33,11 @@ from evsys.sweep.rows import (
     MISSING,
     PLOT_PNG,
     RUNNING,
-    SEED,
     SUMMARY_MD,
     SWEEP_PLAN,
     SWEEP_RESULT,
     ArmRow,
     SweepSummary,
-    group_id,
     non_seed_overrides,
     number,
     run_groups,

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evsys.run.record import config_hash, redact
+from evsys.run.record import SEED
 
 SWEEP_PLAN = "sweep_plan.json"
 SWEEP_RESULT = "sweep_result.json"
@@ -25,18 +25,6 @@ SCHEMA_VERSION = 1
 COMPLETED, MISSING = "completed", "missing"
 RUNNING, INTERRUPTED = "running", "interrupted"
 """An arm that started and has not ended; one whose process died without recording an end."""
-SEED = "seed"
-
-
-def group_id(config: dict[str, Any]) -> str:
-    """The run group of an arm: arms whose resolved configs are equal but for ``seed`` share it.
-
-    A 16-hex hash (:func:`evsys.run.record.config_hash`, canonical JSON with sorted keys) of the
-    resolved config without its top-level ``seed``; every other key, ``name`` included, counts.
-    The config is redacted first, as ``run_result.json`` records it, so the id is the same whether
-    computed from the config in memory (the sweeper) or from the recorded one (this module).
-    """
-    return config_hash(redact({k: v for k, v in config.items() if k != SEED}))
 
 
 @dataclass
