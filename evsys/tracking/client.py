@@ -12,24 +12,21 @@ the sender thread; the write methods never touch the network. Reads are synchron
 
 from __future__ import annotations
 
-import atexit
 import json
 import logging
 import os
-import threading
 import time
-import urllib.parse
-import weakref
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
+from evsys.tracking import exit_flush
 from evsys.tracking.errors import (
     DashboardClientError,
     EvsysAuthError,
     ServiceUnreachable,
 )
 from evsys.tracking.mirror import Mirror, encode_write
+from evsys.tracking.reads import ServiceReads
 from evsys.tracking.sender import Sender
 from evsys.tracking.settings import Settings
 from evsys.tracking.transport import Transport
@@ -38,12 +35,9 @@ from evsys.tracking.wire import OPS, check_data, make_write, new_id
 __all__ = ["DashboardClient", "DashboardClientError", "EvsysAuthError"]
 
 log = logging.getLogger("evsys.tracking")
-KINDS = ("datasets", "benchmarks")
-EXIT_FLUSH_TIMEOUT_S = 2.0  # for every open client together: a service that is down must not
-# hold up the interpreter's exit; what is not sent by then stays in the mirror for `evsys sync`
 
 
-class DashboardClient:
+class DashboardClient(ServiceReads):
     """Writes go to ``<log_dir>/<segment>.writes.jsonl`` and then, unless ``offline``, to the
     service at ``api_url`` in the background. Arguments override the ``EVSYS_*`` env vars.
 
@@ -92,7 +86,7 @@ class DashboardClient:
                 retry_max=retry_max,
                 service_down=self.project is None,
             )
-            _flushed_at_exit(self)
+            exit_flush.flushed_at_exit(self)
         self._closed = False
 
     @property
@@ -322,7 +316,7 @@ class DashboardClient:
         if self._closed:
             return True
         self._closed = True
-        _open_clients.discard(self)
+        exit_flush.closed(self)
         all_sent = True if self._sender is None else self._sender.close(timeout)
         self.mirror.close()
         if not all_sent:
@@ -347,91 +341,6 @@ class DashboardClient:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    # ---- reads: synchronous, raise on failure ----
-    def _online(self) -> Transport:
-        if self._transport is None:
-            raise DashboardClientError("offline (EVSYS_OFFLINE): reading needs the service")
-        return self._transport
-
-    def list_experiments(
-        self, *, tag: str | None = None, status: str | None = None, limit: int | None = None
-    ) -> list[dict[str, Any]]:
-        query = {"tag": tag, "status": status, "limit": limit}
-        return self._online().json("GET", "/experiments", query=query)["experiments"]
-
-    def get_experiment(self, experiment_id: str) -> dict[str, Any]:
-        return self._online().json("GET", f"/experiments/{_segment(experiment_id)}")
-
-    def list_runs(
-        self, *, experiment_id: str | None = None, status: str | None = None
-    ) -> list[dict[str, Any]]:
-        query = {"experiment_id": experiment_id, "status": status}
-        return self._online().json("GET", "/runs", query=query)["runs"]
-
-    def get_run(self, run_id: str) -> dict[str, Any]:
-        return self._online().json("GET", f"/runs/{_segment(run_id)}")
-
-    def get_run_steps(self, run_id: str) -> list[dict[str, Any]]:
-        """``[{"step", "name", "value"}, ...]`` ordered by step."""
-        return self._online().json("GET", f"/runs/{_segment(run_id)}/steps")["steps"]
-
-    def upload(self, kind: str, name: str, path: str | os.PathLike[str]) -> dict[str, Any]:
-        """Upload a dataset (``.jsonl``) or benchmark (``.tar.gz`` or ``.jsonl``) as the next
-        version of ``name``: ``{"id", "name", "version", "sha256", "size"}``."""
-        file = Path(path)
-        if not file.is_file():
-            raise DashboardClientError(f"upload: {file} is not a file")
-        return self._online().upload(f"/{_kind(kind)}", {"name": name}, file)
-
-    def resolve(self, kind: str, id_or_name: str) -> dict[str, Any]:
-        """The metadata of a dataset or benchmark version; a name resolves to its latest."""
-        return self._online().json("GET", f"/{_kind(kind)}/{_segment(id_or_name)}")
-
-    def download(self, kind: str, id: str, dest: str | os.PathLike[str]) -> Path:
-        path = f"/{_kind(kind)}/{_segment(id)}/content"
-        return self._online().download(path, Path(dest))
-
-
-# ---- the exit hook: what a client never closed still had queued ----
-_open_clients: weakref.WeakSet[DashboardClient] = weakref.WeakSet()  # keeps none of them alive
-_exit_hook_lock = threading.Lock()
-_exit_hook_registered = False
-
-
-def _flushed_at_exit(client: DashboardClient) -> None:
-    """Have ``client``'s queued writes sent at interpreter exit unless it is closed first; one
-    ``atexit`` hook serves every client."""
-    global _exit_hook_registered
-    with _exit_hook_lock:
-        _open_clients.add(client)
-        if not _exit_hook_registered:
-            atexit.register(flush_open_clients)
-            _exit_hook_registered = True
-
-
-def flush_open_clients(timeout: float = EXIT_FLUSH_TIMEOUT_S) -> None:
-    """Send what every open client has queued, waiting ``timeout`` seconds for them all; warn
-    once per client whose writes not all reached the service. The clients stay open: the
-    mirror holds every write already, so nothing is lost by not closing them."""
-    deadline = time.monotonic() + timeout
-    waiting = [
-        (client, client._sender.start_flush())  # every sender sends meanwhile, not in turn
-        for client in list(_open_clients)
-        if not client._closed and client._sender is not None
-    ]
-    for client, marker in waiting:
-        client._sender.wait_flushed(marker, max(0.0, deadline - time.monotonic()))
-        client.mirror.sync_to_disk()
-        unsent = client.mirror.unsent
-        if unsent:
-            log.warning(
-                "dashboard: %d write(s) not sent before exit stay in the mirror %s: "
-                "run `evsys sync %s`",
-                unsent,
-                client.mirror.writes_path,
-                client.settings.log_dir,
-            )
-
 
 _STEP_LINE = '{"id":"%s","op":"run.steps","data":{"run_id":%s,"steps":[{"step":%d,"metrics":%s}]},"time":%r}\n'
 _json = json.JSONEncoder(separators=(",", ":"), allow_nan=True).encode
@@ -450,15 +359,3 @@ def _numbers(metrics: Mapping[str, float]) -> bool:
 
 def _steps_data(run_id: str, step: int, metrics: Mapping[str, float]) -> dict[str, Any]:
     return {"run_id": run_id, "steps": [{"step": step, "metrics": dict(metrics)}]}
-
-
-def _kind(kind: str) -> str:
-    if kind not in KINDS:
-        raise DashboardClientError(f"kind {kind!r} is not one of {list(KINDS)}")
-    return kind
-
-
-def _segment(text: str) -> str:
-    if not text:
-        raise DashboardClientError("an empty id")
-    return urllib.parse.quote(text, safe="")
