@@ -21,11 +21,11 @@ from omegaconf.errors import OmegaConfBaseException
 
 from evsys.compose.compose import (
     Composition,
-    _first_line,
-    _parse_line,
     compose,
     validate_composition,
 )
+from evsys.compose.override_lines import parse_line
+from evsys.compose.resolution import first_line
 from evsys.config import ExperimentConfig
 from evsys.errors import ConfigError, Problem
 from evsys.output_dirs import dir_problems
@@ -283,7 +283,7 @@ def _resolved(
         problems.append(
             Problem(
                 path=key,
-                message=f"cannot resolve {what}: {_first_line(exc)}",
+                message=f"cannot resolve {what}: {first_line(exc)}",
                 value=_raw(full, key),
             )
         )
@@ -311,14 +311,14 @@ def _launcher(hydra: DictConfig) -> tuple[Any, list[Problem]]:
         launcher_class = get_class(target)
     except Exception as exc:
         return None, [
-            Problem(path="hydra.launcher._target_", message=_first_line(exc), value=target)
+            Problem(path="hydra.launcher._target_", message=first_line(exc), value=target)
         ]
     if not hasattr(launcher_class, "settings_problems"):
         return None, []
     try:
         launcher = instantiate(hydra.launcher)
     except Exception as exc:
-        return None, [Problem(path="hydra.launcher", message=_first_line(exc), value=target)]
+        return None, [Problem(path="hydra.launcher", message=first_line(exc), value=target)]
     return launcher, list(launcher.settings_problems())
 
 
@@ -332,7 +332,7 @@ def is_hydra_override(line: str) -> bool:
 def is_sweep_override(line: str) -> bool:
     """Whether an override line sweeps (``seed=1,2``, ``range(…)``, ``choice(…)``, ``glob(…)``)."""
     try:
-        return _parse_line(line).is_sweep_override()
+        return parse_line(line).is_sweep_override()
     except Exception:
         return False  # planning the arms reports the unparsable line
 

@@ -112,3 +112,13 @@ def test_the_tracking_client_imports_the_standard_library_alone(graph: grimp.Imp
         and not imported.startswith(allowed_evsys)
     }
     assert not outside, sorted(outside)
+
+
+def test_no_module_is_over_400_lines() -> None:
+    long = {
+        str(path.relative_to(ROOT)): lines
+        for folder in ("evsys", "hydra_plugins")
+        for path in (ROOT / folder).rglob("*.py")
+        if (lines := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES
+    }
+    assert not long, f"modules over {MAX_LINES} lines: {long}"
