@@ -35,7 +35,7 @@ from evsys.extension_specs import baseline_model as baseline_model
 def _check_reference(kind: str, reference: str, *, what: str, fix: str = "") -> None:
     """Refuse a dashboard reference that nothing on this machine can resolve: no dashboard is
     configured and it was never pulled here. Whether it exists is pre-flight's to ask."""
-    from evsys.data.references import why_unresolvable  # here: config loads before data
+    from evsys.reference_cache import why_unresolvable
 
     reason = why_unresolvable(kind, reference)
     if reason is not None:
