@@ -8,8 +8,10 @@ inside functions, so a lazy import does not hide a cycle.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import grimp
@@ -122,3 +124,17 @@ def test_no_module_is_over_400_lines() -> None:
         if (lines := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES
     }
     assert not long, f"modules over {MAX_LINES} lines: {long}"
+
+
+def test_every_module_of_evsys_has_a_layer() -> None:
+    # A package or module the layers contract does not name is bound by none of its rules.
+    settings = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    contracts = settings["tool"]["importlinter"]["contracts"]
+    layers = next(c for c in contracts if c["id"] == "layers")["layers"]
+    named = {name.strip() for layer in layers for name in re.split(r"[:|]", layer)}
+    present = {
+        path.stem if path.is_file() else path.name
+        for path in (ROOT / "evsys").iterdir()
+        if (path.suffix == ".py" and path.stem != "__init__") or (path / "__init__.py").is_file()
+    }
+    assert not present - named, f"not in any layer of pyproject.toml: {sorted(present - named)}"
