@@ -23,7 +23,7 @@ def load_tokenizer(name: str) -> Any:
     already in the cache (nothing is downloaded)."""
     from transformers import AutoTokenizer
 
-    from evsys.backends.local.models import quiet_libraries, resolve_model_path
+    from evsys.backends.models import quiet_libraries, resolve_model_path
 
     try:
         path = resolve_model_path(name)
