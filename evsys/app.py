@@ -21,20 +21,14 @@ from omegaconf import DictConfig, OmegaConf
 from evsys.compose.nodes import ensure_published
 from evsys.compose.resolvers import register_resolvers
 from evsys.compose.value_overrides import install as install_override_rule
+
+# Exit codes were kept here first; their names stay importable from this module.
+from evsys.exit_codes import EXIT_BAD_INPUT as EXIT_BAD_INPUT
+from evsys.exit_codes import EXIT_OK as EXIT_OK
+from evsys.exit_codes import EXIT_RUN_FAILED as EXIT_RUN_FAILED
+from evsys.exit_codes import exit_code, note_deploy_exit_code, note_outcome
+from evsys.exit_codes import note_sweep_exit_code as note_sweep_exit_code
 from evsys.paths import config_dir, primary_config_name
-
-EXIT_OK, EXIT_RUN_FAILED, EXIT_BAD_INPUT = 0, 1, 2
-
-# Outcomes of the arms this process ran, and of a sweep it drove, for the exit code (Hydra drops
-# task return values; with submitit the arms even run in other processes).
-_outcomes: list = []
-_sweep_exit_codes: list[int] = []
-# Exit codes of the deploys a single run's `deploy:` section asked for (1: it failed).
-_deploy_exit_codes: list[int] = []
-
-
-def note_sweep_exit_code(code: int) -> None:
-    _sweep_exit_codes.append(code)
 
 
 def run_task(cfg: DictConfig) -> Any:
@@ -77,7 +71,7 @@ def _run_task(cfg: DictConfig) -> Any:
     except ConfigError as exc:
         if not swept_by_another:  # evsys's sweeper and a single run validated it already
             raise
-        _outcomes.append(foreign.refuse_arm(run_dir, resolved, overrides, exc))
+        note_outcome(foreign.refuse_arm(run_dir, resolved, overrides, exc))
         return None
     if swept_by_another:
         done = foreign.completed_before(run_dir, config)
@@ -87,13 +81,13 @@ def _run_task(cfg: DictConfig) -> Any:
             return foreign.arm_objective(config, done)
         foreign.set_aside_previous_attempt(run_dir, keep=(".hydra", f"{hydra_cfg.job.name}.log"))
     outcome = run_arm(config, run_dir, overrides=overrides)
-    _outcomes.append(outcome)
+    note_outcome(outcome)
     print(format_run_summary(outcome.record))
     # Once its record is final. A sweep deploys only its best arm, at its end (the sweeper).
     if config.deploy is not None and hydra_cfg.mode == RunMode.RUN:
         from evsys.deploy.actions import deploy_at_run_end
 
-        _deploy_exit_codes.append(deploy_at_run_end(run_dir))
+        note_deploy_exit_code(deploy_at_run_end(run_dir))
     return foreign.arm_objective(config, outcome.record)
 
 
@@ -180,7 +174,7 @@ def main(argv: list[str] | None = None) -> None:
             file=sys.stderr,
         )
         sys.exit(stop.exit_code)
-    sys.exit(_exit_code())
+    sys.exit(exit_code())
 
 
 # Hydra flags that print something and exit without running the task.
@@ -198,12 +192,3 @@ def _hydra_args(argv: list[str]):
     from hydra._internal.utils import get_args_parser
 
     return get_args_parser().parse_known_args(argv)
-
-
-def _exit_code() -> int:
-    if _sweep_exit_codes:
-        return max(_sweep_exit_codes)
-    failed = [o for o in _outcomes if o.result.status != "completed"]
-    if not failed:  # a run that did not complete deployed nothing
-        return max(_deploy_exit_codes, default=EXIT_OK)
-    return EXIT_BAD_INPUT if any(o.bad_input for o in failed) else EXIT_RUN_FAILED

@@ -7,123 +7,35 @@ validated by that extension's own ``Config`` (see :mod:`evsys.validation`).
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-SEED_MAX = 2**32 - 1
-# numpy, torch and the samplers take 32-bit unsigned seeds: anything else fails at run time.
-Seed = Annotated[int, Field(ge=0, le=SEED_MAX)]
-
-
-class Strict(BaseModel):
-    """Base of every config model: unknown keys are errors.
-
-    Validators are built on first use: a command loads every extension's Config but validates
-    with few of them."""
-
-    model_config = ConfigDict(extra="forbid", defer_build=True)
-
-    # Keys a model no longer has, and why: a config that still sets one is told what to do
-    # instead, rather than only that the key is unknown.
-    retired_keys: ClassVar[dict[str, str]] = {}
-
-
-# -- {kind, params} envelopes ---------------------------------------------------------------
-
-
-class ExtensionSpec(Strict):
-    """A registered extension and its parameters."""
-
-    registry_kind: ClassVar[str]
-
-    kind: str = Field(description="Registry key of the extension (see `evsys list`).")
-    params: dict[str, Any] = Field(
-        default_factory=dict,
-        description="Validated by the extension's Config (see `evsys schema <kind> <name>`).",
-    )
-
-
-class AlgorithmConfig(ExtensionSpec):
-    registry_kind: ClassVar[str] = "algorithm"
-
-
-class BackendConfig(ExtensionSpec):
-    registry_kind: ClassVar[str] = "backend"
-
-
-class MetricSpec(ExtensionSpec):
-    registry_kind: ClassVar[str] = "metric"
-
-
-class VerifierSpec(ExtensionSpec):
-    registry_kind: ClassVar[str] = "verifier"
-
-
-class TransformSpec(ExtensionSpec):
-    registry_kind: ClassVar[str] = "transform"
-
-
-class EnvironmentSpec(ExtensionSpec):
-    registry_kind: ClassVar[str] = "environment"
-
-
-class InferenceSpec(ExtensionSpec):
-    registry_kind: ClassVar[str] = "inference_client"
-
-
-class BaselineModelSpec(InferenceSpec):
-    """An API model scored on a test benchmark as a baseline (``metadata.benchmark[].models``)."""
-
-    name: str | None = Field(
-        None, description="Label in metric names (…@<name>). None: params.model, else kind."
-    )
-
-    @property
-    def label(self) -> str:
-        return self.name or str(self.params.get("model") or self.kind)
-
-
-def baseline_model(entry: str | BaselineModelSpec) -> BaselineModelSpec:
-    """``"openai_compatible:gpt-4o-mini"`` → ``{kind: openai_compatible, params: {model: …}}``."""
-    if isinstance(entry, BaselineModelSpec):
-        return entry
-    kind, _, model = entry.partition(":")
-    return BaselineModelSpec(kind=kind, params={"model": model})
-
-
-class DataStoreSpec(ExtensionSpec):
-    registry_kind: ClassVar[str] = "data_store"
-    kind: str = Field("local", description="Registry key of the data store.")
-
-
-class LogStoreSpec(ExtensionSpec):
-    registry_kind: ClassVar[str] = "log_store"
-    kind: str = Field("jsonl", description="Registry key of the log store.")
-
-
-class DeploySpec(ExtensionSpec):
-    """Where a trained adapter is shipped (``evsys deploy``, a single run, a sweep's best arm)."""
-
-    registry_kind: ClassVar[str] = "deployer"
-
-
-class CallbackSpec(ExtensionSpec):
-    """A callback watching training (``callbacks: [{kind, params, on_error}]``)."""
-
-    registry_kind: ClassVar[str] = "callback"
-    on_error: Literal["fail", "warn"] | None = Field(
-        None,
-        description="When the callback raises: `fail` ends the run with an error naming it, "
-        "`warn` logs it, records it in run_result.json (callback_<i>_<kind>_error) and goes "
-        "on. None: what the callback class declares as its `on_error`, else `fail`.",
-    )
+# The building blocks (Seed, Strict, the {kind, params} envelopes) live in evsys.extension_specs;
+# their names stay importable from this module, where users import them.
+from evsys.extension_specs import SEED_MAX as SEED_MAX
+from evsys.extension_specs import AlgorithmConfig as AlgorithmConfig
+from evsys.extension_specs import BackendConfig as BackendConfig
+from evsys.extension_specs import BaselineModelSpec as BaselineModelSpec
+from evsys.extension_specs import CallbackSpec as CallbackSpec
+from evsys.extension_specs import DataStoreSpec as DataStoreSpec
+from evsys.extension_specs import DeploySpec as DeploySpec
+from evsys.extension_specs import EnvironmentSpec as EnvironmentSpec
+from evsys.extension_specs import ExtensionSpec as ExtensionSpec
+from evsys.extension_specs import InferenceSpec as InferenceSpec
+from evsys.extension_specs import LogStoreSpec as LogStoreSpec
+from evsys.extension_specs import MetricSpec as MetricSpec
+from evsys.extension_specs import Seed as Seed
+from evsys.extension_specs import Strict as Strict
+from evsys.extension_specs import TransformSpec as TransformSpec
+from evsys.extension_specs import VerifierSpec as VerifierSpec
+from evsys.extension_specs import baseline_model as baseline_model
 
 
 def _check_reference(kind: str, reference: str, *, what: str, fix: str = "") -> None:
     """Refuse a dashboard reference that nothing on this machine can resolve: no dashboard is
     configured and it was never pulled here. Whether it exists is pre-flight's to ask."""
-    from evsys.data.references import why_unresolvable  # here: config loads before data
+    from evsys.reference_cache import why_unresolvable
 
     reason = why_unresolvable(kind, reference)
     if reason is not None:

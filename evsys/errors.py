@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from evsys.redaction import REDACTED, is_secret_key, redact_override
+
 
 class EvsysError(Exception):
     """Base of every error evsys raises on purpose."""
@@ -33,8 +35,6 @@ class Problem:
 
     def __post_init__(self) -> None:
         # A misplaced secret (backend.params.api_key=tml-…) must not be echoed back.
-        from evsys.run.record import REDACTED, is_secret_key, redact_override
-
         if self.value is not None and is_secret_key(self.path):
             object.__setattr__(self, "value", REDACTED)
         if self.source and self.source.startswith("override '"):

@@ -12,6 +12,7 @@ output directories (``hydra.run.dir``, ``hydra.sweep.dir``). Each check raises o
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,11 +21,11 @@ from omegaconf.errors import OmegaConfBaseException
 
 from evsys.compose.compose import (
     Composition,
-    _first_line,
-    _parse_line,
     compose,
     validate_composition,
 )
+from evsys.compose.override_lines import parse_line
+from evsys.compose.resolution import first_line
 from evsys.config import ExperimentConfig
 from evsys.errors import ConfigError, Problem
 from evsys.output_dirs import dir_problems
@@ -39,10 +40,11 @@ from evsys.sweep.plan import (
     template_problems,
 )
 
+# The sweepers' targets were defined here first; they stay importable from this module.
+from evsys.sweepers import EVOLVE_SWEEPER as EVOLVE_SWEEPER
+from evsys.sweepers import EVSYS_SWEEPER, SWEEPER_PREFLIGHTS
+
 DIR_KEYS = ("hydra.run.dir", "hydra.sweep.dir")
-EVSYS_SWEEPER = "hydra_plugins.evsys_plugins.sweeper.EvsysSweeper"
-EVOLVE_SWEEPER = "hydra_plugins.evsys_plugins.evolve_sweeper.EvolveSweeper"
-"""evsys's evolutionary sweeper: its arms are proposed as it runs, its search space checked here."""
 # evsys's sweeper settings; another sweeper has settings of its own, which it checks itself.
 _EVSYS_SWEEPER_KEYS = ("params", "paired", "arms", "n_repeats", "base_seed", "name_template")
 _NO_SWEEP = {
@@ -94,22 +96,26 @@ def check_run(
             problems += _sweeper_problems(settings, composition.config)
             if not problems:  # a broken config breaks the directories named after it: once
                 problems += settings.unresolved
-            if not problems and settings.foreign_sweeper == EVOLVE_SWEEPER:
-                problems += _evolve_problems(overrides, config_name)
+            if not problems and (check := _sweeper_check(settings)):
+                problems += _problems_of(check, overrides, config_name)
     if problems:
         raise ConfigError(problems)
     assert config is not None and settings is not None
     return composition, config, settings
 
 
-def _evolve_problems(
-    overrides: list[str] | tuple[str, ...], config_name: str | None
-) -> list[Problem]:
-    """A config that evolves carries its search space: checked whichever way it is started."""
-    from evsys.evolve.loop import preflight_evolution
+def _sweeper_check(settings: HydraSettings) -> Callable[..., None] | None:
+    """The check a foreign sweeper registered for its own settings (an evolving config's search
+    space), run whichever way the sweep is started; None: it brings none."""
+    foreign = settings.foreign_sweeper
+    return SWEEPER_PREFLIGHTS.get(foreign) if foreign and foreign in SWEEPER_PREFLIGHTS else None
 
+
+def _problems_of(
+    check: Callable[..., None], overrides: list[str] | tuple[str, ...], config_name: str | None
+) -> list[Problem]:
     try:
-        preflight_evolution(overrides, config_name)
+        check(overrides, config_name)
     except ConfigError as exc:
         return exc.problems
     return []
@@ -122,10 +128,8 @@ def plan_sweep(
     it cannot run). Raises ConfigError when the sweep itself is wrong: its grammar, Hydra's
     settings, an empty sweep."""
     settings = hydra_settings(overrides, config_name)
-    if settings.foreign_sweeper == EVOLVE_SWEEPER:  # its search space, proposer and objectives
-        from evsys.evolve.loop import preflight_evolution
-
-        preflight_evolution(overrides, config_name)
+    if check := _sweeper_check(settings):  # evolve's search space, proposer and objectives
+        check(overrides, config_name)
     if settings.foreign_sweeper:
         return [], settings
     task = [line for line in overrides if not is_hydra_override(line)]
@@ -279,7 +283,7 @@ def _resolved(
         problems.append(
             Problem(
                 path=key,
-                message=f"cannot resolve {what}: {_first_line(exc)}",
+                message=f"cannot resolve {what}: {first_line(exc)}",
                 value=_raw(full, key),
             )
         )
@@ -307,14 +311,14 @@ def _launcher(hydra: DictConfig) -> tuple[Any, list[Problem]]:
         launcher_class = get_class(target)
     except Exception as exc:
         return None, [
-            Problem(path="hydra.launcher._target_", message=_first_line(exc), value=target)
+            Problem(path="hydra.launcher._target_", message=first_line(exc), value=target)
         ]
     if not hasattr(launcher_class, "settings_problems"):
         return None, []
     try:
         launcher = instantiate(hydra.launcher)
     except Exception as exc:
-        return None, [Problem(path="hydra.launcher", message=_first_line(exc), value=target)]
+        return None, [Problem(path="hydra.launcher", message=first_line(exc), value=target)]
     return launcher, list(launcher.settings_problems())
 
 
@@ -328,7 +332,7 @@ def is_hydra_override(line: str) -> bool:
 def is_sweep_override(line: str) -> bool:
     """Whether an override line sweeps (``seed=1,2``, ``range(…)``, ``choice(…)``, ``glob(…)``)."""
     try:
-        return _parse_line(line).is_sweep_override()
+        return parse_line(line).is_sweep_override()
     except Exception:
         return False  # planning the arms reports the unparsable line
 

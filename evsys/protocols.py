@@ -8,13 +8,12 @@ decorator from :mod:`evsys.registry`.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from evsys.benchmarks import InLoopValidation
-    from evsys.callbacks import Callbacks
     from evsys.config import ExperimentConfig
 
 RunStatus = Literal["completed", "failed", "cancelled", "timeout"]
@@ -43,6 +42,30 @@ class RunResult:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
+class InLoopValidator(Protocol):
+    """What a run context asks of its in-loop validation (``evsys.benchmarks.InLoopValidation``):
+    stated here, so that these contracts sit below the benchmarks that fulfil them."""
+
+    def due(self, step: int) -> Sequence[Any]: ...
+
+    def run(
+        self, step: int, make_client: Callable[[], InferenceClient], log_store: LogStore
+    ) -> dict[str, float]: ...
+
+
+class RunCallbacks(Protocol):
+    """What a run context and its phases ask of the run's callbacks (``evsys.callbacks.Callbacks``)."""
+
+    @property
+    def should_stop(self) -> bool: ...
+
+    def evaluate(self, step: int, scores: dict[str, float]) -> None: ...
+
+    def step_end(self, step: int) -> None: ...
+
+    def steps_after(self, offset: int) -> AbstractContextManager[None]: ...
+
+
 @dataclass
 class RunContext:
     """Everything an algorithm needs to train one arm."""
@@ -59,11 +82,11 @@ class RunContext:
     extras: dict[str, Any] = field(default_factory=dict)
     """Free-form; always holds ``train_rows``, ``n_train_rows``, ``backend_handles`` (the
     handles), ``model_name`` and ``tags`` (the run's), as the reference's runner fills them."""
-    validation: InLoopValidation | None = None
+    validation: InLoopValidator | None = None
     """The ``val`` benchmarks of ``metadata.benchmark`` (the runner always sets it; it may hold
     none). None: a context built outside a run."""
 
-    callbacks: Callbacks | None = None
+    callbacks: RunCallbacks | None = None
     """The run's ``callbacks`` (the runner sets them). None: a context built outside a run."""
 
     def __post_init__(self) -> None:

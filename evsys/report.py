@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 import sys
 from typing import Any, TextIO
 
@@ -135,8 +136,6 @@ def format_run_summary(record: dict[str, Any]) -> str:
         lines += ["", "  before and after training:", *_before_after(before, metrics)]
     continual = (record.get("extras") or {}).get("continual")
     if continual:  # the stage × eval-set matrix of a continual run
-        from evsys.run.continual import format_matrix
-
         table = format_matrix(record.get("name", ""), continual["eval_sets"], continual["rows"])
         lines += ["", *("  " + line if line else "" for line in table.splitlines()[2:])]
     return "\n".join(lines)
@@ -170,3 +169,54 @@ def format_number(value: Any, spec: str = ".4g") -> str:
 def _short(value: Any, limit: int = 120) -> str:
     text = repr(value) if not isinstance(value, str) else f"'{value}'"
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# -- a continual run's stage × eval-set matrix (continual.md, and the run summary) ----------------
+
+
+def eval_metric_names(scores: dict[str, float], names: list[str]) -> list[str]:
+    """The metric names of ``eval/<set>/<metric>`` keys, in order of appearance."""
+    found = []
+    for name in names:
+        prefix = f"eval/{name}/"
+        found += [k.removeprefix(prefix) for k in scores if k.startswith(prefix)]
+    return list(dict.fromkeys(found))
+
+
+def format_matrix(title: str, eval_sets: list[str], rows: list[dict[str, Any]]) -> str:
+    """The markdown of the stage × eval-set matrix (also drawn by the run summary)."""
+    lines = [
+        f"# Continual learning: {title}",
+        "",
+        "Each row is the model after training on that stage; each column an eval set "
+        "(or a test benchmark).",
+        "",
+    ]
+    every = {k: None for row in rows for k in row["scores"]}
+    metrics = eval_metric_names(every, eval_sets)
+    benchmarks = list(
+        dict.fromkeys(k.split("/")[1] for k in every if k.startswith("test/") and k.count("/") == 2)
+    )
+    for metric in metrics:
+        tests = [b for b in benchmarks if f"test/{b}/{metric}" in every]
+        header = ["after stage", *eval_sets, "mean", *(f"test/{b}" for b in tests)]
+        lines += [f"## {metric}", "", _row(header), _row(["---"] * len(header))]
+        for row in rows:
+            scores = row["scores"]
+            values = [scores.get(f"eval/{n}/{metric}") for n in eval_sets]
+            present = [v for v in values if v is not None]
+            mean = statistics.fmean(present) if present else None
+            tail = [scores.get(f"test/{b}/{metric}") for b in tests]
+            lines.append(_row([row["after"], *map(_fmt, values), _fmt(mean), *map(_fmt, tail)]))
+        lines.append("")
+    if not metrics:
+        lines += ["No eval set was scored (eval.metrics is empty or eval is disabled).", ""]
+    return "\n".join(lines)
+
+
+def _row(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def _fmt(value: float | None) -> str:
+    return "" if value is None else format_number(value)

@@ -28,6 +28,7 @@ from typing import Any
 
 from pydantic import Field, ValidationError
 
+from evsys.clients.retry import Refused
 from evsys.clients.usage import CallUsage, meter_of, summarize
 from evsys.config import InferenceSpec, Strict, VerifierSpec
 from evsys.data.types import (
@@ -39,7 +40,6 @@ from evsys.data.types import (
     verifier_from_dict,
 )
 from evsys.errors import ConfigError, DataError
-from evsys.harness.retry import Refused
 from evsys.protocols import Row, VerificationResult
 from evsys.registry import INFERENCE_CLIENTS, VERIFIERS, closest, register_verifier
 

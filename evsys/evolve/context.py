@@ -19,6 +19,7 @@ from evsys.evolve.confine import machinery_problems
 from evsys.evolve.settings import EvolveSettings, Objective
 from evsys.evolve.space import Dimension, check_space, grammar_dimensions, schema_dimensions
 from evsys.evolve.store import COMPLETE, EvolveStore, StoredArm
+from evsys.sweepers import EVOLVE_SWEEPER, SWEEPER_PREFLIGHTS
 
 
 @dataclass
@@ -62,7 +63,7 @@ class EvolutionContext:
     def schema(self) -> dict[str, Any]:
         """The whole legal space, as ``evsys schema --all`` prints it."""
         if self._schema is None:
-            from evsys.cli.schema import full_schema
+            from evsys.compose.schema import full_schema
 
             self._schema = full_schema()
         return self._schema
@@ -135,6 +136,7 @@ def prepare(
     )
 
 
+@SWEEPER_PREFLIGHTS.register(EVOLVE_SWEEPER)
 def preflight_evolution(overrides: list[str] | tuple[str, ...], config_name: str | None) -> None:
     """``evsys plan``/``validate`` and ``python -m evsys --multirun``: the evolve sweep's settings,
     search space, objectives and proposer, checked before anything is written (ConfigError)."""

@@ -37,6 +37,7 @@ from evsys.deploy.actions import attempt_deploy, deploy_best_arm, deploy_complet
 from evsys.errors import ConfigError, Problem
 from evsys.experiment.launcher import TARGET, InProcessLauncher, write_hydra_files
 from evsys.experiment.results import ExperimentResult, experiment_result
+from evsys.registry import Registry
 from evsys.run.dependencies import ArmDependencies, InferenceFactory, TrainFn
 from evsys.run.record import config_hash, redact
 from evsys.run.reference_injectables import adapt_inference_factory, adapt_train_fn
@@ -54,6 +55,14 @@ from evsys.sweep.sweeper import (
 log = logging.getLogger(__name__)
 
 _YAML_SUFFIXES = (".yaml", ".yml")
+EXPERIMENT_FILE_READERS = Registry(
+    "experiment file format",
+    "experiment_file_formats",
+    builtin_modules=("evsys.reference_yaml.api",),
+)
+"""Readers of experiment files in another format, by format name: ``reader(path_or_config,
+overrides, **options) -> Experiment``. The reference's YAML (``reference``) registers its reader
+in :mod:`evsys.reference_yaml.api`, which builds on this module."""
 
 
 class Experiment:
@@ -122,9 +131,8 @@ class Experiment:
     def from_yaml(cls, path: str | Path, overrides: Sequence[str] = (), **options) -> Experiment:
         """A YAML file in the reference's format (``run``, ``runs`` or ``matrix``; see
         :mod:`evsys.reference_yaml`), plus ``overrides``: a sweep when it has several arms."""
-        from evsys.reference_yaml.api import experiment_from_yaml
-
-        return experiment_from_yaml(path, list(overrides), **options)
+        read = EXPERIMENT_FILE_READERS.get("reference")
+        return read(path, list(overrides), **options)
 
     def __repr__(self) -> str:
         mode = ", multirun=True" if self.multirun else ""

@@ -34,45 +34,12 @@ from evsys.harness.journal import AnswerJournal
 from evsys.harness.prompts import load_eval_dataset, render_prompt
 from evsys.harness.retry import RefusedAnswer, RetryReport
 from evsys.harness.scoring import build_metrics, check_references, score_rows
-from evsys.harness.summary import format_summary_markdown
+from evsys.harness.summary import EvalSummary, format_summary_markdown
 from evsys.protocols import InferenceClient
 from evsys.registry import INFERENCE_CLIENTS
 
 Row = dict[str, Any]
 PREDICTIONS, SUMMARY_JSON, SUMMARY_MD = "predictions.jsonl", "summary.json", "summary.md"
-
-
-@dataclass
-class EvalSummary:
-    model: str
-    inference_kind: str
-    dataset: str | None
-    n_rows: int
-    num_samples: int
-    metrics: dict[str, float]
-    retry_report: RetryReport
-    seconds: float
-    answered: int = 0
-    """Completions in hand (reused ones included); 0: every call failed, nothing was scored."""
-    reused: int = 0
-    """Completions read back from an earlier eval into the same directory, not asked again."""
-    unreadable_verdicts: list[dict[str, Any]] = field(default_factory=list)
-    """``{index, id, metric, error}`` of each row whose verdict could not be read (scored 0)."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "inference_kind": self.inference_kind,
-            "dataset": self.dataset,
-            "n_rows": self.n_rows,
-            "num_samples": self.num_samples,
-            "answered": self.answered,
-            "reused": self.reused,
-            "metrics": self.metrics,
-            "retry_report": self.retry_report.to_dict(),
-            "unreadable_verdicts": self.unreadable_verdicts,
-            "seconds": round(self.seconds, 3),
-        }
 
 
 @dataclass

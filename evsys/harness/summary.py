@@ -1,17 +1,50 @@
-"""``format_summary_markdown``: an eval summary for people (summary.md)."""
+"""An eval's summary: ``EvalSummary`` (what summary.json holds) and ``format_summary_markdown``,
+the same for people (summary.md)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import Any
 
+from evsys.harness.retry import RetryReport
 from evsys.report import format_number
-
-if TYPE_CHECKING:
-    from evsys.harness.evaluate import EvalSummary
 
 MAX_FAILURES_LISTED = 20
 JUDGE_PREFIX = "judge/"
 """A judge model's usage (``judge/cost_usd``, …), apart from the scored model's."""
+
+
+@dataclass
+class EvalSummary:
+    model: str
+    inference_kind: str
+    dataset: str | None
+    n_rows: int
+    num_samples: int
+    metrics: dict[str, float]
+    retry_report: RetryReport
+    seconds: float
+    answered: int = 0
+    """Completions in hand (reused ones included); 0: every call failed, nothing was scored."""
+    reused: int = 0
+    """Completions read back from an earlier eval into the same directory, not asked again."""
+    unreadable_verdicts: list[dict[str, Any]] = field(default_factory=list)
+    """``{index, id, metric, error}`` of each row whose verdict could not be read (scored 0)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "inference_kind": self.inference_kind,
+            "dataset": self.dataset,
+            "n_rows": self.n_rows,
+            "num_samples": self.num_samples,
+            "answered": self.answered,
+            "reused": self.reused,
+            "metrics": self.metrics,
+            "retry_report": self.retry_report.to_dict(),
+            "unreadable_verdicts": self.unreadable_verdicts,
+            "seconds": round(self.seconds, 3),
+        }
 
 
 def format_summary_markdown(summary: EvalSummary, title: str | None = None) -> str:

@@ -261,8 +261,7 @@ class DashboardLogStore:
         data_lineage: list[dict[str, Any]],
     ) -> None:
         """Create the run (and, outside a sweep, its experiment) before anything is logged."""
-        from evsys.run.record import config_hash, git_state, redact, redact_override
-        from evsys.sweep.aggregate import group_id
+        from evsys.run.record import config_hash, git_state, group_id, redact, redact_override
 
         safe = redact(config.model_dump(mode="json"))
         if not self.in_sweep:

@@ -17,6 +17,7 @@ import yaml
 
 from evsys.errors import ConfigError, Problem
 from evsys.experiment import Experiment
+from evsys.experiment.experiment import EXPERIMENT_FILE_READERS
 from evsys.reference_yaml import source
 from evsys.reference_yaml.migration import experiment_file
 from evsys.reference_yaml.source import ReferenceConfig
@@ -70,6 +71,7 @@ class ReferenceExperiment(Experiment):
         return arms
 
 
+@EXPERIMENT_FILE_READERS.register("reference")
 def experiment_from_yaml(
     path_or_config: str | Path | ReferenceConfig,
     overrides: list[str] | tuple[str, ...] = (),

@@ -33,7 +33,7 @@ from evsys.files import write_text_atomically
 from evsys.phases import phase_steps, run_phase
 from evsys.protocols import DataStore, LogStore, Row, RunContext, RunResult
 from evsys.registry import BACKENDS
-from evsys.report import format_number
+from evsys.report import eval_metric_names, format_matrix
 from evsys.run.dependencies import ArmDependencies, TrainFn
 from evsys.run.evaluation import best_effort, eval_rows, evaluate
 from evsys.run.record import run_hyperparams
@@ -297,7 +297,7 @@ def summary_metrics(stages: list[Stage], after: list[dict[str, float]]) -> dict[
     transfer (``continual/backward_transfer/<metric>``); ``after[i]``: scores after stage i."""
     names = [stage.spec.name for stage in stages]
     final, out = after[-1], {}
-    for metric in _metrics(final, names):
+    for metric in eval_metric_names(final, names):
         values = [final[k] for n in names if (k := f"eval/{n}/{metric}") in final]
         if values:
             out[f"eval/{metric}"] = statistics.fmean(values)
@@ -311,15 +311,6 @@ def summary_metrics(stages: list[Stage], after: list[dict[str, float]]) -> dict[
     return out
 
 
-def _metrics(scores: dict[str, float], names: list[str]) -> list[str]:
-    """The metric names of ``eval/<set>/<metric>`` keys, in order of appearance."""
-    found = []
-    for name in names:
-        prefix = f"eval/{name}/"
-        found += [k.removeprefix(prefix) for k in scores if k.startswith(prefix)]
-    return list(dict.fromkeys(found))
-
-
 # -- the table -------------------------------------------------------------------------------------
 
 
@@ -331,42 +322,3 @@ def render_matrix(
     return format_matrix(
         title, names, [{"after": after, "scores": scores} for after, scores in matrix]
     )
-
-
-def format_matrix(title: str, eval_sets: list[str], rows: list[dict[str, Any]]) -> str:
-    """The markdown of the stage × eval-set matrix (also drawn by the run summary)."""
-    lines = [
-        f"# Continual learning: {title}",
-        "",
-        "Each row is the model after training on that stage; each column an eval set "
-        "(or a test benchmark).",
-        "",
-    ]
-    every = {k: None for row in rows for k in row["scores"]}
-    metrics = _metrics(every, eval_sets)
-    benchmarks = list(
-        dict.fromkeys(k.split("/")[1] for k in every if k.startswith("test/") and k.count("/") == 2)
-    )
-    for metric in metrics:
-        tests = [b for b in benchmarks if f"test/{b}/{metric}" in every]
-        header = ["after stage", *eval_sets, "mean", *(f"test/{b}" for b in tests)]
-        lines += [f"## {metric}", "", _row(header), _row(["---"] * len(header))]
-        for row in rows:
-            scores = row["scores"]
-            values = [scores.get(f"eval/{n}/{metric}") for n in eval_sets]
-            present = [v for v in values if v is not None]
-            mean = statistics.fmean(present) if present else None
-            tail = [scores.get(f"test/{b}/{metric}") for b in tests]
-            lines.append(_row([row["after"], *map(_fmt, values), _fmt(mean), *map(_fmt, tail)]))
-        lines.append("")
-    if not metrics:
-        lines += ["No eval set was scored (eval.metrics is empty or eval is disabled).", ""]
-    return "\n".join(lines)
-
-
-def _row(cells: list[str]) -> str:
-    return "| " + " | ".join(cells) + " |"
-
-
-def _fmt(value: float | None) -> str:
-    return "" if value is None else format_number(value)

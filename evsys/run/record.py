@@ -11,7 +11,6 @@ import hashlib
 import json
 import os
 import platform
-import re
 import sys
 import uuid
 from datetime import UTC, datetime
@@ -22,18 +21,20 @@ from typing import Any
 from evsys.files import write_bytes_atomically, write_json_atomically
 from evsys.protocols import RunResult
 
+# Redaction lived here first; its names stay importable from this module.
+from evsys.redaction import REDACTED as REDACTED
+from evsys.redaction import is_secret_key as is_secret_key
+from evsys.redaction import redact as redact
+from evsys.redaction import redact_override as redact_override
+
 RUN_RESULT = "run_result.json"
 SCHEMA_VERSION = 1
+SEED = "seed"
+"""The config key that tells a run from its reruns: a run group is its arms equal but for it."""
 _TRACKED_PACKAGES = (
     "evsys", "hydra-core", "omegaconf", "pydantic", "torch", "transformers", "trl", "peft",
     "accelerate", "datasets", "tinker", "submitit",
 )  # fmt: skip
-# Key names whose values are secrets: api_key, TINKER_API_KEY, hf_token, client_secret, password…
-# Anchored at the end so that max_tokens or secret_santa_count stay visible.
-_SECRET_KEY = re.compile(
-    r"(^|[._-])(api[_-]?key|token|secret|password|passwd|credentials?|auth)$", re.IGNORECASE
-)
-REDACTED = "<redacted>"
 
 GIT_DIFF = "git_diff.patch"
 """Beside run_result.json when the run started from a work tree with uncommitted changes."""
@@ -55,27 +56,15 @@ def config_hash(config: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
-def is_secret_key(name: str) -> bool:
-    """Whether a key (or a dotted path ending in one) names a secret."""
-    return bool(_SECRET_KEY.search(str(name)))
+def group_id(config: dict[str, Any]) -> str:
+    """The run group of an arm: arms whose resolved configs are equal but for ``seed`` share it.
 
-
-def redact(value: Any) -> Any:
-    """A copy of ``value`` with the values of secret-looking keys replaced."""
-    if isinstance(value, dict):
-        return {
-            k: (REDACTED if _SECRET_KEY.search(str(k)) and v else redact(v))
-            for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [redact(v) for v in value]
-    return value
-
-
-def redact_override(line: str) -> str:
-    """``backend.params.api_key=tml-…`` → ``backend.params.api_key=<redacted>``."""
-    key, sep, value = line.partition("=")
-    return f"{key}{sep}{REDACTED}" if sep and value and _SECRET_KEY.search(key) else line
+    A 16-hex hash (:func:`config_hash`, canonical JSON with sorted keys) of the
+    resolved config without its top-level ``seed``; every other key, ``name`` included, counts.
+    The config is redacted first, as ``run_result.json`` records it, so the id is the same whether
+    computed from the config in memory (the sweeper) or from the recorded one (the aggregate).
+    """
+    return config_hash(redact({k: v for k, v in config.items() if k != SEED}))
 
 
 @cache  # one process runs many arms of a sweep: look once

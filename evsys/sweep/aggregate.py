@@ -17,109 +17,42 @@ could have made; with a single value the std is ``None`` (unknown), not 0.
 from __future__ import annotations
 
 import json
-import math
 import os
 import platform
 import re
-import statistics
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from evsys.errors import DataError
 from evsys.files import write_json_atomically, write_text_atomically
-from evsys.run.record import RUN_RESULT, config_hash, redact
+from evsys.run.record import RUN_RESULT, SEED, config_hash, group_id
+from evsys.sweep.conclusion import conclude
+from evsys.sweep.rows import (
+    COMPLETED,
+    INTERRUPTED,
+    MISSING,
+    PLOT_PNG,
+    RUNNING,
+    SUMMARY_MD,
+    SWEEP_PLAN,
+    SWEEP_RESULT,
+    ArmRow,
+    SweepSummary,
+    non_seed_overrides,
+    number,
+    run_groups,
+    split_override,
+)
 
-SWEEP_PLAN = "sweep_plan.json"
-SWEEP_RESULT = "sweep_result.json"
-SUMMARY_MD = "summary.md"
-PLOT_PNG = "success_metric.png"
-SCHEMA_VERSION = 1
-COMPLETED, MISSING = "completed", "missing"
-RUNNING, INTERRUPTED = "running", "interrupted"
-"""An arm that started and has not ended; one whose process died without recording an end."""
-SEED = "seed"
+# The rows and statistics lived here first; their names stay importable from this module.
+from evsys.sweep.rows import SCHEMA_VERSION as SCHEMA_VERSION
+from evsys.sweep.rows import GroupRow as GroupRow
+from evsys.sweep.rows import MetricStats as MetricStats
+from evsys.sweep.rows import metric_names as metric_names
+from evsys.sweep.rows import varying_overrides as varying_overrides
+from evsys.sweep.summary import plot_success_metric, render_summary
+
 _MAX_ARM_DEPTH = 3  # Hydra puts arms one level down (subdir: ${hydra.job.num})
-
-
-def group_id(config: dict[str, Any]) -> str:
-    """The run group of an arm: arms whose resolved configs are equal but for ``seed`` share it.
-
-    A 16-hex hash (:func:`evsys.run.record.config_hash`, canonical JSON with sorted keys) of the
-    resolved config without its top-level ``seed``; every other key, ``name`` included, counts.
-    The config is redacted first, as ``run_result.json`` records it, so the id is the same whether
-    computed from the config in memory (the sweeper) or from the recorded one (this module).
-    """
-    return config_hash(redact({k: v for k, v in config.items() if k != SEED}))
-
-
-@dataclass
-class ArmRow:
-    """One arm as found on disk."""
-
-    name: str
-    dir: str
-    """Relative to the sweep directory."""
-    overrides: list[str]
-    status: str
-    """``completed``, ``failed``, ``cancelled``, ``timeout`` (from run_result.json), ``running``,
-    ``interrupted`` (started, no end recorded) or ``missing`` (never started)."""
-    metrics: dict[str, float]
-    error: str | None
-    group_id: str
-    seed: int | None
-    config_hash: str | None
-    run_dir: str | None = None
-    error_type: str | None = None
-    """The exception class that failed the arm (``ConfigError``: refused before training)."""
-
-
-@dataclass
-class MetricStats:
-    mean: float
-    std: float | None
-    """Sample std (n - 1); None when n == 1."""
-    n: int
-
-
-@dataclass
-class GroupRow:
-    """Arms equal but for the seed, with their metrics across seeds."""
-
-    group_id: str
-    label: str
-    """The first arm's overrides without the seed ones."""
-    arms: list[str]
-    n: int
-    """Completed arms: the ones the statistics are over."""
-    metrics: dict[str, MetricStats] = field(default_factory=dict)
-
-
-@dataclass
-class SweepSummary:
-    name: str
-    sweep_dir: Path
-    success_metric: dict[str, str] | None
-    """``{"name": ..., "direction": "max" | "min"}``, or None: no best arm, no plot."""
-    arms: list[ArmRow]
-    groups: list[GroupRow]
-    best_arm: str | None
-    best_value: float | None
-    failed: list[str]
-    """Arms that ended without completing (``failed``, ``cancelled``, ``timeout``,
-    ``interrupted``)."""
-    missing: list[str]
-    """Arms that never started."""
-    hypothesis: str = ""
-    """``metadata.hypothesis`` of the experiment."""
-    running: list[str] = field(default_factory=list)
-    """Arms that started and have not ended yet."""
-    conclusion: str = ""
-    """What the results say about it (:func:`evsys.sweep.conclusion.conclude`)."""
-
-    def to_dict(self) -> dict[str, Any]:
-        """The ``sweep_result.json`` payload."""
-        return {"schema_version": SCHEMA_VERSION, **asdict(self), "sweep_dir": str(self.sweep_dir)}
 
 
 # -- reading ------------------------------------------------------------------------------------
@@ -184,8 +117,6 @@ def summarize(
 
 
 def conclude_summary(summary: SweepSummary) -> str:
-    from evsys.sweep.conclusion import conclude  # it imports this module
-
     return conclude(
         hypothesis=summary.hypothesis,
         success_metric=summary.success_metric,
@@ -307,27 +238,19 @@ def _hydra_overrides(arm_dir: Path) -> list[str]:
     return [str(o) for o in yaml.safe_load(path.read_text()) or []]
 
 
-def split_override(line: str) -> tuple[str, str]:
-    """``+algorithm.params.lora_rank=8`` → ``("algorithm.params.lora_rank", "8")``."""
-    key, _, value = line.partition("=")
-    return key.lstrip("+~"), value
-
-
 def _override_value(overrides: list[str], key: str) -> str | None:
     return next((v for k, v in map(split_override, overrides) if k == key), None)
-
-
-def _non_seed(overrides: list[str]) -> list[str]:
-    return [o for o in overrides if split_override(o)[0] != SEED]
 
 
 def _fill_missing_group_ids(arms: list[ArmRow]) -> None:
     """Discovery mode: an arm with no recorded config joins the group of an arm whose overrides
     are the same but for the seed; failing that, it gets a group of its own overrides."""
-    by_overrides = {tuple(sorted(_non_seed(a.overrides))): a.group_id for a in arms if a.group_id}
+    by_overrides = {
+        tuple(sorted(non_seed_overrides(a.overrides))): a.group_id for a in arms if a.group_id
+    }
     for arm in arms:
         if not arm.group_id:
-            key = tuple(sorted(_non_seed(arm.overrides)))
+            key = tuple(sorted(non_seed_overrides(arm.overrides)))
             arm.group_id = by_overrides.get(key) or config_hash({"overrides": list(key)})
 
 
@@ -356,12 +279,6 @@ def _success_metric(declared: Any) -> dict[str, str] | None:
 # -- statistics ---------------------------------------------------------------------------------
 
 
-def number(value: Any) -> float | None:
-    """A metric value as a float, or None when it is not a finite number (a bool, NaN, text)."""
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    return float(value) if ok else None
-
-
 def _best(arms: list[ArmRow], success: dict[str, str] | None) -> tuple[str | None, float | None]:
     """The completed arm with the best value of the success metric; ties go to the first arm."""
     if success is None:
@@ -377,49 +294,11 @@ def _best(arms: list[ArmRow], success: dict[str, str] | None) -> tuple[str | Non
     return best if best is not None else (None, None)
 
 
-def metric_names(arms: list[ArmRow]) -> list[str]:
-    """Every metric any arm reports, in order of first appearance."""
-    return list(dict.fromkeys(k for arm in arms for k in arm.metrics))
-
-
-def _stats(values: list[float]) -> MetricStats:
-    std = statistics.stdev(values) if len(values) > 1 else None
-    return MetricStats(mean=statistics.fmean(values), std=std, n=len(values))
-
-
-def run_groups(arms: list[ArmRow]) -> list[GroupRow]:
-    """Arms grouped by ``group_id``, in order of first appearance, with mean ± std per metric."""
-    members: dict[str, list[ArmRow]] = {}
-    for arm in arms:
-        members.setdefault(arm.group_id, []).append(arm)
-    groups = []
-    for gid, group in members.items():
-        done = [a for a in group if a.status == COMPLETED]
-        metrics = {}
-        for metric in metric_names(done):
-            values = [v for a in done if (v := number(a.metrics.get(metric))) is not None]
-            if values:
-                metrics[metric] = _stats(values)
-        label = " ".join(_non_seed(group[0].overrides)) or "(no overrides)"
-        groups.append(GroupRow(gid, label, [a.name for a in group], len(done), metrics))
-    return groups
-
-
-def varying_overrides(arms: list[ArmRow], *, exclude: tuple[str, ...] = ()) -> dict[str, list]:
-    """Override keys whose value differs between arms → each arm's value (None where unset)."""
-    values = [dict(map(split_override, arm.overrides)) for arm in arms]
-    keys = dict.fromkeys(k for v in values for k in v if k not in exclude)
-    columns = {key: [v.get(key) for v in values] for key in keys}
-    return {key: col for key, col in columns.items() if len(set(col)) > 1}
-
-
 # -- writing ------------------------------------------------------------------------------------
 
 
 def write_sweep_outputs(sweep_dir: Path) -> SweepSummary:
     """Aggregate ``sweep_dir`` and write ``sweep_result.json``, ``summary.md`` and the plot."""
-    from evsys.sweep.summary import plot_success_metric, render_summary  # it imports this module
-
     summary = aggregate(sweep_dir)
     plot_note = plot_success_metric(summary, summary.sweep_dir / PLOT_PNG)
     write_json_atomically(summary.sweep_dir / SWEEP_RESULT, summary.to_dict())

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from evsys.registry import closest
 from evsys.report import format_number
-from evsys.sweep.aggregate import (
+from evsys.sweep.rows import (
     COMPLETED,
     MISSING,
     RUNNING,

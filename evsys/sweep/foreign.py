@@ -91,8 +91,8 @@ class ForeignSweepCallback(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if not is_foreign(config):
             return
-        from evsys.app import note_sweep_exit_code
         from evsys.errors import DataError
+        from evsys.exit_codes import note_sweep_exit_code
         from evsys.sweep.sweeper import finish_sweep
 
         sweep_dir = Path(config.hydra.sweep.dir)

@@ -23,8 +23,6 @@ from hydra.core.override_parser.types import Glob
 
 from evsys.compose.compose import (
     Defaults,
-    _first_line,
-    _parse_line,
     apply_overrides,
     compose_defaults,
     config_groups,
@@ -32,6 +30,8 @@ from evsys.compose.compose import (
     split_overrides,
     validate_composition,
 )
+from evsys.compose.override_lines import parse_line
+from evsys.compose.resolution import first_line
 from evsys.config import ExperimentConfig
 from evsys.errors import ConfigError, Problem
 from evsys.run.record import config_hash, redact
@@ -130,9 +130,9 @@ def _expand(line: str, origin: str, problems: list[Problem]) -> list[str] | None
     """The ``key=value`` lines one override (or ``hydra.sweeper.params`` entry) stands for."""
     key = line.partition("=")[0].lstrip("+~")
     try:
-        override = copy.copy(_parse_line(line))
+        override = copy.copy(parse_line(line))
     except Exception as exc:
-        problems.append(_problem(key, f"cannot parse override: {_first_line(exc)}", line, origin))
+        problems.append(_problem(key, f"cannot parse override: {first_line(exc)}", line, origin))
         return None
     key = override.key_or_group or key
     if not override.is_sweep_override():
@@ -156,7 +156,7 @@ def _expand(line: str, origin: str, problems: list[Problem]) -> list[str] | None
     try:
         values = list(override.sweep_string_iterator())
     except Exception as exc:
-        problems.append(_problem(key, f"cannot expand: {_first_line(exc)}", line, origin))
+        problems.append(_problem(key, f"cannot expand: {first_line(exc)}", line, origin))
         return None
     if not values:
         problems.append(_problem(key, "the sweep expands to no value", line, origin))

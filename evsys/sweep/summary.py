@@ -15,7 +15,7 @@ from typing import Any
 
 from evsys.files import write_bytes_atomically
 from evsys.report import format_number
-from evsys.sweep.aggregate import (
+from evsys.sweep.rows import (
     COMPLETED,
     PLOT_PNG,
     SEED,

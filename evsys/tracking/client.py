@@ -14,32 +14,30 @@ from __future__ import annotations
 
 import logging
 import os
-import urllib.parse
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
-from evsys.tracking.at_exit import flushed_at_exit, open_clients
+from evsys.tracking import exit_flush
 from evsys.tracking.errors import (
     DashboardClientError,
     EvsysAuthError,
     ServiceUnreachable,
 )
 from evsys.tracking.mirror import Mirror, encode_write
+from evsys.tracking.reads import ServiceReads
 from evsys.tracking.sender import Sender
 from evsys.tracking.settings import Settings
 from evsys.tracking.step_lines import StepLines
 from evsys.tracking.transport import Transport
-from evsys.tracking.wire import OPS, check_data, make_write, new_id, read_number
+from evsys.tracking.wire import OPS, check_data, make_write, new_id
 
 __all__ = ["DashboardClient", "DashboardClientError", "EvsysAuthError"]
 
 log = logging.getLogger("evsys.tracking")
-KINDS = ("datasets", "benchmarks")
 KEY_CHECK_TIMEOUT_S = 3.0  # a service that hangs costs a run's start this, then it goes on
 
 
-class DashboardClient:
+class DashboardClient(ServiceReads):
     """Writes go to ``<log_dir>/<segment>.writes.jsonl`` and then, unless ``offline``, to the
     service at ``api_url`` in the background. Arguments override the ``EVSYS_*`` env vars.
 
@@ -88,7 +86,7 @@ class DashboardClient:
                 retry_max=retry_max,
                 service_down=self.project is None,
             )
-            flushed_at_exit(self)
+            exit_flush.flushed_at_exit(self)
         self._created: set[str] = set()  # ids of the objects this client's creates made
         self._step_lines = StepLines()
         self._closed = False
@@ -241,7 +239,9 @@ class DashboardClient:
         else goes through ``_write``, which checks it (or raises the reason)."""
         made = None if self._closed else self._step_lines.make(run_id, step, metrics)
         if made is None:
-            self._write("run.steps", {"run_id": run_id, "steps": [_step(step, metrics)]})
+            self._write(
+                "run.steps", {"run_id": run_id, "steps": [{"step": step, "metrics": dict(metrics)}]}
+            )
             return
         self.mirror.append(made[1])
         if self._sender is not None:
@@ -323,7 +323,7 @@ class DashboardClient:
         if self._closed:
             return True
         self._closed = True
-        open_clients.discard(self)
+        exit_flush.closed(self)
         all_sent = True if self._sender is None else self._sender.close(timeout)
         self.mirror.close()
         if not all_sent:
@@ -347,66 +347,3 @@ class DashboardClient:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-    # ---- reads: synchronous, raise on failure ----
-    def _online(self) -> Transport:
-        if self._transport is None:
-            raise DashboardClientError("offline (EVSYS_OFFLINE): reading needs the service")
-        return self._transport
-
-    def list_experiments(
-        self, *, tag: str | None = None, status: str | None = None, limit: int | None = None
-    ) -> list[dict[str, Any]]:
-        query = {"tag": tag, "status": status, "limit": limit}
-        return self._online().json("GET", "/experiments", query=query)["experiments"]
-
-    def get_experiment(self, experiment_id: str) -> dict[str, Any]:
-        return self._online().json("GET", f"/experiments/{_segment(experiment_id)}")
-
-    def list_runs(
-        self, *, experiment_id: str | None = None, status: str | None = None
-    ) -> list[dict[str, Any]]:
-        query = {"experiment_id": experiment_id, "status": status}
-        return self._online().json("GET", "/runs", query=query)["runs"]
-
-    def get_run(self, run_id: str) -> dict[str, Any]:
-        return self._online().json("GET", f"/runs/{_segment(run_id)}")
-
-    def get_run_steps(self, run_id: str) -> list[dict[str, Any]]:
-        """``[{"step", "name", "value"}, ...]`` ordered by step; NaN and infinities as floats."""
-        steps = self._online().json("GET", f"/runs/{_segment(run_id)}/steps")["steps"]
-        for step in steps:  # "NaN", "Infinity", "-Infinity" back to the floats they name
-            step["value"] = read_number(step["value"])
-        return steps
-
-    def upload(self, kind: str, name: str, path: str | os.PathLike[str]) -> dict[str, Any]:
-        """Upload a dataset (``.jsonl``) or benchmark (``.tar.gz`` or ``.jsonl``) as the next
-        version of ``name``: ``{"id", "name", "version", "sha256", "size"}``."""
-        file = Path(path)
-        if not file.is_file():
-            raise DashboardClientError(f"upload: {file} is not a file")
-        return self._online().upload(f"/{_kind(kind)}", {"name": name}, file)
-
-    def resolve(self, kind: str, id_or_name: str) -> dict[str, Any]:
-        """The metadata of a dataset or benchmark version; a name resolves to its latest."""
-        return self._online().json("GET", f"/{_kind(kind)}/{_segment(id_or_name)}")
-
-    def download(self, kind: str, id: str, dest: str | os.PathLike[str]) -> Path:
-        path = f"/{_kind(kind)}/{_segment(id)}/content"
-        return self._online().download(path, Path(dest))
-
-
-def _step(step: int, metrics: Mapping[str, float]) -> dict[str, Any]:
-    return {"step": step, "metrics": dict(metrics)}
-
-
-def _kind(kind: str) -> str:
-    if kind not in KINDS:
-        raise DashboardClientError(f"kind {kind!r} is not one of {list(KINDS)}")
-    return kind
-
-
-def _segment(text: str) -> str:
-    if not text:
-        raise DashboardClientError("an empty id")
-    return urllib.parse.quote(text, safe="")

@@ -18,16 +18,24 @@ that says its exit code; the evsys sweeper records it ``failed``.
 import logging
 import os
 import pickle
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, List, Optional  # noqa: UP035
 
 from hydra.core.config_store import ConfigStore
-from hydra.core.utils import JobReturn, JobStatus
+from hydra.core.utils import JobReturn
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
+
+from hydra_plugins.evsys_plugins.arm_processes import (
+    Arm,
+    ChildJob,
+    RunningArm,
+    environment,
+    run_arm_in_child,
+    wait_for_ends,
+)
 
 log = logging.getLogger(__name__)
 
@@ -52,84 +60,6 @@ class EvsysGpuLauncherConf:
 ConfigStore.instance().store(
     group="hydra/launcher", name="evsys_gpus", node=EvsysGpuLauncherConf, provider="evsys"
 )
-
-
-@dataclass
-class _Arm:
-    position: int  # in this launch's job_overrides
-    overrides: List[str]  # noqa: UP006
-    config: DictConfig
-    needs_gpu: bool
-
-    @property
-    def label(self) -> str:
-        return f"#{self.config.hydra.job.num} {OmegaConf.select(self.config, 'hydra.sweep.subdir')}"
-
-
-@dataclass
-class _ChildJob:
-    """What an arm's process needs to run the job as Hydra would in this process."""
-
-    hydra_context: HydraContext
-    task_function: TaskFunction
-    config: DictConfig
-    singleton_state: Any
-
-
-@dataclass
-class _Running:
-    arm: _Arm
-    process: Any  # multiprocessing's SpawnProcess
-    conn: Any  # the parent's end of the pipe the result comes back on
-    slots: List[str]  # noqa: UP006
-    reply: Any = None
-    replied: bool = False
-
-    def receive(self) -> None:
-        """Read the reply if there is one; a dead child's pipe only says EOF."""
-        try:
-            if self.conn.poll():
-                self.reply = self.conn.recv()
-        except (EOFError, OSError):
-            pass
-        self.replied = True
-
-    def finish(self) -> JobReturn:
-        """The arm's JobReturn, failed with the exit code when the process died without one."""
-        code, reply = self.process.exitcode, self.reply
-        self.conn.close()
-        self.process.close()
-        if not isinstance(reply, JobReturn):
-            if reply is None:
-                from evsys.errors import BackendError
-
-                reply = BackendError(
-                    f"the arm's process ended ({_exit_status(code)}) before it returned a "
-                    "result: it was killed, crashed, or ran out of memory"
-                )
-            # else an exception from Hydra itself around the task (the task's own errors come
-            # back inside a JobReturn)
-            reply = JobReturn(
-                overrides=self.arm.overrides, status=JobStatus.FAILED, _return_value=reply
-            )
-        detail = "" if reply.status is JobStatus.COMPLETED else f": {reply._return_value}"
-        freed = f"; GPU slots {','.join(self.slots)} free again" if self.slots else ""
-        log.info(
-            "%s: ended, %s, Hydra job %s%s%s",
-            self.arm.label, _exit_status(code), reply.status.name, detail, freed,
-        )  # fmt: skip
-        return reply
-
-
-def _exit_status(code: int) -> str:
-    import signal
-
-    if code >= 0:
-        return f"exit code {code}"
-    try:
-        return f"signal {signal.Signals(-code).name}"
-    except ValueError:
-        return f"signal {-code}"
 
 
 class EvsysGpuLauncher(Launcher):
@@ -189,7 +119,7 @@ class EvsysGpuLauncher(Launcher):
         count = _nvidia_smi_gpu_count()
         return [str(i) for i in range(count)], f"nvidia-smi -L lists {count}"
 
-    def _compose(self, position: int, overrides: List[str], job_num: int) -> _Arm:  # noqa: UP006
+    def _compose(self, position: int, overrides: List[str], job_num: int) -> Arm:  # noqa: UP006
         assert self.config is not None and self.hydra_context is not None
         config = self.hydra_context.config_loader.load_sweep_config(self.config, overrides)
         with open_dict(config):
@@ -197,7 +127,7 @@ class EvsysGpuLauncher(Launcher):
             config.hydra.job.num = job_num
         backend = OmegaConf.to_container(config.backend) if "backend" in config else {}
         needs_gpu = self._needs_gpu(backend)
-        return _Arm(position=position, overrides=overrides, config=config, needs_gpu=needs_gpu)
+        return Arm(position=position, overrides=overrides, config=config, needs_gpu=needs_gpu)
 
     def _needs_gpu(self, backend: Any) -> bool:
         """An arm trains on GPUs when its backend is a GPU backend not told to use the CPU."""
@@ -265,7 +195,7 @@ class EvsysGpuLauncher(Launcher):
 
     def _run_all(
         self,
-        arms: List[_Arm],  # noqa: UP006
+        arms: List[Arm],  # noqa: UP006
         slots: List[str],  # noqa: UP006
         max_parallel: int,
     ) -> List[JobReturn]:  # noqa: UP006
@@ -295,7 +225,7 @@ class EvsysGpuLauncher(Launcher):
                         taken, free = free[:need], free[need:]
                         running.append(self._start(context, arm, taken, state))
                         waiting.remove(arm)
-                for done in _wait_for_ends(running):
+                for done in wait_for_ends(running):
                     running.remove(done)
                     free = [s for s in slots if s in free or s in done.slots]
                     results[done.arm.position] = done.finish()
@@ -311,20 +241,20 @@ class EvsysGpuLauncher(Launcher):
                     still.process.join()
         return [results[arm.position] for arm in arms]
 
-    def _start(self, context: Any, arm: _Arm, slots: List[str], state: Any) -> _Running:  # noqa: UP006
-        job = _ChildJob(
+    def _start(self, context: Any, arm: Arm, slots: List[str], state: Any) -> RunningArm:  # noqa: UP006
+        job = ChildJob(
             hydra_context=self.hydra_context,  # type: ignore[arg-type]
             task_function=self.task_function,  # type: ignore[arg-type]
             config=arm.config,
             singleton_state=state,
         )
         receiver, sender = context.Pipe(duplex=False)
-        process = context.Process(target=_run_arm_in_child, args=(pickle.dumps(job), sender))
+        process = context.Process(target=run_arm_in_child, args=(pickle.dumps(job), sender))
         # Set for the exec itself, so that the variable is in place before the child's first
         # import, whatever that import initialises.
         with (
-            _environment(VISIBLE, ",".join(slots)),
-            _environment(ARM_CPUS, str(self._arm_cpus)),
+            environment(VISIBLE, ",".join(slots)),
+            environment(ARM_CPUS, str(self._arm_cpus)),
         ):
             process.start()
         sender.close()  # the child holds its own copy; closing ours lets a dead child read as EOF
@@ -332,45 +262,7 @@ class EvsysGpuLauncher(Launcher):
             "%s: started, %s=%r, %s=%d (pid %d)",
             arm.label, VISIBLE, ",".join(slots), ARM_CPUS, self._arm_cpus, process.pid,
         )  # fmt: skip
-        return _Running(arm=arm, process=process, conn=receiver, slots=slots)
-
-
-def _wait_for_ends(running: List[_Running]) -> List[_Running]:  # noqa: UP006
-    """Block until at least one arm's process has ended; read replies as they come.
-
-    Replies are read as soon as they are sent: a large one fills the pipe, and its sender would
-    never exit if the parent only waited for the exit.
-    """
-    from multiprocessing.connection import wait
-
-    pending = {r.conn: r for r in running if not r.replied}
-    sentinels = {r.process.sentinel: r for r in running}
-    ready = wait([*pending, *sentinels])
-    for conn in ready:
-        if conn in pending:
-            pending[conn].receive()
-    ended = []
-    for sentinel in ready:
-        if sentinel in sentinels:
-            arm = sentinels[sentinel]
-            arm.process.join()
-            if not arm.replied:
-                arm.receive()  # sent just before it exited
-            ended.append(arm)
-    return ended
-
-
-@contextmanager
-def _environment(name: str, value: str) -> Iterator[None]:
-    previous = os.environ.get(name)
-    os.environ[name] = value
-    try:
-        yield
-    finally:
-        if previous is None:
-            del os.environ[name]
-        else:
-            os.environ[name] = previous
+        return RunningArm(arm=arm, process=process, conn=receiver, slots=slots)
 
 
 def _nvidia_smi_gpu_count() -> int:
@@ -383,45 +275,3 @@ def _nvidia_smi_gpu_count() -> int:
     except (OSError, subprocess.SubprocessError):
         return 0  # no driver, no GPU
     return sum(1 for line in listed.stdout.splitlines() if line.startswith("GPU "))
-
-
-def _run_arm_in_child(payload: bytes, conn: Any) -> None:
-    """The arm's process: restore Hydra's state as the parent had it, run the job, reply."""
-    from hydra.core.plugins import Plugins
-    from hydra.core.singleton import Singleton
-    from hydra.core.utils import run_job, setup_globals
-
-    from evsys.compose.resolvers import register_resolvers
-
-    # Hydra's plugin scan re-executes every plugin module, giving its classes new identities;
-    # scan once, before unpickling anything that refers to them (configs built from a plugin's
-    # dataclass), and keep that scan when the parent's singletons are restored.
-    plugins = Plugins.instance()
-    job: _ChildJob = pickle.loads(payload)
-    job.singleton_state["instances"][Plugins] = plugins
-    Singleton.set_state(job.singleton_state)
-    setup_globals()
-    register_resolvers()
-    reply: Any
-    try:
-        reply = run_job(
-            hydra_context=job.hydra_context,
-            task_function=job.task_function,
-            config=job.config,
-            job_dir_key="hydra.sweep.dir",
-            job_subdir_key="hydra.sweep.subdir",
-        )
-    except BaseException as exc:  # Hydra itself failed; run_job catches the task's exceptions
-        reply = exc
-    try:
-        conn.send(reply)
-    except (pickle.PicklingError, TypeError, AttributeError) as exc:
-        # An exception (or return value) that does not pickle comes back as its text.
-        value = reply._return_value if isinstance(reply, JobReturn) else reply
-        stand_in = RuntimeError(f"{type(value).__name__}: {value} (unpicklable: {exc})")
-        if isinstance(reply, JobReturn):
-            reply._return_value = stand_in
-            conn.send(reply)
-        else:
-            conn.send(stand_in)
-    conn.close()

@@ -14,7 +14,7 @@ import yaml
 
 from evsys.dashboard.ui.charts import ArmValue, Chart, axis_chart, line_chart
 from evsys.report import format_number
-from evsys.run.compare import diff_runs, flatten, show_metric, show_value
+from evsys.run_diff import diff_runs, flatten, show_metric, show_value
 from evsys.tracking.wire import NONFINITE
 
 MAX_AXES = 6

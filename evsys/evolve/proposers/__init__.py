@@ -15,25 +15,12 @@ Every proposer has:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from evsys.errors import ConfigError, Problem
 
-
-@dataclass
-class Proposal:
-    """One proposed arm: the override lines it adds to the sweep's fixed overrides."""
-
-    name: str
-    overrides: list[str]
-    params: dict[str, Any] = field(default_factory=dict)
-    parents: list[str] = field(default_factory=list)
-    data: dict[str, Any] = field(default_factory=dict)
-    """Persisted with the arm: what the proposer needs to replay it."""
-    rationale: str = ""
-    handle: Any = None
-    """The proposer's live object for it (Optuna's trial); not persisted."""
+# Proposal lived here first; its name stays importable from this package.
+from evsys.evolve.proposal import Proposal as Proposal
 
 
 def make_proposer(settings: Any, context: Any) -> Any:

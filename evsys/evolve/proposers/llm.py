@@ -24,7 +24,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from evsys.evolve.proposers import Proposal
+from evsys.evolve.proposal import Proposal
 from evsys.evolve.store import COMPLETE, StoredArm
 
 _FENCE = re.compile(r"```(?:json)?\s*(\{.*?\})\s*```", re.S)

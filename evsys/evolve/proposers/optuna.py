@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from evsys.evolve.proposers import Proposal
+from evsys.evolve.proposal import Proposal
 from evsys.evolve.space import CHOICE, FLOAT, Dimension
 from evsys.evolve.store import COMPLETE, StoredArm
 
