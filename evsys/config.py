@@ -11,6 +11,8 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from evsys import shorthand_forms
+
 SEED_MAX = 2**32 - 1
 # numpy, torch and the samplers take 32-bit unsigned seeds: anything else fails at run time.
 Seed = Annotated[int, Field(ge=0, le=SEED_MAX)]
@@ -46,6 +48,11 @@ class ExtensionSpec(Strict):
 
 class AlgorithmConfig(ExtensionSpec):
     registry_kind: ClassVar[str] = "algorithm"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _routed_key(cls, value: Any) -> Any:
+        return shorthand_forms.routed_recipe(value)  # the reference's mock_sft, local_rl, …
 
 
 class BackendConfig(ExtensionSpec):
@@ -291,6 +298,11 @@ class BenchmarkSpec(Strict):
         default_factory=list, description="Metrics for this benchmark. Empty: eval.metrics."
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _single_model(cls, value: Any) -> Any:
+        return shorthand_forms.benchmark_models(value)  # the reference's `model: X`
+
     @field_validator("id")
     @classmethod
     def _id_needs_the_dashboard(cls, benchmark_id: str | None) -> str | None:
@@ -401,6 +413,11 @@ class ContinualConfig(Strict):
         "model is scored on every stage's eval set (eval_path, else its training rows) and on "
         "the `test` benchmarks. The run's own `data` is not trained on.",
     )
+
+    @field_validator("datasets", mode="before")
+    @classmethod
+    def _name_unnamed_stages(cls, stages: Any) -> Any:
+        return shorthand_forms.named_stages(stages)  # the reference names none
 
     @field_validator("datasets")
     @classmethod
