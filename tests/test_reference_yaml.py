@@ -34,6 +34,8 @@ def project(workdir: Path) -> Path:
     data.mkdir()
     shutil.copy(bundled / "tool_selection" / "train.jsonl", data / "train.jsonl")
     shutil.copy(bundled / "arithmetic" / "train.jsonl", data / "arithmetic.jsonl")
+    rows = (bundled / "tool_selection" / "train.jsonl").read_text()
+    (data / "slugs.jsonl").write_text(rows.replace('"answer":', '"tool_slug":'))  # reference rows
     for kind, name in [
         ("benchmark", n) for n in ("composio_eval_v2", "full_test", "tool_bench")
     ] + [("validation", "val_set")]:
@@ -73,7 +75,7 @@ def test_matrix_expands_into_the_reference_arms(project: Path) -> None:
     assert [(p["lora_rank"], p["learning_rate"]) for p in params] == [
         (r, lr) for r in ranks for lr in (1e-4, 5e-5)
     ]
-    assert {a.config.model.name for a in arms} == {"evsys/tiny-llama"}
+    assert {a.config.model.name for a in arms} == {"Qwen/Qwen3-4B"}
     assert len({a.config_hash for a in arms}) == 6
 
 
@@ -136,7 +138,7 @@ def test_run_experiment_runs_every_arm_on_mock(project: Path) -> None:
     ("example", "metric"),
     [
         ("minimal", "eval/exact_match"),
-        ("continual", "stage/2_corpus_c/train/steps"),  # three stages, chained
+        ("continual", "stage/2_train_3/train/steps"),  # three unnamed stages, chained
         ("project_metadata", "test/composio_eval_v2/pass_rate"),
         ("benchmarks_val_test", "val/val_set/pass_rate"),
         ("experiment_metadata", "test/tool_bench/pass_rate"),

@@ -31,7 +31,7 @@ from typing import Any
 from evsys.config import Metadata
 from evsys.errors import ConfigError, Problem
 from evsys.reference_yaml.source import ReferenceConfig
-from evsys.reference_yaml.validation_block import move_validation
+from evsys.reference_yaml.validation_block import move_validation, per_arm_metadata
 from evsys.shorthand_forms import ROUTED_ALGORITHMS
 
 # A run's presets that the reference's run replaces as a whole: their options are removed, so the
@@ -142,9 +142,14 @@ def translate(config: ReferenceConfig) -> Translation:
         translation.name_template = _with_seed(template, repeats)
     else:
         assert config.runs is not None
-        for index, run in enumerate(config.runs):
-            run_groups, run_content = _run_parts(run, f"runs[{index}]", notes, repeats)
+        parts = [
+            _run_parts(run, f"runs[{index}]", notes, repeats)
+            for index, run in enumerate(config.runs)
+        ]
+        for index, (_, run_content) in enumerate(parts):
             move_validation(run_content, content.get("metadata"), f"runs[{index}]", notes)
+        per_arm_metadata(content, [run_content for _, run_content in parts])
+        for run_groups, run_content in parts:
             lines = group_lines(run_groups)
             lines += [f"++{key}={literal(value)}" for key, value in run_content.items()]
             translation.arms.append(lines)

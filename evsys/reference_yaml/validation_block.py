@@ -39,3 +39,13 @@ def _tagged(entry: Any) -> Any:
     if isinstance(entry, dict) and "tags" not in entry:
         return {**entry, "tags": ["val"]}
     return entry
+
+
+def per_arm_metadata(content: dict[str, Any], runs: list[dict[str, Any]]) -> None:
+    """Where a run of ``runs`` has its own ``metadata`` (its validation), every run gets its own
+    and the shared one goes: an arm's lines apply before the shared values, which would win."""
+    if not any("metadata" in run for run in runs):
+        return
+    shared = content.pop("metadata", {})
+    for run in runs:
+        run.setdefault("metadata", copy.deepcopy(shared))
