@@ -212,11 +212,22 @@ class ModelConfig(Strict):
     load_checkpoint_path: str | None = Field(
         None, description="Start from this adapter or checkpoint instead of the base weights."
     )
+    renderer_name: str | None = Field(
+        None,
+        description="The tinker backend's chat renderer (qwen3, qwen3_disable_thinking, "
+        "llama3, role_colon) for rows and prompts. None: the tokenizer's own chat template "
+        "(the template every other backend uses).",
+    )
 
-    retired_keys: ClassVar[dict[str, str]] = {
-        "renderer_name": "every backend renders chats with the model's own chat template; "
-        "to render with another one, set backend.params.tokenizer (tinker)",
-    }
+    @field_validator("renderer_name")
+    @classmethod
+    def _known_renderer(cls, name: str | None) -> str | None:
+        from evsys.renderers import renderer_problem
+
+        problem = None if name is None else renderer_problem(name)
+        if problem:
+            raise ValueError(problem)
+        return name
 
 
 class EvalConfig(Strict):

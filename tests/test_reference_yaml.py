@@ -185,7 +185,7 @@ def test_evsys_run_a_single_run_with_an_override(project: Path) -> None:
         module=False,
     )
     assert done.returncode == 0, done.stderr
-    assert "renderer_name: not needed" in done.stderr  # what was adapted is said
+    assert "renderer_name: only the tinker backend" in done.stderr  # what was adapted is said
     (run_dir,) = (project / "outputs" / "runs").glob("*/*_hello_sft")
     record = json.loads((run_dir / "run_result.json").read_text())
     assert record["status"] == "completed" and record["metrics"]["train/steps"] == 3

@@ -213,12 +213,11 @@ def _run_parts(
             )
             kind = recipe
         groups[group] = kind if isinstance(kind, str) else None
-    model = run.get("model")
-    if isinstance(model, dict) and "renderer_name" in model:
-        del model["renderer_name"]
+    model, backend = run.get("model"), groups.get("backend")
+    if isinstance(model, dict) and model.get("renderer_name") and backend != "tinker":
         notes.append(
-            f"{where}.model.renderer_name: not needed; every backend renders chats with the "
-            "model's own chat template"
+            f"{where}.model.renderer_name: only the tinker backend renders with it; the "
+            f"{backend} backend renders chats with the model's own chat template"
         )
     if repeats and "seed" in run:
         del run["seed"]
