@@ -21,9 +21,10 @@ from test_reference_yaml import EXAMPLES, RUNNABLE, project  # noqa: F401  (the 
 
 from evsys import Experiment
 from evsys.cli import main as evsys_main
+from evsys.shorthand_forms import named_stages
 
-# Arms each example runs (a matrix's cells, each of `runs`).
-ARMS = {"matrix": 6, "run_forms": 2}
+# Arms each example runs (a matrix's cells, each of `runs` and its repeats).
+ARMS = {"matrix": 6, "run_forms": 2, "runs": 4}
 
 
 @pytest.mark.parametrize("example", RUNNABLE)
@@ -60,11 +61,12 @@ def test_run_forms_score_validation_tool_slugs_and_a_bare_success_metric(
     # tool_slug rows: trained on and scored like answer rows (the mock learns the slugs)
     assert sft.metrics["eval/exact_match"] > 0.5 and sft.metrics["eval/toolkit_match"] > 0.5
     # a benchmark's single `model` is scored as a baseline
-    assert any(name.endswith("@mock:baseline") for name in sft.metrics)
-    # `pass_rate` is the one reported metric of that name: it ranks the arms
+    assert "test/full_test/pass_rate@baseline" in sft.metrics
+    # `final_loss` is the one reported metric of that name: it ranks the arms reporting it
     summary = json.loads((project / "sweep" / "sweep_result.json").read_text())
-    assert summary["success_metric"]["name"] == "val/val_set/pass_rate"
-    assert result.best_arm is not None
+    assert summary["success_metric"] == {"name": "train/final_loss", "direction": "min"}
+    assert "train/final_loss" not in rl.metrics  # RL reports rewards: only the SFT arm ranks
+    assert result.best_arm is not None and result.best_arm.name == "sft"
 
 
 def test_a_bare_success_metric_that_names_several_is_refused_with_the_candidates(
@@ -132,9 +134,11 @@ def test_routed_recipe_keys_and_shorthands_in_evsys_own_configs(project: Path) -
     from evsys.config import ContinualConfig, Metadata
 
     stages = ContinualConfig.model_validate(
-        {"datasets": [{"dataset_name": "corpus_a"}, {"path": "x/b.jsonl"}, {"path": "y/b.jsonl"}]}
+        {"datasets": [{"path": "x/corpus_a.jsonl"}, {"path": "x/b.jsonl"}, {"path": "y/b.jsonl"}]}
     ).datasets
     assert [stage.name for stage in stages] == ["corpus_a", "b", "b_3"]
+    named = named_stages([{"dataset_name": "corpus a"}, {"name": "stage3"}, {"rows": []}])
+    assert [stage["name"] for stage in named] == ["corpus_a", "stage3", "stage3_3"]
     (benchmark,) = Metadata.model_validate(
         {"benchmark": {"path": "data/benchmark/full_test", "model": "mock:m"}}
     ).benchmark
