@@ -12,6 +12,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from evsys import shorthand_forms
+from evsys.renderers import RendererName
 
 SEED_MAX = 2**32 - 1
 # numpy, torch and the samplers take 32-bit unsigned seeds: anything else fails at run time.
@@ -212,22 +213,12 @@ class ModelConfig(Strict):
     load_checkpoint_path: str | None = Field(
         None, description="Start from this adapter or checkpoint instead of the base weights."
     )
-    renderer_name: str | None = Field(
+    renderer_name: RendererName | None = Field(
         None,
         description="The tinker backend's chat renderer (qwen3, qwen3_disable_thinking, "
         "llama3, role_colon) for rows and prompts. None: the tokenizer's own chat template "
         "(the template every other backend uses).",
     )
-
-    @field_validator("renderer_name")
-    @classmethod
-    def _known_renderer(cls, name: str | None) -> str | None:
-        from evsys.renderers import renderer_problem
-
-        problem = None if name is None else renderer_problem(name)
-        if problem:
-            raise ValueError(problem)
-        return name
 
 
 class EvalConfig(Strict):

@@ -8,6 +8,10 @@ replaces that template by the renderer's format, written here as a chat template
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from pydantic import AfterValidator
+
 _ASSISTANT = "{% generation %}{{ message['content'] }}"
 
 # Each template renders `messages` and, with add_generation_prompt, the assistant's header.
@@ -57,3 +61,14 @@ def renderer_problem(name: str) -> str | None:
     if name in TEMPLATES:
         return None
     return f"unknown renderer '{name}'; known renderers: {', '.join(sorted(TEMPLATES))}"
+
+
+def _known(name: str) -> str:
+    problem = renderer_problem(name)
+    if problem:
+        raise ValueError(problem)
+    return name
+
+
+RendererName = Annotated[str, AfterValidator(_known)]
+"""A renderer's name, checked (``model.renderer_name``)."""
