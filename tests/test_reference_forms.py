@@ -92,14 +92,17 @@ def test_a_bare_success_metric_that_names_several_is_refused_with_the_candidates
             "axes": {"seed": [1, 2]},
         },
     }
-    path = project / "ambiguous.yaml"
-    path.write_text(yaml.safe_dump(config))
-    done = run_evsys("run", str(path), cwd=project, module=False, timeout=300)
-    assert done.returncode == 2
-    assert (
-        "`pass_rate` names several reported metrics: `test/full_test/pass_rate`, "
-        "`val/val_set/pass_rate`" in done.stderr
-    )
+    single = {**config, "name": "ambiguous_run", "run": config["matrix"]["base_run"]}
+    del single["matrix"]
+    for name, content in [("sweep", config), ("run", single)]:  # a sweep and a single run
+        path = project / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(content))
+        done = run_evsys("run", str(path), cwd=project, module=False, timeout=300)
+        assert done.returncode == 2, (name, done.stderr)
+        assert (
+            "`pass_rate` names several reported metrics: `test/full_test/pass_rate`, "
+            "`val/val_set/pass_rate`; give one of them in full" in done.stderr
+        ), name
 
 
 def test_a_failed_run_exits_2_for_a_reference_file_and_1_for_an_experiment(

@@ -1,7 +1,7 @@
 """What ``evsys run FILE`` adds for a reference-format file, as the reference's CLI does:
 ``-o/--output FILE`` writes the JSON summary of the runs, and the exit code is the reference's
-(0 when every run completed, else 2). Hydra-style runs (``evsys run experiment=x``) keep evsys's
-codes.
+(0 when every run completed, else 2; also 2 when a bare success metric names several reported
+metrics). Hydra-style runs (``evsys run experiment=x``) keep evsys's codes.
 
 The summary is a list with one entry per run, in the order they were planned: the reference's
 ``RunResult`` (``run_id``, ``status``, ``metrics``, ``artifacts``, ``error``) with the run's
@@ -82,6 +82,17 @@ def summary(directory: Path | None, multirun: bool) -> list[dict[str, Any]]:
     plan = _read(directory / "sweep_plan.json") or {}
     names = [arm.get("name") for arm in plan.get("arms") or [] if isinstance(arm, dict)]
     return [_entry(directory / name, name) for name in names if isinstance(name, str)]
+
+
+def ambiguity(metric: str, entries: list[dict[str, Any]]) -> str | None:
+    """Whether ``metric`` (a bare name) names several metrics the runs reported (see
+    :mod:`evsys.sweep.metric_names`)."""
+    from types import SimpleNamespace
+
+    from evsys.sweep.metric_names import ambiguity as metric_ambiguity
+
+    runs = [SimpleNamespace(status=e["status"], metrics=e["metrics"]) for e in entries]
+    return metric_ambiguity(metric, runs)
 
 
 def write_summary(path: str, entries: list[dict[str, Any]]) -> None:

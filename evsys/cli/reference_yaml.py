@@ -50,9 +50,8 @@ def run_file(path: str, rest: list[str]) -> None:
     multirun = (
         ["--multirun"] if experiment.multirun and not {"-m", "--multirun"} & set(flags) else []
     )
-    lines = list(experiment.overrides)
-    if output is not None:
-        lines += reference_run.pinned_dirs(experiment.translation.dirs, overrides)
+    # The directories fixed now, so that the runs' records are found afterwards.
+    lines = experiment.overrides + reference_run.pinned_dirs(experiment.translation.dirs, overrides)
     from evsys.app import main
 
     try:
@@ -60,12 +59,15 @@ def run_file(path: str, rest: list[str]) -> None:
         code = EXIT_OK
     except SystemExit as exc:
         code = reference_run.exit_code_of(exc)
-    entries = None
+    swept = bool(multirun) or bool({"-m", "--multirun"} & set(flags))
+    entries = reference_run.summary(reference_run.directory_of(lines, swept), swept)
     if output is not None:
-        swept = bool(multirun) or bool({"-m", "--multirun"} & set(flags))
-        where = reference_run.directory_of(lines, swept)
-        entries = reference_run.summary(where, swept)
         reference_run.write_summary(output, entries)
+    success = arms[0].config.metadata.success_metric if arms and arms[0].config else None
+    ambiguous = not swept and success and reference_run.ambiguity(success.name, entries)
+    if ambiguous:  # a sweep reports this itself
+        print(f"evsys: metadata.success_metric: {ambiguous}", file=sys.stderr)
+        sys.exit(EXIT_BAD_INPUT)
     sys.exit(reference_run.reference_exit_code(code, entries))
 
 
