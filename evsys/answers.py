@@ -46,14 +46,29 @@ def normalize(text: str, *, casefold: bool = True) -> str:
     return text.removesuffix(".").strip()
 
 
+TOOL_SLUG = "tool_slug"
+"""The reference's name for a tool-selection row's answer (its eval compares predictions with
+``tool_slug`` or ``answer``, and ``toolkit``)."""
+
+
+def answer_key(row: Any, key: str = "answer") -> str:
+    """``key``, or ``tool_slug`` where the row has no ``answer`` but that (the reference's rows)."""
+    if key == "answer" and isinstance(row, dict) and key not in row and TOOL_SLUG in row:
+        return TOOL_SLUG
+    return key
+
+
 def target_answer(target: Any) -> str:
-    """The expected answer of a row's target: the scalar itself, or ``target["answer"]``.
+    """The expected answer of a row's target: the scalar itself, ``target["answer"]``, or the
+    reference's ``target["tool_slug"]``.
 
     A dict target may also carry ``toolkit`` and ``aliases``; only ``answer`` is returned here.
     """
     if isinstance(target, dict):
         if "answer" not in target and "inputs" in target and "expected" in target:
             target = {"answer": target["expected"]}  # a prompt-dataset row (PromptExample)
+        if "answer" not in target and TOOL_SLUG in target:
+            target = {"answer": target[TOOL_SLUG]}  # the reference's tool-selection rows
         if "answer" not in target:
             raise DataError(
                 f"target {target!r} has no 'answer' key (keys: {', '.join(map(str, target))}); "

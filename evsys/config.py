@@ -7,9 +7,11 @@ validated by that extension's own ``Config`` (see :mod:`evsys.validation`).
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
+
+from evsys import shorthand_forms
 
 # The building blocks (Seed, Strict, the {kind, params} envelopes) live in evsys.extension_specs;
 # their names stay importable from this module, where users import them.
@@ -30,6 +32,7 @@ from evsys.extension_specs import Strict as Strict
 from evsys.extension_specs import TransformSpec as TransformSpec
 from evsys.extension_specs import VerifierSpec as VerifierSpec
 from evsys.extension_specs import baseline_model as baseline_model
+from evsys.renderers import RendererName
 
 
 def _check_reference(kind: str, reference: str, *, what: str, fix: str = "") -> None:
@@ -117,11 +120,12 @@ class ModelConfig(Strict):
     load_checkpoint_path: str | None = Field(
         None, description="Start from this adapter or checkpoint instead of the base weights."
     )
-
-    retired_keys: ClassVar[dict[str, str]] = {
-        "renderer_name": "every backend renders chats with the model's own chat template; "
-        "to render with another one, set backend.params.tokenizer (tinker)",
-    }
+    renderer_name: RendererName | None = Field(
+        None,
+        description="The tinker backend's chat renderer (qwen3, qwen3_disable_thinking, "
+        "llama3, role_colon) for rows and prompts. None: the tokenizer's own chat template "
+        "(the template every other backend uses).",
+    )
 
 
 class EvalConfig(Strict):
@@ -202,6 +206,11 @@ class BenchmarkSpec(Strict):
     metrics: list[MetricSpec] = Field(
         default_factory=list, description="Metrics for this benchmark. Empty: eval.metrics."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _single_model(cls, value: Any) -> Any:
+        return shorthand_forms.benchmark_models(value)  # the reference's `model: X`
 
     @field_validator("id")
     @classmethod
@@ -313,6 +322,11 @@ class ContinualConfig(Strict):
         "model is scored on every stage's eval set (eval_path, else its training rows) and on "
         "the `test` benchmarks. The run's own `data` is not trained on.",
     )
+
+    @field_validator("datasets", mode="before")
+    @classmethod
+    def _name_unnamed_stages(cls, stages: Any) -> Any:
+        return shorthand_forms.named_stages(stages)  # the reference names none
 
     @field_validator("datasets")
     @classmethod

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from evsys import shorthand_forms
 
 SEED_MAX = 2**32 - 1
 # numpy, torch and the samplers take 32-bit unsigned seeds: anything else fails at run time.
@@ -46,6 +48,11 @@ class ExtensionSpec(Strict):
 
 class AlgorithmConfig(ExtensionSpec):
     registry_kind: ClassVar[str] = "algorithm"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _routed_key(cls, value: Any) -> Any:
+        return shorthand_forms.routed_recipe(value)  # the reference's mock_sft, local_rl, …
 
 
 class BackendConfig(ExtensionSpec):

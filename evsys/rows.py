@@ -43,7 +43,7 @@ def assistant_text(row: dict[str, Any]) -> str:
     messages = row.get("messages") or []
     if messages and messages[-1].get("role") == "assistant":
         return _text(messages[-1].get("content"))
-    for key in ("target_assistant", "answer", "expected"):
+    for key in ("target_assistant", "answer", "tool_slug", "expected"):
         if key in row:
             return str(row[key])
     raise DataError(

@@ -19,6 +19,7 @@ from evsys.checks import check_run
 from evsys.config import ExperimentConfig, ExtensionSpec
 from evsys.errors import ConfigError, Problem, UnknownExtensionError
 from evsys.registry import closest, registry_for, resolve_algorithm
+from evsys.shorthand_forms import routed_recipe
 
 Loc = tuple[str | int, ...]
 SourceOf = Callable[[str], str | None]
@@ -165,6 +166,7 @@ def _extension_problems(raw: dict[str, Any]) -> Iterator[Problem]:
 def _recipes(algorithm: Any) -> Iterator[tuple[Loc, str]]:
     """The run's recipe and the recipes nested in its params (combo's phases), each of a known
     kind, with its location."""
+    algorithm = routed_recipe(algorithm)  # mock_sft is sft (AlgorithmConfig reads it so)
     recipe = algorithm.get("kind") if isinstance(algorithm, dict) else None
     if not _known("algorithm", recipe):
         return
@@ -173,7 +175,7 @@ def _recipes(algorithm: Any) -> Iterator[tuple[Loc, str]]:
     config = registry_for("algorithm").config_class(recipe)
     if isinstance(params, dict) and config is not None:
         for loc, spec_type, value in _specs_in(config, params, ("algorithm", "params")):
-            nested = value.get("kind") if isinstance(value, dict) else None
+            nested = routed_recipe(value).get("kind") if isinstance(value, dict) else None
             if spec_type.registry_kind == "algorithm" and _known("algorithm", nested):
                 yield loc, nested
 
@@ -232,6 +234,8 @@ def _spec_problems(loc: Loc, spec_type: type[ExtensionSpec], value: Any) -> Iter
     if not isinstance(value, dict):
         return  # the structural pass already reported it
     registry = registry_for(spec_type.registry_kind)
+    if spec_type.registry_kind == "algorithm":
+        value = routed_recipe(value)
     kind = value.get("kind", spec_type.model_fields["kind"].default)
     if not isinstance(kind, str):
         return

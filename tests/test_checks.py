@@ -236,6 +236,7 @@ def test_a_benchmark_id_is_refused_until_something_resolves_it(
     assert "dashboard" in problem.message and "`path`" in problem.message
 
 
-def test_renderer_name_is_refused_with_what_to_do_instead(workdir: Path) -> None:
-    problem = by_path(check(["+model.renderer_name=qwen3"]))["model.renderer_name"]
-    assert "backend.params.tokenizer" in problem.message
+def test_an_unknown_renderer_name_is_refused_naming_the_known_ones(workdir: Path) -> None:
+    assert "model.renderer_name" not in by_path(check(["+model.renderer_name=qwen3"]))
+    problem = by_path(check(["+model.renderer_name=qwen9"]))["model.renderer_name"]
+    assert "unknown renderer 'qwen9'" in problem.message and "role_colon" in problem.message

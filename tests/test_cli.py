@@ -56,8 +56,8 @@ def test_hydra_flags_behave_as_in_any_hydra_app(workdir: Path) -> None:
     help_text = run_evsys("--help", cwd=workdir)
     assert help_text.returncode == 0
     assert (
-        "algorithm: agent_rl, combo, distill, gepa_prompt, rl, sdft, sft, sft_quick, sft_small_model"
-        in help_text.stdout
+        "algorithm: agent_rl, combo, distill, gepa_prompt, local_rl, local_sft, mock_rl, "
+        "mock_sft, rl, sdft, sft, sft_quick, sft_small_model" in help_text.stdout
     )
     assert (
         "experiment: agent_calculator, agent_guess_number, continual_mock, lora_rank, quickstart,"
@@ -165,7 +165,8 @@ def test_list_and_schema(workdir: Path) -> None:
             "sft",
             "sft_quick",
             "sft_small_model",
-        )
+        ),
+        *("local_rl", "local_sft", "mock_rl", "mock_sft"),  # the reference's routed recipe keys
     }
     assert everything["groups"]["algorithm"]["extension_kind"] == "algorithm"
     assert "tiny" in everything["groups"]["model"]["options"]

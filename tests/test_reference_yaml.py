@@ -34,6 +34,8 @@ def project(workdir: Path) -> Path:
     data.mkdir()
     shutil.copy(bundled / "tool_selection" / "train.jsonl", data / "train.jsonl")
     shutil.copy(bundled / "arithmetic" / "train.jsonl", data / "arithmetic.jsonl")
+    rows = (bundled / "tool_selection" / "train.jsonl").read_text()
+    (data / "slugs.jsonl").write_text(rows.replace('"answer":', '"tool_slug":'))  # reference rows
     for kind, name in [
         ("benchmark", n) for n in ("composio_eval_v2", "full_test", "tool_bench")
     ] + [("validation", "val_set")]:
@@ -73,7 +75,7 @@ def test_matrix_expands_into_the_reference_arms(project: Path) -> None:
     assert [(p["lora_rank"], p["learning_rate"]) for p in params] == [
         (r, lr) for r in ranks for lr in (1e-4, 5e-5)
     ]
-    assert {a.config.model.name for a in arms} == {"evsys/tiny-llama"}
+    assert {a.config.model.name for a in arms} == {"Qwen/Qwen3-4B"}
     assert len({a.config_hash for a in arms}) == 6
 
 
@@ -136,7 +138,7 @@ def test_run_experiment_runs_every_arm_on_mock(project: Path) -> None:
     ("example", "metric"),
     [
         ("minimal", "eval/exact_match"),
-        ("continual", "stage/2_corpus_c/train/steps"),  # three stages, chained
+        ("continual", "stage/2_train_3/train/steps"),  # three unnamed stages, chained
         ("project_metadata", "test/composio_eval_v2/pass_rate"),
         ("benchmarks_val_test", "val/val_set/pass_rate"),
         ("experiment_metadata", "test/tool_bench/pass_rate"),
@@ -183,7 +185,7 @@ def test_evsys_run_a_single_run_with_an_override(project: Path) -> None:
         module=False,
     )
     assert done.returncode == 0, done.stderr
-    assert "renderer_name: not needed" in done.stderr  # what was adapted is said
+    assert "renderer_name: only the tinker backend" in done.stderr  # what was adapted is said
     (run_dir,) = (project / "outputs" / "runs").glob("*/*_hello_sft")
     record = json.loads((run_dir / "run_result.json").read_text())
     assert record["status"] == "completed" and record["metrics"]["train/steps"] == 3

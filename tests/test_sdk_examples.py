@@ -231,7 +231,7 @@ def test_experiment_takes_the_references_injectables(project: Path) -> None:
     (arm,) = result.arms
     assert arm.status == "completed", arm.error
     assert trained == ["r0"]
-    assert built == [("r0", {"final_checkpoint": "c"}, "evsys/tiny-llama")]
+    assert built == [("r0", {"final_checkpoint": "c"}, "Qwen/Qwen3-4B")]
     assert arm.metrics["eval/exact_match"] == 0.0
 
 

@@ -1,5 +1,8 @@
 """The commands on a reference YAML file: ``evsys run|validate|plan config.yaml``.
 
+``evsys run FILE [-o OUT]`` follows the reference's CLI: the JSON summary written to ``OUT``, and
+exit 0 when every run completed, else 2 (see :mod:`evsys.cli.reference_run`).
+
 ``run`` checks every arm against the file (problems name its keys and lines, exit 2, nothing
 written), then hands the file's overrides to ``python -m evsys`` (:mod:`evsys.app`): the same
 Hydra run, sweeper, launchers and records as any experiment.
@@ -22,9 +25,15 @@ def is_reference_file(argument: str) -> bool:
 
 def run_file(path: str, rest: list[str]) -> None:
     """``evsys run config.yaml [overrides] [Hydra flags]``."""
+    from evsys.cli import reference_run
     from evsys.reference_yaml.api import BASE_CONFIG, experiment_from_yaml, load_yaml, plan
     from evsys.reference_yaml.translate import translate
 
+    try:
+        output, rest = reference_run.split_output(rest)
+    except reference_run.OutputOptionError as exc:
+        print(f"evsys: {exc}", file=sys.stderr)
+        sys.exit(EXIT_BAD_INPUT)
     flags = [arg for arg in rest if arg.startswith("-")]
     overrides = [arg for arg in rest if not arg.startswith("-")]
     try:
@@ -41,9 +50,25 @@ def run_file(path: str, rest: list[str]) -> None:
     multirun = (
         ["--multirun"] if experiment.multirun and not {"-m", "--multirun"} & set(flags) else []
     )
+    # The directories fixed now, so that the runs' records are found afterwards.
+    lines = experiment.overrides + reference_run.pinned_dirs(experiment.translation.dirs, overrides)
     from evsys.app import main
 
-    main(["--config-name", BASE_CONFIG, *multirun, *flags, *experiment.overrides])
+    try:
+        main(["--config-name", BASE_CONFIG, *multirun, *flags, *lines])
+        code = EXIT_OK
+    except SystemExit as exc:
+        code = reference_run.exit_code_of(exc)
+    swept = bool(multirun) or bool({"-m", "--multirun"} & set(flags))
+    entries = reference_run.summary(reference_run.directory_of(lines, swept), swept)
+    if output is not None:
+        reference_run.write_summary(output, entries)
+    success = arms[0].config.metadata.success_metric if arms and arms[0].config else None
+    ambiguous = not swept and success and reference_run.ambiguity(success.name, entries)
+    if ambiguous:  # a sweep reports this itself
+        print(f"evsys: metadata.success_metric: {ambiguous}", file=sys.stderr)
+        sys.exit(EXIT_BAD_INPUT)
+    sys.exit(reference_run.reference_exit_code(code, entries))
 
 
 def validate_file(path: str, overrides: list[str], *, deep: bool, as_json: bool) -> int:

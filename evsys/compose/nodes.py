@@ -51,6 +51,7 @@ def build_group_nodes() -> GroupNodes:
     """Nodes for every registered extension, from the live registries, and the schema node."""
     from evsys.config import ExperimentConfig
     from evsys.registry import registry_for
+    from evsys.shorthand_forms import ROUTED_ALGORITHMS
 
     nodes: GroupNodes = {"": {SCHEMA_NODE: schema_defaults(ExperimentConfig)}}
     for group, kind in GROUP_KINDS.items():
@@ -59,6 +60,10 @@ def build_group_nodes() -> GroupNodes:
             name: {"kind": name, "params": config_defaults(registry.config_class(name))}
             for name in registry.names()
         }
+    # The reference's routed recipe keys (algorithm=mock_sft) choose their recipe's node.
+    for routed, recipe in ROUTED_ALGORITHMS.items():
+        if recipe in nodes["algorithm"] and routed not in nodes["algorithm"]:
+            nodes["algorithm"][routed] = nodes["algorithm"][recipe]
     return nodes
 
 

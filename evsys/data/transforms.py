@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
+from evsys.answers import answer_key
 from evsys.config import Strict
 from evsys.errors import DataError
 from evsys.registry import register_transform
@@ -76,7 +77,8 @@ class JsonlToChat:
             # A harbor task scored by its own verifier (sandbox, judge) has no answer to render:
             # it gets the prompt turns only, which is all RL and eval read.
             return {**row, "messages": self._prompt_turns(index, row)}
-        for key in (self.cfg.prompt_key, self.cfg.answer_key):
+        answer = answer_key(row, self.cfg.answer_key)  # `tool_slug` rows: the reference's
+        for key in (self.cfg.prompt_key, answer):
             if key not in row:
                 raise DataError(
                     f"jsonl_to_chat: row {index} has no '{key}' key (it has: "
@@ -84,7 +86,7 @@ class JsonlToChat:
                     "params to the keys your rows use"
                 )
         # replace, not str.format: a template may hold literal braces (JSON, code).
-        rendered = self.cfg.answer_template.replace("{answer}", str(row[self.cfg.answer_key]))
+        rendered = self.cfg.answer_template.replace("{answer}", str(row[answer]))
         messages = [*self._prompt_turns(index, row), {"role": "assistant", "content": rendered}]
         return {**row, "messages": messages, "target_assistant": rendered}
 

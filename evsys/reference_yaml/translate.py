@@ -31,6 +31,8 @@ from typing import Any
 from evsys.config import Metadata
 from evsys.errors import ConfigError, Problem
 from evsys.reference_yaml.source import ReferenceConfig
+from evsys.reference_yaml.validation_block import move_validation, per_arm_metadata
+from evsys.shorthand_forms import ROUTED_ALGORITHMS
 
 # A run's presets that the reference's run replaces as a whole: their options are removed, so the
 # fields the file leaves out take the schema's defaults, not a preset's.
@@ -40,8 +42,6 @@ KIND_GROUPS = ("algorithm", "backend")
 STORE_GROUPS = ("data_store", "log_store")
 # The reference's default backend (its RunConfig.backend default).
 REFERENCE_BACKEND = {"kind": "tinker"}
-# The reference's backend-specific implementations of a recipe: evsys routes the recipe itself.
-ROUTED_ALGORITHMS = {"local_sft": "sft", "mock_sft": "sft", "local_rl": "rl", "mock_rl": "rl"}
 SEED_SUFFIX = "__seed{seed}"
 _NOW = "${now:%Y-%m-%d}/${now:%H-%M-%S}"
 
@@ -126,6 +126,7 @@ def translate(config: ReferenceConfig) -> Translation:
     if config.run is not None:
         run = _with_continual_data(config.run, config.continual, notes)
         run_groups, run_content = _run_parts(run, "run", notes, repeats)
+        move_validation(run_content, content.get("metadata"), "run", notes)
         groups.update(run_groups)
         content.update(run_content)
         translation.name_template = "{base}" + SEED_SUFFIX if repeats else None
@@ -133,6 +134,7 @@ def translate(config: ReferenceConfig) -> Translation:
         run_groups, run_content = _run_parts(
             config.matrix.base_run, "matrix.base_run", notes, repeats
         )
+        move_validation(run_content, content.get("metadata"), "matrix.base_run", notes)
         groups.update(run_groups)
         content.update(run_content)
         translation.axes = copy.deepcopy(config.matrix.axes)
@@ -140,8 +142,14 @@ def translate(config: ReferenceConfig) -> Translation:
         translation.name_template = _with_seed(template, repeats)
     else:
         assert config.runs is not None
-        for index, run in enumerate(config.runs):
-            run_groups, run_content = _run_parts(run, f"runs[{index}]", notes, repeats)
+        parts = [
+            _run_parts(run, f"runs[{index}]", notes, repeats)
+            for index, run in enumerate(config.runs)
+        ]
+        for index, (_, run_content) in enumerate(parts):
+            move_validation(run_content, content.get("metadata"), f"runs[{index}]", notes)
+        per_arm_metadata(content, [run_content for _, run_content in parts])
+        for run_groups, run_content in parts:
             lines = group_lines(run_groups)
             lines += [f"++{key}={literal(value)}" for key, value in run_content.items()]
             translation.arms.append(lines)
@@ -205,12 +213,11 @@ def _run_parts(
             )
             kind = recipe
         groups[group] = kind if isinstance(kind, str) else None
-    model = run.get("model")
-    if isinstance(model, dict) and "renderer_name" in model:
-        del model["renderer_name"]
+    model, backend = run.get("model"), groups.get("backend")
+    if isinstance(model, dict) and model.get("renderer_name") and backend != "tinker":
         notes.append(
-            f"{where}.model.renderer_name: not needed; every backend renders chats with the "
-            "model's own chat template"
+            f"{where}.model.renderer_name: only the tinker backend renders with it; the "
+            f"{backend} backend renders chats with the model's own chat template"
         )
     if repeats and "seed" in run:
         del run["seed"]

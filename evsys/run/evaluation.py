@@ -69,6 +69,8 @@ def build_inference_client(config: ExperimentConfig, checkpoint: str | None) -> 
         params["model"] = config.model.name
     if "checkpoint" in fields and params.get("checkpoint") is None:
         params["checkpoint"] = checkpoint
+    if "renderer" in fields and params.get("renderer") is None:  # renders as training did
+        params["renderer"] = config.model.renderer_name
     return INFERENCE_CLIENTS.build(spec.kind, params)
 
 

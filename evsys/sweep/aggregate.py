@@ -27,6 +27,7 @@ from evsys.errors import DataError
 from evsys.files import write_json_atomically, write_text_atomically
 from evsys.run.record import RUN_RESULT, SEED, config_hash, group_id
 from evsys.sweep.conclusion import conclude
+from evsys.sweep.metric_names import resolve as resolve_metric_name
 from evsys.sweep.rows import (
     COMPLETED,
     INTERRUPTED,
@@ -97,7 +98,7 @@ def summarize(
 ) -> SweepSummary:
     """Run groups, best arm and conclusion of ``arms``; ``success_metric`` as a config gives it
     (a name, or ``{name, direction}``, or None)."""
-    success = _success_metric(success_metric)
+    success = resolve_metric_name(_success_metric(success_metric), arms)  # `pass_rate`
     best_arm, best_value = _best(arms, success)
     summary = SweepSummary(
         name=name,

@@ -28,6 +28,7 @@ from evsys.sweep.rows import (
     split_override,
     varying_overrides,
 )
+from evsys.sweep.metric_names import ambiguity as metric_ambiguity
 
 _RANKED_GROUPS = 6  # groups listed by name in the conclusion; the summary table has them all
 
@@ -100,6 +101,9 @@ def unreported_metric(metric: str, arms: list[ArmRow]) -> str | None:
     completed = [arm for arm in arms if arm.status == COMPLETED]
     if not completed or any(metric in arm.metrics for arm in completed):
         return None
+    ambiguous = metric_ambiguity(metric, completed)
+    if ambiguous:
+        return ambiguous
     reported = sorted({name for arm in completed for name in arm.metrics})
     text = f"no arm reported `{metric}`; reported: " + (
         ", ".join(f"`{name}`" for name in reported) or "nothing"

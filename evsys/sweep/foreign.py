@@ -283,7 +283,11 @@ def arm_objective(config: ExperimentConfig, record: dict[str, Any]) -> Any:
     names = objective_names(config)
     if record.get("status") != "completed" or not names:
         return None
+    from evsys.sweep.metric_names import candidates
+
     metrics = record.get("metrics") or {}
+    # A bare name (`pass_rate`) is the one reported metric it names, as for the best arm.
+    names = [found[0] if len(found := candidates(n, metrics)) == 1 else n for n in names]
     values = [number(metrics.get(name)) for name in names]
     lacking = [name for name, value in zip(names, values, strict=True) if value is None]
     if lacking:

@@ -63,7 +63,9 @@ class TinkerBackend:
         }
         try:
             service.check_model(model.name)
-            handles["tokenizer"] = load_tokenizer(self.cfg.tokenizer or model.name)
+            handles["tokenizer"] = load_tokenizer(
+                self.cfg.tokenizer or model.name, renderer=model.renderer_name
+            )
             if checkpoint is not None:
                 create = (
                     service.client.create_training_client_from_state_with_optimizer

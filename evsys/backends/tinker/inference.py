@@ -44,6 +44,11 @@ class TinkerInferenceClient:
             description="Tokenizer whose chat template renders the prompts: a local directory "
             "or a Hugging Face id already in the cache. None: model.",
         )
+        renderer: str | None = Field(
+            None,
+            description="Chat renderer of the prompts (see model.renderer_name). None: the "
+            "tokenizer's own chat template. Eval fills in the run's model.renderer_name.",
+        )
         stop: list[str] = Field(
             default_factory=list,
             description="Stop strings for every call, added to a call's own `stop`; the stop "
@@ -60,7 +65,7 @@ class TinkerInferenceClient:
         self.service = connect(cfg)
         try:
             self.service.check_model(cfg.model)
-            self.tokenizer = load_tokenizer(cfg.tokenizer or cfg.model)
+            self.tokenizer = load_tokenizer(cfg.tokenizer or cfg.model, renderer=cfg.renderer)
             client = self.service.client
             with sdk_errors(f"opening a sampler of {cfg.checkpoint or cfg.model}", cfg):
                 if kind == "sampler_weights":

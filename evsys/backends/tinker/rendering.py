@@ -18,9 +18,10 @@ from evsys.backends.chat_rendering import prompt_tokens as prompt_tokens
 from evsys.errors import BackendError
 
 
-def load_tokenizer(name: str) -> Any:
+def load_tokenizer(name: str, renderer: str | None = None) -> Any:
     """The tokenizer of ``name``: a local directory, a model evsys builds, or a Hugging Face id
-    already in the cache (nothing is downloaded)."""
+    already in the cache (nothing is downloaded). ``renderer`` (``model.renderer_name``) replaces
+    its chat template with that renderer's (:mod:`evsys.renderers`)."""
     from transformers import AutoTokenizer
 
     from evsys.backends.models import quiet_libraries, resolve_model_path
@@ -34,6 +35,13 @@ def load_tokenizer(name: str) -> Any:
         ) from None
     with quiet_libraries():
         tokenizer = AutoTokenizer.from_pretrained(path)
+    if renderer is not None:
+        from evsys.renderers import TEMPLATES, renderer_problem
+
+        problem = renderer_problem(renderer)
+        if problem:
+            raise BackendError(problem)
+        tokenizer.chat_template = TEMPLATES[renderer]
     if not tokenizer.chat_template:
         raise BackendError(f"the tokenizer of '{name}' ({path}) has no chat template")
     return tokenizer
