@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from evsys.registry import closest
 from evsys.report import format_number
+from evsys.sweep.metric_names import ambiguity as metric_ambiguity
 from evsys.sweep.rows import (
     COMPLETED,
     MISSING,
@@ -28,7 +29,6 @@ from evsys.sweep.rows import (
     split_override,
     varying_overrides,
 )
-from evsys.sweep.metric_names import ambiguity as metric_ambiguity
 
 _RANKED_GROUPS = 6  # groups listed by name in the conclusion; the summary table has them all
 
