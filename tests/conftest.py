@@ -207,3 +207,32 @@ def doc_block(heading: str, index: int = 0, language: str = "python") -> str:
     if index >= len(blocks):
         raise LookupError(f"{heading!r} in {path.name} has {len(blocks)} {language} blocks")
     return blocks[index]
+
+
+def flow(value: Any) -> str:
+    """``value`` as a Hydra override value (YAML flow style, strings quoted)."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {flow(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(flow(v) for v in value) + "]"
+    if isinstance(value, str):
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    return repr(value)
+
+
+def judged_task(a: int, b: int, judge_model: str = "judge-1") -> dict[str, Any]:
+    """A harbor arithmetic task judged by its rubric (the test judges score `contains: …`
+    rubrics), with the reference answer the mock learns."""
+    answer = f"<answer>{a + b}</answer>"
+    return {
+        "task_id": f"sum-{a}-{b}",
+        "instruction": f"What is {a} + {b}?",
+        "verifier": {
+            "kind": "llm_judge",
+            "judge_model": judge_model,
+            "rubric": f"contains: {answer}",
+        },
+        "metadata": {"answer": answer},
+    }

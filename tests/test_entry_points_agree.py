@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import run_evsys
+from conftest import flow, run_evsys
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException
 from hydra.types import RunMode
@@ -40,19 +40,6 @@ from evsys.validation import _specs_in, validate_experiment
 
 MOCK_JUDGE = "{kind: llm_judge, params: {rubric: ok, judge: {kind: mock}}}"
 JUDGE = "{kind: llm_judge, params: {judge: {kind: claude, params: {model: claude-haiku-4-5}}}}"
-
-
-def flow(value: Any) -> str:
-    """``value`` as a Hydra override value (YAML flow style, strings quoted)."""
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{k}: {flow(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, list):
-        return "[" + ", ".join(flow(v) for v in value) + "]"
-    if isinstance(value, str):
-        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-    if value is None or isinstance(value, bool):
-        return {None: "null", True: "true", False: "false"}[value]
-    return repr(value)
 
 
 # -- the three entry points ------------------------------------------------------------------

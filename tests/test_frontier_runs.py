@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO, metrics_lines, run_evsys, run_in_process
+from conftest import REPO, flow, judged_task, metrics_lines, run_evsys, run_in_process
 from vendor_servers import AnthropicServer, GeminiServer, OpenAIServer, rubric_judge
 
 from evsys.checks import reported_metrics
@@ -29,34 +29,6 @@ def hosted(kind: str, server: Any, **params: Any) -> dict[str, Any]:
     return {
         "kind": kind,
         "params": {"base_url": server.base_url, "api_key_env": None, "price": PRICE, **params},
-    }
-
-
-def flow(value: Any) -> str:
-    """``value`` as a Hydra override value (a YAML flow mapping or list, strings quoted)."""
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{k}: {flow(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, list):
-        return "[" + ", ".join(flow(v) for v in value) + "]"
-    if isinstance(value, str):
-        return "'" + value.replace("'", "\\'") + "'"
-    if value is None or isinstance(value, bool):
-        return {None: "null", True: "true", False: "false"}[value]
-    return repr(value)
-
-
-def judged_task(a: int, b: int) -> dict[str, Any]:
-    """An arithmetic task judged by its rubric, with the reference answer the mock learns."""
-    answer = f"<answer>{a + b}</answer>"
-    return {
-        "task_id": f"sum-{a}-{b}",
-        "instruction": f"What is {a} + {b}?",
-        "verifier": {
-            "kind": "llm_judge",
-            "judge_model": "judge-1",
-            "rubric": f"contains: {answer}",
-        },
-        "metadata": {"answer": answer},
     }
 
 

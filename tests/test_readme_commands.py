@@ -11,7 +11,7 @@ import shlex
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_evsys
+from conftest import REPO, judged_task, run_evsys
 from hydra.types import RunMode
 from test_entry_points_agree import assert_agree, strict_config
 from vendor_servers import AnthropicServer, rubric_judge
@@ -54,25 +54,10 @@ COMMANDS = readme_commands()
 JUDGE_COMMAND = next(c for c in COMMANDS if any("llm_judge" in arg for arg in c))
 
 
-def judged_task(a: int, b: int) -> dict:
-    """A harbor task judged by its rubric (the judge server scores `contains: …` rubrics)."""
-    answer = f"<answer>{a + b}</answer>"
-    return {
-        "task_id": f"sum-{a}-{b}",
-        "instruction": f"What is {a} + {b}?",
-        "verifier": {
-            "kind": "llm_judge",
-            "judge_model": "claude-haiku-4-5",
-            "rubric": f"contains: {answer}",
-        },
-        "metadata": {"answer": answer},
-    }
-
-
 @pytest.fixture
 def project(workdir: Path) -> Path:
     """The working directory the README's commands assume: judged_tasks.jsonl in it."""
-    rows = [judged_task(a, a + 3) for a in (2, 11, 25, 40)]
+    rows = [judged_task(a, a + 3, "claude-haiku-4-5") for a in (2, 11, 25, 40)]
     (workdir / "judged_tasks.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return workdir
 

@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import run_in_process
-from test_frontier_runs import flow, hosted
+from conftest import flow, run_in_process
+from test_frontier_runs import hosted
 from vendor_servers import OpenAIServer
 
 ROWS = 5
