@@ -20,7 +20,8 @@ _STAGE_NAME_SOURCES = ("dataset_name", "dataset_id", "hf_dataset", "path")
 
 def routed_recipe(value: Any) -> Any:
     """An algorithm block naming a routed key (``{kind: mock_sft}``) as its recipe's block."""
-    if isinstance(value, dict) and value.get("kind") in ROUTED_ALGORITHMS:
+    kind = value.get("kind") if isinstance(value, dict) else None
+    if isinstance(kind, str) and kind in ROUTED_ALGORITHMS:  # a kind of another type: refused later
         return {**value, "kind": ROUTED_ALGORITHMS[value["kind"]]}
     return value
 
@@ -41,7 +42,7 @@ def named_stages(stages: Any) -> Any:
     the file's stem), else ``stage<i>``; a name taken by another stage gets ``_<i>`` appended."""
     if not isinstance(stages, list):
         return stages
-    taken = {stage["name"] for stage in stages if isinstance(stage, dict) and "name" in stage}
+    taken = {stage["name"] for stage in stages if isinstance(stage, dict) and _str_name(stage)}
     named = []
     for index, stage in enumerate(stages, start=1):
         if isinstance(stage, dict) and "name" not in stage:
@@ -52,6 +53,11 @@ def named_stages(stages: Any) -> Any:
             stage = {"name": name, **stage}
         named.append(stage)
     return named
+
+
+def _str_name(stage: dict[str, Any]) -> bool:
+    # A name of another type is the schema's to refuse; here it only must not break the set.
+    return isinstance(stage.get("name"), str)
 
 
 def _stage_name(stage: dict[str, Any]) -> str | None:

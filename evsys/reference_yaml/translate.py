@@ -205,7 +205,7 @@ def _run_parts(
     for group in KIND_GROUPS:
         spec = run.get(group)
         kind = spec.get("kind") if isinstance(spec, dict) else None
-        if group == "algorithm" and kind in ROUTED_ALGORITHMS:
+        if group == "algorithm" and isinstance(kind, str) and kind in ROUTED_ALGORITHMS:
             spec["kind"] = recipe = ROUTED_ALGORITHMS[kind]
             notes.append(
                 f"{where}.algorithm.kind: {kind} runs as the recipe {recipe!r} (evsys picks "
