@@ -40,6 +40,7 @@ from evsys.clients.retry import (
     TransientError,
     answer_or_refusal,
     call_with_retry,
+    retry_after_seconds,
     transient_status,
     worth_retrying,
 )
@@ -325,14 +326,3 @@ def call_sdk(method: Callable[..., Any], request: dict[str, Any]) -> Any:
 def accepts(method: Callable[..., Any]) -> frozenset[str]:
     """The keyword arguments ``method`` names."""
     return frozenset(inspect.signature(method).parameters)
-
-
-def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
-    """Seconds from ``retry-after-ms`` or ``retry-after`` (an HTTP date is left to backoff)."""
-    lowered = {k.lower(): v for k, v in headers.items()}
-    for name, scale in (("retry-after-ms", 1e-3), ("retry-after", 1.0)):
-        try:
-            return float(lowered[name]) * scale
-        except (KeyError, ValueError, TypeError):
-            continue
-    return None

@@ -16,7 +16,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
@@ -47,6 +47,17 @@ TRANSIENT_STATUS = frozenset({408, 409, 425, 429})
 
 def transient_status(status: int) -> bool:
     return status in TRANSIENT_STATUS or status >= 500
+
+
+def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    """Seconds from ``retry-after-ms`` or ``retry-after`` (an HTTP date is left to backoff)."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    for name, scale in (("retry-after-ms", 1e-3), ("retry-after", 1.0)):
+        try:
+            return float(lowered[name]) * scale
+        except (KeyError, ValueError, TypeError):
+            continue
+    return None
 
 
 def worth_retrying(error: BaseException) -> bool:

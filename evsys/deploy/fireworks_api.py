@@ -22,7 +22,7 @@ from typing import Any
 
 from evsys.errors import BackendError
 from evsys.harness.openai_compatible import TransientHTTPError
-from evsys.harness.retry import call_with_retry
+from evsys.harness.retry import call_with_retry, retry_after_seconds
 
 _ALREADY_EXISTS = 6  # google.rpc.Code, the "code" of a gRPC-gateway error body
 _DETAIL_CHARS = 300
@@ -140,11 +140,7 @@ class FireworksApi:
         if exc.code == 404:
             return NotFound(message)
         if exc.code == 429 or exc.code >= 500:
-            retry_after = exc.headers.get("Retry-After") if exc.headers else None
-            try:
-                seconds = float(retry_after) if retry_after else None
-            except ValueError:  # an HTTP date: fall back to the backoff schedule
-                seconds = None
+            seconds = retry_after_seconds(exc.headers) if exc.headers else None
             return TransientHTTPError(message, retry_after=seconds)
         if exc.code in (401, 403):
             message += f" (check the API key in {self._key_env} and the account id)"

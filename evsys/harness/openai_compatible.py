@@ -31,6 +31,7 @@ from evsys.harness.retry import (
     Refused,
     TransientError,
     call_with_retry,
+    retry_after_seconds,
     transient_status,
     worth_retrying,
 )
@@ -182,11 +183,7 @@ class OpenAICompatibleClient:
         detail = exc.read()[:300].decode("utf-8", "replace").strip()
         message = f"{self.url}: HTTP {exc.code} {exc.reason}: {detail}"
         if transient_status(exc.code):
-            retry_after = exc.headers.get("Retry-After") if exc.headers else None
-            try:
-                seconds = float(retry_after) if retry_after else None
-            except ValueError:  # an HTTP date: fall back to the backoff schedule
-                seconds = None
+            seconds = retry_after_seconds(exc.headers) if exc.headers else None
             return TransientError(message, retry_after=seconds)
         if exc.code in (401, 403) and self.cfg.api_key_env:
             present = "is set" if os.environ.get(self.cfg.api_key_env) else "is NOT set"

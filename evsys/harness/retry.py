@@ -15,5 +15,6 @@ from evsys.clients.retry import TransientError as TransientError
 from evsys.clients.retry import answer_or_refusal as answer_or_refusal
 from evsys.clients.retry import backoff_delay as backoff_delay
 from evsys.clients.retry import call_with_retry as call_with_retry
+from evsys.clients.retry import retry_after_seconds as retry_after_seconds
 from evsys.clients.retry import transient_status as transient_status
 from evsys.clients.retry import worth_retrying as worth_retrying
