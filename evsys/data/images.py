@@ -91,23 +91,39 @@ def read_image_file(folder: Path, reference: str, where: str) -> tuple[str, str]
     images = (folder / IMAGES_DIR).resolve()
     expected = f"a path inside the folder's {IMAGES_DIR}/ ({images}), like '{IMAGES_DIR}/cat.png'"
     if "\x00" in reference or reference.startswith(("/", "\\", "~")) or ":" in reference:
-        raise DataError(f"{where}: image path {reference!r} is not relative; expected {expected}")
+        raise DataError(
+            f"{where}: image path {reference!r} is not a plain relative path; expected {expected}"
+        )
     parts = Path(reference).parts
     if not parts or parts[0] != IMAGES_DIR or ".." in parts or "\\" in reference:
         raise DataError(f"{where}: image path {reference!r} is not {expected}")
+    try:
+        data = _read_inside(folder, reference, where)
+    except DataError:
+        raise
+    except (OSError, ValueError) as exc:  # a name the file system cannot take, a read failing
+        raise DataError(f"{where}: image path {reference!r} cannot be read ({exc})") from None
+    media_type = image_media_type(data, f"{where}: image file {reference!r}")
+    return media_type, base64.b64encode(data).decode("ascii")
+
+
+def _read_inside(folder: Path, reference: str, where: str) -> bytes:
+    root, images = folder.resolve(), (folder / IMAGES_DIR).resolve()
+    if not images.is_relative_to(root):
+        raise DataError(f"{where}: image path {reference!r}: {IMAGES_DIR}/ leads outside {root}")
     target = (folder / reference).resolve()  # symlinks followed: a link out lands outside
-    if not target.is_relative_to(images) or target == images:
+    if not target.is_relative_to(images):
         raise DataError(f"{where}: image path {reference!r} leads outside {images}")
     if not target.is_file():
-        raise DataError(f"{where}: image file {reference!r} does not exist in {folder}")
+        raise DataError(
+            f"{where}: image file {reference!r} does not exist in {folder} (or is not a file)"
+        )
     size = os.stat(target).st_size
     if size > MAX_IMAGE_BYTES:
         raise DataError(
             f"{where}: image file {reference!r} is {size} bytes; the limit is {MAX_IMAGE_BYTES}"
         )
-    data = target.read_bytes()
-    media_type = image_media_type(data, f"{where}: image file {reference!r}")
-    return media_type, base64.b64encode(data).decode("ascii")
+    return target.read_bytes()
 
 
 def image_media_type(data: bytes, what: str) -> str:
@@ -154,7 +170,9 @@ def _open_checked(data: bytes, what: str) -> tuple[str, Any]:
         image.load()  # decodes now: a truncated or corrupt file fails here, not in training
     except DataError:
         raise
-    except (Image.UnidentifiedImageError, Image.DecompressionBombError):
+    except Image.DecompressionBombError:  # PIL's own guard, far above ours: say it as ours
+        raise DataError(f"{what}: image has over {MAX_IMAGE_PIXELS} pixels, the limit") from None
+    except Image.UnidentifiedImageError:
         raise DataError(
             f"{what}: not a readable image (expected one of: {', '.join(_MEDIA_TYPES)})"
         ) from None
