@@ -110,3 +110,22 @@ def test_a_text_model_refuses_rows_with_images_naming_the_row() -> None:
     ]
     with pytest.raises(ConfigError, match=r"prompt 1 holds images.*text-only model"):
         client.generate_batch(prompts=prompts, max_tokens=2)
+
+
+def test_a_recipe_that_takes_text_only_refuses_image_rows_before_training(
+    tiny_vlm: Path, tmp_path: Path
+) -> None:
+    colour_folder(tmp_path / "data")
+    rows = [colour_row("red", "images/red.png", answer=True) for _ in range(2)]
+    train = _jsonl(tmp_path / "data" / "train.jsonl", rows)
+    overrides = [
+        "backend=local",
+        f"model.name={tiny_vlm}",
+        "algorithm=rl",
+        f"data.path={train}",
+        "data.transforms=[]",
+        "eval.enabled=false",
+    ]
+    record = run_in_process(overrides, tmp_path / "run").record
+    assert record["status"] == "failed"
+    assert "train row 0 holds images, and recipe 'rl' takes text only" in str(record["error"])

@@ -8,8 +8,8 @@ from evsys.algorithms.sft import SFT
 from evsys.backends.local.custom_loss import ExampleCollator, example_dataset, recipe_loss_trainer
 from evsys.backends.local.trainer import train_adapter
 from evsys.backends.local.vision import (
-    holds_images,
     is_processor,
+    refuse_images_in_recipe,
     refuse_images_without_processor,
     training_example,
 )
@@ -61,7 +61,7 @@ class LocalSFT:
         # A recipe's own build_batch makes the examples instead, and its loss scores them.
         trainer_cls, extra = SFTTrainer, {}
         if custom:
-            _refuse_images_in_custom_recipe(ctx.train_rows, self.recipe.name)
+            refuse_images_in_recipe(ctx.train_rows, f"{self.recipe.name} (build_batch)")
             examples = self.recipe.build_batch(ctx.train_rows, tokenizer)
             if not examples:
                 raise DataError("the recipe's build_batch made no training example")
@@ -142,13 +142,3 @@ def _examples(rows: list[dict[str, Any]], processing: Any, model: str) -> list[d
         refuse_images_without_processor(rows, model, "train")
         return [{"messages": _conversation(r)} for r in rows]
     return [training_example(_conversation(r), f"train row {i}") for i, r in enumerate(rows)]
-
-
-def _refuse_images_in_custom_recipe(rows: list[dict[str, Any]], recipe: str) -> None:
-    for index, row in enumerate(rows):
-        if holds_images(_conversation(row)):
-            raise ConfigError(
-                f"train row {index} holds images, and recipe '{recipe}' builds its own token "
-                "batches (build_batch), which carry text only; train rows with images with "
-                "algorithm=sft"
-            )

@@ -110,6 +110,17 @@ def refuse_images_without_processor(rows: list[dict[str, Any]], model: str, what
             raise text_only_model(model, f"{what} row {index}")
 
 
+def refuse_images_in_recipe(rows: list[dict[str, Any]], recipe: str) -> None:
+    """Only SFT feeds images to the local model; another recipe names the first row that
+    holds some, before any work."""
+    for index, row in enumerate(rows):
+        if holds_images(row.get("messages") or []):
+            raise ConfigError(
+                f"train row {index} holds images, and recipe '{recipe}' takes text only on the "
+                "local backend; train rows with images with algorithm=sft"
+            )
+
+
 def text_only_model(model: str, what: str) -> ConfigError:
     return ConfigError(
         f"{what} holds images, and model '{model}' is a text-only model (its config.json has "
