@@ -201,6 +201,18 @@ def test_a_benchmark_reads_its_images_folder_and_names_a_bad_task(folder: Path) 
         read_benchmark(folder, "metadata.benchmark[0]")
 
 
+def test_the_eval_harness_reads_the_images_beside_its_jsonl(tmp_path: Path) -> None:
+    from evsys.harness.prompts import load_eval_dataset
+
+    colour_folder(tmp_path)
+    rows = [colour_row("red", "images/red.png"), colour_row("x", "images/../red.png")]
+    path = _jsonl(tmp_path / "eval.jsonl", rows[:1])
+    assert _inline_data(load_eval_dataset(path)[0][0]) == png(COLOURS["red"])
+    _jsonl(path, rows)
+    with pytest.raises(DataError, match=r"eval.jsonl:2: image path 'images/../red.png'"):
+        load_eval_dataset(path)
+
+
 def test_a_run_with_a_hostile_image_path_exits_2_naming_the_row(workdir: Path) -> None:
     colour_folder(workdir / "data")
     rows = [colour_row("red", "images/red.png"), colour_row("x", "images/../../../etc/passwd")]
