@@ -289,3 +289,33 @@ def test_an_images_folder_linked_from_outside_the_benchmark_is_refused(tmp_path:
     (tmp_path / "bench" / "images").symlink_to(tmp_path / "elsewhere" / "images")
     with pytest.raises(DataError, match=r"row 0: image path 'images/red.png': images/ leads out"):
         inline_image_files([colour_row("red", "images/red.png")], tmp_path / "bench", "d")
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    payload=st.one_of(
+        st.binary(max_size=200).map(lambda b: base64.b64encode(b).decode()),
+        st.text(max_size=60),
+        st.just(base64.b64encode(_png_header(60_000, 60_000)).decode()),
+    ),
+    row=st.integers(min_value=0, max_value=99),
+)
+def test_a_corrupt_inline_image_is_a_clear_error_naming_the_row(payload: str, row: int) -> None:
+    from evsys.backends.local.vision import training_example
+
+    messages = [colour_row("x", f"data:image/png;base64,{payload}", answer=False)]
+    with pytest.raises(DataError, match=rf"^train row {row} message 0: "):
+        training_example(messages, f"train row {row}")
+
+
+def test_a_local_model_takes_only_inline_images() -> None:
+    from evsys.backends.local.vision import generation_messages, training_example
+
+    (shown,) = generation_messages([colour_row("x", data_url(png((5, 5, 5))), answer=False)], "p")
+    assert shown["content"][0]["image"].size == (24, 24)
+    assert training_example(colour_row("red", data_url(png((5, 5, 5))))["messages"], "r")[
+        "messages"
+    ][0]["content"][0] == {"type": "image"}
+    for url in ("https://example.com/cat.png", "images/red.png"):
+        with pytest.raises(DataError, match=r"prompt 2 message 0: image .* is not inline"):
+            generation_messages([colour_row("x", url, answer=False)], "prompt 2")

@@ -42,7 +42,10 @@ def vlm_run(tiny_vlm: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[A
     colour_folder(root / "bench")
     tasks = [colour_row(name, f"images/{name}.png") for name in COLOURS]
     _jsonl(root / "bench" / "tasks.jsonl", tasks)
-    benchmark = [{"path": str(root / "bench"), "name": "squares", "tags": ["test"]}]
+    benchmark = [
+        {"path": str(root / "bench"), "name": "squares", "tags": ["test"]},
+        {"path": str(root / "bench"), "name": "squares_val", "tags": ["val"], "run_every": 3},
+    ]
     overrides = [
         "backend=local",
         f"model.name={tiny_vlm}",
@@ -72,6 +75,9 @@ def test_a_vlm_trains_on_rows_with_images_and_answers_them(vlm_run: tuple[Any, P
     # Eval and the benchmark generated an answer for every row, from the images.
     assert "eval/exact_match" in record["metrics"]
     assert "test/squares/exact_match" in record["metrics"]
+    # … and the val benchmark on the live model, at steps 3 and 6.
+    val = [m["step"] for m in metrics_lines(run_dir) if "val/squares_val/exact_match" in m]
+    assert val == [3, 6]
     predictions = (run_dir / "benchmarks" / "squares.jsonl").read_text().splitlines()
     assert len(predictions) == len(COLOURS)
 
@@ -88,6 +94,9 @@ def test_the_trained_adapter_reloads_and_sees_the_image(
     ]
     answers = client.generate_batch(prompts=prompts, max_tokens=3)
     assert len(answers) == 3 and all(isinstance(a, str) for a in answers)
+    # In bfloat16 too: the pixels are cast to the weights' dtype.
+    half = LocalInferenceClient(model=str(tiny_vlm), device="cpu", dtype="bfloat16")
+    assert len(half.generate_batch(prompts=prompts[:1], max_tokens=2)) == 1
     # The pixels reach the model: the same question over two images is two different inputs.
     logits = [_first_logits(client, prompt) for prompt in prompts[:2]]
     assert not logits[0].allclose(logits[1])

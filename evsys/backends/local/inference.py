@@ -144,9 +144,10 @@ class LocalInferenceClient:
         padding = {"padding": True, "padding_side": "left", "add_special_tokens": False}
         if images:  # the processor puts each image's tokens where its placeholder stands
             batch = self.tokenizer(text=texts, images=images, return_tensors="pt", **padding)
+            # Pixels in the weights' dtype (a bfloat16 model); token ids stay integers.
+            batch = batch.to(self.model.device, dtype=self.model.dtype)
         else:
-            batch = tokenizer(texts, return_tensors="pt", **padding)
-        batch = batch.to(self.model.device)
+            batch = tokenizer(texts, return_tensors="pt", **padding).to(self.model.device)
         options: dict[str, Any] = {"do_sample": False}
         if temperature > 0:
             options = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0}
