@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import struct
 import zlib
 from pathlib import Path
@@ -62,8 +63,10 @@ def test_image_files_are_read_inline_in_either_block_shape(folder: Path) -> None
         colour_row("red", "images/red.png"),
         {"messages": [{"role": "user", "content": [anthropic]}], "metadata": {"f": "images/x"}},
         colour_row("web", "https://example.com/a.png"),
+        colour_row("cloud", "gs://bucket/a.png"),
     ]
-    red, blue, web = inline_image_files(rows, folder, "data")
+    red, blue, web, cloud = inline_image_files(rows, folder, "data")
+    assert cloud == rows[3]
     assert _inline_data(red) == (folder / "images/red.png").read_bytes()
     assert red["answer"] == "red" and red["messages"][1] == rows[0]["messages"][1]
     source = blue["messages"][0]["content"][0]["source"]
@@ -80,6 +83,7 @@ def test_image_files_are_read_inline_in_either_block_shape(folder: Path) -> None
         ("images/../secret.png", "is not a path inside"),
         ("/etc/passwd", "is not a plain relative path"),
         ("file:///etc/passwd", "is not a plain relative path"),
+        ("FILE://images/red.png", "is not a plain relative path"),
         ("secret.png", "is not a path inside"),
         ("images/link.png", "leads outside"),
         ("images/sub/up.png", "leads outside"),
@@ -137,8 +141,9 @@ def test_no_generated_path_reads_outside_images(
     except DataError as exc:
         assert str(exc).startswith("task 3: image"), exc
         return
-    if reference.startswith(("http://", "https://", "data:")):
-        assert inlined == row
+    remote = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", reference)
+    if reference.startswith("data:") or (remote and remote[1].lower() != "file"):
+        assert inlined == row  # a URL: the hosted API's to fetch
         return
     # Read: then it was a real image inside images/, never the secret beside or outside it.
     data = _inline_data(inlined)

@@ -9,7 +9,8 @@ backend and hosted client receives the pixels and no file is opened later.
 Paths are data: a path must lie inside ``<folder>/images/`` after symlinks are followed (no
 ``..``, no absolute path, no link out), be a regular file of at most ``MAX_IMAGE_BYTES`` and
 decode as an image of at most ``MAX_IMAGE_PIXELS``; anything else is one DataError naming the row.
-Web URLs (``http(s)://``) and inline ``data:`` URLs are left as they are.
+URLs (``https://``, ``gs://``, …; ``file://`` is refused) and inline ``data:`` URLs are left as
+they are.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import base64
 import binascii
 import io
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,7 @@ from evsys.errors import DataError, MissingDependencyError
 IMAGES_DIR = "images"
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
 MAX_IMAGE_PIXELS = 4096 * 4096
-_PASSED_ON = ("http://", "https://", "data:")
+_URL_SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://")
 # What PIL calls each format it may find, as the media type hosted APIs expect.
 _MEDIA_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "GIF": "image/gif", "WEBP": "image/webp"}
 
@@ -71,8 +73,11 @@ def file_reference(block: Mapping[str, Any]) -> str | None:
         url = source.get("url") if source.get("type") == "url" else None
     else:
         return None
-    if not isinstance(url, str) or url.startswith(_PASSED_ON):
+    if not isinstance(url, str) or url.startswith("data:"):
         return None
+    remote = _URL_SCHEME.match(url)
+    if remote and remote["scheme"].lower() != "file":
+        return None  # a web or cloud URL (https://, gs://): the hosted API's to fetch
     return url
 
 
