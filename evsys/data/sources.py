@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from evsys.config import DataConfig, InferenceSpec, TransformSpec
+from evsys.data.images import inline_image_files
 from evsys.data.jsonl import read_jsonl_lines
 from evsys.data.references import dataset_reference
 from evsys.data.types import TargetFormat, detect_format, from_dict, task_row
@@ -46,7 +47,11 @@ def load_rows(
         return tasks_as_rows(rows, where=where, judge=judge)
     loader = _LOADERS[data.source_kind]
     rows = loader(data, store, path)[: data.limit]
-    return tasks_as_rows(rows, where=f"data ({path or data.path or data.source_kind})", judge=judge)
+    where = f"data ({path or data.path or data.source_kind})"
+    if data.source_kind in ("jsonl", "json"):  # image files lie in images/ beside the file
+        folder = resolve_path(path or data.path, store).parent
+        rows = inline_image_files(rows, folder, where)
+    return tasks_as_rows(rows, where=where, judge=judge)
 
 
 def tasks_as_rows(rows: list[Row], *, where: str, judge: InferenceSpec | None = None) -> list[Row]:
