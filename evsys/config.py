@@ -7,10 +7,9 @@ validated by that extension's own ``Config`` (see :mod:`evsys.validation`).
 
 from __future__ import annotations
 
-import re
 from typing import Any, Literal
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from evsys import shorthand_forms
 
@@ -33,6 +32,7 @@ from evsys.extension_specs import Strict as Strict
 from evsys.extension_specs import TransformSpec as TransformSpec
 from evsys.extension_specs import VerifierSpec as VerifierSpec
 from evsys.extension_specs import baseline_model as baseline_model
+from evsys.hf_names import HFConfigName, HFDatasetName
 from evsys.renderers import RendererName
 
 
@@ -49,8 +49,6 @@ def _check_reference(kind: str, reference: str, *, what: str, fix: str = "") -> 
 # -- run parts --------------------------------------------------------------------------------
 
 SourceKind = Literal["jsonl", "json", "in_memory", "hf_dataset"]
-# One part of an hf_dataset name (between '/'): a Hub id's owner or name, a directory's part.
-_HF_NAME_PART = re.compile(r"(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
 
 
 class DataConfig(Strict):
@@ -69,7 +67,7 @@ class DataConfig(Strict):
         ),
     )
     rows: list[dict[str, Any]] | None = Field(None, description="Rows for the in_memory source.")
-    hf_dataset: str | None = Field(
+    hf_dataset: HFDatasetName | None = Field(
         None,
         description=(
             "For hf_dataset: a `datasets` builder name (json, csv, parquet, …), a dataset "
@@ -81,7 +79,7 @@ class DataConfig(Strict):
         None, description="For hf_dataset with a builder name: the local files to load."
     )
     hf_split: str = Field("train", description="For hf_dataset: the split to read.")
-    hf_config: str | None = Field(
+    hf_config: HFConfigName | None = Field(
         None, description="For hf_dataset with a Hub id: the dataset's config. None: its default."
     )
     dataset_id: str | None = Field(
@@ -104,21 +102,6 @@ class DataConfig(Strict):
     def reference(self) -> str | None:
         """The dashboard dataset the rows come from (its id, else its name); None: local rows."""
         return self.dataset_id or self.dataset_name
-
-    @field_validator("hf_dataset", "hf_config")
-    @classmethod
-    def _hf_name_is_plain(cls, value: str | None, info: ValidationInfo) -> str | None:
-        # Names that datasets turns into cache paths: text only, never a way out of a directory.
-        if value is None:
-            return value
-        parts = value.split("/") if info.field_name == "hf_dataset" else [value]
-        if not all(_HF_NAME_PART.fullmatch(part) for part in parts):
-            raise ValueError(
-                f"{value!r} is not a plain name (a builder, a Hub id owner/name, a directory "
-                "under the data store): use letters, digits, '-', '_' and '.' between '/', "
-                "no '..', no absolute path"
-            )
-        return value
 
     @model_validator(mode="after")
     def _source_has_its_input(self) -> DataConfig:
