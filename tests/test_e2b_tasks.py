@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 pytest.importorskip("e2b")
 
@@ -78,6 +80,21 @@ def test_the_tests_see_the_task_state_and_the_whole_completion(
     assert task.verify(prompt="", completion=GOOD).reward == 1.0
     assert task.verify(prompt="", completion=BAD).reward == 0.0
     assert e2b.templates == ["code-python", "code-python"] and e2b.alive == []
+
+
+ECHO_COMPLETION = "cat completion.txt"
+
+
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(completion=st.text(max_size=200))
+def test_any_completion_reaches_the_sandbox_as_data(e2b: FakeE2B, completion: str):
+    payload = E2BVerifier(dockerfile="FROM python:3.11", test_sh=ECHO_COMPLETION)
+    result = E2BTask(payload, "task 'echo'").verify(prompt="", completion=completion)
+    assert result.reward == 1.0, result.info
+    assert result.info["stdout"] == completion  # byte for byte: never shell input
+    assert e2b.alive == []
 
 
 def test_tests_that_run_past_the_timeout_fail_and_the_sandbox_is_killed(e2b: FakeE2B):
