@@ -88,8 +88,11 @@ def test_a_local_directory_of_that_name_comes_before_the_hub(offline_cache: Path
 def test_a_deeper_path_that_is_no_directory_is_not_sent_to_the_hub(tmp_path: Path):
     store = LocalDataStore(root=str(tmp_path))
     data = DataConfig(source_kind="hf_dataset", hf_dataset="a/b/c")
-    with pytest.raises(DataError, match="no directory .* is not a Hub id"):
+    with pytest.raises(DataError, match="no directory .* a Hub id is name or owner/name"):
         load_rows(data, store)
+    hub = DataConfig(source_kind="hf_dataset", hf_dataset="owner/name")
+    with pytest.raises(DataError, match="data.eval_path='owner/test': no directory"):
+        load_rows(hub, store, path="owner/test")
 
 
 # -- hostile names are refused by the schema --------------------------------------------------

@@ -142,10 +142,16 @@ def _load_hf_dataset(data: DataConfig, store: DataStore, path: str | None) -> li
             )
     elif path is None and name.count("/") <= 1:
         dataset = load_hub_dataset(name, data.hf_config, data.hf_split)
+    elif path is not None:
+        raise DataError(
+            f"data.eval_path={path!r}: no directory {directory} exists; held-out rows of an "
+            "hf_dataset source are a directory, or (a Hub dataset's other split) "
+            "eval.eval_data with its own hf_dataset and hf_split"
+        )
     else:
         raise DataError(
-            f"data.hf_dataset={name!r}: no directory {directory} exists, and "
-            f"{path or name!r} is not a Hub id (name or owner/name)"
+            f"data.hf_dataset={name!r}: no directory {directory} exists, and a Hub id is "
+            "name or owner/name"
         )
     if data.limit is not None:
         dataset = dataset.select(range(min(data.limit, len(dataset))))
