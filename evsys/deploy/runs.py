@@ -36,6 +36,7 @@ def load_source(run_dir: str | Path) -> DeploySource:
     config = record.get("config") or {}
     base_model = (config.get("model") or {}).get("name")
     backend = (config.get("backend") or {}).get("kind", "?")
+    backend_params = (config.get("backend") or {}).get("params") or {}
     checkpoint = (record.get("artifacts") or {}).get("final_checkpoint")
     if not checkpoint or not base_model:
         raise _bad(given, "the run recorded no final checkpoint (artifacts.final_checkpoint)")
@@ -56,6 +57,7 @@ def load_source(run_dir: str | Path) -> DeploySource:
         checkpoint=checkpoint,
         base_model=str(base_model),
         backend=str(backend),
+        backend_params=dict(backend_params) if isinstance(backend_params, dict) else {},
     )
 
 

@@ -1,0 +1,314 @@
+"""A tinker run's ``tinker://`` checkpoint deployed: downloaded through the real tinker SDK from the
+Tinker-protocol test server (tests/tinker_server: ``save_weights_external``, signed URLs),
+converted to a PEFT adapter that PEFT loads against the tiny base model, and shipped to the
+Fireworks-protocol server (tests/fireworks_server.py), by ``evsys deploy`` and from a sweep's
+best arm. Failures (refused or expired URLs, truncated or corrupt files, weights of another
+shape, hostile file names) end with one clear error and leave the run as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import require
+
+require("tinker", "pip install 'evsys[tinker]'", declared_by="EVSYS_REQUIRE_TINKER")
+require("peft", "pip install 'evsys[local]'", declared_by="EVSYS_REQUIRE_TINKER")
+
+import torch  # noqa: E402
+from deploy_runs import record  # noqa: E402
+from fireworks_server import FakeFireworks  # noqa: E402
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from safetensors.torch import load, save  # noqa: E402
+from tinker_server import API_KEY, TINY, TinkerTestServer, serving_tiny  # noqa: E402
+
+from evsys import Experiment  # noqa: E402
+from evsys.cli import main  # noqa: E402
+from evsys.compose.compose import compose_and_validate  # noqa: E402
+from evsys.deploy.tinker_download import member_path  # noqa: E402
+from evsys.errors import BackendError  # noqa: E402
+from evsys.run.runner import run_arm  # noqa: E402
+
+pytestmark = pytest.mark.tinker
+
+FW_KEY = "fw-test-key"
+RANK = 64  # the tiny model's smallest linear dimension: the export is then exact
+
+
+def tinker_overrides(server: TinkerTestServer) -> list[str]:
+    return [
+        "backend=tinker",
+        f"backend.params.base_url={server.url}",
+        "model=tiny",
+        "algorithm.params.max_steps=2",
+        "algorithm.params.learning_rate=5e-3",
+        f"algorithm.params.lora_rank={RANK}",
+        "eval=none",
+    ]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TinkerTestServer]:
+    with serving_tiny(tmp_path_factory.mktemp("tinker-server")) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def trained(server: TinkerTestServer, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One tinker SFT run (two steps), kept pristine: each test deploys a copy."""
+    run_dir = tmp_path_factory.mktemp("tinker-run") / "run"
+    overrides = tinker_overrides(server)
+    _, config = compose_and_validate(overrides)
+    outcome = run_arm(config, run_dir, overrides=overrides)
+    assert outcome.record["status"] == "completed", outcome.record["error"]
+    assert outcome.record["artifacts"]["final_checkpoint"].endswith("/weights/final")
+    return run_dir
+
+
+@pytest.fixture
+def run(trained: Path, tmp_path: Path, server: TinkerTestServer) -> Iterator[Path]:
+    copy = tmp_path / "run"
+    shutil.copytree(trained, copy)
+    yield copy
+    exports = server.exports
+    exports.refuse_urls, exports.tamper, exports.url_ttl_s = None, None, 600.0
+    exports.truncate.clear()
+    exports.origin = server.url.replace("127.0.0.1", "localhost")
+
+
+@pytest.fixture(autouse=True)
+def _fireworks_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FIREWORKS_API_KEY", FW_KEY)
+
+
+def fireworks_params(fireworks: FakeFireworks) -> dict[str, Any]:
+    return {
+        "base_url": fireworks.base_url,
+        "account_id": fireworks.account,
+        "base_model": "accounts/fireworks/models/tiny-llama",
+        "poll_interval_s": 0,
+        "backoff_s": 0,
+        "max_attempts": 2,
+    }
+
+
+# peft 0.x still reads transformers' deprecated is_gradient_checkpointing: not ours to fix.
+@pytest.mark.filterwarnings("ignore:.*is_gradient_checkpointing:FutureWarning")
+def test_a_tinker_run_is_downloaded_converted_and_shipped_to_fireworks(
+    server: TinkerTestServer, run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from evsys.backends.models import resolve_model_path
+
+    final = record(run)["artifacts"]["final_checkpoint"]
+    downloads = len(server.exports.downloads)
+    with FakeFireworks() as fireworks:
+        code = _cli(["deploy", str(run), "--to", "fireworks", *_flags(fireworks_params(fireworks))])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    (entry,) = record(run)["deployments"]
+    assert entry["target"] == "fireworks" and entry["status"] == "running"
+
+    # The adapter lies in the run's own directory, under a name of evsys's making.
+    (adapter,) = (run / "deploy" / "tinker").iterdir()
+    assert sorted(p.name for p in adapter.iterdir()) == [
+        "adapter_config.json",
+        "adapter_model.safetensors",
+    ]
+    # What Fireworks received is that adapter, described by its own config.
+    model_id = entry["details"]["model"].rpartition("/")[2]
+    assert fireworks.uploads == {
+        (model_id, name): (adapter / name).read_bytes()
+        for name in ("adapter_config.json", "adapter_model.safetensors")
+    }
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    assert fireworks.models[model_id]["peftDetails"]["r"] == config["r"] == RANK
+    assert fireworks.models[model_id]["peftDetails"]["targetModules"] == sorted(
+        ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    )
+
+    # PEFT loads it against the tiny base; merged, it is the weights the run trained.
+    path = resolve_model_path(TINY)
+    base = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    merged = PeftModel.from_pretrained(base, adapter).merge_and_unload().state_dict()
+    trained = torch.load(server.engine._file(final), weights_only=False)["model"]
+    untouched = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).state_dict()
+    for name in ("model.layers.0.self_attn.q_proj.weight", "model.layers.1.mlp.down_proj.weight"):
+        assert not torch.allclose(untouched[name], trained[name], atol=1e-4)  # training moved it
+        torch.testing.assert_close(merged[name], trained[name], atol=1e-4, rtol=1e-4)
+
+    # Through the SDK's download calls; the temporary export was deleted afterwards; the signed
+    # URLs (another host) never saw the Tinker key, and no file holds either key.
+    kinds = {e[1] for e in server.events if e[0] == "submit"}
+    assert {"load_weights", "save_weights_external"} <= kinds
+    assert len(server.exports.deleted) >= 1
+    fetched = server.exports.downloads[downloads:]
+    assert sorted(name for name, _ in fetched) == [
+        "adapter_config.json",
+        "adapter_model.safetensors",
+    ]
+    assert all("x-api-key" not in headers for _, headers in fetched)
+    for file in (p for p in run.rglob("*") if p.is_file()):
+        assert (
+            API_KEY.encode() not in file.read_bytes() and FW_KEY.encode() not in file.read_bytes()
+        )
+
+
+def test_the_key_goes_with_a_url_on_the_configured_service_only(
+    server: TinkerTestServer, run: Path
+) -> None:
+    from evsys.deploy.actions import deploy_run
+
+    server.exports.origin = server.url  # files served by the configured Tinker URL itself
+    downloads = len(server.exports.downloads)
+    with FakeFireworks() as fireworks:
+        deploy_run(run, "fireworks", fireworks_params(fireworks))
+    fetched = server.exports.downloads[downloads:]
+    assert fetched and all(headers.get("x-api-key") == API_KEY for _, headers in fetched)
+
+
+def test_the_local_deployer_merges_the_downloaded_adapter(run: Path) -> None:
+    """The local deployer's merge step (its server start is test_deploy_local.py's)."""
+    from transformers import AutoModelForCausalLM
+
+    from evsys.deploy.local import merge_adapter
+    from evsys.deploy.runs import load_source
+
+    adapter = load_source(run).peft_adapter()
+    merge_adapter(TINY, adapter, run / "deploy" / "merged", None)
+    merged = AutoModelForCausalLM.from_pretrained(run / "deploy" / "merged")
+    assert merged.config.num_hidden_layers == 2
+    assert load_source(run).peft_adapter() == adapter  # converted once, then reused
+
+
+def _garbage(files: dict[str, bytes]) -> dict[str, bytes]:
+    return {**files, "adapter_model.safetensors": b"\x10\x00\x00\x00not a safetensors file"}
+
+
+def _other_shapes(files: dict[str, bytes]) -> dict[str, bytes]:
+    tensors = load(files["adapter_model.safetensors"])
+    tensors = {k: v[:, :-1].contiguous() if "lora_A" in k else v for k, v in tensors.items()}
+    return {**files, "adapter_model.safetensors": save(tensors)}
+
+
+@pytest.mark.parametrize(
+    ("setup", "code", "message"),
+    [
+        ({"refuse_urls": 403}, 1, "(HTTP 403): checkpoint access denied"),
+        ({"url_ttl_s": -60.0}, 1, "HTTP 403 (the signed URL expired or was refused)"),
+        ({"truncate": {"adapter_model.safetensors"}}, 1, "truncated"),
+        ({"tamper": _garbage}, 1, "adapter_model.safetensors is corrupt or truncated"),
+        ({"tamper": _other_shapes}, 2, "do not fit the base model evsys/tiny-llama"),
+        ({"tamper": lambda f: {"../escaped.json": b"{}", **f}}, 1, "not a plain relative path"),
+        ({"tamper": lambda f: {"/tmp/abs.json": b"{}", **f}}, 1, "not a plain relative path"),
+        (
+            {"tamper": lambda f: {"adapter_config.json": f["adapter_config.json"]}},
+            1,
+            "not a LoRA adapter",
+        ),
+    ],
+    ids=["urls refused", "urls expired", "truncated", "corrupt", "other shapes", "dotdot", "abs"]
+    + ["no weights"],
+)
+def test_a_failed_download_exits_with_one_line_and_leaves_the_run_as_it_was(
+    server: TinkerTestServer,
+    run: Path,
+    capsys: pytest.CaptureFixture[str],
+    setup: dict[str, Any],
+    code: int,
+    message: str,
+) -> None:
+    for name, value in setup.items():
+        setattr(server.exports, name, value)
+    before = sorted(p.relative_to(run) for p in run.rglob("*"))
+    with FakeFireworks() as fireworks:
+        got = _cli(["deploy", str(run), "--to", "fireworks", *_flags(fireworks_params(fireworks))])
+    err = capsys.readouterr().err
+    assert got == code, err
+    assert message in err and "Traceback" not in err and API_KEY not in err
+    assert fireworks.requests == []  # nothing reached Fireworks
+    assert sorted(p.relative_to(run) for p in run.rglob("*")) == before  # nothing half-written
+    assert "deployments" not in record(run)
+    assert not (run.parent / "escaped.json").exists() and not Path("/tmp/abs.json").exists()
+
+
+def test_sampler_weights_are_refused_before_any_request(
+    server: TinkerTestServer, run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = record(run)
+    data["artifacts"]["final_checkpoint"] = data["artifacts"]["final_sampler_checkpoint"]
+    (run / "run_result.json").write_text(json.dumps(data))
+    events = len(server.events)
+    with FakeFireworks() as fireworks:
+        code = _cli(["deploy", str(run), "--to", "fireworks", *_flags(fireworks_params(fireworks))])
+    assert code == 2
+    assert "sampler weights cannot be downloaded" in capsys.readouterr().err
+    assert server.events[events:] == [] and fireworks.requests == []
+
+
+_PART = st.text(st.characters(codec="utf-8"), max_size=12)
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    name=st.one_of(
+        st.lists(
+            st.sampled_from(["..", ".", "", "a", "/", "x.json"]) | _PART, min_size=1, max_size=5
+        ).map("/".join),
+        _PART,
+    )
+)
+def test_a_file_name_from_the_service_never_leads_outside(tmp_path: Path, name: str) -> None:
+    into = tmp_path / "download"
+    try:
+        target = member_path(into, name)
+    except BackendError as exc:
+        assert "not a plain relative path" in str(exc)
+        return
+    assert target.resolve().is_relative_to(into.resolve()) and target != into
+    assert not any(part in ("..", ".", "") for part in name.split("/"))
+
+
+def test_a_sweeps_best_arm_ships_its_tinker_checkpoint(
+    server: TinkerTestServer, tmp_path: Path
+) -> None:
+    with FakeFireworks() as fireworks:
+        params = ", ".join(f"{k}: '{v}'" for k, v in fireworks_params(fireworks).items())
+        experiment = Experiment.from_overrides(
+            [
+                *tinker_overrides(server),
+                "algorithm.params.max_steps=1",
+                "seed=1,2",
+                "metadata.success_metric=train/final_loss",
+                f"deploy={{kind: fireworks, params: {{{params}}}}}",
+            ],
+            multirun=True,
+        )
+        result = experiment.run(tmp_path / "sweep")
+    assert result.deploy_error is None
+    assert result.best_arm is not None and result.best_arm.run_dir is not None
+    assert result.deployment is not None and result.deployment["status"] == "running"
+    best = result.best_arm.run_dir
+    assert record(best)["deployments"] == [result.deployment]
+    assert (best / "deploy" / "tinker").is_dir()
+    others = [arm for arm in result.arms if arm.name != result.best_arm.name]
+    assert others and all(not (arm.run_dir / "deploy").exists() for arm in others)
+    assert len(fireworks.models) == 1
+
+
+def _flags(values: dict[str, Any]) -> list[str]:
+    return [f"{k}={v}" for k, v in values.items()]
+
+
+def _cli(argv: list[str]) -> int:
+    with pytest.raises(SystemExit) as done:
+        main(argv)
+    return int(done.value.code or 0)
