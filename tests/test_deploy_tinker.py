@@ -79,6 +79,7 @@ def run(trained: Path, tmp_path: Path, server: TinkerTestServer) -> Iterator[Pat
     exports = server.exports
     exports.refuse_urls, exports.tamper, exports.url_ttl_s = None, None, 600.0
     exports.truncate.clear()
+    exports.redirect_to = None
     exports.origin = server.url.replace("127.0.0.1", "localhost")
 
 
@@ -162,17 +163,23 @@ def test_a_tinker_run_is_downloaded_converted_and_shipped_to_fireworks(
         )
 
 
+@pytest.mark.parametrize("redirect", [False, True], ids=["served there", "redirected away"])
 def test_the_key_goes_with_a_url_on_the_configured_service_only(
-    server: TinkerTestServer, run: Path
+    server: TinkerTestServer, run: Path, redirect: bool
 ) -> None:
     from evsys.deploy.actions import deploy_run
 
+    other = server.url.replace("127.0.0.1", "localhost")
     server.exports.origin = server.url  # files served by the configured Tinker URL itself
+    server.exports.redirect_to = other if redirect else None
     downloads = len(server.exports.downloads)
     with FakeFireworks() as fireworks:
         deploy_run(run, "fireworks", fireworks_params(fireworks))
-    fetched = server.exports.downloads[downloads:]
-    assert fetched and all(headers.get("x-api-key") == API_KEY for _, headers in fetched)
+    fetched = [headers for _, headers in server.exports.downloads[downloads:]]
+    assert len(fetched) == (4 if redirect else 2)
+    for headers in fetched:
+        on_the_service = headers["host"] == server.url.removeprefix("http://")
+        assert headers.get("x-api-key") == (API_KEY if on_the_service else None)
 
 
 def test_the_local_deployer_merges_the_downloaded_adapter(run: Path) -> None:

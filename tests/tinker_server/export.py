@@ -10,7 +10,8 @@ with ``r`` and ``lora_alpha`` (= ``r``: scale 1) in ``adapter_config.json``.
 Files are served at signed URLs on another origin than the API (``localhost`` rather than
 ``127.0.0.1``) that need no key and expire. Tests steer what goes wrong: ``refuse_urls`` (an
 HTTP status for the URL request), ``tamper`` (rewrite the file names and bytes before signing),
-``truncate`` (names whose body stops half way) and ``url_ttl_s`` (negative: already expired).
+``truncate`` (names whose body stops half way), ``url_ttl_s`` (negative: already expired) and
+``redirect_to`` (an origin the signed URLs redirect to, once).
 ``downloads`` records every fetch of a signed URL with its headers (names in lower case).
 """
 
@@ -59,6 +60,7 @@ class Exports:
     refuse_urls: int | None = None
     tamper: Callable[[dict[str, bytes]], dict[str, Any]] | None = None
     truncate: set[str] = field(default_factory=set)
+    redirect_to: str | None = None
     downloads: list[tuple[str, dict[str, str]]] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
     _signed: dict[str, tuple[str, bytes, float]] = field(default_factory=dict)
@@ -102,13 +104,16 @@ class Exports:
         self.deleted.append(f"tinker://{run_id}/{checkpoint_id}")
         return 200, {}
 
-    def fetch(self, token: str, headers: dict[str, str]) -> tuple[int, bytes, bool]:
-        """(status, body, truncated) of a signed URL."""
+    def fetch(self, token: str, headers: dict[str, str]) -> tuple[int, bytes, bool, str | None]:
+        """(status, body, truncated, redirect location) of a signed URL."""
         signed = self._signed.get(token)
         if signed is None:
-            return 404, b'{"detail": "no such object"}', False
+            return 404, b'{"detail": "no such object"}', False, None
         name, content, expires = signed
-        self.downloads.append((name, {k.lower(): v for k, v in headers.items()}))
+        headers = {k.lower(): v for k, v in headers.items()}
+        self.downloads.append((name, headers))
+        if self.redirect_to and not self.redirect_to.endswith(f"//{headers.get('host')}"):
+            return 302, b"", False, f"{self.redirect_to}/signed/{token}"
         if time.time() > expires:
-            return 403, b'{"detail": "Request has expired"}', False
-        return 200, content, name in self.truncate
+            return 403, b'{"detail": "Request has expired"}', False, None
+        return 200, content, name in self.truncate, None

@@ -315,8 +315,10 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, result)
 
     def _signed(self, token: str) -> None:
-        status, body, truncated = self.app.exports.fetch(token, dict(self.headers.items()))
+        status, body, truncated, location = self.app.exports.fetch(token, dict(self.headers))
         self.send_response(status)
+        if location:
+            self.send_header("Location", location)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body[: len(body) // 2] if truncated else body)
