@@ -32,6 +32,7 @@ from evsys import Experiment  # noqa: E402
 from evsys.cli import main  # noqa: E402
 from evsys.compose.compose import compose_and_validate  # noqa: E402
 from evsys.deploy.tinker_download import member_path  # noqa: E402
+from evsys.deploy.tinker_runs import checked_model_id  # noqa: E402
 from evsys.errors import BackendError  # noqa: E402
 from evsys.run.runner import run_arm  # noqa: E402
 
@@ -282,6 +283,39 @@ def test_a_file_name_from_the_service_never_leads_outside(tmp_path: Path, name: 
         return
     assert target.resolve().is_relative_to(into.resolve()) and target != into
     assert not any(part in ("..", ".", "") for part in name.split("/"))
+
+
+def test_a_bare_tinker_path_is_deployed_from_a_directory_of_its_own(
+    server: TinkerTestServer,
+    trained: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TINKER_BASE_URL", server.url)
+    final = record(trained)["artifacts"]["final_checkpoint"]
+    with FakeFireworks() as fireworks:
+        code = _cli(["deploy", final, "--to", "fireworks", *_flags(fireworks_params(fireworks))])
+    assert code == 0, capsys.readouterr().err
+    (made,) = (tmp_path / "outputs" / "deploys").iterdir()
+    assert made.name.startswith("tinker-") and final not in made.name
+    kept = record(made)
+    assert kept["artifacts"]["final_checkpoint"] == final
+    assert kept["config"]["model"]["name"] == TINY  # as the service's training run says
+    assert [entry["status"] for entry in kept["deployments"]] == ["running"]
+    (adapter,) = (made / "deploy" / "tinker").iterdir()
+    assert len(fireworks.models) == 1 and (adapter / "adapter_model.safetensors").is_file()
+
+
+@given(name=st.one_of(st.text(max_size=30), st.sampled_from(["../x", "/etc", "a/b/c", "a/.."])))
+def test_a_base_model_named_by_the_service_is_a_model_id(name: str) -> None:
+    try:
+        assert checked_model_id(name) == name
+    except BackendError as exc:
+        assert "not a model id" in str(exc)
+        return
+    assert not name.startswith("/") and ".." not in name and name.count("/") <= 1
 
 
 def test_a_sweeps_best_arm_ships_its_tinker_checkpoint(

@@ -24,8 +24,13 @@ _LOCK = ".deployments.lock"
 
 def load_source(run_dir: str | Path) -> DeploySource:
     """What the completed run in ``run_dir`` trained; a ConfigError says why it cannot be
-    deployed (no such run, not completed, no final checkpoint)."""
+    deployed (no such run, not completed, no final checkpoint). ``run_dir`` may be a
+    ``tinker://`` checkpoint instead (evsys.deploy.tinker_runs)."""
     given = str(run_dir)
+    if given.startswith("tinker://"):  # a checkpoint on its own: it gets a directory here
+        from evsys.deploy.tinker_runs import checkpoint_run_dir
+
+        run_dir = checkpoint_run_dir(given)
     run_dir = Path(run_dir).expanduser()
     if run_dir.name == RUN_RESULT:
         run_dir = run_dir.parent

@@ -44,6 +44,7 @@ _EXPORT_URLS = re.compile(
 )
 _CHECKPOINT = re.compile(r"^/api/v1/training_runs/([^/]+)/checkpoints/(.+)$")
 _SIGNED = re.compile(r"^/signed/([0-9a-f]+)$")
+_TRAINING_RUN = re.compile(r"^/api/v1/training_runs/([^/]+)$")
 
 
 @dataclass
@@ -145,6 +146,8 @@ class TinkerTestServer:
             }
         if method == "GET" and (m := _CHECKPOINTS.match(path)):
             return 200, {"checkpoints": e.checkpoints(m.group(1))}
+        if method == "GET" and (m := _TRAINING_RUN.match(path)):
+            return 200, e.training_run(m.group(1))
         if method == "GET" and (m := _EXPORT_URLS.match(path)):
             self.events.append(("external_weights_urls", m.group(1), m.group(2)))
             return self.exports.urls(m.group(1), m.group(2))
