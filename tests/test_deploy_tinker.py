@@ -353,3 +353,67 @@ def _cli(argv: list[str]) -> int:
     with pytest.raises(SystemExit) as done:
         main(argv)
     return int(done.value.code or 0)
+
+
+_JSON = st.none() | st.booleans() | st.integers(-3, 70) | st.floats() | st.text(max_size=5)
+_SHAPE = st.lists(st.integers(0, 70), min_size=1, max_size=3)
+_MODULES = {  # (out, in) of the tiny Llama's linear layers; None: it has no such linear layer
+    "model.layers.0.self_attn.q_proj": (64, 64),
+    "model.layers.1.mlp.down_proj": (64, 128),
+    "model.unembed_tokens": (1024, 64),
+    "model.layers.9.self_attn.q_proj": None,
+    "model.embed_tokens": None,
+}
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    rank=st.integers(1, 70) | _JSON,
+    alpha=st.integers(1, 64) | _JSON,
+    module=st.sampled_from(sorted(_MODULES)),
+    shapes=st.none() | st.tuples(_SHAPE, _SHAPE),
+)
+def test_any_adapter_converts_or_is_refused_with_one_clear_error(
+    tmp_path_factory: pytest.TempPathFactory,
+    rank: Any,
+    alpha: Any,
+    module: str,
+    shapes: tuple[list[int], list[int]] | None,
+) -> None:
+    """Whatever the download holds, the conversion writes a whole adapter or raises a
+    ConfigError (weights that do not fit) or BackendError (not an adapter), nothing else.
+    ``shapes`` None: the shapes that fit the module at ``rank``."""
+    from evsys.deploy.tinker_adapter import convert
+    from evsys.errors import ConfigError
+
+    out_in = _MODULES[module] or (64, 64)
+    size = rank if isinstance(rank, int) and not isinstance(rank, bool) and rank > 0 else 1
+    a_shape, b_shape = shapes or ([size, out_in[1]], [out_in[0], size])
+    download = tmp_path_factory.mktemp("download")
+    (download / "adapter_config.json").write_text(json.dumps({"r": rank, "lora_alpha": alpha}))
+    prefix = f"base_model.model.{module}"
+    tensors = {
+        f"{prefix}.lora_A.weight": torch.zeros(a_shape),
+        f"{prefix}.lora_B.weight": torch.zeros(b_shape),
+    }
+    (download / "adapter_model.safetensors").write_bytes(save(tensors))
+    out = download.parent / f"{download.name}-peft"
+    fits = (
+        (list(a_shape), list(b_shape)) == ([size, out_in[1]], [out_in[0], size])
+        and _MODULES[module] is not None
+        and type(rank) is int
+        and size == rank
+        and isinstance(alpha, int | float)
+        and not isinstance(alpha, bool)
+        and 0 < alpha < float("inf")
+    )
+    try:
+        convert(download, TINY, out)
+    except (ConfigError, BackendError) as exc:
+        assert str(exc) and not out.exists() and not fits
+        return
+    assert fits
+    config = json.loads((out / "adapter_config.json").read_text())
+    assert config["r"] == rank and config["lora_alpha"] == alpha
+    leaf = "lm_head" if module == "model.unembed_tokens" else module.rsplit(".", 1)[-1]
+    assert config["target_modules"] == [leaf]

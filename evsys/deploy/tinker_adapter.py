@@ -17,6 +17,7 @@ digest, never the service's or the record's text.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -164,6 +165,7 @@ def _pairs(
     return pairs, problems
 
 
+@functools.lru_cache(maxsize=4)
 def _linear_shapes(base_model: str) -> dict[str, tuple[int, int]]:
     """``module name → (out, in)`` of every linear layer of ``base_model``, from its config."""
     import torch
