@@ -197,6 +197,39 @@ def test_the_local_deployer_merges_the_downloaded_adapter(run: Path) -> None:
     assert load_source(run).peft_adapter() == adapter  # converted once, then reused
 
 
+@pytest.mark.slow
+def test_the_local_deployer_serves_a_tinker_run(run: Path) -> None:
+    """``--to local`` end to end: merged, served by ``transformers serve``, answering, stopped."""
+    require("fastapi", "pip install 'evsys[serve]'")
+    import urllib.request
+
+    from evsys.deploy.local import terminate
+
+    assert _cli(["deploy", str(run), "--to", "local", "num_threads=1"]) == 0
+    (entry,) = record(run)["deployments"]
+    try:
+        body = json.dumps(
+            {
+                "model": entry["model_id"],
+                "messages": [{"role": "user", "content": "List the open pull requests"}],
+                "max_tokens": 4,
+                "temperature": 0,
+            }
+        ).encode()
+        request = urllib.request.Request(
+            f"{entry['endpoint']}/chat/completions",
+            body,
+            {"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=120) as response:
+            answer = json.loads(response.read())
+        assert answer["choices"][0]["message"]["content"] is not None
+        assert _cli(["deploy", "--stop", str(run)]) == 0
+        assert record(run)["deployments"][0]["status"] == "stopped"
+    finally:
+        terminate(entry["details"]["pid"], entry["details"]["process_start"])
+
+
 def _garbage(files: dict[str, bytes]) -> dict[str, bytes]:
     return {**files, "adapter_model.safetensors": b"\x10\x00\x00\x00not a safetensors file"}
 
@@ -246,6 +279,17 @@ def test_a_failed_download_exits_with_one_line_and_leaves_the_run_as_it_was(
     assert sorted(p.relative_to(run) for p in run.rglob("*")) == before  # nothing half-written
     assert "deployments" not in record(run)
     assert not (run.parent / "escaped.json").exists() and not Path("/tmp/abs.json").exists()
+
+
+def test_a_run_directory_that_cannot_hold_the_adapter_fails_with_one_line(
+    run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (run / "deploy").write_text("a file where the deploy folder goes")
+    with FakeFireworks() as fireworks:
+        code = _cli(["deploy", str(run), "--to", "fireworks", *_flags(fireworks_params(fireworks))])
+    err = capsys.readouterr().err
+    assert code == 1 and "writing the adapter under" in err and "Traceback" not in err
+    assert fireworks.requests == [] and "deployments" not in record(run)
 
 
 def test_sampler_weights_are_refused_before_any_request(

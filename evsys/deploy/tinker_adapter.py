@@ -17,6 +17,7 @@ digest, never the service's or the record's text.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -48,16 +49,26 @@ def tinker_peft_adapter(
         work = fresh_directory(parent, ".fetch-")
         download_checkpoint(checkpoint, work / "tinker", connection)
         convert(work / "tinker", base_model, work / "peft")
+        remove_tree(final)  # an incomplete one (a file of it removed by hand)
         os.replace(work / "peft", final)
+    except OSError as exc:  # the run's directory is not writable, the disk is full, …
+        _clean_up(work, made)
+        raise BackendError(f"writing the adapter under {parent} failed: {exc}") from None
     except BaseException:
-        if work is not None:
-            remove_tree(work)
-        for directory in made:  # the ones this made, innermost first, when left empty
-            if directory.exists() and not any(directory.iterdir()):
-                directory.rmdir()
+        _clean_up(work, made)
         raise
     remove_tree(work)
     return final
+
+
+def _clean_up(work: Path | None, made: list[Path]) -> None:
+    """Remove the work directory, then the directories this made, innermost first, if empty."""
+    if work is not None:
+        remove_tree(work)
+    for directory in made:
+        with contextlib.suppress(OSError):
+            if directory.exists() and not any(directory.iterdir()):
+                directory.rmdir()
 
 
 def convert(tinker_dir: Path, base_model: str, out: Path) -> None:
