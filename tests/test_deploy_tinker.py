@@ -111,7 +111,7 @@ def test_a_tinker_run_is_downloaded_converted_and_shipped_to_fireworks(
     from evsys.backends.models import resolve_model_path
 
     final = record(run)["artifacts"]["final_checkpoint"]
-    downloads = len(server.exports.downloads)
+    downloads, events = len(server.exports.downloads), len(server.events)
     with FakeFireworks() as fireworks:
         code = _cli(["deploy", str(run), "--to", "fireworks", *_flags(fireworks_params(fireworks))])
     out = capsys.readouterr()
@@ -149,8 +149,9 @@ def test_a_tinker_run_is_downloaded_converted_and_shipped_to_fireworks(
 
     # Through the SDK's download calls; the temporary export was deleted afterwards; the signed
     # URLs (another host) never saw the Tinker key, and no file holds either key.
-    kinds = {e[1] for e in server.events if e[0] == "submit"}
+    kinds = {e[1] for e in server.events[events:] if e[0] == "submit"}
     assert {"load_weights", "save_weights_external"} <= kinds
+    assert any(e[0] == "finish" for e in server.events[events:])  # its session was closed
     assert len(server.exports.deleted) >= 1
     fetched = server.exports.downloads[downloads:]
     assert sorted(name for name, _ in fetched) == [

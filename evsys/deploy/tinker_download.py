@@ -101,7 +101,7 @@ def download_files(
     urls: Mapping[str, str], into: Path, base_url: str, api_key: str, params: Any
 ) -> None:
     """Fetch each ``name → signed URL`` into ``into``; every name is checked before any fetch."""
-    if not urls:
+    if not isinstance(urls, Mapping) or not urls:
         raise BackendError("the Tinker service listed no files to download")
     targets = {name: member_path(into, name) for name in urls}
     for name in urls:
