@@ -351,6 +351,9 @@ def test_a_bare_tinker_path_is_deployed_from_a_directory_of_its_own(
     assert [entry["status"] for entry in kept["deployments"]] == ["running"]
     (adapter,) = (made / "deploy" / "tinker").iterdir()
     assert len(fireworks.models) == 1 and (adapter / "adapter_model.safetensors").is_file()
+    capsys.readouterr()
+    assert _cli(["deploy", "--stop", final]) == 0  # its directory, found from the path
+    assert "nothing of" in capsys.readouterr().out  # a Fireworks deployment is not stopped here
 
 
 @given(name=st.one_of(st.text(max_size=30), st.sampled_from(["../x", "/etc", "a/b/c", "a/.."])))

@@ -1,5 +1,8 @@
 """``evsys deploy <run dir> --to <kind> [key=value …]``: ship a run's trained adapter.
 
+A ``backend=tinker`` run's checkpoint is downloaded through the tinker SDK first; a
+``tinker://<run>/weights/<name>`` path may stand in for the run directory.
+
 ``--to local`` merges the adapter into its base model and serves it on this machine behind an
 OpenAI-compatible API (in the background); ``--to fireworks`` uploads it to Fireworks and creates
 a deployment. Each deployment (target, endpoint, model id, time) is added to the run's
