@@ -1,5 +1,8 @@
 """``evsys deploy <run dir> --to <kind> [key=value …]``: ship a run's trained adapter.
 
+A ``backend=tinker`` run's checkpoint is downloaded through the tinker SDK first; a
+``tinker://<run>/weights/<name>`` path may stand in for the run directory.
+
 ``--to local`` merges the adapter into its base model and serves it on this machine behind an
 OpenAI-compatible API (in the background); ``--to fireworks`` uploads it to Fireworks and creates
 a deployment. Each deployment (target, endpoint, model id, time) is added to the run's
@@ -25,7 +28,11 @@ EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = __doc__
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.add_argument("run_dir", help="the run directory (or its run_result.json)")
+    parser.add_argument(
+        "run_dir",
+        help="the run directory (or its run_result.json), or a tinker://<run>/weights/<name> "
+        "checkpoint (recorded in outputs/deploys/tinker-<digest>/)",
+    )
     parser.add_argument(
         "params", nargs="*", metavar="KEY=VALUE", help="deployer params, e.g. port=8001"
     )
@@ -72,8 +79,17 @@ def execute(args: argparse.Namespace) -> int:
         print(f"deployed to {entry['target']}\n  endpoint: {entry['endpoint']}")
         print(f"  model id: {entry['model_id']}")
         if entry["target"] == "local":
-            print("  stop it:  evsys deploy --stop " + args.run_dir)
+            print(f"  stop it:  evsys deploy --stop {_directory(args.run_dir)}")
     return EXIT_OK
+
+
+def _directory(run_dir: str) -> str:
+    """The directory a deploy recorded itself in: a ``tinker://`` checkpoint's is made here."""
+    if not run_dir.startswith("tinker://"):
+        return run_dir
+    from evsys.deploy.tinker_runs import run_dir_for
+
+    return str(run_dir_for(run_dir))
 
 
 def _failure(exc: Exception) -> str:

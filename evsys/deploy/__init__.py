@@ -5,5 +5,6 @@ single run once it completed and for a sweep's best arm) builds the registered d
 hands it the run's adapter and records what it returns (target, endpoint, model id, time) in the
 run's ``run_result.json`` under ``deployments``. Built in: ``local`` (merged weights behind an
 OpenAI-compatible server on this machine) and ``fireworks`` (the adapter uploaded to Fireworks and
-a deployment created).
+a deployment created). A ``backend=tinker`` run's ``tinker://`` checkpoint is downloaded through
+the tinker SDK and converted to a PEFT adapter first (evsys.deploy.tinker_adapter).
 """

@@ -78,6 +78,10 @@ def stop_run(run_dir: str | Path) -> list[dict[str, Any]]:
     """End every running deployment of the run whose deployer can stop it; returns those it
     stopped (already marked ``stopped`` in ``run_result.json``)."""
     path = Path(run_dir).expanduser()
+    if str(run_dir).startswith("tinker://"):  # the directory its deploys were recorded in
+        from evsys.deploy.tinker_runs import run_dir_for
+
+        path = run_dir_for(str(run_dir))
     if path.name == RUN_RESULT:
         path = path.parent
     record = read_record(path, str(run_dir))

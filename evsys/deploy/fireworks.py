@@ -98,6 +98,8 @@ class FireworksDeployer:
         self._sleep = sleep
 
     def deploy(self, source: DeploySource) -> Deployment:
+        if "://" in source.checkpoint:  # downloaded by peft_adapter(): only once these are set
+            self._key(), self._account()
         adapter_dir = source.peft_adapter()
         key, account = self._key(), self._account()
         files = adapter_files(adapter_dir)

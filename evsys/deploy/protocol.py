@@ -21,6 +21,9 @@ class DeploySource:
     """The run's ``model.name``: what the checkpoint was trained on top of."""
     backend: str
     """The backend that trained it (``local``, ``mock``, ``tinker``, …)."""
+    backend_params: dict[str, Any] = field(default_factory=dict, compare=False)
+    """The run's recorded ``backend.params``: where a ``tinker://`` checkpoint is fetched from
+    (``base_url``, ``api_key_env``), the researcher's own config."""
 
     @property
     def deploy_dir(self) -> Path:
@@ -29,9 +32,16 @@ class DeploySource:
 
     def peft_adapter(self) -> Path:
         """The checkpoint as a PEFT LoRA adapter directory; a ConfigError (bad input: nothing is
-        deployed) when it is not one."""
+        deployed) when it is not one. A ``tinker://`` checkpoint is downloaded through the
+        tinker SDK and converted first, under ``deploy_dir`` (evsys.deploy.tinker_adapter)."""
         from evsys.errors import ConfigError, Problem
 
+        if self.checkpoint.startswith("tinker://"):
+            from evsys.deploy.tinker_adapter import tinker_peft_adapter
+
+            return tinker_peft_adapter(
+                self.checkpoint, self.base_model, self.deploy_dir, self.backend_params
+            )
         adapter = Path(self.checkpoint)
         if "://" in self.checkpoint or not (adapter / "adapter_config.json").is_file():
             where = "lives on a service" if "://" in self.checkpoint else "is not a LoRA adapter"

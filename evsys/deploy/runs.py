@@ -24,8 +24,13 @@ _LOCK = ".deployments.lock"
 
 def load_source(run_dir: str | Path) -> DeploySource:
     """What the completed run in ``run_dir`` trained; a ConfigError says why it cannot be
-    deployed (no such run, not completed, no final checkpoint)."""
+    deployed (no such run, not completed, no final checkpoint). ``run_dir`` may be a
+    ``tinker://`` checkpoint instead (evsys.deploy.tinker_runs)."""
     given = str(run_dir)
+    if given.startswith("tinker://"):  # a checkpoint on its own: it gets a directory here
+        from evsys.deploy.tinker_runs import checkpoint_run_dir
+
+        run_dir = checkpoint_run_dir(given)
     run_dir = Path(run_dir).expanduser()
     if run_dir.name == RUN_RESULT:
         run_dir = run_dir.parent
@@ -36,6 +41,7 @@ def load_source(run_dir: str | Path) -> DeploySource:
     config = record.get("config") or {}
     base_model = (config.get("model") or {}).get("name")
     backend = (config.get("backend") or {}).get("kind", "?")
+    backend_params = (config.get("backend") or {}).get("params") or {}
     checkpoint = (record.get("artifacts") or {}).get("final_checkpoint")
     if not checkpoint or not base_model:
         raise _bad(given, "the run recorded no final checkpoint (artifacts.final_checkpoint)")
@@ -56,6 +62,7 @@ def load_source(run_dir: str | Path) -> DeploySource:
         checkpoint=checkpoint,
         base_model=str(base_model),
         backend=str(backend),
+        backend_params=dict(backend_params) if isinstance(backend_params, dict) else {},
     )
 
 

@@ -102,6 +102,18 @@ class Engine:
             "model_name": run.base_model,
         }
 
+    def training_run(self, model_id: str) -> dict[str, Any]:
+        """``GET /training_runs/{id}``: what the SDK's ``TrainingRun`` holds."""
+        run = self._run(model_id)
+        return {
+            "training_run_id": model_id,
+            "base_model": run.base_model,
+            "model_owner": "evsys-test",
+            "is_lora": True,
+            "lora_rank": run.lora_rank,
+            "last_request_time": datetime.now(UTC).isoformat(),
+        }
+
     def _run(self, model_id: str) -> TrainingRun:
         if model_id not in self.runs:
             raise UserError(f"unknown model_id {model_id!r}")

@@ -32,12 +32,19 @@ import zstandard
 
 from . import wire
 from .engine import Engine, UserError
+from .export import Exports
 
 PROTO = "application/x-protobuf"
 LONG_POLL_S = 5.0
 _FINISH = re.compile(r"^/api/v1/sessions/([^/]+)/finish$")
 _SAMPLER = re.compile(r"^/api/v1/samplers/([^/]+)$")
 _CHECKPOINTS = re.compile(r"^/api/v1/training_runs/([^/]+)/checkpoints$")
+_EXPORT_URLS = re.compile(
+    r"^/api/v1/training_runs/([^/]+)/checkpoints/external_weights/([^/]+)/external_weights_urls$"
+)
+_CHECKPOINT = re.compile(r"^/api/v1/training_runs/([^/]+)/checkpoints/(.+)$")
+_SIGNED = re.compile(r"^/signed/([0-9a-f]+)$")
+_TRAINING_RUN = re.compile(r"^/api/v1/training_runs/([^/]+)$")
 
 
 @dataclass
@@ -63,6 +70,8 @@ class TinkerTestServer:
         self._http = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._http.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._http.server_address[1]}"
+        self.exports = Exports(root / "exports", origin=self.url.replace("127.0.0.1", "localhost"))
+        """External weights exports and their signed URLs (see export.py)."""
         self._threads = [
             threading.Thread(target=self._http.serve_forever, daemon=True),
             threading.Thread(target=self._work, daemon=True),
@@ -137,6 +146,13 @@ class TinkerTestServer:
             }
         if method == "GET" and (m := _CHECKPOINTS.match(path)):
             return 200, {"checkpoints": e.checkpoints(m.group(1))}
+        if method == "GET" and (m := _TRAINING_RUN.match(path)):
+            return 200, e.training_run(m.group(1))
+        if method == "GET" and (m := _EXPORT_URLS.match(path)):
+            self.events.append(("external_weights_urls", m.group(1), m.group(2)))
+            return self.exports.urls(m.group(1), m.group(2))
+        if method == "DELETE" and (m := _CHECKPOINT.match(path)):
+            return self.exports.delete(m.group(1), m.group(2))
         if m := _FINISH.match(path):
             self.events.append(("finish", m.group(1)))
             return 200, {}
@@ -159,6 +175,7 @@ class TinkerTestServer:
             "/api/v1/optim_step": self._optim_step,
             "/api/v1/save_weights": self._save_weights,
             "/api/v1/save_weights_for_sampler": self._save_weights_for_sampler,
+            "/api/v1/save_weights_external": self._save_weights_external,
             "/api/v1/load_weights": self._load_weights,
             "/api/v1/create_sampling_session": self._create_sampling_session,
             "/api/v1/asample": self._asample,
@@ -215,6 +232,14 @@ class TinkerTestServer:
 
         return 200, self.submit(kind, job, model_id=model_id)
 
+    def _save_weights_external(self, b: dict) -> tuple[int, Any]:
+        def job() -> dict:
+            run = self.engine.runs[b["model_id"]]
+            base = self.engine._base(run.base_model)[0]
+            return self.exports.save(run.model_id, b["path"], base, run.model, run.lora_rank)
+
+        return 200, self.submit("save_weights_external", job, model_id=b["model_id"])
+
     def _load_weights(self, b: dict) -> tuple[int, Any]:
         model_id = b.get("model_id") or f"{b['session_id']}:train:{b['model_seq_id']}"
 
@@ -264,11 +289,16 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         self._serve("POST")
 
+    def do_DELETE(self) -> None:
+        self._serve("DELETE")
+
     def _serve(self, method: str) -> None:
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         path = self.path.split("?")[0]
         if path == "/api/v1/healthz":
             return self._send(200, {"status": "ok"})
+        if m := _SIGNED.match(path):  # a signed URL: no key, the signature is the permission
+            return self._signed(m.group(1))
         if self.headers.get("X-API-Key") != self.app.api_key:
             return self._send(401, {"detail": "Invalid API key"})
         if self.headers.get("Content-Encoding") == "zstd":
@@ -286,6 +316,17 @@ class _Handler(BaseHTTPRequestHandler):
         except UserError as exc:
             status, result = 400, {"detail": str(exc)}
         self._send(status, result)
+
+    def _signed(self, token: str) -> None:
+        status, body, truncated, location = self.app.exports.fetch(token, dict(self.headers))
+        self.send_response(status)
+        if location:
+            self.send_header("Location", location)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body[: len(body) // 2] if truncated else body)
+        if truncated:
+            self.close_connection = True
 
     def _send(self, status: int, body: Any, *, proto: bool = False) -> None:
         data = body if proto else json.dumps(body).encode()
