@@ -1,21 +1,21 @@
 """Curves of many runs at once, for the overlaid charts: one query for a metric of every run
-asked for (no query per run), each run's curve downsampled on the server so that a thousand
-arms of thousands of steps stay small and fast to send and draw.
+asked for (no query per run), downsampled by the database so that a thousand arms of thousands
+of steps stay small and fast to send and draw.
 
-Downsampling keeps the lowest and the highest point of each of ``points / 2`` equal buckets of
-the run's x range (in x order): a spike survives, which a stride or a mean would hide. By time,
-x is seconds since the run's first value (the client's clock when it logged it), snapped to a
-grid of ``points`` cells so that the runs share x values and overlay without a point per run.
+The x range (steps, or seconds since each run's first value) is cut into at most ``points``
+equal buckets shared by all the runs (so their curves overlay on common x values); each
+bucket of a run gives its mean x, its mean value and its lowest and highest value (the spikes a
+mean would hide travel as ``low`` and ``high``). A bucket of one step is that step's value.
 """
 
 from __future__ import annotations
 
 import math
-from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Integer, cast, func, select
 from sqlalchemy.orm import Session
 
 from evsys.dashboard.models import StepMetric
@@ -24,6 +24,11 @@ X_MODES = ("step", "time")
 DEFAULT_POINTS = 200
 MAX_POINTS = 2000
 MAX_METRICS = 200
+POINT_BUDGET = 50_000
+"""Points in one answer at most: many runs get fewer buckets each (a thousand runs, 50)."""
+MIN_POINTS = 20
+BAND_RUNS = 20
+"""Up to this many runs, each bucket's lowest and highest value travel too (a band)."""
 IN_CHUNK = 500
 """Run ids per ``IN (…)``: well under every database's limit on bound parameters."""
 
@@ -50,100 +55,114 @@ def curves(
     *,
     x_mode: str = "step",
     points: int | None = DEFAULT_POINTS,
-) -> dict[str, tuple[list[float], list[float | None]]]:
-    """Each run's curve of ``metric`` as ``(xs, ys)`` in x order, keyed by run id (runs without
-    a value are left out). NaN and infinities are None (a gap). ``points=None``: every point."""
-    by_run: dict[str, list[tuple[float, float | None]]] = defaultdict(list)
+) -> dict[str, Curve]:
+    """Each run's curve of ``metric`` in x order, keyed by run id (runs without a value are
+    left out). NaN and infinities are None (a gap). ``points=None``: every point as logged;
+    else at most ``points`` buckets of x (shared by the runs), each its mean x and value and
+    its lowest and highest value, computed by the database."""
+    out: dict[str, Curve] = {}
+    if points is not None:
+        points = max(min(points, MIN_POINTS), min(points, POINT_BUDGET // max(len(run_ids), 1)))
     for chunk in _chunks(run_ids):
-        rows = db.execute(
-            select(
-                StepMetric.run_id, StepMetric.step, StepMetric.value, StepMetric.written_at
-            ).where(
-                StepMetric.project_id == project_id,
-                StepMetric.name == metric,
-                StepMetric.run_id.in_(chunk),
-            )
+        scope = (
+            StepMetric.project_id == project_id,
+            StepMetric.name == metric,
+            StepMetric.run_id.in_(chunk),
         )
-        for run_id, step, value, written_at in rows:
-            if x_mode == "time":
-                if written_at is None:
-                    continue  # written before the service kept times: no place on a time axis
-                by_run[run_id].append((written_at, value))
-            else:
-                by_run[run_id].append((step, value))
-    out = {}
-    for run_id in run_ids:
-        found = by_run.get(run_id)
-        if not found:
-            continue
-        found.sort(key=lambda p: p[0])
         if x_mode == "time":
-            found = _relative_time(found, points)
-        if points is not None:
-            found = downsample(found, points)
-        out[run_id] = ([x for x, _ in found], [y for _, y in found])
-    return out
+            rows = _time_buckets(db, scope, points)
+        elif points is None:
+            rows = db.execute(
+                select(StepMetric.run_id, StepMetric.step, StepMetric.value, StepMetric.value)
+                .where(*scope)
+                .order_by(StepMetric.run_id, StepMetric.step)
+            )
+            rows = ((r, x, y, y, y) for r, x, y, _ in rows)
+        else:
+            rows = _step_buckets(db, scope, points)
+        for run_id, x, y, low, high in rows:
+            curve = out.setdefault(run_id, Curve())
+            curve.x.append(float(x))  # PostgreSQL's avg of integers is a Decimal
+            curve.y.append(y)
+            curve.low.append(low)
+            curve.high.append(high)
+    return {run_id: out[run_id] for run_id in run_ids if run_id in out}
 
 
-def downsample(
-    points: list[tuple[float, float | None]], limit: int
-) -> list[tuple[float, float | None]]:
-    """At most ``limit`` of ``points`` (sorted by x): each bucket's lowest and highest value,
-    in x order; a gap (None) is kept where a bucket has no finite value, and the last point
-    always."""
-    if len(points) <= limit:
-        return points
-    buckets = max(1, limit // 2)
-    low_x, high_x = points[0][0], points[-1][0]
-    width = (high_x - low_x) / buckets or 1.0
-    picked: dict[int, list[int]] = {}
-    for index, (x, y) in enumerate(points):
-        slot = min(int((x - low_x) / width), buckets - 1)
-        best = picked.get(slot)
-        if best is None:
-            picked[slot] = [index, index]
-            continue
-        if y is None:
-            continue
-        low, high = points[best[0]][1], points[best[1]][1]
-        if low is None or y < low:
-            best[0] = index
-        if high is None or y > high:
-            best[1] = index
-    keep = sorted({i for pair in picked.values() for i in pair} | {len(points) - 1})
-    return [points[i] for i in keep][:limit]
+@dataclass
+class Curve:
+    x: list[float] = field(default_factory=list)
+    y: list[float | None] = field(default_factory=list)
+    low: list[float | None] = field(default_factory=list)
+    high: list[float | None] = field(default_factory=list)
 
 
-def _relative_time(
-    points: list[tuple[float, float | None]], cells: int | None
-) -> list[tuple[float, float | None]]:
-    """Times as seconds since the first, snapped to ``cells`` cells of the run's span (one
-    value a cell, the last written)."""
-    start = points[0][0]
-    span = points[-1][0] - start
-    if not cells or span <= 0:
-        return [(round(t - start, 3), y) for t, y in points]
-    cell = _round_cell(span / cells)
-    snapped: dict[float, float | None] = {}
-    for t, y in points:
-        snapped[round(round((t - start) / cell) * cell, 6)] = y
-    return sorted(snapped.items())
+def _step_buckets(db: Session, scope: tuple[Any, ...], points: int) -> Iterable[tuple]:
+    low, high = db.execute(
+        select(func.min(StepMetric.step), func.max(StepMetric.step)).where(*scope)
+    ).one()
+    if low is None:
+        return []
+    width = max(1, math.ceil((high - low + 1) / points))
+    bucket = ((StepMetric.step - low) // width).label("bucket")
+    return db.execute(
+        select(
+            StepMetric.run_id,
+            func.avg(StepMetric.step) if width > 1 else func.min(StepMetric.step),
+            func.avg(StepMetric.value),
+            func.min(StepMetric.value),
+            func.max(StepMetric.value),
+        )
+        .where(*scope)
+        .group_by(StepMetric.run_id, bucket)
+        .order_by(StepMetric.run_id, bucket)
+    )
 
 
-def _round_cell(width: float) -> float:
-    """``width`` rounded up to 1, 2 or 5 times a power of ten, so runs of similar length share
-    a grid."""
-    power = 10 ** math.floor(math.log10(width))
-    return next(m * power for m in (1, 2, 5, 10) if m * power >= width)
+def _time_buckets(db: Session, scope: tuple[Any, ...], points: int | None) -> Iterable[tuple]:
+    """Seconds since each run's first value (the client's clock), bucketed on a grid shared
+    by the runs; values written before the service kept times have no place here."""
+    timed = (*scope, StepMetric.written_at.is_not(None))
+    starts = (
+        select(
+            StepMetric.run_id.label("run_id"),
+            func.min(StepMetric.written_at).label("t0"),
+            func.max(StepMetric.written_at).label("t1"),
+        )
+        .where(*timed)
+        .group_by(StepMetric.run_id)
+        .subquery()
+    )
+    since = StepMetric.written_at - starts.c.t0
+    joined = (StepMetric, starts, starts.c.run_id == StepMetric.run_id)
+    span = db.execute(select(func.max(starts.c.t1 - starts.c.t0))).scalar()
+    if span is None:
+        return []
+    width = span / points if points and span > 0 else 1e-3
+    bucket = cast(since / width, Integer).label("bucket")  # PostgreSQL rounds, SQLite truncates
+    return db.execute(
+        select(
+            StepMetric.run_id,
+            func.avg(since),
+            func.avg(StepMetric.value),
+            func.min(StepMetric.value),
+            func.max(StepMetric.value),
+        )
+        .join_from(*joined)
+        .where(*timed)
+        .group_by(StepMetric.run_id, bucket)
+        .order_by(StepMetric.run_id, bucket)
+    )
 
 
-def curve_rows(
-    names: dict[str, str], found: dict[str, tuple[list[float], list[float | None]]]
-) -> list[dict[str, Any]]:
-    """The curves as JSON rows for the charts: ``{id, name, x, y}`` each."""
+def curve_rows(names: dict[str, str], found: dict[str, Curve]) -> list[dict[str, Any]]:
+    """The curves as JSON rows for the charts: ``{id, name, x, y}`` each, with ``low`` and
+    ``high`` (each bucket's extremes) when there are at most ``BAND_RUNS`` of them."""
+    band = len(found) <= BAND_RUNS
     return [
-        {"id": run_id, "name": names.get(run_id, run_id), "x": xs, "y": ys}
-        for run_id, (xs, ys) in found.items()
+        {"id": run_id, "name": names.get(run_id, run_id), "x": c.x, "y": c.y}
+        | ({"low": c.low, "high": c.high} if band else {})
+        for run_id, c in found.items()
     ]
 
 

@@ -151,12 +151,16 @@ class Explore:
         project: Project,
         chosen: list[dict[str, Any]],
         asked: str,
-        options: tuple[str, int],
+        options: tuple[str, int | None],
         form: str,
     ) -> Response:
         """One metric's curves of ``chosen`` (``asked``, else the first name); 404 for a
         metric none of them logged."""
         x_mode, points = options
+        if points is None and len(chosen) > curve_reads.BAND_RUNS:
+            return self.refuse(
+                400, f"points: all is for {curve_reads.BAND_RUNS} runs at most (limit=…)"
+            )
         ids = [r["id"] for r in chosen]
         names = curve_reads.metric_names(db, project.id, ids)
         metric = asked or (names[0] if names else "")
@@ -164,8 +168,7 @@ class Explore:
             return self.refuse(404, f"metric: no step metric {asked[:200]!r} in these runs")
         found = {}
         if metric:
-            every = None if form == "csv" else points
-            found = curve_reads.curves(db, project.id, ids, metric, x_mode=x_mode, points=every)
+            found = curve_reads.curves(db, project.id, ids, metric, x_mode=x_mode, points=points)
         labels = {r["id"]: r["name"] for r in chosen}
         rows = curve_reads.curve_rows(labels, found)
         if form == "csv":
@@ -219,11 +222,15 @@ class Explore:
         return Response(buffer.getvalue(), media_type="text/csv; charset=utf-8", headers=headers)
 
 
-def _curve_options(params: Any) -> tuple[str, int, int]:
+def _curve_options(params: Any) -> tuple[str, int | None, int]:
+    """``x`` (step or time), ``points`` (a run's buckets, or ``all``: every logged point) and
+    ``limit`` (how many of the matching arms, in the table's order)."""
     x_mode = params.get("x") or "step"
     if x_mode not in curve_reads.X_MODES:
         raise BadQuery(f"x: {x_mode[:40]!r} is not one of {list(curve_reads.X_MODES)}")
-    points = _bounded(params.get("points"), "points", curve_reads.DEFAULT_POINTS, 2, 2000)
+    points: int | None = None
+    if params.get("points") != "all":
+        points = _bounded(params.get("points"), "points", curve_reads.DEFAULT_POINTS, 2, 2000)
     limit = _bounded(params.get("limit"), "limit", DEFAULT_OVERLAID, 1, MAX_OVERLAID)
     return x_mode, points, limit
 

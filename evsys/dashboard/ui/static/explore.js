@@ -100,6 +100,7 @@ function startCurves(card) {
       hooks: { setCursor: [(u) => showNearest(u, xName)] },
     };
     chart = new uPlot(options, joined, plot);
+    card.uplot = chart; // for a reader's console and the browser tests
     card.dataset.rendered = String(data.runs.length);
   }
 
