@@ -3,7 +3,7 @@ and data endpoint answers within a second (measured, printed, asserted with a ma
 loaded machine), filters, group-by, pagination and export are right, bad query parameters
 answer 4xx (hypothesis), and in chromium the charts render and answer a hover.
 
-The sweep is bulk-inserted into the service's own tables (a thousand arms through the writes
+Marked slow. The sweep is bulk-inserted into the service's own tables (a thousand arms through the writes
 API would take minutes); one extra arm goes through the writes API, so both paths are read.
 """
 
@@ -22,6 +22,9 @@ import pytest
 
 pytest.importorskip("fastapi")
 pytest.importorskip("sqlalchemy")
+# Seeding 300,000 step rows takes 20 s (SQLite) to a minute (PostgreSQL): the full suite
+# (scripts/test) runs this module; the quick one has tests/test_dashboard_explore.py.
+pytestmark = pytest.mark.slow
 
 from test_dashboard_ui import HOSTILE, browser, log_in, screenshot, shots, wait_for  # noqa: E402,F401
 

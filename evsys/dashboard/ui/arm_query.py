@@ -189,10 +189,15 @@ def group_arms(arms: Sequence[dict[str, Any]], key: str, metrics: Sequence[str])
     for arm in arms:
         values = arm_values(arm)
         text = value_text(values[key]) if key in values else "(absent)"
+        if text == "(absent)" and key in values:
+            text = "'(absent)'"  # a config value that reads like the missing one
         grouped.setdefault(text, []).append(arm)
         raw.setdefault(text, values.get(key))
-    numeric = all(is_number(v) for v in raw.values())
-    order = sorted(grouped, key=lambda t: (raw[t], "") if numeric else (0, t))
+    present = {t: v for t, v in raw.items() if t != "(absent)"}
+    numeric = all(is_number(v) for v in present.values())
+    # numbers in numeric order, else text in text order; arms without the key last
+    order = sorted(present, key=lambda t: present[t] if numeric else t)
+    order += ["(absent)"] if "(absent)" in grouped else []
     out = []
     for text in order:
         members = grouped[text]
