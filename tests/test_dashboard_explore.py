@@ -187,3 +187,20 @@ def test_curves_are_bucketed_on_a_shared_grid_keeping_each_buckets_extremes(dash
     assert max(a.high) == 10.0 and max(a.y) < 10.0  # the spike at step 57 survives as a high
     assert a.low[0] == 1.0 / 10 and a.y[-1] < a.y[0]
     assert len(by_time["a"].x) <= 11 and by_time["a"].x[0] >= 0
+
+
+def test_grouped_curves_are_the_mean_and_std_of_their_runs_step_by_step() -> None:
+    def curve(xs: list[float], ys: list[float | None]) -> curve_reads.Curve:
+        return curve_reads.Curve(x=xs, y=ys, low=ys, high=ys)
+
+    found = {
+        "a": curve([0, 1, 2], [1.0, 2.0, None]),
+        "b": curve([0, 1, 2], [3.0, 4.0, 5.0]),
+        "c": curve([0, 1], [10.0, 10.0]),
+    }
+    grouped = curve_reads.group_curves(found, {"a": "lr=1", "b": "lr=1", "c": "lr=2"})
+    one = grouped["lr=1"]
+    assert one.x == [0, 1, 2] and one.y == [2.0, 3.0, 5.0]  # a gap is no value
+    assert math.isclose(one.high[0] - one.y[0], statistics.stdev([1.0, 3.0]))
+    assert one.low[2] == one.high[2] == 5.0  # one run at that step: no spread
+    assert grouped["lr=2"].y == [10.0, 10.0]

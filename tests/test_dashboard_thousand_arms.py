@@ -226,6 +226,15 @@ def test_every_page_and_endpoint_answers_within_a_second(big) -> None:
     some = timed(client, db, "/experiments/big/curves.csv", points="all", limit=20).text
     assert some.count("\n") == 1 + 20 * STEPS  # every logged point of a few arms
 
+    by_lr = timed(
+        client, db, "/experiments/big/curves.json", group="algorithm.params.learning_rate"
+    )
+    groups = by_lr.json()["runs"]
+    assert len(groups) == len(LRS) + 1 and groups[0]["name"].endswith("(100 arms)")
+    assert all(
+        lo <= y <= hi for g in groups for lo, y, hi in zip(g["low"], g["y"], g["high"], strict=True)
+    )
+
     axes = timed(client, db, "/experiments/big/axes.json").json()
     assert len(axes["parallel"]["arms"]) == 1001
     heat = axes["heatmap"]
@@ -271,6 +280,7 @@ DATA_PATHS = (
         ("/experiments/big/curves.json", {"points": "1"}, 400),
         ("/experiments/big/curves.json", {"limit": "1001"}, 400),
         ("/experiments/big/curves.csv", {"points": "all", "limit": "21"}, 400),
+        ("/experiments/big/curves.json", {"group": "seed", "x": "time"}, 400),
         ("/experiments/big/axes.json", {"hx": "not.an.axis"}, 404),
         ("/experiments/big/axes.json", {"metric": "no/such metric"}, 404),
         ("/experiments/nope/arms.json", {}, 404),
@@ -397,6 +407,11 @@ def test_in_chromium_the_charts_render_answer_a_hover_and_the_table_filters_page
     wait_for(browser, lambda d: "where=" in d.current_url)
     assert "100 of 1001 match" in browser.find_element(By.ID, "arms-summary").text
     assert len(browser.find_elements(By.CSS_SELECTOR, "#groups tbody tr")) == len(LRS)
+    # the curves follow: a mean a learning rate, its std dashed beside it
+    wait_for(browser, lambda d: d.find_element(By.ID, "curves").get_attribute("data-rendered"), 30)
+    assert browser.find_element(By.ID, "curves").get_attribute("data-rendered") == str(len(LRS))
+    lines = browser.execute_script("return document.getElementById('curves').uplot.series.length")
+    assert lines == 1 + 3 * len(LRS)
     browser.find_element(By.ID, "page-next").click()
     wait_for(browser, lambda d: "page=2" in d.current_url)
     assert browser.find_element(By.ID, "page-of").text == "page 2 of 2"

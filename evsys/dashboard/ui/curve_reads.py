@@ -11,6 +11,7 @@ mean would hide travel as ``low`` and ``high``). A bucket of one step is that st
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -153,6 +154,29 @@ def _time_buckets(db: Session, scope: tuple[Any, ...], points: int | None) -> It
         .group_by(StepMetric.run_id, bucket)
         .order_by(StepMetric.run_id, bucket)
     )
+
+
+def group_curves(found: dict[str, Curve], group_of: dict[str, str]) -> dict[str, Curve]:
+    """Each group's mean curve over its runs, step by step (the runs share the grid), with the
+    standard deviation as ``low``/``high`` (mean ∓ std; 0 where one run has the step)."""
+    by_group: dict[str, dict[float, list[float]]] = {}
+    for run_id, curve in found.items():
+        steps = by_group.setdefault(group_of[run_id], {})
+        for x, y in zip(curve.x, curve.y, strict=True):
+            if y is not None:
+                steps.setdefault(x, []).append(y)
+    out = {}
+    for group, steps in by_group.items():
+        curve = Curve()
+        for x in sorted(steps):
+            mean = statistics.fmean(steps[x])
+            std = statistics.stdev(steps[x]) if len(steps[x]) > 1 else 0.0
+            curve.x.append(x)
+            curve.y.append(mean)
+            curve.low.append(mean - std)
+            curve.high.append(mean + std)
+        out[group] = curve
+    return out
 
 
 def curve_rows(names: dict[str, str], found: dict[str, Curve]) -> list[dict[str, Any]]:

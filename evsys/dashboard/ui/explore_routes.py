@@ -16,6 +16,7 @@ import csv
 import io
 import json
 import math
+from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -25,7 +26,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from evsys.dashboard.models import Project
 from evsys.dashboard.ui import arm_charts, curve_reads, reads, views
-from evsys.dashboard.ui.arm_query import BadQuery, parse_query, select_arms
+from evsys.dashboard.ui.arm_query import (
+    BadQuery,
+    arm_values,
+    parse_query,
+    select_arms,
+    value_text,
+)
 from evsys.dashboard.ui.experiment_view import export_rows
 from evsys.tracking.wire import wire_number
 
@@ -114,11 +121,19 @@ class Explore:
             if found is None:
                 return self.refuse(404, f"experiment: no {experiment_id!r} in this project")
             table, _, _ = views.arms_table(found, query.sort, query.order, "")
-            matched = {a["id"] for a in select_arms(found["runs"], query)}
+            matched = {a["id"]: a for a in select_arms(found["runs"], query)}
             ordered = [r for r in table.rows if r["id"] in matched]
-            chosen = ordered[:limit]
             metric = params.get("metric") or ""
-            return self._answer_curves(db, project, chosen, metric, (x_mode, points), form)
+            if not query.group:
+                chosen = ordered[:limit]
+                return self._answer_curves(db, project, chosen, metric, (x_mode, points), form)
+            if x_mode != "step" or points is None:
+                return self.refuse(400, "group: grouped curves are by step, in buckets")
+            # every matching arm counts towards its group's mean, whatever the limit
+            chosen = ordered[:MAX_OVERLAID]
+            group_of = {r["id"]: _group_label(query.group, matched[r["id"]]) for r in chosen}
+            options = (x_mode, points)
+            return self._answer_curves(db, project, chosen, metric, options, form, group_of)
 
     def compare_curves_json(self, request: Request) -> Response:
         return self._compare_curves(request, "json")
@@ -153,9 +168,10 @@ class Explore:
         asked: str,
         options: tuple[str, int | None],
         form: str,
+        group_of: dict[str, str] | None = None,
     ) -> Response:
-        """One metric's curves of ``chosen`` (``asked``, else the first name); 404 for a
-        metric none of them logged."""
+        """One metric's curves of ``chosen`` (``asked``, else the first name), or of their
+        groups (``group_of``: run id → group) as mean ± std; 404 for a metric none logged."""
         x_mode, points = options
         if points is None and len(chosen) > curve_reads.BAND_RUNS:
             return self.refuse(
@@ -170,6 +186,10 @@ class Explore:
         if metric:
             found = curve_reads.curves(db, project.id, ids, metric, x_mode=x_mode, points=points)
         labels = {r["id"]: r["name"] for r in chosen}
+        if group_of is not None:
+            found = curve_reads.group_curves(found, group_of)
+            sizes = Counter(group_of.values())
+            labels = {g: f"{g} ({sizes[g]} arm{'s' if sizes[g] != 1 else ''})" for g in found}
         rows = curve_reads.curve_rows(labels, found)
         if form == "csv":
             lines = (
@@ -220,6 +240,11 @@ class Explore:
         writer.writerows([_csv_cell(v) for v in row] for row in rows)
         headers = self.headers | {"Content-Disposition": f'attachment; filename="{filename}"'}
         return Response(buffer.getvalue(), media_type="text/csv; charset=utf-8", headers=headers)
+
+
+def _group_label(key: str, arm: dict[str, Any]) -> str:
+    values = arm_values(arm)
+    return f"{key}={value_text(values[key])}" if key in values else f"{key} (absent)"
 
 
 def _curve_options(params: Any) -> tuple[str, int | None, int]:

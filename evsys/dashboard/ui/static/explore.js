@@ -69,6 +69,7 @@ function startCurves(card) {
     ["metric", "x", "smooth", "log", "plot", "readout", "export"].map(get);
   let data = null;
   let chart = null;
+  let owner = [null]; // series index → its run's index in data.runs (null: the x, a band)
 
   function draw() {
     if (chart) { chart.destroy(); chart = null; }
@@ -79,10 +80,25 @@ function startCurves(card) {
     }
     const log = logBox.checked;
     const weight = Number(smoothBox.value) || 0;
-    const tables = data.runs.map((r) => {
-      let ys = smooth(r.y, weight);
-      if (log) ys = ys.map((y) => (y !== null && y > 0 ? y : null));
-      return [r.x, ys];
+    const shape = (ys) => {
+      const smoothed = smooth(ys, weight);
+      return log ? smoothed.map((y) => (y !== null && y > 0 ? y : null)) : smoothed;
+    };
+    // A series per run (or group); a group's std (low, high) as two faint dashed lines beside it.
+    const tables = [];
+    const series = [];
+    owner = [null];
+    data.runs.forEach((r, i) => {
+      tables.push([r.x, shape(r.y)]);
+      series.push({ label: r.name, stroke: hue(i), width: data.runs.length > 50 ? 1 : 1.5, spanGaps: true, points: { show: false } });
+      owner.push(i);
+      if (r.low && r.high && data.runs.length <= 20 && r.low.some((v, k) => v !== r.high[k])) {
+        for (const edge of [r.low, r.high]) {
+          tables.push([r.x, shape(edge)]);
+          series.push({ label: `${r.name} ±`, stroke: hue(i), width: 0.75, dash: [4, 4], alpha: 0.6, spanGaps: true, points: { show: false } });
+          owner.push(null);
+        }
+      }
     });
     const joined = tables.length === 1 ? tables[0] : uPlot.join(tables);
     const xName = data.x === "time" ? "time (s)" : "step";
@@ -93,10 +109,7 @@ function startCurves(card) {
       cursor: { drag: { x: true, y: false }, points: { show: false } },
       scales: { x: { time: false }, y: { distr: log ? 3 : 1 } },
       axes: [{ label: xName }, { label: data.metric }],
-      series: [{ label: xName }].concat(data.runs.map((r, i) => ({
-        label: r.name, stroke: hue(i), width: data.runs.length > 50 ? 1 : 1.5, spanGaps: true,
-        points: { show: false },
-      }))),
+      series: [{ label: xName }].concat(series),
       hooks: { setCursor: [(u) => showNearest(u, xName)] },
     };
     chart = new uPlot(options, joined, plot);
@@ -109,13 +122,14 @@ function startCurves(card) {
     if (idx === null || idx === undefined || u.cursor.top < 0) return;
     let best = -1, distance = Infinity;
     for (let i = 1; i < u.data.length; i++) {
+      if (owner[i] === null) continue;
       const value = u.data[i][idx];
       if (value === null || value === undefined) continue;
       const gap = Math.abs(u.valToPos(value, "y") - u.cursor.top);
       if (gap < distance) { distance = gap; best = i; }
     }
     if (best < 0) return;
-    const run = data.runs[best - 1];
+    const run = data.runs[owner[best]];
     readout.textContent = `${run.name} · ${xName} ${fmt(u.data[0][idx])}: ${data.metric} = ${fmt(u.data[best][idx])}`;
     readout.dataset.run = run.id;
   }
@@ -205,7 +219,9 @@ function drawParallel(holder, readout, view) {
   }
   view.axes.forEach((axis, i) => {
     svgNode("line", { x1: xs[i], x2: xs[i], y1: top, y2: bottom, class: "pc-axis" }, svg);
-    const name = svgNode("text", { x: xs[i], y: top - 10, "text-anchor": "middle", class: "pc-name" }, svg);
+    // the outer axes' names run inwards, so that they stay inside the chart
+    const anchor = i === 0 && view.axes.length > 1 ? "start" : i === view.axes.length - 1 && i > 0 ? "end" : "middle";
+    const name = svgNode("text", { x: xs[i], y: top - 10, "text-anchor": anchor, class: "pc-name" }, svg);
     name.textContent = axis.key.length > 28 ? `…${axis.key.slice(-27)}` : axis.key;
     const ticks = axis.kind === "category"
       ? axis.categories.map((c, k) => [k, c]).filter((_, k, all) => all.length <= 12 || k % Math.ceil(all.length / 12) === 0)
