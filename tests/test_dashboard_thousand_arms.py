@@ -230,7 +230,8 @@ def test_every_page_and_endpoint_answers_within_a_second(big) -> None:
         client, db, "/experiments/big/curves.json", group="algorithm.params.learning_rate"
     )
     groups = by_lr.json()["runs"]
-    assert len(groups) == len(LRS) + 1 and groups[0]["name"].endswith("(100 arms)")
+    # the first 1,000 arms in the table's order (the one written by the API, last, is not)
+    assert len(groups) == len(LRS) and groups[0]["name"].endswith("(100 arms)")
     assert all(
         lo <= y <= hi for g in groups for lo, y, hi in zip(g["low"], g["y"], g["high"], strict=True)
     )

@@ -129,7 +129,7 @@ class Explore:
                 return self._answer_curves(db, project, chosen, metric, (x_mode, points), form)
             if x_mode != "step" or points is None:
                 return self.refuse(400, "group: grouped curves are by step, in buckets")
-            # every matching arm counts towards its group's mean, whatever the limit
+            # the first 1,000 matching arms count towards their groups' means, whatever the limit
             chosen = ordered[:MAX_OVERLAID]
             group_of = {r["id"]: _group_label(query.group, matched[r["id"]]) for r in chosen}
             options = (x_mode, points)
