@@ -65,8 +65,8 @@ function smooth(ys, weight) {
 
 function startCurves(card) {
   const get = (role) => card.querySelector(`[data-role=${role}]`);
-  const [metricBox, xBox, smoothBox, logBox, plot, readout, exportLink] =
-    ["metric", "x", "smooth", "log", "plot", "readout", "export"].map(get);
+  const [metricBox, xBox, smoothBox, logBox, plot, readout, exportLink, limitBox] =
+    ["metric", "x", "smooth", "log", "plot", "readout", "export", "limit"].map(get);
   let data = null;
   let chart = null;
   let owner = [null]; // series index → its run's index in data.runs (null: the x, a band)
@@ -135,7 +135,7 @@ function startCurves(card) {
   }
 
   async function load() {
-    const params = { metric: metricBox.value, x: xBox.value };
+    const params = { metric: metricBox.value, x: xBox.value, limit: limitBox ? limitBox.value : "" };
     try {
       data = await getJSON(withParams(card.dataset.src, params));
     } catch (error) {
@@ -155,7 +155,7 @@ function startCurves(card) {
     metricBox.value = data.metric;
     if (exportLink) {
       exportLink.href = withParams(card.dataset.src.replace("/curves.json", "/curves.csv"), {
-        metric: data.metric, x: data.x, limit: "",
+        metric: data.metric, x: data.x, limit: limitBox ? limitBox.value : "",
       });
     }
     draw();
@@ -163,6 +163,7 @@ function startCurves(card) {
 
   metricBox.addEventListener("change", load);
   xBox.addEventListener("change", load);
+  if (limitBox) limitBox.addEventListener("change", load);
   smoothBox.addEventListener("input", draw);
   logBox.addEventListener("change", draw);
   load();
