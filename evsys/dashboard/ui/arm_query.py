@@ -124,7 +124,11 @@ def _integer(name: str, text: str, default: int, low: int, high: int) -> int:
 
 def arm_values(arm: dict[str, Any]) -> dict[str, Any]:
     """An arm's config, flattened to dotted keys, with its Hydra overrides' keys where the
-    config lacks them (an override is what a sweep set) and its seed."""
+    config lacks them (an override is what a sweep set) and its seed. Kept on the arm's dict
+    (read for this request only): the table, filters, groups and charts each ask for it."""
+    cached = arm.get("_values")
+    if cached is not None:
+        return cached
     values = flatten(arm.get("config") or {})
     for item in arm.get("overrides") or []:
         if isinstance(item, str) and "=" in item:
@@ -132,6 +136,7 @@ def arm_values(arm: dict[str, Any]) -> dict[str, Any]:
             values.setdefault(key.lstrip("+~"), value)
     if arm.get("seed") is not None:
         values.setdefault("seed", arm["seed"])
+    arm["_values"] = values
     return values
 
 
