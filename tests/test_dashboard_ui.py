@@ -628,9 +628,21 @@ def test_a_script_in_user_text_shows_as_text_and_never_runs(browser, service, sh
             wait_for(browser, expected_conditions.alert_is_present(), timeout=0.3)
         assert browser.execute_script("return window.__xss") is None, page
         assert browser.find_elements(By.CSS_SELECTOR, "img") == [], page
-        assert len(browser.find_elements(By.CSS_SELECTOR, "script")) == 1, page  # ours only
+        scripts = browser.find_elements(By.CSS_SELECTOR, "script")  # the packaged ones only
+        assert scripts and all(
+            s.get_attribute("src").startswith(f"{service.url}/static/")
+            and not s.get_attribute("innerHTML").strip()
+            for s in scripts
+        ), page
         assert HOSTILE in browser.find_element(By.TAG_NAME, "main").text, page
     browser.get(f"{service.url}/experiments/xss-1")
+    # The charts drew the hostile name and config value (as text) and ran nothing.
+    wait_for(browser, lambda d: d.find_element(By.ID, "axes-views").get_attribute("data-rendered"))
+    titles = browser.execute_script(
+        "return [...document.querySelectorAll('#parallel title')].map(t => t.textContent)"
+    )
+    assert any(HOSTILE in t for t in titles)
+    assert browser.execute_script("return window.__xss") is None
     assert browser.find_element(By.ID, "hypothesis").text == HOSTILE
     assert browser.find_element(By.ID, "conclusion").text == HOSTILE
     screenshot(browser, shots / "hostile-text.png")

@@ -135,6 +135,15 @@ class Generation(ProjectScoped, Base):
 
 class Run(ProjectScoped, Base):
     __tablename__ = "runs"
+    # An experiment's arms in creation order, without a sort (a thousand-arm sweep's page).
+    __table_args__ = (
+        Index(
+            "ix_runs_project_id_experiment_id_created_at",
+            "project_id",
+            "experiment_id",
+            "created_at",
+        ),
+    )
     experiment_id: Mapped[str | None] = mapped_column(ID, index=True)
     name: Mapped[str | None] = mapped_column(Text)
     status: Mapped[str | None] = mapped_column(Text, index=True)
@@ -157,7 +166,20 @@ class StepMetric(Base):
     (``written_at``, the client's clock when the value was logged; null counts as oldest)."""
 
     __tablename__ = "step_metrics"
-    __table_args__ = (UniqueConstraint("project_id", "run_id", "step", "name"),)
+    __table_args__ = (
+        UniqueConstraint("project_id", "run_id", "step", "name"),
+        # One metric of many runs (the overlaid curves) and the metrics a run logged, read from
+        # the index alone (it covers what the charts read).
+        Index(
+            "ix_step_metrics_curves",
+            "project_id",
+            "run_id",
+            "name",
+            "step",
+            "value",
+            "written_at",
+        ),
+    )
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
     run_id: Mapped[str] = mapped_column(ID)

@@ -25,6 +25,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from evsys.dashboard.auth import hash_key
 from evsys.dashboard.models import ApiKey, Project
 from evsys.dashboard.ui import reads, views
+from evsys.dashboard.ui.arm_query import BadQuery, parse_query
+from evsys.dashboard.ui.experiment_view import arms_page
+from evsys.dashboard.ui.explore_routes import Explore
 from evsys.dashboard.ui.sessions import (
     COOKIE,
     MAX_AGE_S,
@@ -63,6 +66,7 @@ def install(
     ui = _UI(sessionmaker, SessionSigner(secret))
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="ui-static")
     app.include_router(ui.router())
+    app.include_router(Explore(sessionmaker, ui.project, SECURITY_HEADERS).router())
     app.add_exception_handler(LoginRequired, ui.login_required)
 
 
@@ -180,13 +184,7 @@ class _UI:
             known_statuses=known_statuses,
         )
 
-    def experiment(
-        self,
-        request: Request,
-        experiment_id: str,
-        sort: str | None = None,
-        order: str | None = None,
-    ) -> HTMLResponse:
+    def experiment(self, request: Request, experiment_id: str) -> HTMLResponse:
         with self.sessionmaker() as db:
             project = self.project(request, db)
             found = reads.experiment(db, project.id, experiment_id)
@@ -195,7 +193,12 @@ class _UI:
         live_url = f"/experiments/{quote(experiment_id, safe='')}/live"
         if request.url.query:
             live_url += f"?{request.url.query}"
-        context = self._experiment_context(found, sort, order)
+        try:
+            context = self._experiment_context(found, request)
+        except BadQuery as error:
+            return self.render(
+                "error.html", 400, project=project, status="Bad query", message=str(error)
+            )
         return self.render(
             "experiment.html",
             project=project,
@@ -204,30 +207,29 @@ class _UI:
             **context,
         )
 
-    def experiment_live(
-        self,
-        request: Request,
-        experiment_id: str,
-        sort: str | None = None,
-        order: str | None = None,
-    ) -> HTMLResponse:
+    def experiment_live(self, request: Request, experiment_id: str) -> HTMLResponse:
         with self.sessionmaker() as db:
             project = self.project(request, db, fragment=True)
             found = reads.experiment(db, project.id, experiment_id)
         if found is None:
             return self.render("error.html", 404, status="Not found", message="no such experiment")
-        return self.render("experiment_live.html", **self._experiment_context(found, sort, order))
+        try:
+            context = self._experiment_context(found, request)
+        except BadQuery as error:
+            return self.render("error.html", 400, status="Bad query", message=str(error))
+        return self.render("experiment_live.html", **context)
 
-    def _experiment_context(
-        self, found: dict[str, Any], sort: str | None, order: str | None
-    ) -> dict[str, Any]:
+    def _experiment_context(self, found: dict[str, Any], request: Request) -> dict[str, Any]:
+        """The arms as the query string asks (search, filters, sort, page, columns, group);
+        raises BadQuery for a malformed parameter."""
         base = f"/experiments/{quote(found['id'], safe='')}"
-        arms, best, axes = views.arms_table(found, sort, order, base)
+        page = arms_page(found, parse_query(request.query_params), base)
         return {
             "e": found,
-            "arms": arms,
-            "best": best,
-            "axis_charts": views.axis_charts(found, axes, best),
+            "arms": page.table,
+            "view": page,
+            "best": page.best,
+            "axis_charts": views.axis_charts(found, page.axes, page.best),
         }
 
     def run(self, request: Request, run_id: str) -> HTMLResponse:
@@ -267,6 +269,7 @@ class _UI:
             section="experiments",
             runs=ordered,
             comparison=views.compare(ordered),
+            curves_src=f"/compare/curves.json?{urlencode({'runs': ','.join(ids)})}",
         )
 
     def _files_page(self, kind: str) -> Callable[[Request], HTMLResponse]:
