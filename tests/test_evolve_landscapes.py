@@ -203,3 +203,15 @@ def test_a_landscape_peaks_at_its_optimum_and_its_noise_stays_in_bounds(
 def test_a_factor_for_an_unknown_schedule_is_refused(schedule: str) -> None:
     with pytest.raises(ValueError, match="unknown lr_schedule"):
         Landscape(lr_schedule={schedule: 0.5})
+
+
+def test_a_random_cmaes_start_is_drawn_from_the_seed() -> None:
+    """The same seed, the same start (a resumed sweep starts where the first session did); not
+    the centre's proposals."""
+    landscape = Landscape(learning_rate=2e-5, lora_rank=3)
+    second = {}
+    for name, start, seed in (("a", "random", 5), ("b", "random", 5), ("centre", "centre", 5)):
+        made, arms = proposer(4, seed, cmaes_start=start), []
+        told(made, 0, landscape, arms)
+        second[name] = [p.params for p in told(made, 1, landscape, arms)]
+    assert second["a"] == second["b"] and second["a"] != second["centre"]
