@@ -1,217 +1,215 @@
-"""Evolution against other searches at the same arm budget, on a landscape with a known optimum.
+"""Evolution against grid and random search at equal arms, over a suite of mock landscapes.
 
-    python bench/evolve.py [--seeds 5] [--generations 4] [--population 4]
+    python bench/evolve.py [--seeds 20] [--generations 4] [--population 4] [--sweeps]
 
-The mock backend's SFT score is a known smooth function of the learning rate and LoRA rank
-(``backend.params.landscape``: peak at lr 3e-4, rank 16; see evsys.backends.mock.backend). Each
-search gets ``generations × population`` arms over lr ∈ [1e-5, 1e-2] (log) × rank ∈ [2, 32]:
+Each landscape (``backend.params.landscape``, see evsys.backends.mock.landscape) has a known
+optimum; each search gets ``generations × population`` arms over lr ∈ [1e-5, 1e-2] (log) ×
+LoRA rank ∈ [2, 32] (int, log), and lr_schedule ∈ {constant, linear, cosine} on the categorical
+landscape:
 
-- ``evolve``: ``hydra/sweeper=evolve``, the Optuna proposer (TPE), generation by generation;
-- ``evolve-cmaes``: the same with Optuna's CMA-ES sampler;
-- ``optuna``: the unmodified hydra-optuna-sweeper (TPE), ``population`` trials at a time;
-- ``random``: ``hydra/sweeper=evolve`` with Optuna's random sampler;
-- ``grid``: evsys's sweeper over a log-spaced grid of the same size.
+- ``evolve``: the evolve sweeper's default proposer (space-filling first generation, then CMA-ES
+  from its best arm);
+- ``evolve-tpe``: the same start, then TPE;
+- ``cmaes-centre``: random start-up, then CMA-ES from the centre of the box (the old CMA-ES);
+- ``random``: Optuna's random sampler; ``grid``: a log-spaced grid of at most the same size
+  (every choice × √(arms / choices) values per number).
 
-Reported: the fraction of the optimum each reaches (best eval/exact_match found ÷ the score of
-the optimum itself, run with the same seed), mean and min over the seeds; then the evolve loop's
-own cost per generation — its wall time against a plain evsys sweep of exactly the arms it ran.
+Reported: the fraction of the optimum each reaches — the landscape's value (without noise) at
+the arm the search judged best, ÷ its value at the optimum — mean and min over the seeds.
+
+By default each proposer runs in process, exactly as the sweeper drives it (propose, confine,
+repeats refused, observe), each arm scored with the ``q`` a mock run of it learns with (noise
+included); that takes seconds. ``--sweeps`` runs real sweeps instead (``python -m evsys
+--multirun``; evolve, random and grid; the score is eval/exact_match ÷ the optimum's, run with the
+same seed): minutes per landscape.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-EM, Q = "eval/exact_match", "train/learn_probability"
-LR, RANK = "algorithm.params.learning_rate", "algorithm.params.lora_rank"
-OPTIMUM = {LR: 3e-4, RANK: 16}
+sys.path.insert(0, str(Path(__file__).parents[1]))
+
+from evsys.backends.mock.landscape import SCHEDULES, Landscape  # noqa: E402
+from evsys.evolve.space import CHOICE, FLOAT, INT, Dimension  # noqa: E402
+
+LR, RANK, SCHEDULE = (
+    f"algorithm.params.{k}" for k in ("learning_rate", "lora_rank", "lr_schedule")
+)
 LR_RANGE, RANK_RANGE = (1e-5, 1e-2), (2, 32)
-# Scored on the training rows (data.eval_path=null) after 10 steps: the score follows the
-# landscape closely instead of saturating on held-out rows.
-TASK = [
-    "data.eval_path=null",
-    "+backend.params.landscape={}",
-    f"+metadata.success_metric={EM}",
-    "algorithm.params.max_steps=10",
-]
+SUITE: dict[str, dict[str, Any]] = {
+    "centre": {"learning_rate": 3.16e-4, "lora_rank": 8},  # the box's centre on its log axes
+    "off-centre": {"learning_rate": 2.5e-3, "lora_rank": 20},
+    "corner": {"learning_rate": 2e-5, "lora_rank": 3},
+    "two-optima": {  # a narrow global peak and a broad lower one at the other side of the box
+        "learning_rate": 4e-3,
+        "lora_rank": 4,
+        "lr_width": 1.0,
+        "rank_width": 1.0,
+        "peaks": [{"learning_rate": 4e-5, "lora_rank": 20, "height": 0.85}],
+    },
+    "noisy": {"learning_rate": 5e-4, "lora_rank": 10, "noise": 0.1},
+    "categorical": {
+        "learning_rate": 2e-3,
+        "lora_rank": 6,
+        "lr_schedule": {"constant": 0.6, "linear": 0.8, "cosine": 1.0},
+    },
+    "narrow": {"learning_rate": 6e-4, "lora_rank": 24, "lr_width": 0.7, "rank_width": 0.7},
+}
+PROPOSERS: dict[str, dict[str, Any]] = {  # hydra.sweeper.proposer.params of each search
+    "evolve": {},
+    "evolve-tpe": {"sampler": "tpe"},
+    "cmaes-centre": {"sampler": "cmaes", "startup": "random", "cmaes_start": "centre"},
+    "random": {"sampler": "random"},
+}
 
 
-def evsys(*args: str, cwd: Path) -> float:
-    """Run ``python -m evsys ARGS`` in ``cwd``; returns its wall time."""
-    env = {**os.environ, "EVSYS_CONFIG_NAME": "base", "PYTHONPATH": str(Path(__file__).parents[1])}
-    start = time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, "-m", "evsys", *args], cwd=cwd, env=env, capture_output=True, text=True
+def dimensions(landscape: dict[str, Any]) -> list[Dimension]:
+    space = [
+        Dimension(LR, FLOAT, *LR_RANGE, log=True),
+        Dimension(RANK, INT, *RANK_RANGE, log=True),
+    ]
+    if "lr_schedule" in landscape:
+        space.append(Dimension(SCHEDULE, CHOICE, choices=SCHEDULES))
+    return space
+
+
+def grammar(dimension: Dimension) -> str:
+    """A dimension in the sweeper's grammar, for a command line."""
+    if dimension.kind == CHOICE:
+        return f"choice({', '.join(map(str, dimension.choices))})"
+    searched = f"interval({dimension.low}, {dimension.high})"
+    searched = f"int({searched})" if dimension.kind == INT else searched
+    return f"tag(log, {searched})" if dimension.log else searched
+
+
+def point(values: dict[str, Any]) -> tuple[float, int, str]:
+    return values[LR], values[RANK], values.get(SCHEDULE, "linear")
+
+
+def evolve_in_process(
+    landscape: Landscape, space: list[Dimension], params: dict[str, Any], seed: int, args: Any
+) -> tuple[float, float]:
+    """(the landscape's value at the arm judged best, the score it was judged by), the proposer
+    driven as the evolve loop drives it."""
+    from evsys.evolve.confine import confine
+    from evsys.evolve.context import EvolutionContext
+    from evsys.evolve.proposers import make_proposer
+    from evsys.evolve.settings import EvolveSettings, Objective
+    from evsys.evolve.store import COMPLETE, StoredArm
+
+    settings = EvolveSettings.model_validate(
+        {"proposer": {"params": params}, "seed": seed, "population": args.population}
     )
-    if done.returncode != 0:
-        raise SystemExit(f"evsys {' '.join(args)} failed:\n{done.stderr[-3000:]}")
-    return time.perf_counter() - start
+    context = EvolutionContext(
+        config_name=None, base=[], dimensions=space, objectives=[Objective(metric="q")],
+        population=args.population,
+    )  # fmt: skip
+    proposer = make_proposer(settings, context)
+    arms: list[StoredArm] = []
+    seen: dict[tuple, StoredArm] = {}
+    for generation in range(args.generations):
+        for _ in range(proposer.rounds):
+            wanted = args.population - sum(a.generation == generation for a in arms)
+            if wanted <= 0:
+                break
+            names = [f"g{generation}_{len(arms) + i:03d}" for i in range(wanted)]
+            for proposal in proposer.propose(generation, names, list(arms)):
+                values = confine(proposal.overrides, space).values
+                if point(values) in seen:  # the loop's rule: a repeat gets the earlier result
+                    proposer.refused(proposal, ["a repeat"], earlier=seen[point(values)])
+                    continue
+                score = landscape.learn_probability(*point(values), seed=seed)
+                arm = StoredArm(
+                    len(arms), proposal.name, generation, proposal.overrides, values,
+                    proposal=dict(proposal.data), state=COMPLETE, values=[score],
+                )  # fmt: skip
+                seen[point(values)] = arm
+                arms.append(arm)
+                proposer.observe(arm, proposal)
+    best = max(arms, key=lambda a: a.values[0])  # type: ignore[index]
+    return landscape.value(*point(best.params)), best.values[0]  # type: ignore[index]
 
 
-def best_found(sweep: Path) -> tuple[float, float]:
-    """The best eval/exact_match a search found, and the landscape's true value at that arm
-    (``train/learn_probability``, 1 at the optimum; the first of tied arms)."""
-    metrics = [
-        json.loads(p.read_text())["metrics"] for p in sorted(sweep.glob("*/run_result.json"))
+def grid_points(space: list[Dimension], budget: int) -> list[dict[str, Any]]:
+    """Every choice × the same number of log-spaced values per number, at most ``budget``."""
+    choices = [d for d in space if d.kind == CHOICE]
+    numbers = [d for d in space if d.kind != CHOICE]
+    per_choice = budget // math.prod(len(d.choices) for d in choices)
+    side = max(2, int(per_choice ** (1 / len(numbers)) + 1e-9))
+    axes: dict[str, list[Any]] = {d.key: list(d.choices) for d in choices}
+    for d in numbers:
+        assert d.low is not None and d.high is not None
+        values = [d.low * (d.high / d.low) ** (i / (side - 1)) for i in range(side)]
+        axes[d.key] = sorted({round(v) for v in values}) if d.kind == INT else values
+    points: list[dict[str, Any]] = [{}]
+    for key, values in axes.items():
+        points = [{**p, key: v} for p in points for v in values]
+    return points
+
+
+def grid_in_process(landscape: Landscape, space: list[Dimension], seed: int, args: Any) -> tuple:
+    scored = [
+        (landscape.learn_probability(*point(p), seed=seed), p)
+        for p in grid_points(space, args.generations * args.population)
     ]
-    best = max((m for m in metrics if m.get(EM) is not None), key=lambda m: m[EM])
-    return best[EM], best[Q]
+    score, best = max(scored, key=lambda s: s[0])
+    return landscape.value(*point(best)), score
 
 
-def optimum_score(seed: int, cwd: Path) -> float:
-    evsys(*TASK, f"seed={seed}", f"{LR}={OPTIMUM[LR]}", f"{RANK}={OPTIMUM[RANK]}",
-          f"hydra.run.dir=optimum_{seed}", cwd=cwd)  # fmt: skip
-    return json.loads((cwd / f"optimum_{seed}" / "run_result.json").read_text())["metrics"][EM]
+def run_suite(args: Any) -> dict[str, dict[str, list[float]]]:
+    """landscape → search → the fraction of the optimum reached, per seed."""
+    if args.sweeps:
+        from evolve_sweeps import sweep_fractions  # type: ignore[import-not-found]
+
+        return sweep_fractions(SUITE, args)
+    table: dict[str, dict[str, list[float]]] = {}
+    for name, shape in SUITE.items():
+        landscape, space = Landscape(**shape), dimensions(shape)
+        top = landscape.value(**landscape.optimum())  # the known optimum's score
+        table[name] = {m: [] for m in [*PROPOSERS, "grid"]}
+        for seed in range(args.seeds):
+            for method, params in PROPOSERS.items():
+                truth, _ = evolve_in_process(landscape, space, params, seed, args)
+                table[name][method].append(truth / top)
+            table[name]["grid"].append(grid_in_process(landscape, space, seed, args)[0] / top)
+    return table
 
 
-def run_evolve(seed: int, sampler: str, args: argparse.Namespace, cwd: Path) -> tuple[Path, float]:
-    sweep = cwd / f"{sampler}_{seed}"
-    wall = evsys(
-        "--multirun", "hydra/sweeper=evolve", *TASK, f"seed={seed}",
-        f"{LR}=tag(log, interval({LR_RANGE[0]}, {LR_RANGE[1]}))",
-        f"{RANK}=interval({RANK_RANGE[0]}, {RANK_RANGE[1]})",  # an int field: ints sampled
-        f"hydra.sweeper.proposer.params.sampler={sampler}",
-        f"hydra.sweeper.generations={args.generations}",
-        f"hydra.sweeper.population={args.population}",
-        f"hydra.sweeper.seed={seed}", f"hydra.sweep.dir={sweep.name}", cwd=cwd,
-    )  # fmt: skip
-    return sweep, wall
-
-
-def run_optuna(seed: int, args: argparse.Namespace, cwd: Path) -> Path:
-    sweep = cwd / f"optuna_{seed}"
-    evsys(
-        "--multirun", "hydra/sweeper=optuna", "hydra/sweeper/sampler=tpe", *TASK, f"seed={seed}",
-        f"hydra.sweeper.sampler.seed={seed}",
-        f"hydra.sweeper.sampler.n_startup_trials={args.population}",
-        f"hydra.sweeper.n_trials={args.generations * args.population}",
-        f"hydra.sweeper.n_jobs={args.population}", "hydra.sweeper.direction=maximize",
-        f"{LR}=tag(log, interval({LR_RANGE[0]}, {LR_RANGE[1]}))",
-        f"{RANK}=int(interval({RANK_RANGE[0]}, {RANK_RANGE[1]}))",
-        f"hydra.sweep.dir={sweep.name}", cwd=cwd,
-    )  # fmt: skip
-    return sweep
-
-
-def run_grid(seed: int, args: argparse.Namespace, cwd: Path) -> Path:
-    """A grid of about the same size: √budget values per axis, log-spaced."""
-    side = max(2, round(math.sqrt(args.generations * args.population)))
-    lrs = [LR_RANGE[0] * (LR_RANGE[1] / LR_RANGE[0]) ** (i / (side - 1)) for i in range(side)]
-    ranks = sorted({round(RANK_RANGE[0] * (RANK_RANGE[1] / RANK_RANGE[0]) ** (i / (side - 1)))
-                    for i in range(side)})  # fmt: skip
-    sweep = cwd / f"grid_{seed}"
-    evsys(
-        "--multirun", *TASK, f"seed={seed}", f"{LR}={','.join(f'{v:.3g}' for v in lrs)}",
-        f"{RANK}={','.join(map(str, ranks))}", f"hydra.sweep.dir={sweep.name}", cwd=cwd,
-    )  # fmt: skip
-    return sweep
-
-
-def plain_sweep_of(evolved: Path, cwd: Path) -> Path:
-    """evsys's own sweeper over exactly the arms the evolve sweep ran."""
-    arms = json.loads((evolved / "lineage.json").read_text())["arms"]
-    lrs, ranks = [], []
-    for arm in arms:
-        values = dict(line.split("=", 1) for line in arm["overrides"])
-        lrs.append(values[LR])
-        ranks.append(values[RANK])
-    paired = f"+hydra.sweeper.paired=[{{{LR}: '{','.join(lrs)}', {RANK}: '{','.join(ranks)}'}}]"
-    seed = next(line for line in arms[0]["overrides"] if line.startswith("seed="))
-    plain = cwd / f"plain_{evolved.name}"
-    evsys("--multirun", *TASK, seed, paired, f"hydra.sweep.dir={plain.name}", cwd=cwd)
-    return plain
-
-
-def arm_times(sweep: Path) -> list[tuple[str, float, float]]:
-    """(arm, start, end) of every arm, in the order they ran."""
-    times = []
-    for path in sweep.glob("*/run_result.json"):
-        record = json.loads(path.read_text())
-        times.append(
-            (path.parent.name, _seconds(record["started_at"]), _seconds(record["finished_at"]))
-        )
-    return sorted(times, key=lambda t: t[1])
-
-
-def loop_overhead(evolved: Path, plain: Path) -> float:
-    """Seconds the evolve loop spends between two generations (tell, propose, pre-flight,
-    record, lineage) beyond what a plain sweep spends between two consecutive arms (Hydra's
-    own set-up of the next job, which both pay)."""
-
-    def gaps(times: list[tuple[str, float, float]]) -> list[float]:
-        return [b[1] - a[2] for a, b in zip(times, times[1:], strict=False)]
-
-    evolved_times = arm_times(evolved)
-    generation = {name: int(name[1:].split("_")[0]) for name, _, _ in evolved_times}
-    between = [
-        gap
-        for (a, _, _), (b, _, _), gap in zip(
-            evolved_times, evolved_times[1:], gaps(evolved_times), strict=False
-        )
-        if generation[a] != generation[b]
-    ]
-    return statistics.mean(between) - statistics.mean(gaps(arm_times(plain)))
-
-
-def _seconds(stamp: str) -> float:
-    from datetime import datetime
-
-    return datetime.fromisoformat(stamp).timestamp()
+def print_table(table: dict[str, dict[str, list[float]]], args: Any) -> None:
+    methods = list(next(iter(table.values())))
+    budget = args.generations * args.population
+    print(
+        f"fraction of the optimum reached with {budget} arms ({args.generations} generations of "
+        f"{args.population}), mean (min) over {args.seeds} seeds"
+    )
+    print(f"{'landscape':12s}" + "".join(f"{m:>16s}" for m in methods) + "   evolve ≥ both?")
+    for name, row in table.items():
+        cells = "".join(f"{statistics.mean(v):9.3f} ({min(v):.2f})" for v in row.values())
+        rival = max(statistics.mean(row["grid"]), statistics.mean(row["random"]))
+        verdict = "yes" if statistics.mean(row["evolve"]) >= rival else "NO"
+        print(f"{name:12s}{cells}   {verdict}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--generations", type=int, default=4)
     parser.add_argument("--population", type=int, default=4)
+    parser.add_argument("--sweeps", action="store_true", help="real sweeps (slow)")
+    parser.add_argument("--only", nargs="*", help="these landscapes only")
     args = parser.parse_args()
-    cwd = Path(tempfile.mkdtemp())
-    budget = args.generations * args.population
-    methods = ("evolve", "evolve-cmaes", "optuna", "random", "grid")
-    fractions: dict[str, list[float]] = {m: [] for m in methods}  # measured score ÷ optimum's
-    truths: dict[str, list[float]] = {m: [] for m in methods}  # the landscape at the best arm
-    overheads: list[float] = []
-    walls: list[tuple[float, float]] = []
-    for seed in range(args.seeds):
-        optimum = optimum_score(seed, cwd)
-        evolved, wall = run_evolve(seed, "tpe", args, cwd)
-        found = {
-            "evolve": best_found(evolved),
-            "evolve-cmaes": best_found(run_evolve(seed, "cmaes", args, cwd)[0]),
-            "random": best_found(run_evolve(seed, "random", args, cwd)[0]),
-            "optuna": best_found(run_optuna(seed, args, cwd)),
-            "grid": best_found(run_grid(seed, args, cwd)),
-        }
-        for method, (value, truth) in found.items():
-            fractions[method].append(value / optimum)
-            truths[method].append(truth)
-        plain = plain_sweep_of(evolved, cwd)
-        overheads.append(loop_overhead(evolved, plain))
-        walls.append((wall, sum(end - start for _, start, end in arm_times(evolved))))
-        shown = "  ".join(f"{m} {v:.3f} (q {t:.2f})" for m, (v, t) in found.items())
-        print(f"seed {seed}: optimum {optimum:.3f}  {shown}")
-    print(f"\nfraction of the optimum reached with {budget} arms, over {args.seeds} seeds")
-    print("  (score: best eval/exact_match ÷ the optimum's; q: the landscape at that arm, max 1)")
-    for method in methods:
-        score, truth = fractions[method], truths[method]
-        print(
-            f"  {method:12s} score mean {statistics.mean(score):.3f} min {min(score):.3f}   "
-            f"q mean {statistics.mean(truth):.3f} min {min(truth):.3f}"
-        )
-    print(
-        f"evolve loop overhead per generation of {args.population} arms, against a plain sweep of "
-        f"the same arms: {statistics.mean(overheads):.2f} s (mean over {args.seeds} seeds; "
-        f"whole evolve sweep {statistics.mean(w for w, _ in walls):.1f} s, of which arms "
-        f"{statistics.mean(a for _, a in walls):.1f} s)"
-    )
+    for name in set(SUITE) - set(args.only or SUITE):
+        del SUITE[name]
+    start = time.perf_counter()
+    print_table(run_suite(args), args)
+    print(f"({time.perf_counter() - start:.0f} s)")
 
 
 if __name__ == "__main__":

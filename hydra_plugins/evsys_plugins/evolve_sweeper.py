@@ -26,10 +26,10 @@ from hydra_plugins.evsys_plugins.sweeper import LaunchingSweeper
 
 # Every proposer setting, unset (null: the proposer's default), so that each can be set on the
 # command line without `+` (hydra.sweeper.proposer.params.sampler=cmaes): Hydra's config is
-# struct. optuna: sampler, n_startup_trials; llm: client, max_tokens, temperature, show_arms,
-# rounds, include_schema.
+# struct. optuna: sampler, n_startup_trials, startup, cmaes_start; llm: client, max_tokens,
+# temperature, show_arms, rounds, include_schema.
 _PROPOSER_PARAMS = (
-    "sampler", "n_startup_trials",
+    "sampler", "n_startup_trials", "startup", "cmaes_start",
     "client", "max_tokens", "temperature", "show_arms", "rounds", "include_schema",
 )  # fmt: skip
 

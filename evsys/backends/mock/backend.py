@@ -1,46 +1,30 @@
 """The mock engine: a :class:`MockPolicy` per run instead of a model.
 
-With ``backend.params.landscape`` set, SFT's score becomes a known smooth function of two
-hyperparameters, for tests and benchmarks of optimisers (``hydra/sweeper=evolve``): each training
-row is learned with probability
-
-    q(lr, rank) = exp(-((ln(lr / lr*) / 1.5)² + (log2(rank / rank*) / 1.5)²) / 2)
-
-(``lr*``, ``rank*``: the landscape's ``learning_rate`` and ``lora_rank``), so exact_match peaks
-at the landscape's optimum and falls off smoothly around it; the policy's memory is then large
-enough for every row, so the rank acts through ``q`` alone. Each run reports ``q`` itself
-(``train/learn_probability``: the optimum is 1, a benchmark's truth) and a toy price
-``train/cost_usd`` = rank × steps × 1e-5, a second objective that favours small ranks. Without a
-landscape, nothing changes: the learning rate and rank act as they always have.
+With ``backend.params.landscape`` set, SFT's score becomes a known function of its learning rate,
+LoRA rank and schedule, for tests and benchmarks of optimisers (``hydra/sweeper=evolve``): each
+training row is learned with probability ``q`` (:mod:`evsys.backends.mock.landscape`: a main peak
+placed and shaped by config, lower peaks, a factor per schedule, seeded noise), so exact_match
+peaks at the landscape's optimum; the policy's memory is then large enough for every row, so the
+rank acts through ``q`` alone. Each run reports ``q`` without noise (``train/learn_probability``:
+1 at the optimum, a benchmark's truth) and a toy price ``train/cost_usd`` = rank × steps × 1e-5,
+a second objective that favours small ranks. Without a landscape, nothing changes: the learning
+rate and rank act as they always have.
 """
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import Field
 
+from evsys.backends.mock.landscape import Landscape
 from evsys.backends.mock.policy import MockPolicy
 from evsys.config import ModelConfig, Strict
 from evsys.errors import BackendError
 from evsys.registry import register_backend
 
-LR_WIDTH, RANK_WIDTH = 1.5, 1.5  # natural-log units of the lr, log2 units of the rank
 COST_PER_RANK_STEP = 1e-5
-
-
-class Landscape(Strict):
-    """Where the mock's SFT score peaks (see the module docstring for the function)."""
-
-    learning_rate: float = Field(3e-4, gt=0, description="The learning rate that learns best.")
-    lora_rank: int = Field(16, ge=1, description="The LoRA rank that learns best.")
-
-    def learn_probability(self, learning_rate: float, lora_rank: int) -> float:
-        lr_term = math.log(learning_rate / self.learning_rate) / LR_WIDTH
-        rank_term = math.log2(lora_rank / self.lora_rank) / RANK_WIDTH
-        return math.exp(-(lr_term**2 + rank_term**2) / 2)
 
 
 @register_backend("mock")
@@ -58,8 +42,9 @@ class MockBackend:
         )
         landscape: Landscape | None = Field(
             None,
-            description="Make SFT's score a known smooth function of learning_rate and "
-            "lora_rank peaking here (a test bed for optimisers). None: the usual toy policy.",
+            description="Make SFT's score a known function of learning_rate, lora_rank and "
+            "lr_schedule peaking where this says (a test bed for optimisers). None: the usual "
+            "toy policy.",
         )
 
     def __init__(self, **params: Any):

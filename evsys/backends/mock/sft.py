@@ -40,7 +40,9 @@ class MockSFT:
         )
         policy = ctx.handles.get("policy") or MockPolicy(capacity=capacity)
         if landscape:  # a known smooth function of lr and rank (see evsys.backends.mock.backend)
-            learn_probability = landscape.learn_probability(cfg.learning_rate, cfg.lora_rank)
+            learn_probability = landscape.learn_probability(
+                cfg.learning_rate, cfg.lora_rank, cfg.lr_schedule, seed=ctx.seed
+            )
         else:  # a higher learning rate memorises more of each batch
             learn_probability = min(1.0, 0.5 * cfg.learning_rate / 1e-4)
         steps = total_steps(len(ctx.train_rows), cfg.batch_size, cfg.num_epochs, cfg.max_steps)
@@ -78,7 +80,9 @@ class MockSFT:
         ctx.log_store.log_artifact("final_checkpoint", str(final))
         metrics = {"train/final_loss": loss, "train/steps": float(done)}
         if landscape:  # the known function's value, and the toy price of the run
-            metrics["train/learn_probability"] = learn_probability
+            metrics["train/learn_probability"] = landscape.value(
+                cfg.learning_rate, cfg.lora_rank, cfg.lr_schedule
+            )
             metrics["train/cost_usd"] = cfg.lora_rank * done * COST_PER_RANK_STEP
         return RunResult(
             run_id=ctx.run_id,

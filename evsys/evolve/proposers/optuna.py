@@ -1,4 +1,9 @@
-"""The Optuna proposer: ask/tell with TPE, CMA-ES, NSGA-II (several objectives) or random search.
+"""The Optuna proposer: ask/tell with CMA-ES, TPE, NSGA-II (several objectives) or random search.
+
+The default for one objective: a space-filling first generation (a maximin Latin hypercube), then
+CMA-ES started at the best arm of it, one CMA generation per evolve generation
+(:mod:`evsys.evolve.proposers.sampling`); TPE starts from the same design. It won over TPE, random
+search, a grid and a centre-started CMA-ES on the mock landscapes of ``bench/evolve.py``.
 
 The study lives in memory and is rebuilt at start from the arms in evsys's store
 (:mod:`evsys.evolve.store`) with ``optuna.trial.create_trial`` + ``study.add_trial``, each with its
@@ -30,10 +35,19 @@ class OptunaParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     sampler: Literal["tpe", "cmaes", "nsga2", "random"] | None = Field(
-        None, description="None: tpe for one objective, nsga2 for several."
+        None, description="None: cmaes for one objective, nsga2 for several."
     )
     n_startup_trials: int | None = Field(
-        None, ge=0, description="TPE/CMA-ES: random trials first. None: one generation's worth."
+        None, ge=0, description="TPE/CMA-ES: start-up trials first. None: one generation's worth."
+    )
+    startup: Literal["space_filling", "random"] | None = Field(
+        None,
+        description="TPE/CMA-ES's start-up trials: a maximin Latin hypercube (None) or random.",
+    )
+    cmaes_start: Literal["best", "random", "centre"] | None = Field(
+        None,
+        description="Where CMA-ES starts: the best start-up arm (None), a random point or the "
+        "centre of the box.",
     )
 
 
@@ -59,17 +73,25 @@ class OptunaProposer:
     def _sampler(self, n_objectives: int, seed: int | None) -> Any:
         import optuna
 
-        kind = self.cfg.sampler or ("nsga2" if n_objectives > 1 else "tpe")
+        from evsys.evolve.proposers.sampling import PopulationCmaEs, StartUp
+
+        kind = self.cfg.sampler or ("nsga2" if n_objectives > 1 else "cmaes")
         startup = self.cfg.n_startup_trials
         if startup is None:
             startup = self.context.population
         with _quiet():
-            if kind == "tpe":
-                return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup)
-            if kind == "cmaes":
-                return optuna.samplers.CmaEsSampler(
-                    seed=seed, n_startup_trials=startup, warn_independent_sampling=False
-                )
+            if kind in ("tpe", "cmaes"):
+                # TPE also samples what CMA-ES cannot: choices, and a space of one number.
+                model = optuna.samplers.TPESampler(seed=seed, n_startup_trials=0)
+                if kind == "cmaes":
+                    model = PopulationCmaEs(
+                        self.context.population,
+                        start=self.cfg.cmaes_start or "best",
+                        seed=seed,
+                        independent_sampler=model,
+                    )
+                filling = (self.cfg.startup or "space_filling") == "space_filling"
+                return StartUp(model, self.distributions, startup, seed, space_filling=filling)
             if kind == "nsga2":
                 return optuna.samplers.NSGAIISampler(
                     seed=seed, population_size=max(2, self.context.population)
@@ -207,11 +229,13 @@ def _plain(attrs: dict[str, Any]) -> dict[str, Any]:
 
 
 class _quiet(warnings.catch_warnings):
-    """Optuna 2.10 marks ask/tell, create_trial and add_trial experimental; that is known here."""
+    """Optuna 2.10 marks ask/tell, create_trial and add_trial experimental, and warns that an
+    int log distribution's step is deprecated when its samplers copy one: both known here."""
 
     def __enter__(self) -> Any:
         result = super().__enter__()
         import optuna
 
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        warnings.filterwarnings("ignore", category=FutureWarning, module=r"optuna\.")
         return result
