@@ -198,8 +198,18 @@ class Prediction(Base):
     completion: Mapped[str] = mapped_column(Text)
     expected: Mapped[Any | None] = mapped_column(JSONType)
     passed: Mapped[bool | None] = mapped_column()
-    score: Mapped[float | None] = mapped_column(Float)
+    score: Mapped[float | None] = mapped_column(Float)  # null when score_nonfinite is set
+    # "NaN", "Infinity" or "-Infinity": a judge's NaN is a fact, not a missing score
+    score_nonfinite: Mapped[str | None] = mapped_column(String(9))
     meta: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+
+    def to_dict(self) -> dict[str, Any]:
+        """As every row; ``score`` a non-finite one's name where it was NaN or infinite."""
+        out = super().to_dict()
+        nonfinite = out.pop("score_nonfinite")
+        if nonfinite is not None:
+            out["score"] = nonfinite
+        return out
 
 
 class BenchmarkRecord(ProjectScoped, Base):

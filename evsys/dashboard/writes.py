@@ -50,8 +50,6 @@ UPSERTS = {
 }
 # The dialect's INSERT (sqlite.insert or postgresql.insert): both have on_conflict_do_*.
 Insert = Callable[[Any], Any]
-# Float columns of the objects: a NaN or infinity (which SQLite's REAL cannot hold) is null there.
-FLOAT_FIELDS = {"best_score"}
 
 
 class UnknownObject(LookupError):
@@ -152,10 +150,8 @@ def _claim(
 def _upsert(
     session: Session, insert: Insert, model: type[Base], project_id: str, data: dict, when: datetime
 ) -> None:
+    # best_score, the one float column here, is finite (wire.check_write refuses NaN there)
     fields = {key: value for key, value in data.items() if key != "id"}
-    for key in FLOAT_FIELDS & fields.keys():
-        if isinstance(fields[key], str):  # a NONFINITE name: no portable REAL holds it
-            fields[key] = None
     statement = insert(model).values(
         project_id=project_id, id=data["id"], created_at=when, updated_at=when, **fields
     )
@@ -177,7 +173,9 @@ def _add_predictions(session: Session, insert: Insert, project_id: str, data: di
             "completion": row["completion"],
             "expected": row.get("expected"),
             "passed": row.get("passed"),
+            # NaN and infinities by name (no portable REAL holds them), as step metrics' are
             "score": None if isinstance(row.get("score"), str) else row.get("score"),
+            "score_nonfinite": row.get("score") if isinstance(row.get("score"), str) else None,
             "meta": row.get("meta"),
         }
         for position, row in enumerate(data["rows"])
