@@ -58,7 +58,7 @@ class Base(DeclarativeBase):
         """The row as JSON for the API: every column but ``project_id``; times in ISO 8601 UTC."""
         out: dict[str, Any] = {"id": json_value(self.id)} if "id" in self.__table__.c else {}
         for column in self.__table__.columns:
-            if column.key == "project_id":
+            if column.key in ("project_id", "field_times"):
                 continue
             out[column.key] = json_value(getattr(self, column.key))
         return out
@@ -105,7 +105,14 @@ class ProjectScoped:
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
-class Experiment(ProjectScoped, Base):
+class FieldTimes:
+    """Objects that several writers update: field → the client time its value was written at
+    (:mod:`evsys.dashboard.object_writes`); bookkeeping, left out of the API's JSON."""
+
+    field_times: Mapped[dict[str, float] | None] = mapped_column(JSONType)
+
+
+class Experiment(ProjectScoped, FieldTimes, Base):
     __tablename__ = "experiments"
     name: Mapped[str | None] = mapped_column(Text)
     hypothesis: Mapped[str | None] = mapped_column(Text)
@@ -121,7 +128,7 @@ class Experiment(ProjectScoped, Base):
     conclusion: Mapped[str | None] = mapped_column(Text)
 
 
-class Generation(ProjectScoped, Base):
+class Generation(ProjectScoped, FieldTimes, Base):
     __tablename__ = "generations"
     experiment_id: Mapped[str | None] = mapped_column(ID, index=True)
     index: Mapped[int | None] = mapped_column(BigInteger)
@@ -133,7 +140,7 @@ class Generation(ProjectScoped, Base):
     summary: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
 
 
-class Run(ProjectScoped, Base):
+class Run(ProjectScoped, FieldTimes, Base):
     __tablename__ = "runs"
     experiment_id: Mapped[str | None] = mapped_column(ID, index=True)
     name: Mapped[str | None] = mapped_column(Text)
