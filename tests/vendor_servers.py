@@ -11,7 +11,7 @@ Answers are computed, not canned: by default the arithmetic in the prompt is wor
 is 50 + 34?" → ``<answer>84</answer>``; sampled above temperature 0, an answer is off by one half
 the time), or a trained mock policy answers (``policy=``). Token counts are the words of the
 prompt and of the answer. ``failures`` makes the next requests fail, in order: ``429`` (with
-``Retry-After``), ``500``, ``503``, ``529`` (overloaded), ``400``, ``reset`` (the connection is
+``Retry-After``), ``500``, ``503``, ``529`` (overloaded), ``409`` (a conflict), ``400``, ``reset`` (the connection is
 cut), ``malformed`` (200 with a body that is not JSON) and ``wrong_shape`` (200 with JSON that
 is not a response), and the vendor's refusals and hollow bodies (:mod:`vendor_bodies`).
 """
@@ -32,7 +32,7 @@ from typing import Any, ClassVar
 from vendor_bodies import BODIES, vendor_body
 from vendor_policies import Policy, arithmetic_answer, rubric_judge  # noqa: F401 (re-exported)
 
-FAILURES = ("500", "503", "529", "429", "400", "reset", "malformed", "wrong_shape")
+FAILURES = ("500", "503", "529", "429", "409", "400", "reset", "malformed", "wrong_shape")
 
 
 def count_tokens(text: str) -> int:

@@ -41,8 +41,15 @@ class MalformedResponse(TransientError):
     cuts bodies short. A refusal or a safety block is never one (:class:`Refused`)."""
 
 
-TRANSIENT_STATUS = frozenset({408, 409, 425, 429})
-"""HTTP statuses worth another try, besides every 5xx (529: Anthropic is overloaded)."""
+TRANSIENT_STATUS = frozenset({408, 425, 429})
+"""HTTP statuses worth another try, besides every 5xx (529: Anthropic is overloaded).
+
+Not 409 Conflict, though the openai and anthropic SDKs retry it by default (a "lock timeout" of
+their stateful endpoints; their retries are off here, ``max_retries=0``): to an inference call a
+409 says the request conflicts with the state of something (a model being replaced, an
+idempotency key used for another request), which the same request sent again conflicts with
+again. Gemini's SDK does not retry 409 either (its default retry statuses: 408, 429, 5xx); an
+OpenAI-compatible server's 409 is read the same way. One clear error instead, at once."""
 
 
 def transient_status(status: int) -> bool:

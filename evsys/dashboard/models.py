@@ -58,7 +58,7 @@ class Base(DeclarativeBase):
         """The row as JSON for the API: every column but ``project_id``; times in ISO 8601 UTC."""
         out: dict[str, Any] = {"id": json_value(self.id)} if "id" in self.__table__.c else {}
         for column in self.__table__.columns:
-            if column.key == "project_id":
+            if column.key in ("project_id", "field_times"):
                 continue
             out[column.key] = json_value(getattr(self, column.key))
         return out
@@ -105,7 +105,14 @@ class ProjectScoped:
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
-class Experiment(ProjectScoped, Base):
+class FieldTimes:
+    """Objects that several writers update: field → the client time its value was written at
+    (:mod:`evsys.dashboard.object_writes`); bookkeeping, left out of the API's JSON."""
+
+    field_times: Mapped[dict[str, float] | None] = mapped_column(JSONType)
+
+
+class Experiment(ProjectScoped, FieldTimes, Base):
     __tablename__ = "experiments"
     name: Mapped[str | None] = mapped_column(Text)
     hypothesis: Mapped[str | None] = mapped_column(Text)
@@ -121,7 +128,7 @@ class Experiment(ProjectScoped, Base):
     conclusion: Mapped[str | None] = mapped_column(Text)
 
 
-class Generation(ProjectScoped, Base):
+class Generation(ProjectScoped, FieldTimes, Base):
     __tablename__ = "generations"
     experiment_id: Mapped[str | None] = mapped_column(ID, index=True)
     index: Mapped[int | None] = mapped_column(BigInteger)
@@ -133,7 +140,7 @@ class Generation(ProjectScoped, Base):
     summary: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
 
 
-class Run(ProjectScoped, Base):
+class Run(ProjectScoped, FieldTimes, Base):
     __tablename__ = "runs"
     # An experiment's arms in creation order, without a sort (a thousand-arm sweep's page).
     __table_args__ = (
@@ -220,8 +227,18 @@ class Prediction(Base):
     completion: Mapped[str] = mapped_column(Text)
     expected: Mapped[Any | None] = mapped_column(JSONType)
     passed: Mapped[bool | None] = mapped_column()
-    score: Mapped[float | None] = mapped_column(Float)
+    score: Mapped[float | None] = mapped_column(Float)  # null when score_nonfinite is set
+    # "NaN", "Infinity" or "-Infinity": a judge's NaN is a fact, not a missing score
+    score_nonfinite: Mapped[str | None] = mapped_column(String(9))
     meta: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+
+    def to_dict(self) -> dict[str, Any]:
+        """As every row; ``score`` a non-finite one's name where it was NaN or infinite."""
+        out = super().to_dict()
+        nonfinite = out.pop("score_nonfinite")
+        if nonfinite is not None:
+            out["score"] = nonfinite
+        return out
 
 
 class BenchmarkRecord(ProjectScoped, Base):

@@ -3,7 +3,8 @@
 Each write's id is claimed in ``applied_writes`` first (insert, do nothing on conflict): the ids
 that come back are new and are applied in batch order; the others are duplicates and change
 nothing. Object writes are upserts keyed by ``(project, id)``, so that a create replayed under a
-new write id still lands; an update of an object the project does not hold is refused
+new write id still lands, and each field keeps the value written last by the client's clock
+(:mod:`evsys.dashboard.object_writes`); an update of an object the project does not hold is refused
 (:class:`UnknownObject`) unless its create comes earlier in the batch or the write says
 ``create_queued`` (its client made the create: mirrors reach the service in any order). Step
 metrics are gathered and upserted at the end of the batch: a value replaces the one held only
@@ -35,6 +36,7 @@ from evsys.dashboard.models import (
     StepMetric,
     utcnow,
 )
+from evsys.dashboard.object_writes import upsert_object
 from evsys.tracking.wire import MAX_INT, UPDATES, wire_number
 
 # op → the table it upserts into; run.steps and predictions.add have their own code.
@@ -50,8 +52,6 @@ UPSERTS = {
 }
 # The dialect's INSERT (sqlite.insert or postgresql.insert): both have on_conflict_do_*.
 Insert = Callable[[Any], Any]
-# Float columns of the objects: a NaN or infinity (which SQLite's REAL cannot hold) is null there.
-FLOAT_FIELDS = {"best_score"}
 
 
 class UnknownObject(LookupError):
@@ -94,7 +94,8 @@ def apply_batch(session: Session, project_id: str, writes: list[dict[str, Any]])
             if op in UPDATES and not write.get("create_queued"):
                 _check_exists(session, model, project_id, data["id"], created, index)
             created.add((model.__tablename__, data["id"]))
-            _upsert(session, insert, model, project_id, data, _time(write.get("time")))
+            when, written_at = _time(write.get("time")), _finite(write.get("time"))
+            upsert_object(session, insert, model, project_id, data, when, written_at)
     _upsert_steps(session, insert, project_id, steps)
     return applied, len(writes) - applied
 
@@ -149,22 +150,6 @@ def _claim(
     return set(session.connection().execute(statement, ordered).scalars())
 
 
-def _upsert(
-    session: Session, insert: Insert, model: type[Base], project_id: str, data: dict, when: datetime
-) -> None:
-    fields = {key: value for key, value in data.items() if key != "id"}
-    for key in FLOAT_FIELDS & fields.keys():
-        if isinstance(fields[key], str):  # a NONFINITE name: no portable REAL holds it
-            fields[key] = None
-    statement = insert(model).values(
-        project_id=project_id, id=data["id"], created_at=when, updated_at=when, **fields
-    )
-    changes = {key: statement.excluded[key] for key in [*fields, "updated_at"]}
-    session.connection().execute(
-        statement.on_conflict_do_update(index_elements=["project_id", "id"], set_=changes)
-    )
-
-
 def _add_predictions(session: Session, insert: Insert, project_id: str, data: dict) -> None:
     rows = [
         {
@@ -177,7 +162,9 @@ def _add_predictions(session: Session, insert: Insert, project_id: str, data: di
             "completion": row["completion"],
             "expected": row.get("expected"),
             "passed": row.get("passed"),
+            # NaN and infinities by name (no portable REAL holds them), as step metrics' are
             "score": None if isinstance(row.get("score"), str) else row.get("score"),
+            "score_nonfinite": row.get("score") if isinstance(row.get("score"), str) else None,
             "meta": row.get("meta"),
         }
         for position, row in enumerate(data["rows"])

@@ -26,7 +26,12 @@ from pydantic import ValidationError
 
 from evsys.clients.usage import mark, usage_since
 from evsys.errors import BackendError, ConfigError, DataError
-from evsys.files import write_json_atomically, write_jsonl_atomically, write_text_atomically
+from evsys.files import (
+    StorageError,
+    write_json_atomically,
+    write_jsonl_atomically,
+    write_text_atomically,
+)
 from evsys.harness.aliases import AliasMatcher
 from evsys.harness.config import ModelEvalConfig
 from evsys.harness.generation import ModelDown, Samples, generate_samples
@@ -85,8 +90,9 @@ def evaluate_model(
     without an expected answer that a metric needs, an output_dir holding another model's
     answers) raises ConfigError/DataError before any call is made. With an output_dir, each
     completion is saved as it arrives (generations.jsonl) and ones saved there before are
-    reused; scoring that fails (a judge that is down) and a model that is down
-    (``give_up_after`` failed calls in a row) raise :class:`EvalStopped`, the answers kept. A
+    reused; scoring that fails (a judge that is down), a model that is down (``give_up_after``
+    failed calls in a row) and a disk that fills up (a ``StorageError`` naming the file) raise
+    :class:`EvalStopped`, the answers kept. A
     hosted model's usage is reported as ``cost_usd``, ``latency_p50_s``, …, a judge model's (a
     metric that asks one) as ``judge/cost_usd``, …
     """
@@ -167,7 +173,10 @@ def evaluate_model(
     )
     artifacts = EvalArtifacts(summary=summary, records=records)
     if config.output_dir is not None:
-        artifacts.paths = write_outputs(Path(config.output_dir), summary, records)
+        try:
+            artifacts.paths = write_outputs(Path(config.output_dir), summary, records)
+        except StorageError as exc:  # a full disk: the answers (generations.jsonl) are kept
+            raise EvalStopped(str(exc), answered, saved) from exc
     return artifacts
 
 
@@ -215,7 +224,7 @@ def _generate(
             on_refusal=save_refusal,
             give_up_after=config.give_up_after,
         )
-    except ModelDown as exc:
+    except (ModelDown, StorageError) as exc:  # a full disk keeps the lines written before it
         written = journal.written if journal is not None else 0
         raise EvalStopped(str(exc), reused + written, journal.path if journal else None) from exc
     finally:

@@ -13,7 +13,9 @@ A judge that fails, an interrupted eval or a crash leaves these answers behind; 
 into the same directory reads them back and asks the model only for what is missing. A line is
 reused only when its row's prompt still hashes the same (the dataset may have changed); lines
 that cannot be read (a line cut short by a crash) are skipped. The file is data read back from
-disk: it only ever fills answer slots, never chooses a path or a setting.
+disk: it only ever fills answer slots, never chooses a path or a setting. A line the disk has no
+room for is cut off again and the eval stops with a :class:`~evsys.files.StorageError` naming the
+file; the lines before it stay readable.
 """
 
 from __future__ import annotations
@@ -21,12 +23,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from evsys.errors import ConfigError, Problem
+from evsys.files import append_line, storage_failure
 from evsys.harness.config import ModelEvalConfig
 from evsys.harness.retry import RefusedAnswer
 
@@ -58,7 +62,7 @@ class AnswerJournal:
 
     def __init__(self, path: Path, header: dict[str, Any], hashes: Sequence[str]):
         self.path, self.header, self.hashes = path, header, list(hashes)
-        self._handle: IO[str] | None = None
+        self._fd: int | None = None  # unbuffered: a line is on disk (or cut off) when written
         self._lock = threading.Lock()
         self.written = 0
 
@@ -139,16 +143,14 @@ class AnswerJournal:
         # ASCII escapes: any text an API returned (a lone surrogate included) reads back as is.
         text = json.dumps(line, default=str) + "\n"
         with self._lock:
-            handle = self._open()
-            handle.write(text)
-            handle.flush()
+            append_line(self._open(), self.path, text.encode("utf-8"))
             self.written += 1
 
     def close(self) -> None:
         with self._lock:
-            if self._handle is not None:
-                self._handle.close()
-                self._handle = None
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
 
     def __enter__(self) -> AnswerJournal:
         return self
@@ -158,17 +160,26 @@ class AnswerJournal:
 
     # -- parts --------------------------------------------------------------------------------
 
-    def _open(self) -> IO[str]:
-        if self._handle is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fresh = not self.path.exists() or self.path.stat().st_size == 0
-            torn = not fresh and not self.path.read_bytes().endswith(b"\n")
-            self._handle = self.path.open("a", encoding="utf-8")
-            if torn:  # a line cut short by a crash stays unreadable on its own line
-                self._handle.write("\n")
-            if fresh:
-                self._handle.write(json.dumps({HEADER_KEY: self.header}, default=str) + "\n")
-        return self._handle
+    def _open(self) -> int:
+        if self._fd is None:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)
+            except OSError as exc:
+                raise storage_failure(self.path, exc) from exc
+            try:
+                size = os.fstat(fd).st_size
+                if size and os.pread(fd, 1, size - 1) != b"\n":
+                    # a line cut short by a crash stays unreadable on its own line
+                    append_line(fd, self.path, b"\n")
+                if not size:
+                    header = json.dumps({HEADER_KEY: self.header}, default=str) + "\n"
+                    append_line(fd, self.path, header.encode("utf-8"))
+            except BaseException:
+                os.close(fd)
+                raise
+            self._fd = fd
+        return self._fd
 
     def _stored_header(self) -> dict[str, Any] | None:
         if not self.path.exists():

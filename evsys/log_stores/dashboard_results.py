@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import numbers
 from pathlib import Path
 from typing import Any
@@ -46,11 +47,13 @@ def send_results(store: Any, config: Any, result: Any) -> None:
     if not store.in_sweep:
         success = config.metadata.success_metric
         best = numbers_only.get(success.name) if success else None
+        # A NaN or infinite score is never the best (the run's summary keeps it as it is).
+        nonfinite = best is not None and not math.isfinite(best)
         client.update_experiment(
             store.experiment_id,
             status=result.status,
-            best_run_id=run_id if result.status == "completed" else None,
-            best_score=best,
+            best_run_id=run_id if result.status == "completed" and not nonfinite else None,
+            best_score=None if nonfinite else best,
         )
 
 

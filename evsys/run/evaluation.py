@@ -13,7 +13,7 @@ from evsys.checks import metric_name
 from evsys.clients.usage import judge_usage, mark, usage_since
 from evsys.config import DataConfig, ExperimentConfig, InferenceSpec, MetricSpec
 from evsys.data.sources import apply_transforms, load_rows
-from evsys.files import write_jsonl_atomically
+from evsys.files import StorageError, write_jsonl_atomically
 from evsys.harness.retry import RefusedAnswer, answer_or_refusal
 from evsys.interrupts import reraise_if_interruption
 from evsys.protocols import DataStore, InferenceClient, Row
@@ -30,11 +30,14 @@ PREDICTIONS = "predictions.jsonl"
 def best_effort(what: str, run_name: str, errors: dict[str, Any]) -> Iterator[None]:
     """Eval is best effort: it never fails a trained run; a failure is logged and kept in
     ``errors`` as ``<what>_error``. An interruption (a signal, submitit's timeout) is no failure
-    of eval: it goes on up and ends the run."""
+    of eval: it goes on up and ends the run. So does a disk that is full (a StorageError): the
+    run fails with it, naming the file, rather than go on writing into a full disk."""
     try:
         yield
     except Exception as exc:
         reraise_if_interruption(exc)
+        if isinstance(exc, StorageError):
+            raise
         log.warning("%s of run %s failed and was skipped: %s", what, run_name, exc)
         errors[f"{what}_error"] = f"{type(exc).__name__}: {exc}"
 

@@ -34,6 +34,7 @@ from evsys.log_stores.dashboard import (
 )
 from evsys.sweep.aggregate import SweepSummary
 from evsys.sweep.plan import Arm
+from evsys.sweep.rows import INTERRUPTED
 
 log = logging.getLogger(__name__)
 
@@ -55,23 +56,34 @@ class SweepExperiment:
         sweep_plan: dict[str, Any] | None = None,
         *,
         sweeper_failed: bool = False,
+        interrupted: bool = False,
     ) -> None:
         """Best arm, best score, conclusion and status, once every arm has ended; ``sweep_plan``
         replaces the plan the experiment was created with (another sweeper's arms, known only
         once it has proposed them). ``sweeper_failed``: the sweep ended ``failed`` whatever its
-        arms did (its sweeper raised)."""
+        arms did (its sweeper raised); ``interrupted``: it ended ``interrupted`` (Ctrl-C, a
+        signal), as its arms that were running did."""
         done = not (sweeper_failed or summary.failed or summary.running or summary.missing)
         plan = {"sweep_plan": _plan_for_dashboard(sweep_plan)} if sweep_plan is not None else {}
         self.client.update_experiment(
             self.experiment_id,
             **plan,
-            status="completed" if done else "failed",
+            status=INTERRUPTED if interrupted else "completed" if done else "failed",
             best_run_id=arm_run_id(self.experiment_id, summary.best_arm)
             if summary.best_arm
             else None,
             best_score=summary.best_value,
             conclusion=summary.conclusion or None,
         )
+        self.close()
+
+    def end_interrupted(self) -> None:
+        """The sweep was stopped (Ctrl-C, a signal) before its end: ``interrupted``, not left
+        ``running``. Bookkeeping: a failure is a warning (the sweep's files hold it all)."""
+        try:
+            self.client.update_experiment(self.experiment_id, status=INTERRUPTED)
+        except Exception as exc:
+            log.warning("recording the sweep's interruption on the dashboard failed: %s", exc)
         self.close()
 
     def close(self) -> None:

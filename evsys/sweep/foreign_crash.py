@@ -15,6 +15,10 @@ Hydra's exceptions passed through (``HYDRA_FULL_ERROR``) and ends it here:
   for it is removed again;
 - the dashboard experiment, if any, ends ``failed``.
 
+Ctrl-C (or a signal) skips the multirun end too: the arms that ran are aggregated the same way
+and the experiment ends ``interrupted``, as with evsys's own sweeper; the interruption then goes
+on up (the app says it in one line and exits 128 + the signal).
+
 A user who set ``HYDRA_FULL_ERROR=1`` still gets the traceback, after the same ending.
 """
 
@@ -31,6 +35,7 @@ from typing import TYPE_CHECKING
 
 from hydra.errors import CompactHydraException
 
+from evsys.interrupts import interruption, signals_deferred
 from evsys.sweep.foreign import ForeignSweepCallback, sweeper_target, write_foreign_sweep_outputs
 from evsys.sweep.sweeper import EXIT_ARM_FAILED, EXIT_BAD_INPUT, report_sweep
 
@@ -51,8 +56,14 @@ def sweeper_failure_ended() -> Iterator[None]:
     os.environ[_FULL_ERROR] = "1"  # Hydra re-raises instead of printing a traceback
     try:
         yield
-    except Exception as exc:
+    except BaseException as exc:
         sweep = ForeignSweepCallback.running
+        if interruption(exc) is not None:  # Ctrl-C, a signal: on up to the app's one line
+            if sweep is not None:
+                end_interrupted_sweep(sweep)
+            raise
+        if not isinstance(exc, Exception):
+            raise
         code = end_failed_sweep(sweep, exc) if sweep is not None else None
         if previous == "1":
             raise  # the traceback, as asked
@@ -99,6 +110,36 @@ def end_failed_sweep(sweep: ForeignSweepCallback, error: Exception) -> int:
         print("  no arm ran: the sweeper refused its settings", file=sys.stderr)
         return EXIT_BAD_INPUT
     return max(EXIT_ARM_FAILED, report_sweep(summary))
+
+
+def end_interrupted_sweep(sweep: ForeignSweepCallback) -> None:
+    """Aggregate what ran and end the dashboard experiment ``interrupted`` (as evsys's own
+    sweeper does), a second signal held back until it is recorded."""
+    from evsys.run.record import RUN_RESULT
+    from evsys.sweep.aggregate import SWEEP_PLAN
+
+    assert sweep.config is not None
+    config, experiment = sweep.config, sweep.experiment
+    sweep.experiment = None
+    sweep_dir = Path(config.hydra.sweep.dir)
+    with signals_deferred():
+        summary = None
+        if any(sweep_dir.glob(f"*/{RUN_RESULT}")):
+            try:
+                summary = write_foreign_sweep_outputs(sweep_dir, config)
+            except Exception as exc:  # the arms' own records still say everything
+                log.warning("aggregating the arms that ran failed: %s", exc)
+        if experiment is None:
+            return
+        if summary is None:
+            experiment.end_interrupted()
+            return
+        try:
+            plan = json.loads((summary.sweep_dir / SWEEP_PLAN).read_text(encoding="utf-8"))
+            experiment.conclude(summary, sweep_plan=plan, interrupted=True)
+        except Exception as exc:  # bookkeeping: the sweep's files hold it all
+            log.warning("recording the sweep's interruption on the dashboard failed: %s", exc)
+            experiment.end_interrupted()
 
 
 def _fail_experiment(experiment: SweepExperiment, summary: SweepSummary | None) -> None:

@@ -172,8 +172,10 @@ def launch_arms(
         OmegaConf.save(config, sweep_dir / "multirun.yaml")
         write_json_atomically(sweep_dir / PLAN, plan)
         summary = _launch_pending(sweep_dir, launcher, arms, max_batch_size)
-    except BaseException:
-        if experiment is not None:
+    except BaseException as exc:
+        if experiment is not None and interruption(exc) is not None:
+            experiment.end_interrupted()
+        elif experiment is not None:
             experiment.close()
         raise
     if experiment is not None:

@@ -12,6 +12,7 @@ made the create, which may not have reached the service yet).
 
 JSON has no NaN nor infinity: a number that is NaN, +Inf or -Inf travels (and is stored and
 read back) as the string ``"NaN"``, ``"Infinity"`` or ``"-Infinity"`` (:data:`NONFINITE`).
+A best score is the one exception: it must be finite (a NaN is never the best of anything).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ MAX_INT = 2**63 - 1  # steps, seeds and indexes are stored as 64-bit integers
 
 # Field types: "id" (a non-empty string of at most MAX_ID_LENGTH), "short" (a string of at
 # most MAX_SHORT_LENGTH: statuses and references, which the service indexes), "str", "int",
-# "number" (int or float), "bool", "obj" (a JSON object), "any" (any JSON), "list[str]", "list[obj]",
+# "number" (int or float, NaN and infinities by name), "score" (a finite number), "bool", "obj" (a JSON object), "any" (any JSON), "list[str]", "list[obj]",
 # "metrics" ({name: number}), "steps" ([{"step": int, "metrics": metrics}]), "rows"
 # (predictions: [{"prompt": str, "completion": str, "expected"?, "passed"?, "score"?, "meta"?}]),
 # "direction" ("maximize" | "minimize").
@@ -54,7 +55,7 @@ OPS: dict[str, dict[str, dict[str, str]]] = {
         "optional": {
             "status": "short",
             "best_run_id": "short",
-            "best_score": "number",
+            "best_score": "score",
             "conclusion": "str",
             "sweep_plan": "obj",
             "tags": "list[str]",
@@ -70,7 +71,7 @@ OPS: dict[str, dict[str, dict[str, str]]] = {
         "optional": {
             "status": "short",
             "best_run_id": "short",
-            "best_score": "number",
+            "best_score": "score",
             "summary": "obj",
         },
     },
@@ -200,6 +201,12 @@ def _check(where: str, value: Any, kind: str) -> str | None:
     elif kind == "number":
         if not _is_number(value):
             return f"{where}: must be a number"
+    elif kind == "score":
+        if not _is_number(value) or value.__class__ is str or not math.isfinite(value):
+            return (
+                f"{where}: must be a finite number, not {value!r}: a NaN or infinite score is "
+                "never a best (a run's summary keeps it as it is)"
+            )
     elif kind == "bool":
         if not isinstance(value, bool):
             return f"{where}: must be true or false"
