@@ -2,8 +2,8 @@
 clock): a late update from an older writer no longer overwrites a newer value. Rows from before
 this revision have no times, and their values count as oldest.
 
-Revision ID: 0004_field_times
-Revises: 0003_prediction_score_nonfinite
+Revision ID: 0005_field_times
+Revises: 0004_prediction_score_nonfinite
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision = "0004_field_times"
-down_revision = "0003_prediction_score_nonfinite"
+revision = "0005_field_times"
+down_revision = "0004_prediction_score_nonfinite"
 branch_labels = None
 depends_on = None
 

@@ -1,8 +1,8 @@
 """A prediction keeps a NaN or infinite score by name ("NaN", "Infinity", "-Infinity"), as step
 metrics do, instead of null: a judge that answered NaN is a fact, not a missing score.
 
-Revision ID: 0003_prediction_score_nonfinite
-Revises: 0002_step_written_at
+Revision ID: 0004_prediction_score_nonfinite
+Revises: 0003_arm_and_curve_indices
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003_prediction_score_nonfinite"
-down_revision = "0002_step_written_at"
+revision = "0004_prediction_score_nonfinite"
+down_revision = "0003_arm_and_curve_indices"
 branch_labels = None
 depends_on = None
 
