@@ -135,7 +135,7 @@ def test_a_node_lost_mid_arm_fails_that_arm_only_and_resume_reruns_it(
     arms = f"hydra.sweeper.arms=[[{quoted}],['backend=mock','algorithm.params.max_steps=3']]"
     command = [
         sys.executable, "-m", "evsys", "--multirun", LAUNCHER, f"hydra.launcher.name={job_name}",
-        arms, "hydra.sweep.dir=sweep",
+        arms,
     ]  # fmt: skip
     with (workdir / "multirun.log").open("w") as log:
         multirun = subprocess.Popen(command, cwd=workdir, stdout=log, stderr=subprocess.STDOUT)
@@ -159,7 +159,8 @@ def test_a_node_lost_mid_arm_fails_that_arm_only_and_resume_reruns_it(
     assert lost["status"] == "failed" and "data-parallel training" in lost["error"], lost["error"]
     other = next(r for o, r in records.items() if "backend=mock" in o)
 
-    again = run_evsys("resume", "sweep", cwd=workdir, module=False, timeout=SWEEP_TIMEOUT_S)
+    sweep_dir = next((workdir / "outputs").rglob("sweep_plan.json")).parent
+    again = run_evsys("resume", str(sweep_dir), cwd=workdir, module=False, timeout=SWEEP_TIMEOUT_S)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     after = by_overrides(workdir)
     rerun = next(r for o, r in after.items() if "backend.params.num_nodes=2" in o)
