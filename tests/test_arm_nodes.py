@@ -121,3 +121,20 @@ def test_bad_resources_are_exit_2_naming_the_key(workdir: Path) -> None:
     assert done.returncode == 2, done.stdout + done.stderr
     assert "resources.mem_gb" in done.stderr and "resources.nodez" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_an_arm_across_nodes_outside_a_slurm_job_of_as_many_is_named(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from evsys.backends.local.slurm_nodes import rendezvous_port, srun_command
+    from evsys.errors import BackendError
+
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    with pytest.raises(BackendError, match="needs a Slurm job of 2 nodes and this arm runs in no"):
+        srun_command(2, 1, tmp_path, tmp_path)
+    monkeypatch.setenv("SLURM_JOB_ID", "41")
+    monkeypatch.setenv("SLURM_JOB_NUM_NODES", "3")
+    with pytest.raises(BackendError, match="runs in a Slurm job of 3 node"):
+        srun_command(2, 1, tmp_path, tmp_path)
+    # Two jobs' arms that share a node meet at ports of their own.
+    assert len({rendezvous_port(str(job)) for job in range(1000, 1100)}) == 100
