@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from evsys.config import BenchmarkSpec, EvalConfig, ExperimentConfig, InferenceSpec, MetricSpec
+from evsys.data.images import inline_row_images
 from evsys.data.jsonl import iter_numbered_objects, open_text
 from evsys.data.sources import apply_transforms, resolve_path
 from evsys.data.types import (
@@ -182,7 +183,8 @@ def _read_tasks(directory: Path, where: str, checker: RowVerifier | None = None)
         with open_text(path) as handle:
             for number, obj in iter_numbered_objects(handle, str(path)):
                 try:
-                    rows.append(_as_row(obj))
+                    # Image files it names are read from the benchmark's images/ folder now.
+                    rows.append(inline_row_images(_as_row(obj), directory, "task"))
                 except DataError as exc:
                     raise DataError(f"{path}:{number}: {exc}") from None
                 if checker is not None:

@@ -33,6 +33,7 @@ from evsys.extension_specs import Strict as Strict
 from evsys.extension_specs import TransformSpec as TransformSpec
 from evsys.extension_specs import VerifierSpec as VerifierSpec
 from evsys.extension_specs import baseline_model as baseline_model
+from evsys.hf_names import HFConfigName, HFDatasetName
 from evsys.renderers import RendererName
 
 
@@ -67,17 +68,21 @@ class DataConfig(Strict):
         ),
     )
     rows: list[dict[str, Any]] | None = Field(None, description="Rows for the in_memory source.")
-    hf_dataset: str | None = Field(
+    hf_dataset: HFDatasetName | None = Field(
         None,
         description=(
-            "For hf_dataset: a `datasets` builder name (json, csv, parquet, …) or a local "
-            "dataset directory. Nothing is downloaded."
+            "For hf_dataset: a `datasets` builder name (json, csv, parquet, …), a dataset "
+            "directory under the data store, or a Hub id (owner/name: downloaded once into "
+            "the Hugging Face cache, read from it offline)."
         ),
     )
     hf_data_files: str | list[str] | None = Field(
         None, description="For hf_dataset with a builder name: the local files to load."
     )
     hf_split: str = Field("train", description="For hf_dataset: the split to read.")
+    hf_config: HFConfigName | None = Field(
+        None, description="For hf_dataset with a Hub id: the dataset's config. None: its default."
+    )
     dataset_id: str | None = Field(
         None,
         description="A dataset uploaded to the evsys dashboard (`evsys dataset upload`), by id: "

@@ -12,7 +12,8 @@ A harbor task's row (:func:`evsys.data.types.task_row`) carries its verifier pay
   ``claude`` or ``openai_compatible``) asked for ``judge_model``'s verdict; given only where a
   judge is configured (the ``pass_rate`` metric's ``judge``, or an RL recipe whose ``verifier``
   is the ``llm_judge`` verifier, :class:`LLMJudge`), refused elsewhere;
-- ``e2b``: refused (see :func:`task_verifier`).
+- ``e2b``: the task's ``test_sh`` in an E2B sandbox (:mod:`evsys.e2b_tasks`), which needs
+  ``E2B_API_KEY``.
 
 :class:`RowVerifier` is what RL rollouts and the ``pass_rate`` metric score with: a row that
 carries a payload is scored by it, any other row by the run's configured verifier.
@@ -39,6 +40,7 @@ from evsys.data.types import (
     VerifierPayload,
     verifier_from_dict,
 )
+from evsys.e2b_tasks import E2BTask
 from evsys.errors import ConfigError, DataError
 from evsys.protocols import Row, VerificationResult
 from evsys.registry import INFERENCE_CLIENTS, VERIFIERS, closest, register_verifier
@@ -262,11 +264,7 @@ def task_verifier(
     if isinstance(payload, SandboxVerifier):
         return SandboxTask(payload, where)
     if isinstance(payload, E2BVerifier):
-        raise DataError(
-            f"{where}: verifier.kind='e2b' needs the E2B service, which evsys does not call; "
-            "run the task's tests locally instead with a sandbox verifier: "
-            "{kind: sandbox, tests: <python tests>, timeout_s, memory_mb}"
-        )
+        return E2BTask(payload, where)
     if isinstance(payload, LLMJudgeVerifier):
         if judge is None:
             raise DataError(

@@ -111,12 +111,18 @@ def test_in_process_runs_a_class_verifier_against_expected() -> None:
         ({"kind": "sandbox", "tests": "  "}, "verifier.tests must hold the Python tests"),
         ({"kind": "sandbox", "tests": "pass", "timeout_s": 0}, "timeout_s=0 must be in"),
         ({"kind": "sandbox", "tests": "pass", "memory_mb": 8}, "memory_mb=8 is too small"),
-        ({"kind": "e2b", "dockerfile": "FROM x", "test_sh": "pytest"}, "needs the E2B service"),
+        (
+            {"kind": "e2b", "dockerfile": "FROM x", "test_sh": "pytest"},
+            "needs an API key in E2B_API_KEY, which is not set",
+        ),
         ({"kind": "llm_judge", "judge_model": "m", "rubric": "r"}, "needs a judge client"),
         ({"kind": "regex"}, "verifier.kind='regex' is not a known verifier payload"),
     ],
 )
-def test_payloads_that_cannot_run_are_refused(payload: dict[str, Any], message: str) -> None:
+def test_payloads_that_cannot_run_are_refused(
+    payload: dict[str, Any], message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("E2B_API_KEY", raising=False)
     with pytest.raises(DataError, match=r"^task t9: ") as info:
         task_verifier(payload, "task t9")
     assert message in str(info.value)

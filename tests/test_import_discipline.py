@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 HEAVY = ("torch", "transformers", "trl", "peft", "tinker", "datasets", "tensorboard")
-# The hosted clients' SDKs, imported only when such a client is built.
-HEAVY += ("openai", "anthropic", "google.genai")
+# The hosted clients' SDKs (and E2B's), imported only when such a client is built.
+HEAVY += ("openai", "anthropic", "google.genai", "e2b")
 # The dashboard service's and the evolve sweeper's packages, imported only by what serves or
 # evolves (the dashboard client is the standard library alone).
 HEAVY += ("fastapi", "uvicorn", "sqlalchemy", "jinja2", "optuna", "gepa")

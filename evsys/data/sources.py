@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import copy
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from evsys.config import DataConfig, InferenceSpec, TransformSpec
+from evsys.data.hub import import_datasets, load_hub_dataset
+from evsys.data.images import inline_image_files
 from evsys.data.jsonl import read_jsonl_lines
 from evsys.data.references import dataset_reference
 from evsys.data.types import TargetFormat, detect_format, from_dict, task_row
-from evsys.errors import DataError, MissingDependencyError
+from evsys.errors import DataError
 from evsys.protocols import DataStore
 from evsys.registry import TRANSFORMS
 from evsys.task_verifiers import check_task_verifiers
@@ -21,7 +22,7 @@ Row = dict[str, Any]
 
 # What `datasets.save_to_disk` leaves in a directory: a Dataset, or a DatasetDict of splits.
 _SAVED_DATASET_MARKERS = ("dataset_info.json", "state.json", "dataset_dict.json")
-# The `datasets` builders that read local files. Any other name would be a Hub id: a download.
+# The `datasets` builders that read local files. Any other name is a directory or a Hub id.
 _LOCAL_BUILDERS = ("arrow", "csv", "json", "parquet", "text")
 
 
@@ -46,7 +47,11 @@ def load_rows(
         return tasks_as_rows(rows, where=where, judge=judge)
     loader = _LOADERS[data.source_kind]
     rows = loader(data, store, path)[: data.limit]
-    return tasks_as_rows(rows, where=f"data ({path or data.path or data.source_kind})", judge=judge)
+    where = f"data ({path or data.path or data.source_kind})"
+    if data.source_kind in ("jsonl", "json"):  # image files lie in images/ beside the file
+        folder = resolve_path(path or data.path, store).parent
+        rows = inline_image_files(rows, folder, where)
+    return tasks_as_rows(rows, where=where, judge=judge)
 
 
 def tasks_as_rows(rows: list[Row], *, where: str, judge: InferenceSpec | None = None) -> list[Row]:
@@ -110,12 +115,14 @@ def _load_in_memory(data: DataConfig, store: DataStore, path: str | None) -> lis
 
 
 def _load_hf_dataset(data: DataConfig, store: DataStore, path: str | None) -> list[Row]:
-    """Local data only: a builder (json, csv, …) over ``hf_data_files``, or a directory.
+    """A builder (json, csv, …) over local ``hf_data_files``, a local directory, or a Hub id.
 
-    Hub ids are refused here, not left to datasets' offline switch: that switch is read once,
-    when datasets is imported, so it is off if something imported datasets before us.
+    A name that is a directory under the data store is read from there; otherwise a Hub id
+    (``name`` or ``owner/name``, checked by the schema) goes through ``datasets.load_dataset``,
+    downloaded once and cached, or read from the cache offline (:mod:`evsys.data.hub`).
     """
     name = data.hf_dataset
+    assert name is not None  # the schema requires it for this source kind
     if name in _LOCAL_BUILDERS:
         files = path or data.hf_data_files
         if files is None:
@@ -126,15 +133,7 @@ def _load_hf_dataset(data: DataConfig, store: DataStore, path: str | None) -> li
         dataset = _call_datasets(
             name, "load_dataset", name, data_files=_resolve_files(files, store), split=data.hf_split
         )
-    else:
-        directory = resolve_path(path or name, store)
-        if not directory.is_dir():
-            raise DataError(
-                f"data.hf_dataset={name!r}: not a local builder ({', '.join(_LOCAL_BUILDERS)}) "
-                f"and no directory {directory} exists. Nothing is downloaded: save the dataset "
-                "with save_to_disk and point hf_dataset at that directory, or name a builder "
-                "and set hf_data_files to local files."
-            )
+    elif (directory := resolve_path(path or name, store)).is_dir():
         if any((directory / marker).is_file() for marker in _SAVED_DATASET_MARKERS):
             loaded = _call_datasets(name, "load_from_disk", str(directory))
             dataset = _pick_split(loaded, data.hf_split, directory)
@@ -146,6 +145,19 @@ def _load_hf_dataset(data: DataConfig, store: DataStore, path: str | None) -> li
                 data_files=data.hf_data_files,
                 split=data.hf_split,
             )
+    elif path is None and name.count("/") <= 1:
+        dataset = load_hub_dataset(name, data.hf_config, data.hf_split)
+    elif path is not None:
+        raise DataError(
+            f"data.eval_path={path!r}: no directory {directory} exists; held-out rows of an "
+            "hf_dataset source are a directory, or (a Hub dataset's other split) "
+            "eval.eval_data with its own hf_dataset and hf_split"
+        )
+    else:
+        raise DataError(
+            f"data.hf_dataset={name!r}: no directory {directory} exists, and a Hub id is "
+            "name or owner/name"
+        )
     if data.limit is not None:
         dataset = dataset.select(range(min(data.limit, len(dataset))))
     return [dict(row) for row in dataset]
@@ -162,17 +174,6 @@ _LOADERS: dict[str, Callable[[DataConfig, DataStore, str | None], list[Row]]] = 
 # -- hf_dataset helpers -----------------------------------------------------------------------
 
 
-def _import_datasets() -> Any:
-    # The offline switches are read when datasets is first imported, so set them before.
-    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    try:
-        import datasets
-    except ImportError:
-        raise MissingDependencyError("datasets", "hf", "The hf_dataset source") from None
-    return datasets
-
-
 def resolve_path(path: str, store: DataStore) -> Path:
     """``path`` as the data store sees it (relative paths against a local store's root)."""
     # Only a local store has a directory to resolve against; elsewhere paths are as given.
@@ -181,7 +182,7 @@ def resolve_path(path: str, store: DataStore) -> Path:
 
 
 def _call_datasets(name: str | None, function: str, *args: Any, **kwargs: Any) -> Any:
-    datasets = _import_datasets()
+    datasets = import_datasets()
     try:
         return getattr(datasets, function)(*args, **kwargs)
     except Exception as exc:  # datasets raises many types; each means "could not load it"
@@ -198,7 +199,7 @@ def _resolve_files(files: str | list[str], store: DataStore) -> str | list[str]:
 
 def _pick_split(loaded: Any, split: str, directory: Path) -> Any:
     """``load_from_disk`` returns a Dataset, or a DatasetDict that holds the split."""
-    from datasets import DatasetDict  # already imported by _import_datasets
+    from datasets import DatasetDict  # already imported by import_datasets
 
     if not isinstance(loaded, DatasetDict):
         return loaded

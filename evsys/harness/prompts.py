@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from evsys.answers import ANSWER_TAG
+from evsys.data.images import inline_row_images
 from evsys.data.jsonl import iter_numbered_objects, open_text
 from evsys.errors import DataError
 from evsys.rows import Message, prompt_messages
@@ -90,7 +91,8 @@ def load_eval_dataset(path: str | Path) -> tuple[list[dict[str, Any]], dict[str,
                     f"{path}:{number}: a row needs 'prompt', 'messages' or 'instruction' to "
                     f"generate from (keys: {', '.join(sorted(row))})"
                 )
-            rows.append(row)
+            # Image files it names are read now, from the images/ folder beside the file.
+            rows.append(inline_row_images(row, path.parent, f"{path}:{number}"))
     if not rows:
         raise DataError(f"{path}: holds no rows")
     return rows, {}

@@ -24,6 +24,7 @@ from evsys.agents.rollouts import play_episodes, step_metrics
 from evsys.algorithms.agent_rl import AgentRL
 from evsys.backends.local.rl import _LOSSES, _METRICS, _NO_CLIP
 from evsys.backends.local.trainer import train_adapter
+from evsys.backends.local.vision import refuse_images_in_recipe
 from evsys.protocols import RunContext, RunResult
 from evsys.registry import register_algorithm
 from evsys.task_verifiers import rollout_verifier
@@ -63,6 +64,7 @@ class LocalAgentRL:
         loss_type, clipped = _LOSSES[cfg.loss]
         set_seed(ctx.seed)  # before the LoRA weights are drawn; rollouts sample from it too
 
+        refuse_images_in_recipe(ctx.train_rows, "agent_rl")
         # Data: one prompt per task, its row index; the environment writes the conversation.
         rows = ctx.train_rows
         dataset = Dataset.from_list([{"prompt": str(i)} for i in range(len(rows))])

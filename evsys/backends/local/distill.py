@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 from evsys.algorithms.distill import Distill
 from evsys.backends.local.models import load_model
 from evsys.backends.local.trainer import train_adapter
+from evsys.backends.local.vision import refuse_images_in_recipe
 from evsys.protocols import RunContext, RunResult
 from evsys.registry import register_algorithm
 from evsys.rows import prompt_messages
@@ -37,6 +38,7 @@ class LocalDistill:
         cfg, handles = self.cfg, ctx.handles
         set_seed(ctx.seed)  # before the LoRA weights are drawn
 
+        refuse_images_in_recipe(ctx.train_rows, "distill")
         # The teacher: frozen, in the student's precision and on its device.
         teacher, _ = load_model(
             cfg.teacher,

@@ -10,6 +10,13 @@ from pydantic import Field
 from evsys.answers import cut_at_stops
 from evsys.backends.local.backend import EngineParams
 from evsys.backends.local.models import load_model
+from evsys.backends.local.vision import (
+    generation_messages,
+    holds_images,
+    is_processor,
+    text_only_model,
+    text_tokenizer,
+)
 from evsys.errors import ConfigError
 from evsys.registry import register_inference
 from evsys.training import progress_bar
@@ -90,47 +97,62 @@ class LocalInferenceClient:
         stop: Sequence[str] | None = None,
     ) -> list[str]:
         """One completion per prompt, in order; greedy at temperature 0, else sampled."""
-        texts = [self._render(p) for p in prompts]
+        rendered = [self._render(p, f"prompt {index}") for index, p in enumerate(prompts)]
         stops = [*self.cfg.stop, *(stop or ())]
         # Similar lengths together: less padding to compute through.
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        outputs: list[str] = [""] * len(texts)
-        with progress_bar("generate", len(texts)) as advance:
+        order = sorted(range(len(rendered)), key=lambda i: len(rendered[i][0]))
+        outputs: list[str] = [""] * len(rendered)
+        with progress_bar("generate", len(rendered)) as advance:
             for start in range(0, len(order), self.cfg.batch_size):
                 chunk = order[start : start + self.cfg.batch_size]
-                chunk_texts = [texts[i] for i in chunk]
-                completions = self._generate(chunk_texts, max_tokens, temperature, stops)
+                chunk_prompts = [rendered[i] for i in chunk]
+                completions = self._generate(chunk_prompts, max_tokens, temperature, stops)
                 for i, completion in zip(chunk, completions, strict=True):
                     outputs[i] = cut_at_stops(completion, stops)
                 advance(len(chunk))
         return outputs
 
-    def _render(self, prompt: Prompt) -> str:
+    def _render(self, prompt: Prompt, what: str) -> tuple[str, list[Any]]:
+        """The prompt's text through the chat template, and the images it shows (decoded)."""
         messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
-        return self.tokenizer.apply_chat_template(
+        images: list[Any] = []
+        if is_processor(self.tokenizer):
+            messages = generation_messages(messages, what)
+            images = [b["image"] for m in messages for b in m["content"] if b["type"] == "image"]
+        elif holds_images(messages):
+            model = self.cfg.model or getattr(self.model, "name_or_path", "?")
+            raise text_only_model(model, what)
+        text = self.tokenizer.apply_chat_template(
             messages, tokenize=False, add_generation_prompt=True
         )
+        return text, images
 
     def _generate(
-        self, texts: list[str], max_tokens: int, temperature: float, stops: list[str]
+        self,
+        prompts: list[tuple[str, list[Any]]],
+        max_tokens: int,
+        temperature: float,
+        stops: list[str],
     ) -> list[str]:
         import torch
 
         # The chat template already wrote every special token the prompt needs; left padding:
         # new tokens follow every prompt directly.
-        batch = self.tokenizer(
-            texts,
-            return_tensors="pt",
-            padding=True,
-            padding_side="left",
-            add_special_tokens=False,
-        )
-        batch = batch.to(self.model.device)
+        texts = [text for text, _ in prompts]
+        images = [image for _, shown in prompts for image in shown]
+        tokenizer = text_tokenizer(self.tokenizer)
+        padding = {"padding": True, "padding_side": "left", "add_special_tokens": False}
+        if images:  # the processor puts each image's tokens where its placeholder stands
+            batch = self.tokenizer(text=texts, images=images, return_tensors="pt", **padding)
+            # Pixels in the weights' dtype (a bfloat16 model); token ids stay integers.
+            batch = batch.to(self.model.device, dtype=self.model.dtype)
+        else:
+            batch = tokenizer(texts, return_tensors="pt", **padding).to(self.model.device)
         options: dict[str, Any] = {"do_sample": False}
         if temperature > 0:
             options = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0}
         if stops:  # stop generating a row once it holds a stop string (cut off by _cut)
-            options |= {"stop_strings": stops, "tokenizer": self.tokenizer}
+            options |= {"stop_strings": stops, "tokenizer": tokenizer}
         # Sample from a seed of our own, leaving the caller's RNG state as it was.
         self.calls += 1
         device = self.model.device
@@ -143,11 +165,11 @@ class LocalInferenceClient:
                 out = self.model.generate(
                     **batch,
                     max_new_tokens=max_tokens,
-                    pad_token_id=self.tokenizer.pad_token_id,
-                    eos_token_id=self.tokenizer.eos_token_id,
+                    pad_token_id=tokenizer.pad_token_id,
+                    eos_token_id=tokenizer.eos_token_id,
                     **options,
                 )
         finally:
             self.model.train(training)
         new_tokens = out[:, batch["input_ids"].shape[1] :]
-        return self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        return tokenizer.batch_decode(new_tokens, skip_special_tokens=True)

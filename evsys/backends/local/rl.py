@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 
 from evsys.algorithms.rl import RL
 from evsys.backends.local.trainer import train_adapter
+from evsys.backends.local.vision import refuse_images_in_recipe
 from evsys.errors import ConfigError
 from evsys.protocols import RunContext, RunResult
 from evsys.registry import register_algorithm
@@ -67,6 +68,7 @@ class LocalRL:
         set_seed(ctx.seed)  # before the LoRA weights are drawn
 
         # Data: the conversation up to the assistant turn; the row index finds the verifier target.
+        refuse_images_in_recipe(ctx.train_rows, "rl")
         rows = ctx.train_rows
         dataset = Dataset.from_list(
             [{"prompt": prompt_messages(row), "row_index": i} for i, row in enumerate(rows)]

@@ -7,6 +7,12 @@ from typing import Any, ClassVar
 from evsys.algorithms.sft import SFT
 from evsys.backends.local.custom_loss import ExampleCollator, example_dataset, recipe_loss_trainer
 from evsys.backends.local.trainer import train_adapter
+from evsys.backends.local.vision import (
+    is_processor,
+    refuse_images_in_recipe,
+    refuse_images_without_processor,
+    training_example,
+)
 from evsys.errors import ConfigError, DataError
 from evsys.protocols import RunContext, RunResult
 from evsys.registry import register_algorithm
@@ -55,6 +61,7 @@ class LocalSFT:
         # A recipe's own build_batch makes the examples instead, and its loss scores them.
         trainer_cls, extra = SFTTrainer, {}
         if custom:
+            refuse_images_in_recipe(ctx.train_rows, f"{self.recipe.name} (build_batch)")
             examples = self.recipe.build_batch(ctx.train_rows, tokenizer)
             if not examples:
                 raise DataError("the recipe's build_batch made no training example")
@@ -62,7 +69,7 @@ class LocalSFT:
             trainer_cls = recipe_loss_trainer(SFTTrainer, self.recipe, examples)
             extra = {"data_collator": ExampleCollator(_pad_token_id(tokenizer))}
         else:
-            dataset = Dataset.from_list([{"messages": _conversation(r)} for r in ctx.train_rows])
+            dataset = Dataset.from_list(_examples(ctx.train_rows, tokenizer, ctx.config.model.name))
 
         # Trainer config: the recipe's fields, the engine's precision, the user's extra TRL args.
         args = ctx.backend.trainer_args(
@@ -126,3 +133,12 @@ def _conversation(row: dict[str, Any]) -> list[dict[str, Any]]:
     if row.get("messages"):
         return row["messages"]
     return [*prompt_messages(row), {"role": "assistant", "content": assistant_text(row)}]
+
+
+def _examples(rows: list[dict[str, Any]], processing: Any, model: str) -> list[dict[str, Any]]:
+    """TRL's dataset rows: ``{"messages"}``, or for a vision-language model ``{"messages",
+    "images"}`` (TRL's vision collator renders them with the processor)."""
+    if not is_processor(processing):
+        refuse_images_without_processor(rows, model, "train")
+        return [{"messages": _conversation(r)} for r in rows]
+    return [training_example(_conversation(r), f"train row {i}") for i, r in enumerate(rows)]

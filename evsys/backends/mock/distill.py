@@ -11,12 +11,12 @@ import random
 from typing import Any
 
 from evsys.algorithms.distill import Distill
+from evsys.backends.mock.images import seen_prompt
 from evsys.backends.mock.inference import MockInferenceClient
 from evsys.backends.mock.policy import MockPolicy, stable_seed
 from evsys.errors import BackendError, ConfigError
 from evsys.protocols import RunContext, RunResult
 from evsys.registry import register_algorithm
-from evsys.rows import prompt_text
 from evsys.training import is_save_step, iterate_batches, progress_bar
 
 
@@ -41,7 +41,7 @@ class MockDistill:
                 backend.check_step(step)
                 disagreements = 0
                 for row in batch:
-                    prompt = prompt_text(row)
+                    prompt = seen_prompt(row)
                     target = teacher.generate(prompt, rng, greedy=True)
                     if student.generate(prompt, rng, greedy=False) != target:
                         disagreements += 1

@@ -8,10 +8,10 @@ from typing import Any
 
 from pydantic import Field
 
+from evsys.backends.mock.images import seen_prompt
 from evsys.backends.mock.policy import MockPolicy, in_context_examples, stable_seed
 from evsys.config import Seed, Strict
 from evsys.registry import register_inference
-from evsys.rows import prompt_text
 
 
 @register_inference("mock")
@@ -52,7 +52,7 @@ class MockInferenceClient:
         stop: Sequence[str] | None = None,
     ) -> str:
         messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
-        text = prompt_text({"messages": messages})
+        text = seen_prompt({"messages": messages})
         system = "\n".join(
             m["content"]
             for m in messages

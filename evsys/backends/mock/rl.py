@@ -12,12 +12,13 @@ import statistics
 from typing import Any
 
 from evsys.algorithms.rl import RL
+from evsys.backends.mock.images import seen_prompt
 from evsys.backends.mock.inference import MockInferenceClient
 from evsys.backends.mock.policy import MockPolicy, stable_seed
 from evsys.errors import DataError
 from evsys.protocols import RunContext, RunResult
 from evsys.registry import register_algorithm
-from evsys.rows import assistant_text, prompt_text
+from evsys.rows import assistant_text
 from evsys.task_verifiers import rollout_verifier
 from evsys.training import is_save_step, iterate_batches, progress_bar
 
@@ -46,7 +47,7 @@ class MockRL:
                 backend.check_step(step)
                 rewards, zero_std_groups = [], 0
                 for row in batch:
-                    prompt, answer = prompt_text(row), _reference_answer(row)
+                    prompt, answer = seen_prompt(row), _reference_answer(row)
                     if prompt not in policy.answers:
                         low, high = INITIAL_CONFIDENCE
                         policy.learn(prompt, answer, rng.uniform(low, high), rng)

@@ -7,11 +7,12 @@ from typing import Any
 
 from evsys.algorithms.sft import SFT
 from evsys.backends.mock.backend import COST_PER_RANK_STEP
+from evsys.backends.mock.images import seen_prompt
 from evsys.backends.mock.inference import MockInferenceClient
 from evsys.backends.mock.policy import MockPolicy, stable_seed
 from evsys.protocols import RunContext, RunResult
 from evsys.registry import register_algorithm
-from evsys.rows import assistant_text, prompt_text
+from evsys.rows import assistant_text
 from evsys.training import (
     is_save_step,
     iterate_batches,
@@ -52,7 +53,7 @@ class MockSFT:
                 backend.check_step(step)
                 losses = []
                 for row in batch:
-                    prompt, answer = prompt_text(row), assistant_text(row)
+                    prompt, answer = seen_prompt(row), assistant_text(row)
                     losses.append(_row_loss(policy, prompt, answer))
                     if rng.random() < learn_probability:
                         policy.learn(prompt, answer, 1.0, rng)

@@ -14,8 +14,8 @@ from evsys.backends.chat_rendering import chat_tokens
 # Chat rendering lived here first; its names stay importable from this module.
 from evsys.backends.chat_rendering import conversation as conversation
 from evsys.backends.chat_rendering import full_tokens as full_tokens
-from evsys.backends.chat_rendering import prompt_tokens as prompt_tokens
-from evsys.errors import BackendError
+from evsys.backends.chat_rendering import prompt_tokens as _prompt_tokens
+from evsys.errors import BackendError, ConfigError
 
 
 def load_tokenizer(name: str, renderer: str | None = None) -> Any:
@@ -56,6 +56,7 @@ def datum(
     from tinker import types
 
     messages = conversation(row)
+    refuse_images(messages)
     if assistant_only:
         tokens, mask = chat_tokens(tokenizer, messages)
     else:
@@ -74,3 +75,28 @@ def datum(
         ),
         sum(weights),
     )
+
+
+def prompt_tokens(tokenizer: Any, messages: list[dict[str, Any]] | str) -> list[int]:
+    """The conversation so far, ending with the header of the assistant's turn (refused when it
+    shows images: see :func:`refuse_images`)."""
+    if not isinstance(messages, str):
+        refuse_images(messages)
+    return _prompt_tokens(tokenizer, messages)
+
+
+def refuse_images(messages: list[dict[str, Any]], what: str = "a prompt") -> None:
+    """The tinker backend renders chats to text tokens with the model's tokenizer, and has no
+    image encoding of its own to put images among them (the SDK's ImageChunk takes bytes the
+    model's renderer must place): an image is refused here, rather than silently dropped."""
+    for turn, message in enumerate(messages):
+        content = message.get("content")
+        if isinstance(content, list) and any(
+            isinstance(b, dict) and b.get("type") in ("image_url", "image") for b in content
+        ):
+            raise ConfigError(
+                f"{what}: backend 'tinker' cannot take images (message {turn} holds one): "
+                "its chat rendering is text only; train and evaluate rows with images on "
+                "backend=local with a vision-language model, or score them with a hosted "
+                "client (openai, claude, gemini)"
+            )

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from evsys.algorithms.sft import SFT, Example
-from evsys.backends.tinker.rendering import datum
+from evsys.backends.tinker.rendering import conversation, datum, refuse_images
 from evsys.backends.tinker.training import (
     Checkpoints,
     nll_per_token,
@@ -63,6 +63,8 @@ class TinkerSFT:
 
         # Data: every row rendered with the model's chat template, weights on assistant tokens.
         tokenizer = ctx.handles["tokenizer"]
+        for index, row in enumerate(ctx.train_rows):  # before any call to the service
+            refuse_images(conversation(row), f"train row {index}")
         if self.recipe.custom_training():
             if importlib.util.find_spec("torch") is None:
                 raise MissingDependencyError(
