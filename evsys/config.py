@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from evsys import shorthand_forms
+from evsys.arm_resources import ArmResources
 
 # The building blocks (Seed, Strict, the {kind, params} envelopes) live in evsys.extension_specs;
 # their names stay importable from this module, where users import them.
@@ -379,6 +380,11 @@ class ExperimentConfig(RunConfig):
         None,
         description="Continual learning: train on these datasets in order instead of on `data`, "
         "scoring every stage on every stage's eval set. None: one training run on `data`.",
+    )
+    resources: ArmResources = Field(
+        default_factory=ArmResources,
+        description="What this arm asks a cluster for (nodes, GPUs, CPUs, memory, time); unset "
+        "fields are the launcher's. The Slurm launcher submits arms of equal resources together.",
     )
     deploy: DeploySpec | None = Field(
         None,

@@ -68,11 +68,19 @@ def note_torch_threads(threads: int, source: str) -> None:
     _applied.update(torch_threads=threads, threads_from=source)
 
 
+def note_ranks(world_size: int, nodes: int) -> None:
+    """The arm trains in ``world_size`` ranks over ``nodes`` nodes (a data-parallel arm)."""
+    _applied.update(world_size=world_size, nodes=nodes)
+
+
 def runtime_state() -> dict[str, Any]:
     """The ``runtime`` entry of a run record: the arm's CPUs and, once torch is loaded, its
-    intra-op threads and why that many."""
+    intra-op threads and why that many; for a data-parallel arm its ranks and nodes (read once:
+    the next arm of this process starts without them)."""
     cpus, source = arm_cpus()
     state: dict[str, Any] = {"cpus": cpus, "cpus_from": source}
+    if "world_size" in _applied:
+        state |= {"world_size": _applied.pop("world_size"), "nodes": _applied.pop("nodes")}
     torch = sys.modules.get("torch")
     if torch is not None and hasattr(torch, "get_num_threads"):
         threads = torch.get_num_threads()

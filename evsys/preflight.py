@@ -30,6 +30,7 @@ from evsys.config import ExperimentConfig
 from evsys.errors import ConfigError, Problem
 from evsys.output_dirs import dir_problems
 from evsys.paths import primary_config_name
+from evsys.sweep.arm_nodes import check_arm_nodes, single_run_node_problems
 from evsys.sweep.plan import (
     Arm,
     SweepAxes,
@@ -86,6 +87,7 @@ def check_run(
     config = None
     try:
         config = validate_composition(composition)
+        problems += single_run_node_problems(config.model_dump(mode="json"))
     except ConfigError as exc:
         problems += exc.problems
     settings = None
@@ -139,6 +141,8 @@ def plan_sweep(
     check_arms = getattr(settings.launcher, "check_arms", None)
     if check_arms is not None and not bad_arms(arms):  # e.g. enough GPU slots for the GPU arms
         check_arms([(arm.name, arm.resolved) for arm in arms])
+    if not bad_arms(arms):  # an arm across nodes runs only as a Slurm job of as many nodes
+        check_arm_nodes(settings.launcher, [(arm.name, arm.resolved) for arm in arms])
     return arms, settings
 
 

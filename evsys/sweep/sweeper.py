@@ -36,6 +36,7 @@ from evsys.run.record import (
     write_run_result,
 )
 from evsys.sweep.aggregate import SweepSummary, write_sweep_outputs
+from evsys.sweep.arm_nodes import check_arm_nodes
 from evsys.sweep.conclusion import unreported_metric
 from evsys.sweep.dashboard import open_sweep_experiment
 from evsys.sweep.plan import Arm, SweepAxes, bad_arms
@@ -82,12 +83,13 @@ def run_sweep(
         return EXIT_BAD_INPUT
     # Launchers with requirements of their own (GPU slots) check every arm here too.
     check_launcher = getattr(launcher, "check_arms", None)
-    if check_launcher is not None:
-        try:
+    try:
+        if check_launcher is not None:
             check_launcher([(arm.name, arm.resolved) for arm in arms])
-        except ConfigError as exc:
-            print(format_problems(exc.problems, header=exc.header), file=sys.stderr)
-            return EXIT_BAD_INPUT
+        check_arm_nodes(launcher, [(arm.name, arm.resolved) for arm in arms])
+    except ConfigError as exc:
+        print(format_problems(exc.problems, header=exc.header), file=sys.stderr)
+        return EXIT_BAD_INPUT
     changed = changed_since_plan(sweep_dir, arms)
     if changed:
         print(

@@ -47,6 +47,9 @@ if SlurmLauncher is not None:
     )
 
     class EvsysSlurmLauncher(SlurmLauncher):
+        # An arm of several nodes runs here as one job of that many nodes (see evsys.sweep.arm_nodes).
+        submits_multi_node_jobs = True
+
         def __init__(self, **params: Any) -> None:
             self.poll_interval_s = float(params.pop("poll_interval_s", 1.0))
             # Called with (position in this launch, JobReturn) as each arm ends; set by the sweeper.
@@ -91,22 +94,12 @@ if SlurmLauncher is not None:
             self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
         ) -> List[Any]:
             """As hydra-submitit-launcher 1.2's ``BaseSubmititLauncher.launch``, without its wait."""
-            import submitit  # lazy: plugin discovery must stay fast
 
             assert self.config is not None
             init_keys = {"submitit_folder", "max_num_timeout"}
             init_params: Dict[str, Any] = {"folder": self.params["submitit_folder"]}
             if "max_num_timeout" in self.params:
                 init_params[f"{self._EXECUTOR}_max_num_timeout"] = self.params["max_num_timeout"]
-            executor = submitit.AutoExecutor(cluster=self._EXECUTOR, **init_params)
-            base = set(OmegaConf.structured(BaseQueueConf).keys())
-            executor.update_parameters(
-                **{
-                    key if key in base else f"{self._EXECUTOR}_{key}": value
-                    for key, value in self.params.items()
-                    if key not in init_keys
-                }
-            )
             sweep_dir = Path(str(self.config.hydra.sweep.dir))
             sweep_dir.mkdir(parents=True, exist_ok=True)
             if "mode" in self.config.hydra.sweep:
@@ -124,7 +117,31 @@ if SlurmLauncher is not None:
                         Singleton.get_state(),
                     )
                 )
-            return executor.map_array(self, *zip(*job_params, strict=True))
+            # One job array per distinct set of the arms' own resources (resources.* in their
+            # configs), each asking Slurm for what its arms need.
+            jobs: List[Any] = [None] * len(job_params)
+            for values, positions in group_by_resources(self._arm_resources, job_overrides):
+                params = {**self.params, **values}
+                arms = ", ".join(f"#{initial_job_idx + p}" for p in positions)
+                log.info("\tarms %s: %s", arms, _sized(params))
+                executor = _executor(self._EXECUTOR, params, init_params, init_keys)
+                picked = [job_params[position] for position in positions]
+                submitted = executor.map_array(self, *zip(*picked, strict=True))
+                for position, job in zip(positions, submitted, strict=True):
+                    jobs[position] = job
+            return jobs
+
+        def _arm_resources(self, overrides: Sequence[str]) -> Dict[str, Any]:
+            """The launcher fields the arm's own ``resources`` set (its config, composed)."""
+            from evsys.arm_resources import LAUNCHER_KEYS
+
+            assert self.config is not None and self.hydra_context is not None
+            loader = self.hydra_context.config_loader
+            config = loader.load_sweep_config(self.config, list(overrides))
+            node = OmegaConf.select(config, "resources", default=None)
+            values = OmegaConf.to_container(node, resolve=True) if node is not None else {}
+            assert isinstance(values, dict)
+            return {key: values[key] for key in LAUNCHER_KEYS if values.get(key) is not None}
 
         def _wait(self, jobs: List[Any], job_overrides: Sequence[Sequence[str]]) -> List[JobReturn]:
             returns: Dict[int, JobReturn] = {}
@@ -144,13 +161,54 @@ if SlurmLauncher is not None:
             return [returns[position] for position in range(len(jobs))]
 
 
+def group_by_resources(
+    arm_resources: Callable[[Sequence[str]], Dict[str, Any]],
+    job_overrides: Sequence[Sequence[str]],
+) -> List[Any]:
+    """``[(launcher values, [positions])]``: the arms that ask for the same resources, in the
+    order their first arm comes."""
+    groups: Dict[Any, List[int]] = {}
+    for position, overrides in enumerate(job_overrides):
+        groups.setdefault(tuple(sorted(arm_resources(overrides).items())), []).append(position)
+    return [(dict(values), positions) for values, positions in groups.items()]
+
+
+def _executor(
+    cluster: str, params: Dict[str, Any], init_params: Dict[str, Any], init_keys: Any
+) -> Any:
+    """submitit's executor for ``params`` (the launcher's values, an arm group's on top)."""
+    import submitit
+
+    executor = submitit.AutoExecutor(cluster=cluster, **init_params)
+    base = set(OmegaConf.structured(BaseQueueConf).keys())
+    executor.update_parameters(
+        **{
+            key if key in base else f"{cluster}_{key}": value
+            for key, value in params.items()
+            if key not in init_keys
+        }
+    )
+    if int(params.get("nodes") or 1) > 1:
+        # The arm's process runs once, on the first node, and starts its ranks on every node
+        # itself (evsys.backends.local.slurm_nodes); submitit's srun would run it on each.
+        executor.update_parameters(**{f"{cluster}_use_srun": False})
+    return executor
+
+
+def _sized(params: Dict[str, Any]) -> str:
+    keys = ("nodes", "tasks_per_node", "gpus_per_node", "cpus_per_task", "mem_gb", "timeout_min")
+    return ", ".join(f"{key}={params.get(key)}" for key in keys)
+
+
 def _ended(
     job: Any, overrides: Sequence[str], position: int, ended_without_result: Dict[int, float]
 ) -> Optional[JobReturn]:
     """The arm's JobReturn once it has ended, else None."""
-    if job.paths.result_pickle.exists():
+    # A job of several tasks (a multi-node arm) has its result from task 0, where the arm ran.
+    first = job.task(0) if job.num_tasks > 1 else job
+    if first.paths.result_pickle.exists():
         try:
-            return job.results()[0]
+            return first.results()[0]
         except Exception as exc:  # the task raised, or submitit could not run it
             return _failed(overrides, exc)
     if not job.watcher.is_done(job.job_id, mode="cache"):

@@ -97,6 +97,14 @@ class LocalBackend:
             "torch.distributed.run): one per GPU the arm holds. The recipe's batch_size stays the "
             "rows per optimizer step, split across the processes.",
         )
+        num_nodes: int = Field(
+            1,
+            ge=1,
+            description="Nodes one arm trains across (num_processes ranks on each), as one "
+            "multi-node Slurm job: needs --multirun hydra/launcher=slurm with "
+            "hydra.launcher.nodes (or resources.nodes) set to the same. The ranks meet through "
+            "torch's c10d rendezvous on the job's first node; gloo on CPU, NCCL on GPU.",
+        )
         trl_args: dict[str, Any] = Field(
             default_factory=dict,
             description=(
@@ -112,7 +120,8 @@ class LocalBackend:
 
     def launches_ranks(self) -> bool:
         """Whether this process starts the data-parallel ranks rather than training itself."""
-        return self.cfg.num_processes > 1 and not distributed.in_worker()
+        spread = self.cfg.num_processes > 1 or self.cfg.num_nodes > 1
+        return spread and not distributed.in_worker()
 
     def train_in_ranks(
         self, config: Any, run_id: str, run_dir: Path, rows: list[dict[str, Any]]
@@ -127,7 +136,9 @@ class LocalBackend:
                 f"{os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}); with hydra/launcher=gpus set "
                 f"hydra.launcher.gpus_per_arm={wanted}"
             )
-        return distributed.train_in_ranks(config, run_id, run_dir, rows, wanted)
+        return distributed.train_in_ranks(
+            config, run_id, run_dir, rows, wanted, num_nodes=self.cfg.num_nodes
+        )
 
     def prepare(self, *, model: ModelConfig, run_dir: Path) -> dict[str, Any]:
         self.cfg.size_torch_threads()

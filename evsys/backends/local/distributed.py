@@ -22,6 +22,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from evsys.backends.local.slurm_nodes import srun_command
+from evsys.cpus import note_ranks
 from evsys.errors import BackendError
 from evsys.files import write_json_atomically, write_jsonl_atomically
 from evsys.protocols import Row, RunResult
@@ -45,9 +47,15 @@ def world_size() -> int:
 
 
 def train_in_ranks(
-    config: Any, run_id: str, run_dir: Path, rows: list[Row], num_processes: int
+    config: Any,
+    run_id: str,
+    run_dir: Path,
+    rows: list[Row],
+    num_processes: int,
+    num_nodes: int = 1,
 ) -> RunResult:
-    """Train the arm in ``num_processes`` ranks; returns rank 0's result."""
+    """Train the arm in ``num_processes`` ranks on each of ``num_nodes`` nodes (the nodes of
+    its Slurm job, see :mod:`evsys.backends.local.slurm_nodes`); returns rank 0's result."""
     job_dir = run_dir / "ddp"
     job_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomically(
@@ -55,18 +63,22 @@ def train_in_ranks(
     )
     write_jsonl_atomically(job_dir / ROWS_FILE, rows)
     (job_dir / RESULT_FILE).unlink(missing_ok=True)
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        f"--nproc_per_node={num_processes}",
-        "--master_addr=127.0.0.1",
-        f"--master_port={_free_port()}",
-        "-m",
-        "evsys.backends.local.rank",
-        str(job_dir),
-        str(run_dir),
-    ]
+    if num_nodes > 1:
+        command = srun_command(num_nodes, num_processes, job_dir, run_dir)
+    else:
+        command = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            f"--nproc_per_node={num_processes}",
+            "--master_addr=127.0.0.1",
+            f"--master_port={_free_port()}",
+            "-m",
+            "evsys.backends.local.rank",
+            str(job_dir),
+            str(run_dir),
+        ]
+    note_ranks(num_processes * num_nodes, num_nodes)
     env = {**os.environ, WORKER_ENV: "1"}
     with (
         (job_dir / LOG_FILE).open("w") as log,
@@ -88,7 +100,8 @@ def train_in_ranks(
     if code != 0 or not result_path.is_file():
         cause = _first_rank_error((job_dir / LOG_FILE).read_text(errors="replace"))
         raise BackendError(
-            f"data-parallel training ({num_processes} processes) exited with code {code}"
+            f"data-parallel training ({num_processes} processes on each of {num_nodes} "
+            f"node(s)) exited with code {code}"
             f"{': ' + cause if cause else ''}; the ranks' output is in {job_dir / LOG_FILE}"
         )
     return RunResult(**json.loads(result_path.read_text()))
