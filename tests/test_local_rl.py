@@ -134,3 +134,74 @@ def test_harbor_tasks_train_on_their_own_verifiers(workdir: Path) -> None:
     # 2 steps × 2 tasks × 2 completions, each scored by the task's function with its params.
     assert len(calls) == 8 and {scale for _, scale in calls} == {0.5}
     assert {expected for expected, _ in calls} <= {"0", "2", "4", "6"}
+
+
+def lora_on_tiny(dtype: str = "float32") -> object:
+    """The tiny model with a LoRA adapter whose B is not zero, so the adapter changes outputs."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from evsys.backends.local.models import quiet_libraries, resolve_model_path
+
+    torch.manual_seed(0)
+    config = LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", task_type="CAUSAL_LM")
+    with quiet_libraries():
+        base = AutoModelForCausalLM.from_pretrained(
+            resolve_model_path(TINY), dtype=getattr(torch, dtype)
+        )
+        model = get_peft_model(base, config)
+    for name, param in model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(param, std=0.1)
+    return model.eval()
+
+
+def test_rollouts_sample_from_merged_lora_weights_that_compute_the_same_policy() -> None:
+    """Merged weights give the adapter's logits (to float32 rounding), generation through them
+    picks the same tokens, the adapter's path is skipped, and every weight is back bit for bit."""
+    import torch
+
+    from evsys.backends.local.lora_merge import merged_lora
+
+    model = lora_on_tiny()
+    ids = torch.randint(3, 1000, (4, 12), generator=torch.Generator().manual_seed(1))
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    lora_calls = []
+    hooks = [
+        m.register_forward_hook(lambda *_: lora_calls.append(1))
+        for name, m in model.named_modules()
+        if name.endswith("lora_A.default")
+    ]
+    options = {"max_new_tokens": 8, "do_sample": False, "pad_token_id": 0}
+    with torch.no_grad():
+        adapter_logits = model(input_ids=ids).logits
+        adapter_tokens = model.generate(input_ids=ids, **options)
+        calls_unmerged = len(lora_calls)
+        with merged_lora(model) as merged:
+            merged_logits = model(input_ids=ids).logits
+            merged_tokens = model.generate(input_ids=ids, **options)
+        calls_merged = len(lora_calls) - calls_unmerged
+        again = model(input_ids=ids).logits
+    for hook in hooks:
+        hook.remove()
+    assert merged and calls_unmerged > 0 and calls_merged == 0
+    torch.testing.assert_close(merged_logits, adapter_logits, rtol=1e-4, atol=1e-4)
+    assert torch.equal(merged_tokens, adapter_tokens)
+    assert all(torch.equal(before[n], p) for n, p in model.named_parameters())
+    assert torch.equal(again, adapter_logits)  # the adapter is back on
+
+
+def test_half_precision_adapters_are_not_merged() -> None:
+    """In bfloat16 the small update would be rounded away in W + BA: sampling stays unmerged."""
+    import torch
+
+    from evsys.backends.local.lora_merge import merged_lora
+
+    model = lora_on_tiny("bfloat16")
+    ids = torch.tensor([[5, 6, 7, 8]])
+    with torch.no_grad():
+        expected = model(input_ids=ids).logits
+        with merged_lora(model) as merged:
+            logits = model(input_ids=ids).logits
+    assert not merged and torch.equal(logits, expected)

@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 from evsys.algorithms.rl import RL
 from evsys.backends.local.trainer import train_adapter
 from evsys.errors import ConfigError
+from evsys.fan_out import map_in_order
 from evsys.protocols import RunContext, RunResult
 from evsys.registry import register_algorithm
 from evsys.rows import prompt_messages, prompt_text
@@ -53,7 +54,9 @@ class LocalRL:
     def train(self, ctx: RunContext) -> RunResult:
         from datasets import Dataset
         from transformers import set_seed
-        from trl import GRPOConfig, GRPOTrainer
+        from trl import GRPOConfig
+
+        from evsys.backends.local.grpo import fast_grpo_trainer
 
         cfg, handles = self.cfg, ctx.handles
 
@@ -98,7 +101,7 @@ class LocalRL:
         # Train: a LoRA adapter, metrics and checkpoints through the shared evsys callback.
         result = train_adapter(
             ctx,
-            GRPOTrainer,
+            fast_grpo_trainer(),
             cfg,
             label="local rl",
             metric_names=_METRICS,
@@ -117,19 +120,19 @@ def verifier_reward(
     """A TRL reward function: ``verifier.verify(...).reward`` of each completion against its row.
 
     TRL passes the dataset's extra columns (here ``row_index``) as keyword lists, one entry per
-    completion; the row itself is the verifier's target, as on the other backends.
+    completion; the row itself is the verifier's target, as on the other backends. The batch's
+    completions are scored concurrently (:func:`evsys.fan_out.map_in_order`), in order.
     """
 
     def reward(completions: list[Any], row_index: list[int], **_: Any) -> list[float]:
-        scores = []
-        for completion, index in zip(completions, row_index, strict=True):
-            row = rows[index]
-            scores.append(
-                verifier.verify(
-                    prompt=prompt_text(row), completion=_text(completion), target=row
-                ).reward
-            )
-        return scores
+        def score(pair: tuple[Any, int]) -> float:
+            row = rows[pair[1]]
+            return verifier.verify(
+                prompt=prompt_text(row), completion=_text(pair[0]), target=row
+            ).reward
+
+        # Side by side: a judge model's replies do not wait on each other.
+        return map_in_order(score, zip(completions, row_index, strict=True))
 
     reward.__name__ = name  # TRL logs it as rewards/<name>/mean
     return reward
