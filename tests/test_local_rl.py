@@ -205,3 +205,61 @@ def test_half_precision_adapters_are_not_merged() -> None:
         with merged_lora(model) as merged:
             logits = model(input_ids=ids).logits
     assert not merged and torch.equal(logits, expected)
+
+
+def test_the_lean_decode_loop_draws_what_generate_draws() -> None:
+    """Groups of left-padded prompts of different lengths, each prefilled once: with the same
+    random state, the same tokens as ``generate`` (cut after the first end token), and a row
+    that ends early stops there."""
+    import torch
+    from transformers import GenerationConfig
+
+    from evsys.backends.local.sampling import sample_completions
+
+    model = lora_on_tiny()
+    lengths, group, new = (7, 12, 9), 3, 16
+    rng = torch.Generator().manual_seed(3)
+    prompts = [
+        torch.randint(3, 1000, (n,), generator=rng).tolist() for n in lengths for _ in range(group)
+    ]
+    width = max(map(len, prompts))
+    ids = torch.tensor([[0] * (width - len(p)) + p for p in prompts])
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+    config = GenerationConfig(
+        max_new_tokens=new,
+        do_sample=True,
+        temperature=0.7,
+        top_k=0,
+        top_p=1.0,
+        pad_token_id=0,
+        disable_compile=True,
+    )
+    torch.manual_seed(0)
+    with torch.no_grad():  # the third token seed 0 draws for row 0 ends a row: some end early
+        end = int(
+            model.generate(input_ids=ids, attention_mask=mask, generation_config=config)[
+                0, width + 2
+            ]
+        )
+    config.eos_token_id = [end]
+    shorter = 0
+    for seed in range(3):
+        torch.manual_seed(seed)
+        with torch.no_grad():
+            generated = model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
+        expected = []
+        for row in generated[:, width:].tolist():
+            stop = row.index(end) if end in row else len(row) - 1
+            expected.append(row[: stop + 1])
+        torch.manual_seed(seed)
+        ours = sample_completions(
+            model.get_base_model(),
+            prompts,
+            max_new_tokens=new,
+            temperature=0.7,
+            pad_token_id=0,
+            eos_token_ids=[end],
+        )
+        assert ours == expected
+        shorter += sum(len(c) < new for c in ours)
+    assert shorter > 0
