@@ -1,6 +1,8 @@
 """RL on the local backend: TRL's GRPOTrainer trains a PEFT LoRA adapter on verifier rewards.
 
-The recipe maps onto ``GRPOConfig`` as follows (generation runs with transformers, never vLLM):
+Rollouts take evsys's faster path (:mod:`evsys.backends.local.grpo`: merged LoRA weights, each
+group's prompt prefilled once); the rewards of a batch are asked for side by side. The recipe
+maps onto ``GRPOConfig`` as follows (generation runs with transformers, never vLLM):
 
 - ``batch_size`` prompts per step: ``per_device_train_batch_size = batch_size * group_size``
   completions with one generation batch per optimizer step (TRL's rule: the generation batch,
