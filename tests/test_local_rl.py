@@ -263,3 +263,45 @@ def test_the_lean_decode_loop_draws_what_generate_draws() -> None:
         assert ours == expected
         shorter += sum(len(c) < new for c in ours)
     assert shorter > 0
+
+
+def test_a_step_runs_one_training_forward_and_one_prefill(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At kl_coef=0 with one update per rollout, a step's forwards are one prefill of the
+    distinct prompts, one per decoded token, and the one training forward: no reference and no
+    old-policy recomputation."""
+    import torch
+    from transformers import LlamaModel
+
+    forwards: list[tuple[bool, int, int]] = []  # (grad enabled, batch rows, tokens per row)
+    original = LlamaModel.forward  # the backbone: TRL's fused training forward skips the head
+
+    def counted(self: object, *args: object, **kwargs: object) -> object:
+        ids = kwargs.get("input_ids")
+        if ids is not None:
+            forwards.append((torch.is_grad_enabled(), ids.shape[0], ids.shape[1]))  # type: ignore[attr-defined]
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(LlamaModel, "forward", counted)
+    steps, prompts, group, tokens = 2, 2, 3, 4
+    overrides = [
+        "algorithm=rl",
+        "data=arithmetic",
+        "backend=local",
+        "model=tiny",
+        "eval=none",
+        f"algorithm.params.max_steps={steps}",
+        f"algorithm.params.batch_size={prompts}",
+        f"algorithm.params.group_size={group}",
+        f"algorithm.params.max_tokens={tokens}",
+    ]
+    _, config = compose_and_validate(overrides)
+    outcome = run_arm(config, workdir / "run", overrides=overrides)
+    assert outcome.record["status"] == "completed", outcome.record["error"]
+    training = [f for f in forwards if f[0]]
+    prefills = [f for f in forwards if not f[0] and f[2] > 1]
+    decodes = [f for f in forwards if not f[0] and f[2] == 1]
+    assert len(training) == steps and all(f[1] == prompts * group for f in training)
+    assert len(prefills) == steps and all(f[1] == prompts for f in prefills)  # once per prompt
+    assert 0 < len(decodes) <= steps * (tokens - 1)
