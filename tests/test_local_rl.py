@@ -269,8 +269,8 @@ def test_a_step_runs_one_training_forward_and_one_prefill(
     workdir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """At kl_coef=0 with one update per rollout, a step's forwards are one prefill of the
-    distinct prompts, one per decoded token, and the one training forward: no reference and no
-    old-policy recomputation."""
+    distinct prompts, one per decoded token, and the loss forward (each prompt once, then every
+    completion): no reference and no old-policy recomputation."""
     import torch
     from transformers import LlamaModel
 
@@ -302,6 +302,57 @@ def test_a_step_runs_one_training_forward_and_one_prefill(
     training = [f for f in forwards if f[0]]
     prefills = [f for f in forwards if not f[0] and f[2] > 1]
     decodes = [f for f in forwards if not f[0] and f[2] == 1]
-    assert len(training) == steps and all(f[1] == prompts * group for f in training)
+    assert sorted(f[1] for f in training) == sorted([prompts, prompts * group] * steps)
     assert len(prefills) == steps and all(f[1] == prompts for f in prefills)  # once per prompt
     assert 0 < len(decodes) <= steps * (tokens - 1)
+
+
+def test_the_loss_forward_with_shared_prompts_scores_what_a_full_forward_scores() -> None:
+    """Two groups of left-padded prompts, completions with padding: each group's prompt run
+    once gives the full forward's log-probs, entropies and LoRA gradients (float32 rounding)."""
+    import torch
+
+    from evsys.backends.local.shared_prompt import shared_prompt_logps
+
+    model = lora_on_tiny().train()
+    rng = torch.Generator().manual_seed(1)
+    width, new, group, temperature = 10, 6, 3, 0.7
+    prompts, prompt_mask = [], []
+    for length in (7, 10):
+        prompt = torch.randint(3, 1000, (length,), generator=rng).tolist()
+        prompts += [[0] * (width - length) + prompt] * group
+        prompt_mask += [[0] * (width - length) + [1] * length] * group
+    completions = torch.randint(3, 1000, (2 * group, new), generator=rng)
+    completion_mask = torch.ones(2 * group, new, dtype=torch.long)
+    completion_mask[0, 4:] = 0
+    completion_mask[4, 2:] = 0
+    ids = torch.cat([torch.tensor(prompts), completions], dim=1)
+    mask = torch.cat([torch.tensor(prompt_mask), completion_mask], dim=1)
+    weights = torch.randn(2 * group, new, generator=rng)
+
+    logits = model(input_ids=ids, attention_mask=mask).logits[:, width - 1 : -1] / temperature
+    log_probs = torch.log_softmax(logits.float(), dim=-1)
+    padding = completion_mask == 0
+    expected = log_probs.gather(-1, completions[..., None]).squeeze(-1).masked_fill(padding, 0)
+    expected_entropy = -(log_probs.exp() * log_probs).sum(-1).masked_fill(padding, 0)
+    (expected * weights).sum().backward()
+    lora = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    expected_grads = {n: p.grad.clone() for n, p in lora.items()}
+    model.zero_grad()
+
+    scored = shared_prompt_logps(
+        model, ids, mask, new, temperature=temperature, compute_entropy=True
+    )
+    assert scored is not None
+    logps, entropy = scored
+    (logps * weights).sum().backward()
+    torch.testing.assert_close(logps, expected, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(entropy, expected_entropy, rtol=1e-4, atol=1e-4)
+    for name, param in lora.items():
+        torch.testing.assert_close(param.grad, expected_grads[name], rtol=1e-3, atol=1e-5)
+    assert any(bool(p.grad.abs().sum() > 0) for p in lora.values())
+    # Rows that share no prompt are left to TRL's own forward.
+    assert (
+        shared_prompt_logps(model, ids[::3], mask[::3], new, temperature=1.0, compute_entropy=False)
+        is None
+    )

@@ -10,6 +10,9 @@ sampling of completions changes:
   (:mod:`evsys.backends.local.sampling`): each group's prompt prefilled once, no ``generate``
   machinery per token, the same draws. Anything else goes through TRL's own ``generate`` call.
 
+The loss forward (and the reference forward at ``kl_coef > 0``) runs each group's prompt once,
+shared by its completions through the KV cache (:mod:`evsys.backends.local.shared_prompt`).
+
 The rest is already lean in TRL 1.16 for evsys's settings (one generation batch per optimizer
 step, one update per rollout): the old policy's log-probabilities are not recomputed (the ratio
 is taken against the detached current ones) and no reference forward runs when ``kl_coef`` is 0.
@@ -26,6 +29,7 @@ def fast_grpo_trainer() -> type:
 
     from evsys.backends.local.lora_merge import merged_lora
     from evsys.backends.local.sampling import sample_completions
+    from evsys.backends.local.shared_prompt import shared_prompt_logps
 
     class EvsysGRPOTrainer(GRPOTrainer):
         def _generate_single_turn(
@@ -56,6 +60,46 @@ def fast_grpo_trainer() -> type:
                 finally:
                     base.train(training)
             return completions, None  # no sampling logprobs, as TRL's generate path
+
+        def _get_per_token_logps_and_entropies(
+            self,
+            model: Any,
+            input_ids: Any,
+            attention_mask: Any,
+            logits_to_keep: int,
+            batch_size: int | None = None,
+            compute_entropy: bool = False,
+            compute_aux_loss: bool = False,
+            **multimodal: Any,
+        ) -> Any:
+            plain = (
+                not compute_aux_loss
+                and all(value is None for value in multimodal.values())
+                and self.accelerator.num_processes == 1  # a DDP forward syncs the gradients
+                and (batch_size is None or batch_size >= input_ids.size(0))
+            )
+            if plain:
+                with self.accelerator.autocast():
+                    scored = shared_prompt_logps(
+                        self.accelerator.unwrap_model(model),
+                        input_ids,
+                        attention_mask,
+                        logits_to_keep,
+                        temperature=self.temperature,
+                        compute_entropy=compute_entropy,
+                    )
+                if scored is not None:
+                    return (*scored, None)
+            return super()._get_per_token_logps_and_entropies(
+                model,
+                input_ids,
+                attention_mask,
+                logits_to_keep,
+                batch_size=batch_size,
+                compute_entropy=compute_entropy,
+                compute_aux_loss=compute_aux_loss,
+                **multimodal,
+            )
 
         def _lean_sampling(self, images: Any, multimodal_fields: Any) -> bool:
             """Whether the rollout is one the lean loop samples exactly as ``generate`` would."""

@@ -1,7 +1,8 @@
 """RL on the local backend: TRL's GRPOTrainer trains a PEFT LoRA adapter on verifier rewards.
 
-Rollouts take evsys's faster path (:mod:`evsys.backends.local.grpo`: merged LoRA weights, each
-group's prompt prefilled once); the rewards of a batch are asked for side by side. The recipe
+Rollouts and the loss forward take evsys's faster path (:mod:`evsys.backends.local.grpo`: merged
+LoRA weights for sampling, each group's prompt run once); the rewards of a batch are asked for
+side by side. The recipe
 maps onto ``GRPOConfig`` as follows (generation runs with transformers, never vLLM):
 
 - ``batch_size`` prompts per step: ``per_device_train_batch_size = batch_size * group_size``
