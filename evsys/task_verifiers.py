@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -313,6 +314,7 @@ class RowVerifier:
     def __init__(self, default: Any, judge: InferenceSpec | None = None):
         self.default, self.judge = default, judge
         self._executors: dict[str, Any] = {}
+        self._building = threading.Lock()  # rollouts are scored from several threads at once
 
     def verify(self, *, prompt: str, completion: str, target: Any) -> VerificationResult:
         payload = own_payload(target)
@@ -346,9 +348,10 @@ class RowVerifier:
 
     def _executor(self, payload: Mapping[str, Any], where: str) -> Any:
         key = json.dumps(payload, sort_keys=True, default=str)
-        if key not in self._executors:
-            self._executors[key] = task_verifier(payload, where, self.judge)
-        return self._executors[key]
+        with self._building:  # one executor per payload, so one meter of its judge's calls
+            if key not in self._executors:
+                self._executors[key] = task_verifier(payload, where, self.judge)
+            return self._executors[key]
 
 
 def own_payload(row: Any) -> Mapping[str, Any] | None:

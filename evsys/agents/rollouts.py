@@ -9,6 +9,7 @@ from typing import Any
 
 from evsys.agents.episode import Act, Episode, run_episodes
 from evsys.errors import DataError
+from evsys.fan_out import map_in_order
 from evsys.protocols import Row
 from evsys.registry import ENVIRONMENTS
 from evsys.rows import prompt_text
@@ -40,13 +41,16 @@ def play_episodes(
         tokenizer=tokenizer,
     )
     if verifier is not None:
-        for episode in episodes:
-            if episode.status != "failed":
-                episode.reward = verifier.verify(
-                    prompt=_prompt(episode.task),
-                    completion=episode.last_action,
-                    target=episode.task,
-                ).reward
+        scored = [e for e in episodes if e.status != "failed"]
+
+        def score(episode: Episode) -> float:
+            return verifier.verify(
+                prompt=_prompt(episode.task), completion=episode.last_action, target=episode.task
+            ).reward
+
+        # Side by side: a judge model's replies do not wait on each other.
+        for episode, reward in zip(scored, map_in_order(score, scored), strict=True):
+            episode.reward = reward
     return episodes
 
 

@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 from evsys.agents.episode import Action, Episode
 from evsys.agents.rollouts import play_episodes, step_metrics
 from evsys.algorithms.agent_rl import AgentRL
+from evsys.backends.local.lora_merge import merged_lora
 from evsys.backends.local.rl import _LOSSES, _METRICS, _NO_CLIP
 from evsys.backends.local.trainer import train_adapter
 from evsys.backends.local.vision import refuse_images_in_recipe
@@ -158,7 +159,7 @@ def _sampler(trainer: Any, tokenizer: Any, temperature: float) -> Callable[..., 
         training = model.training
         model.eval()  # no dropout while sampling
         try:
-            with torch.no_grad():
+            with torch.no_grad(), merged_lora(model):  # one matmul per projection, not three
                 out = model.generate(
                     input_ids=torch.tensor(ids, device=model.device),
                     attention_mask=torch.tensor(attention, device=model.device),

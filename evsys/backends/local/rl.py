@@ -1,6 +1,9 @@
 """RL on the local backend: TRL's GRPOTrainer trains a PEFT LoRA adapter on verifier rewards.
 
-The recipe maps onto ``GRPOConfig`` as follows (generation runs with transformers, never vLLM):
+Rollouts and the loss forward take evsys's faster path (:mod:`evsys.backends.local.grpo`: merged
+LoRA weights for sampling, each group's prompt run once); the rewards of a batch are asked for
+side by side. The recipe
+maps onto ``GRPOConfig`` as follows (generation runs with transformers, never vLLM):
 
 - ``batch_size`` prompts per step: ``per_device_train_batch_size = batch_size * group_size``
   completions with one generation batch per optimizer step (TRL's rule: the generation batch,
@@ -22,6 +25,7 @@ from evsys.algorithms.rl import RL
 from evsys.backends.local.trainer import train_adapter
 from evsys.backends.local.vision import refuse_images_in_recipe
 from evsys.errors import ConfigError
+from evsys.fan_out import map_in_order
 from evsys.protocols import RunContext, RunResult
 from evsys.registry import register_algorithm
 from evsys.rows import prompt_messages, prompt_text
@@ -54,7 +58,9 @@ class LocalRL:
     def train(self, ctx: RunContext) -> RunResult:
         from datasets import Dataset
         from transformers import set_seed
-        from trl import GRPOConfig, GRPOTrainer
+        from trl import GRPOConfig
+
+        from evsys.backends.local.grpo import fast_grpo_trainer
 
         cfg, handles = self.cfg, ctx.handles
 
@@ -100,7 +106,7 @@ class LocalRL:
         # Train: a LoRA adapter, metrics and checkpoints through the shared evsys callback.
         result = train_adapter(
             ctx,
-            GRPOTrainer,
+            fast_grpo_trainer(),
             cfg,
             label="local rl",
             metric_names=_METRICS,
@@ -119,19 +125,19 @@ def verifier_reward(
     """A TRL reward function: ``verifier.verify(...).reward`` of each completion against its row.
 
     TRL passes the dataset's extra columns (here ``row_index``) as keyword lists, one entry per
-    completion; the row itself is the verifier's target, as on the other backends.
+    completion; the row itself is the verifier's target, as on the other backends. The batch's
+    completions are scored concurrently (:func:`evsys.fan_out.map_in_order`), in order.
     """
 
     def reward(completions: list[Any], row_index: list[int], **_: Any) -> list[float]:
-        scores = []
-        for completion, index in zip(completions, row_index, strict=True):
-            row = rows[index]
-            scores.append(
-                verifier.verify(
-                    prompt=prompt_text(row), completion=_text(completion), target=row
-                ).reward
-            )
-        return scores
+        def score(pair: tuple[Any, int]) -> float:
+            row = rows[pair[1]]
+            return verifier.verify(
+                prompt=prompt_text(row), completion=_text(pair[0]), target=row
+            ).reward
+
+        # Side by side: a judge model's replies do not wait on each other.
+        return map_in_order(score, zip(completions, row_index, strict=True))
 
     reward.__name__ = name  # TRL logs it as rewards/<name>/mean
     return reward
