@@ -13,6 +13,7 @@ from pydantic import Field
 
 from evsys.backends.local import distributed
 from evsys.backends.local.models import load_model, require_local_stack
+from evsys.backends.local.sft_speed import SFTSpeed
 from evsys.config import ModelConfig, Strict
 from evsys.cpus import note_torch_threads, torch_threads
 from evsys.errors import BackendError, ConfigError, Problem
@@ -96,6 +97,12 @@ class LocalBackend:
             description="Data-parallel training processes (DDP through accelerate, launched with "
             "torch.distributed.run): one per GPU the arm holds. The recipe's batch_size stays the "
             "rows per optimizer step, split across the processes.",
+        )
+        sft_speed: SFTSpeed = Field(
+            default_factory=SFTSpeed,
+            description="How SFT batches are laid out and scored (each switch: true, false, or "
+            "None for the device's default); what a run used is extras.sft_speed in "
+            "run_result.json.",
         )
         trl_args: dict[str, Any] = Field(
             default_factory=dict,

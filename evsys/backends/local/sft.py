@@ -6,6 +6,7 @@ from typing import Any, ClassVar
 
 from evsys.algorithms.sft import SFT
 from evsys.backends.local.custom_loss import ExampleCollator, example_dataset, recipe_loss_trainer
+from evsys.backends.local.sft_speed import FlatCollator, flat_loss_trainer
 from evsys.backends.local.trainer import train_adapter
 from evsys.errors import ConfigError, DataError
 from evsys.protocols import RunContext, RunResult
@@ -63,6 +64,21 @@ class LocalSFT:
             extra = {"data_collator": ExampleCollator(_pad_token_id(tokenizer))}
         else:
             dataset = Dataset.from_list([{"messages": _conversation(r)} for r in ctx.train_rows])
+        # Speed: evsys's batch layout and loss (evsys.backends.local.sft_speed) where it applies.
+        # TRL's packing lays out its own batches; a recipe's loss reads its own collator's.
+        speed = ctx.backend.cfg.sft_speed.applied(handles["device"])
+        if custom or cfg.packing:
+            speed = dict.fromkeys(speed, False)
+        if any(speed.values()):
+            trainer_cls = flat_loss_trainer(SFTTrainer)
+            extra = {
+                "data_collator": FlatCollator(
+                    _pad_token_id(tokenizer),
+                    padding_free=speed["padding_free"],
+                    shared_prefix=speed["shared_prefix"],
+                    scored_only=speed["scored_logits_only"],
+                )
+            }
 
         # Trainer config: the recipe's fields, the engine's precision, the user's extra TRL args.
         args = ctx.backend.trainer_args(
@@ -89,7 +105,7 @@ class LocalSFT:
         )
 
         # Train: a LoRA adapter, metrics and checkpoints through the shared evsys callback.
-        return train_adapter(
+        result = train_adapter(
             ctx,
             trainer_cls,
             cfg,
@@ -100,6 +116,8 @@ class LocalSFT:
             train_dataset=dataset,
             **extra,
         )
+        result.extras["sft_speed"] = speed
+        return result
 
 
 def _pad_token_id(tokenizer: Any) -> int:
