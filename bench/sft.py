@@ -141,7 +141,9 @@ def _run_side(side: str, spec: dict[str, Any], tmp: Path) -> dict[str, Any]:
     command += ["--spec", str(spec_path), "--result", str(result_path)]
     done = subprocess.run(command, cwd=tmp, capture_output=True, text=True)
     if done.returncode != 0:
-        sys.exit(f"{side} failed (exit {done.returncode}):\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
+        sys.exit(
+            f"{side} failed (exit {done.returncode}):\n{done.stdout[-3000:]}{done.stderr[-3000:]}"
+        )
     return json.loads(result_path.read_text())
 
 
@@ -292,12 +294,16 @@ def main() -> None:
         tmp = Path(name)
         os.chdir(tmp)  # an empty project: evsys's bundled config, for every side
         config, bundled = bundled_rows(args.model, tmp)
-        words = [w for line in bundled.read_text().splitlines() for w in line.split() if w.isalpha()]
+        words = [
+            w for line in bundled.read_text().splitlines() for w in line.split() if w.isalpha()
+        ]
         varied = tmp / "varied.jsonl"
         varied_rows(varied, words)
         ratios = {}
         for name_ in args.sets.split(","):
-            ratios[name_] = bench_set(name_, bundled if name_ == "bundled" else varied, args, config, tmp)
+            ratios[name_] = bench_set(
+                name_, bundled if name_ == "bundled" else varied, args, config, tmp
+            )
         print("\nratios: " + ", ".join(f"{k} {v:.2f}×" for k, v in ratios.items()))
 
 
