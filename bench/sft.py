@@ -187,6 +187,7 @@ def summary(runs: list[dict[str, Any]], warmup: int) -> dict[str, float]:
         "tokens": float(n1),
         "rss": max(r["peak_rss_mib"] for r in runs),
         "first": statistics.median(min(r["marks"])[3] for r in runs),  # before any update
+        "per_step": [round(loss, 4) for *_, loss in sorted(runs[0]["marks"])],
     }
 
 
@@ -202,6 +203,10 @@ def bench_set(name: str, rows: Path, args: argparse.Namespace, config: Any, tmp:
         "eval=none",
         "metadata.success_metric=null",
         f"algorithm.params.max_steps={args.steps}",
+        # The plain script's settings: the default experiment's recipe trains at 2e-3.
+        "algorithm.params.learning_rate=1e-4",
+        "algorithm.params.lr_schedule=linear",
+        "algorithm.params.warmup_ratio=0",
         f"algorithm.params.max_seq_length={max_length}",
         *(f"algorithm.params.{key}={value}" for key, value in SFT.items()),
         f"backend.params.device={args.device}",
@@ -247,6 +252,9 @@ def bench_set(name: str, rows: Path, args: argparse.Namespace, config: Any, tmp:
             f"{side['loss']:>10.4f} "
             f"{side['rss']:>7.0f} MiB"
         )
+    print(
+        f"  loss per step, plain: {plain['per_step']}\n  loss per step, evsys: {evsys['per_step']}"
+    )
     if plain["tokens"] != evsys["tokens"]:
         print(f"note: different token counts ({evsys['tokens']} vs {plain['tokens']})")
     ratio = evsys["speed"] / plain["speed"]
