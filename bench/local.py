@@ -240,6 +240,7 @@ def sft_overrides(args: argparse.Namespace) -> list[str]:
         "eval=none",
         "metadata.success_metric=null",  # no eval: nothing to rank by
         f"algorithm.params.max_steps={args.steps}",
+        "algorithm.params.learning_rate=1e-4",  # the plain script's (the default recipe: 2e-3)
         *(f"algorithm.params.{key}={value}" for key, value in SFT.items()),
         "backend.params.device=cpu",
         "backend.params.dtype=float32",

@@ -78,6 +78,12 @@ def test_sft_trains_checkpoints_and_evaluates(sft_run: tuple[ArmOutcome, Path]) 
         "torch_threads": 1,
         "threads_from": "EVSYS_ARM_CPUS",
     }
+    # The CPU's SFT batch layouts (evsys.backends.local.sft_speed), as applied.
+    assert record["extras"]["sft_speed"] == {
+        "scored_logits_only": True,
+        "padding_free": True,
+        "shared_prefix": True,
+    }
 
     lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     steps = [m for m in lines if "train/loss" in m]

@@ -13,6 +13,7 @@ from pydantic import Field
 
 from evsys.backends.local import distributed
 from evsys.backends.local.models import load_model, require_local_stack
+from evsys.backends.local.sft_speed import SFTSpeed
 from evsys.config import ModelConfig, Strict
 from evsys.cpus import note_torch_threads, torch_threads
 from evsys.errors import BackendError, ConfigError, Problem
@@ -104,6 +105,12 @@ class LocalBackend:
             "multi-node Slurm job: needs --multirun hydra/launcher=slurm with "
             "hydra.launcher.nodes (or resources.nodes) set to the same. The ranks meet through "
             "torch's c10d rendezvous on the job's first node; gloo on CPU, NCCL on GPU.",
+        )
+        sft_speed: SFTSpeed = Field(
+            default_factory=SFTSpeed,
+            description="How SFT batches are laid out and scored (each switch: true, false, or "
+            "None for the device's default); what a run used is extras.sft_speed in "
+            "run_result.json.",
         )
         trl_args: dict[str, Any] = Field(
             default_factory=dict,

@@ -6,6 +6,7 @@ from typing import Any, ClassVar
 
 from evsys.algorithms.sft import SFT
 from evsys.backends.local.custom_loss import ExampleCollator, example_dataset, recipe_loss_trainer
+from evsys.backends.local.sft_speed import FlatCollator, flat_loss_trainer
 from evsys.backends.local.trainer import train_adapter
 from evsys.backends.local.vision import (
     is_processor,
@@ -70,6 +71,22 @@ class LocalSFT:
             extra = {"data_collator": ExampleCollator(_pad_token_id(tokenizer))}
         else:
             dataset = Dataset.from_list(_examples(ctx.train_rows, tokenizer, ctx.config.model.name))
+        # Speed: evsys's batch layout and loss (evsys.backends.local.sft_speed) where it applies.
+        # TRL's packing lays out its own batches; a recipe's loss reads its own collator's, and a
+        # vision-language model's batches are its processor's (TRL's vision collator).
+        speed = ctx.backend.cfg.sft_speed.applied(handles["device"])
+        if custom or cfg.packing or is_processor(tokenizer):
+            speed = dict.fromkeys(speed, False)
+        if any(speed.values()):
+            trainer_cls = flat_loss_trainer(SFTTrainer)
+            extra = {
+                "data_collator": FlatCollator(
+                    _pad_token_id(tokenizer),
+                    padding_free=speed["padding_free"],
+                    shared_prefix=speed["shared_prefix"],
+                    scored_only=speed["scored_logits_only"],
+                )
+            }
 
         # Trainer config: the recipe's fields, the engine's precision, the user's extra TRL args.
         args = ctx.backend.trainer_args(
@@ -96,7 +113,7 @@ class LocalSFT:
         )
 
         # Train: a LoRA adapter, metrics and checkpoints through the shared evsys callback.
-        return train_adapter(
+        result = train_adapter(
             ctx,
             trainer_cls,
             cfg,
@@ -107,6 +124,8 @@ class LocalSFT:
             train_dataset=dataset,
             **extra,
         )
+        result.extras["sft_speed"] = speed
+        return result
 
 
 def _pad_token_id(tokenizer: Any) -> int:

@@ -1,0 +1,219 @@
+"""Faster local SFT: the batch layout and loss evsys uses instead of TRL's padded batches.
+
+Measured on SmolLM2-135M (bench/sft.py), a CPU step's time goes to the backbone on every token
+of every row, padding included, and to the LM head (a 49k-token vocabulary) on every position,
+though assistant-only loss scores a fifth of them. Three changes, each with a switch in
+``backend.params.sft_speed`` and each recorded in run_result.json (``extras.sft_speed``):
+
+- ``scored_logits_only``: the LM head and the loss run only at the positions whose next token is
+  scored (``logits_to_keep``, a transformers argument), not on the prompt and the padding.
+- ``padding_free``: a batch's rows become one sequence, each row attending only to itself (a
+  block-diagonal causal mask, positions restarting per row): no padding is computed.
+- ``shared_prefix``: with ``padding_free``, the prefix every row of the batch shares (the chat
+  template's header, a common system prompt) is computed once, and each row's own tokens attend
+  to it and to themselves: the prefix's keys and values are those of each row alone, so the loss
+  is the padded batch's, with fewer tokens through the model.
+
+The loss is TRL's: the summed negative log-likelihood of the scored tokens over their count
+(``num_items_in_batch`` under gradient accumulation). ``tests/test_local_sft_speed.py`` checks
+that it and its gradients equal the plain padded batch's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from evsys.extension_specs import Strict
+
+# What a batch carries besides the model inputs: where to score and what.
+KEEP, PICK_ROW, PICK_COL, TARGETS, ROW_TOKENS = (
+    "keep_positions",
+    "pick_rows",
+    "pick_columns",
+    "shift_labels",
+    "row_tokens",
+)
+
+
+class SFTSpeed(Strict):
+    """How the local backend lays out and scores an SFT batch; None: the device's default."""
+
+    scored_logits_only: bool | None = Field(
+        None,
+        description="LM head and loss only at scored positions. None: on (CPU and CUDA).",
+    )
+    padding_free: bool | None = Field(
+        None,
+        description="A batch's rows as one sequence with a block-diagonal mask, no padding. "
+        "None: on for CPU; off for CUDA (a dense mask grows with the batch's tokens squared).",
+    )
+    shared_prefix: bool | None = Field(
+        None,
+        description="With padding_free: the rows' common prefix computed once per batch. "
+        "None: as padding_free.",
+    )
+
+    def applied(self, device: str) -> dict[str, bool]:
+        """What this run uses on ``device``: each switch, or its default there."""
+        cpu = device == "cpu"
+        padding_free = cpu if self.padding_free is None else self.padding_free
+        shared = padding_free if self.shared_prefix is None else self.shared_prefix
+        scored = True if self.scored_logits_only is None else self.scored_logits_only
+        return {
+            "scored_logits_only": scored,
+            "padding_free": padding_free,
+            "shared_prefix": shared and padding_free,
+        }
+
+
+class FlatCollator:
+    """Lays out a batch of TRL-prepared rows (``input_ids``, ``labels`` with -100 where unscored).
+
+    Each scored token ``labels[i][k]`` is predicted by row ``i``'s position ``k - 1``; the batch
+    says where that position lies in the model's input (``keep_positions``, and which of the kept
+    ones: ``pick_rows``, ``pick_columns``) and the targets (``shift_labels``).
+    """
+
+    def __init__(
+        self, pad_token_id: int, *, padding_free: bool, shared_prefix: bool, scored_only: bool
+    ):
+        self.pad_token_id = pad_token_id
+        self.padding_free = padding_free
+        self.shared_prefix = shared_prefix and padding_free
+        self.scored_only = scored_only
+
+    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        import torch
+
+        ids = [list(r["input_ids"]) for r in rows]
+        labels = [list(r["labels"]) for r in rows]
+        scored = [
+            (i, k, label)
+            for i, row in enumerate(labels)
+            for k, label in enumerate(row)
+            if k and label != -100
+        ]
+        batch = self._flat(ids) if self.padding_free else self._padded(ids)
+        where = batch.pop("where")  # (row, token index) → (batch row, position)
+        places = [where(i, k - 1) for i, k, _ in scored]
+        if self.scored_only:
+            keep = sorted({position for _, position in places})
+        else:
+            keep = list(range(batch["input_ids"].shape[1]))
+        column = {position: c for c, position in enumerate(keep)}
+        batch[KEEP] = torch.tensor(keep, dtype=torch.long)
+        batch[PICK_ROW] = torch.tensor([row for row, _ in places], dtype=torch.long)
+        batch[PICK_COL] = torch.tensor([column[p] for _, p in places], dtype=torch.long)
+        batch[TARGETS] = torch.tensor([[label for _, _, label in scored]], dtype=torch.long)
+        batch["labels"] = batch[TARGETS]  # the trainer counts num_items_in_batch from these
+        batch[ROW_TOKENS] = torch.tensor(sum(len(row) for row in ids))
+        return batch
+
+    def _padded(self, ids: list[list[int]]) -> dict[str, Any]:
+        import torch
+
+        width = max(len(row) for row in ids)
+        input_ids = torch.full((len(ids), width), self.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(ids), width), dtype=torch.long)
+        for i, row in enumerate(ids):
+            input_ids[i, : len(row)] = torch.tensor(row)
+            mask[i, : len(row)] = 1
+        return {"input_ids": input_ids, "attention_mask": mask, "where": lambda i, k: (i, k)}
+
+    def _flat(self, ids: list[list[int]]) -> dict[str, Any]:
+        import torch
+
+        prefix = common_prefix(ids) if self.shared_prefix and len(ids) > 1 else 0
+        tokens, positions, segments, starts = (
+            list(ids[0][:prefix]),
+            list(range(prefix)),
+            [-1] * prefix,
+            [],
+        )
+        for i, row in enumerate(ids):
+            starts.append(len(tokens) - prefix)  # where row i's token `prefix` lies
+            tokens += row[prefix:]
+            positions += range(prefix, len(row))
+            segments += [i] * (len(row) - prefix)
+        position = torch.tensor(positions)
+        segment = torch.tensor(segments)
+        # Query q sees key k when k is not later in its own row, and k is its row's or the prefix's.
+        allowed = (position[None, :] <= position[:, None]) & (
+            (segment[None, :] == segment[:, None]) | (segment[None, :] == -1)
+        )
+
+        def where(i: int, k: int) -> tuple[int, int]:
+            return (0, k) if k < prefix else (0, starts[i] + k)
+
+        return {
+            "input_ids": torch.tensor([tokens], dtype=torch.long),
+            "position_ids": position[None],
+            "attention_mask": allowed[None, None],
+            "where": where,
+        }
+
+
+def common_prefix(ids: list[list[int]]) -> int:
+    """Tokens every row starts with, leaving each row at least one token of its own."""
+    shortest = min(len(row) for row in ids)
+    n = 0
+    while n < shortest - 1 and all(row[n] == ids[0][n] for row in ids):
+        n += 1
+    return n
+
+
+def flat_loss_trainer(trainer_cls: type) -> type:
+    """``trainer_cls`` (TRL's SFTTrainer) whose training loss reads a :class:`FlatCollator` batch."""
+
+    class FlatLossTrainer(trainer_cls):  # type: ignore[misc, valid-type]
+        def compute_loss(
+            self,
+            model: Any,
+            inputs: dict[str, Any],
+            return_outputs: bool = False,
+            num_items_in_batch: Any = None,
+        ) -> Any:
+            if KEEP not in inputs:  # not one of ours (an evaluation dataset): TRL's own loss
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            loss, accuracy, outputs = flat_loss(model, inputs, num_items_in_batch)
+            mode = "train" if self.model.training else "eval"
+            gather = self.accelerator.gather_for_metrics
+            self._metrics[mode]["mean_token_accuracy"].append(gather(accuracy).mean().item())
+            if mode == "train":
+                self._total_train_tokens += int(gather(inputs[ROW_TOKENS]).sum().item())
+            self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
+            return (loss, outputs) if return_outputs else loss
+
+    return FlatLossTrainer
+
+
+def flat_loss(model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> Any:
+    """``(loss, token accuracy, model outputs)`` of a :class:`FlatCollator` batch."""
+    import torch
+    import torch.nn.functional as F
+
+    mask = inputs["attention_mask"]
+    if mask.dim() == 4:  # additive, in the model's dtype: what eager and sdpa attention both take
+        dtype = next(p.dtype for p in model.parameters() if p.is_floating_point())
+        mask = torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(
+            ~mask, torch.finfo(dtype).min
+        )
+    keep = inputs[KEEP]
+    outputs = model(
+        input_ids=inputs["input_ids"],
+        attention_mask=mask,
+        position_ids=inputs.get("position_ids"),
+        logits_to_keep=keep if keep.numel() else 1,
+        use_cache=False,
+    )
+    logits = outputs.logits[inputs[PICK_ROW], inputs[PICK_COL]].float()
+    targets = inputs[TARGETS][0]
+    total = F.cross_entropy(logits, targets, reduction="sum")
+    count = targets.numel() if num_items_in_batch is None else num_items_in_batch
+    loss = total / torch.as_tensor(count, device=total.device).clamp(min=1)
+    with torch.no_grad():
+        hits = (logits.argmax(-1) == targets).float()
+        accuracy = hits.mean() if hits.numel() else hits.new_zeros(())
+    return loss, accuracy, outputs
