@@ -38,6 +38,14 @@ def test_two_ranks_train_one_adapter_and_rank_0_records_it(workdir: Path) -> Non
     steps = [m for m in lines if "train/loss" in m]
     assert [m["step"] for m in steps] == [1, 2, 3, 4]
     assert steps[-1]["train/loss"] < steps[0]["train/loss"]
+    # The ranks' losses add up to one process's on the same global batch (each rank's share of
+    # the token-averaged loss is scaled back up, as Trainer.compute_loss does).
+    single = [o for o in overrides if not o.startswith("backend.params.num_processes")]
+    _, one_process = compose_and_validate(single)
+    assert run_arm(one_process, workdir / "one", overrides=single).record["status"] == "completed"
+    alone = [json.loads(x) for x in (workdir / "one/metrics.jsonl").read_text().splitlines()]
+    first_alone = next(m["train/loss"] for m in alone if "train/loss" in m)
+    assert steps[0]["train/loss"] == pytest.approx(first_alone, rel=0.02)
 
     checkpoints = sorted(p.name for p in (workdir / "r/checkpoints").iterdir())
     assert checkpoints == ["final", "step_2", "step_4"]

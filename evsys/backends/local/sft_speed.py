@@ -178,6 +178,11 @@ def flat_loss_trainer(trainer_cls: type) -> type:
             if KEEP not in inputs:  # not one of ours (an evaluation dataset): TRL's own loss
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             loss, accuracy, outputs = flat_loss(model, inputs, num_items_in_batch)
+            if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+                # As Trainer.compute_loss does: num_items_in_batch counts the tokens of every
+                # rank, and DDP averages the ranks' gradients, so each rank's share is scaled
+                # back up (without it, N ranks train and log at 1/N of the loss).
+                loss = loss * _data_parallel_ranks(self)
             mode = "train" if self.model.training else "eval"
             gather = self.accelerator.gather_for_metrics
             self._metrics[mode]["mean_token_accuracy"].append(gather(accuracy).mean().item())
@@ -187,6 +192,14 @@ def flat_loss_trainer(trainer_cls: type) -> type:
             return (loss, outputs) if return_outputs else loss
 
     return FlatLossTrainer
+
+
+def _data_parallel_ranks(trainer: Any) -> int:
+    """The ranks whose batches differ, as Trainer.compute_loss counts them."""
+    if trainer.args.n_gpu > 1:
+        return int(trainer.args.n_gpu)
+    tensor_parallel = trainer.get_tp_size() if hasattr(trainer, "get_tp_size") else 1
+    return int(trainer.accelerator.num_processes // tensor_parallel)
 
 
 def flat_loss(model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> Any:
