@@ -105,6 +105,16 @@ def _download(name: str, where: str, hint: str) -> Path:
         ) from exc
 
 
+def require_adapter_dir(adapter: str | None) -> None:
+    """A BackendError unless ``adapter`` is None or a PEFT adapter directory."""
+    if adapter is not None and not (Path(adapter) / "adapter_config.json").is_file():
+        raise BackendError(
+            f"checkpoint '{adapter}' is not a PEFT adapter directory (no adapter_config.json); "
+            "point model.load_checkpoint_path (or the inference client's checkpoint) at a "
+            "run's checkpoints/final or checkpoints/step_N"
+        )
+
+
 def load_model(
     name: str,
     *,
@@ -119,12 +129,7 @@ def load_model(
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    if adapter is not None and not (Path(adapter) / "adapter_config.json").is_file():
-        raise BackendError(
-            f"checkpoint '{adapter}' is not a PEFT adapter directory (no adapter_config.json); "
-            "point model.load_checkpoint_path (or the inference client's checkpoint) at a "
-            "run's checkpoints/final or checkpoints/step_N"
-        )
+    require_adapter_dir(adapter)
     path = resolve_model_path(name)
     with quiet_libraries():
         model = AutoModelForCausalLM.from_pretrained(

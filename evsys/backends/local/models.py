@@ -5,7 +5,6 @@ importable from here); a vision-language model loads with its processor
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from evsys.backends import models as text_models
@@ -17,7 +16,6 @@ from evsys.backends.models import TINY_LLAMA as TINY_LLAMA
 from evsys.backends.models import quiet_libraries as quiet_libraries
 from evsys.backends.models import require_local_stack as require_local_stack
 from evsys.backends.models import resolve_model_path as resolve_model_path
-from evsys.errors import BackendError
 
 
 def load_model(
@@ -42,10 +40,7 @@ def load_model(
             adapter=adapter,
             trainable=trainable,
         )
-    if adapter is not None and not (Path(adapter) / "adapter_config.json").is_file():
-        raise BackendError(
-            f"checkpoint '{adapter}' is not a PEFT adapter directory (no adapter_config.json)"
-        )
+    text_models.require_adapter_dir(adapter)
     return load_vision_model(
         path,
         device=device,
