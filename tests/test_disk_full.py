@@ -206,3 +206,29 @@ def test_a_real_full_tmpfs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
             json.loads(line)
     finally:
         subprocess.run(["umount", str(mount)], check=True)
+
+
+@pytest.mark.parametrize("code", STORAGE_ERRNOS)
+def test_a_run_whose_record_cannot_be_written_is_failed_with_the_cause(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, code: int
+) -> None:
+    """The run ends, then its run_result.json finds no room: the caller is told it failed and
+    why, nothing is raised out of run_arm, and the file still says the arm never finished (so
+    `evsys resume` runs it again), not half a record."""
+    import evsys.run.runner as runner
+
+    real = runner.write_json_atomically
+
+    def full_disk(path: Path, payload: object) -> None:
+        with disk_fills_up(code, 100):
+            real(path, payload)
+
+    monkeypatch.setattr(runner, "write_json_atomically", full_disk)
+    outcome = run_in_process(["algorithm.params.max_steps=2"], workdir / "r")
+    assert outcome.result.status == outcome.record["status"] == "failed"
+    error = outcome.record["error"]
+    assert error.startswith(f"StorageError: could not write {workdir / 'r' / 'run_result.json'}")
+    assert f"({errno.errorcode[code]})" in error and error.endswith("the run had ended completed")
+    on_disk = json.loads((workdir / "r" / "run_result.json").read_text())
+    assert on_disk["status"] == "running" and on_disk["finished"] is False
+    assert not outcome.bad_input

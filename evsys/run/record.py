@@ -262,7 +262,14 @@ def traces_of_a_dead_run(run_dir: Path) -> tuple[datetime | None, dict[str, floa
     return started_at, metrics
 
 
-def write_run_result(
+def write_run_result(run_dir: Path, result: RunResult, **fields: Any) -> dict[str, Any]:
+    """Write the record of a run that ended (:func:`run_record`) as its ``run_result.json``."""
+    record = run_record(run_dir, result, **fields)
+    write_json_atomically(run_dir / RUN_RESULT, record)
+    return record
+
+
+def run_record(
     run_dir: Path,
     result: RunResult,
     *,
@@ -275,8 +282,8 @@ def write_run_result(
     runtime: dict[str, Any] | None = None,
     data_lineage: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The record of a run that ended. ``data_lineage``: the id (or path) and sha256 of every
-    data file the run read (:func:`evsys.data.lineage.data_lineage`)."""
+    """The record of a run that ended, as ``run_result.json`` keeps it. ``data_lineage``: the id
+    (or path) and sha256 of every data file the run read (:func:`evsys.data.lineage.data_lineage`)."""
     finished_at = datetime.now(UTC)
     safe_config = redact(config)
     record = {
@@ -306,5 +313,4 @@ def write_run_result(
         "runtime": runtime,
         "data_lineage": data_lineage or [],
     }
-    write_json_atomically(run_dir / RUN_RESULT, record)
     return record

@@ -23,6 +23,7 @@ from evsys.cpus import runtime_state
 from evsys.data.lineage import data_lineage
 from evsys.data.sources import apply_transforms, load_rows
 from evsys.errors import ConfigError, DataError
+from evsys.files import StorageError, write_json_atomically
 from evsys.interrupts import interruption, signals_deferred, signals_raise
 from evsys.log_stores.dashboard import DashboardLogStore, find_dashboard_store
 from evsys.log_stores.multiplex import MultiplexLogStore
@@ -33,10 +34,11 @@ from evsys.run.continual import run_continual
 from evsys.run.dependencies import DEFAULT, ArmDependencies
 from evsys.run.evaluation import best_effort, eval_rows, evaluate
 from evsys.run.record import (
+    RUN_RESULT,
     git_state,
     new_run_id,
     run_hyperparams,
-    write_run_result,
+    run_record,
     write_run_started,
 )
 from evsys.task_verifiers import recipe_judge
@@ -131,7 +133,7 @@ def run_arm(
                 _close_quietly(log_store)
 
         with signals_deferred():  # a second signal must not cost the arm its record
-            record = write_run_result(
+            record = run_record(
                 run_dir,
                 result,
                 name=config.name,
@@ -143,6 +145,18 @@ def run_arm(
                 runtime=runtime_state(),
                 data_lineage=lineage,
             )
+            try:
+                write_json_atomically(run_dir / RUN_RESULT, record)
+            except StorageError as exc:
+                # Nothing on disk says how the arm ended: the file still holds the started
+                # record (a reader sees an arm that did not finish; `evsys resume` runs it
+                # again), and the caller is told the arm failed, with the cause.
+                ended = result.status + (f" ({result.error})" if result.error else "")
+                result = replace(
+                    result, status="failed", error=f"StorageError: {exc}; the run had ended {ended}"
+                )
+                record |= {"status": "failed", "finished": False, "error": result.error}
+                log.error("run %s: %s", run_id, result.error)
     if stopped is not None:
         raise stopped
     return ArmOutcome(result=result, record=record)
