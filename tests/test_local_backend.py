@@ -83,6 +83,7 @@ def test_sft_trains_checkpoints_and_evaluates(sft_run: tuple[ArmOutcome, Path]) 
         "scored_logits_only": True,
         "padding_free": True,
         "shared_prefix": True,
+        "row_attention": True,  # the tiny model runs on sdpa
     }
 
     lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]

@@ -1,8 +1,8 @@
 """The local SFT batch layouts (bench/sft.py measures their speed) train on the plain loss.
 
 A padded batch through the model's own logits is the reference: every layout of the same rows
-(scored logits only, padding-free, a shared prefix computed once) must give the same loss and
-the same LoRA gradients, to float tolerance, on batches hypothesis draws.
+(scored logits only, padding-free, a shared prefix computed once, attention row by row) must give
+the same loss and the same LoRA gradients, to float tolerance, on batches hypothesis draws.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ require("peft", "pip install 'evsys[local]'")
 
 import torch  # noqa: E402
 
+from evsys.backends.local.row_attention import row_attention, uses_row_attention  # noqa: E402
 from evsys.backends.local.sft_speed import FlatCollator, SFTSpeed, common_prefix, flat_loss  # noqa: E402
 
 LAYOUTS = [
@@ -95,13 +96,20 @@ def loss_and_grads(model: Any, compute: Any) -> tuple[float, dict[str, torch.Ten
 @given(rows=batches())
 def test_every_layout_gives_the_plain_loss_and_gradients(lora_model: Any, rows: list[dict]) -> None:
     expected, expected_grads = loss_and_grads(lora_model, lambda: plain_loss(lora_model, rows))
-    for layout in LAYOUTS:
+    sdpa = lora_model.config._attn_implementation == "sdpa"
+    for layout, by_row in [(layout, False) for layout in LAYOUTS] + [
+        (LAYOUTS[1], True),
+        (LAYOUTS[3], True),
+    ]:
         batch = FlatCollator(0, **layout)(rows)
-        got, grads = loss_and_grads(lora_model, lambda b=batch: flat_loss(lora_model, b)[0])
-        assert got == pytest.approx(expected, rel=1e-5, abs=1e-6), layout
+        with row_attention(lora_model, enabled=by_row) as switched:
+            assert switched == (by_row and sdpa) == uses_row_attention(lora_model)
+            got, grads = loss_and_grads(lora_model, lambda b=batch: flat_loss(lora_model, b)[0])
+        assert lora_model.config._attn_implementation in ("sdpa", "eager")  # switched back
+        assert got == pytest.approx(expected, rel=1e-5, abs=1e-6), (layout, by_row)
         for name, grad in expected_grads.items():
             torch.testing.assert_close(
-                grads[name], grad, rtol=1e-4, atol=2e-5, msg=f"{layout} {name}"
+                grads[name], grad, rtol=1e-4, atol=2e-5, msg=f"{layout} {by_row} {name}"
             )
 
 
@@ -116,6 +124,7 @@ def test_the_shared_prefix_is_computed_once() -> None:
     # Row 2's own token sees the prefix and itself, not row 1's tokens.
     assert batch["attention_mask"][0, 0, 5].tolist() == [True, True, True, False, False, True]
     assert batch["row_tokens"].item() == 9  # what tokens/s counts: the rows' tokens
+    assert batch["row_layout"] == (3, (2, 1))  # the prefix, then each row's own tokens
     assert batch["shift_labels"].tolist() == [[4, 5, 9]]
     assert common_prefix([[1, 2], [1, 2]]) == 1  # each row keeps a token of its own
 
@@ -125,12 +134,15 @@ def test_the_defaults_follow_the_device_and_each_switch_turns_off() -> None:
         "scored_logits_only": True,
         "padding_free": True,
         "shared_prefix": True,
+        "row_attention": True,
     }
     assert SFTSpeed().applied("cuda") == {
         "scored_logits_only": True,
         "padding_free": False,
         "shared_prefix": False,
+        "row_attention": False,
     }
+    assert SFTSpeed(row_attention=False).applied("cpu")["row_attention"] is False
     assert SFTSpeed(shared_prefix=False).applied("cpu")["shared_prefix"] is False
     assert SFTSpeed(padding_free=False, shared_prefix=True).applied("cpu")["shared_prefix"] is False
     assert SFTSpeed(scored_logits_only=False).applied("cpu")["scored_logits_only"] is False

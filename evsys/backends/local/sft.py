@@ -6,6 +6,7 @@ from typing import Any, ClassVar
 
 from evsys.algorithms.sft import SFT
 from evsys.backends.local.custom_loss import ExampleCollator, example_dataset, recipe_loss_trainer
+from evsys.backends.local.row_attention import row_attention
 from evsys.backends.local.sft_speed import FlatCollator, flat_loss_trainer
 from evsys.backends.local.trainer import train_adapter
 from evsys.backends.local.vision import (
@@ -113,18 +114,19 @@ class LocalSFT:
         )
 
         # Train: a LoRA adapter, metrics and checkpoints through the shared evsys callback.
-        result = train_adapter(
-            ctx,
-            trainer_cls,
-            cfg,
-            label=f"local {self.recipe.name}",
-            metric_names=_METRICS,
-            headline="loss",
-            args=args,
-            train_dataset=dataset,
-            **extra,
-        )
-        result.extras["sft_speed"] = speed
+        with row_attention(handles["model"], enabled=speed.pop("row_attention")) as by_row:
+            result = train_adapter(
+                ctx,
+                trainer_cls,
+                cfg,
+                label=f"local {self.recipe.name}",
+                metric_names=_METRICS,
+                headline="loss",
+                args=args,
+                train_dataset=dataset,
+                **extra,
+            )
+        result.extras["sft_speed"] = speed | {"row_attention": by_row}
         return result
 
 

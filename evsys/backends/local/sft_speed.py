@@ -13,6 +13,9 @@ though assistant-only loss scores a fifth of them. Three changes, each with a sw
   template's header, a common system prompt) is computed once, and each row's own tokens attend
   to it and to themselves: the prefix's keys and values are those of each row alone, so the loss
   is the padded batch's, with fewer tokens through the model.
+- ``row_attention``: with ``padding_free`` on an sdpa model, attention runs row by row
+  (:mod:`evsys.backends.local.row_attention`) instead of over the whole sequence under the
+  block-diagonal mask, which computes every row against every other and throws most away.
 
 The loss is TRL's: the summed negative log-likelihood of the scored tokens over their count
 (``num_items_in_batch`` under gradient accumulation). ``tests/test_local_sft_speed.py`` checks
@@ -25,6 +28,7 @@ from typing import Any
 
 from pydantic import Field
 
+from evsys.backends.local.row_attention import ROW_LAYOUT, uses_row_attention
 from evsys.extension_specs import Strict
 
 # What a batch carries besides the model inputs: where to score and what.
@@ -55,16 +59,28 @@ class SFTSpeed(Strict):
         "None: as padding_free.",
     )
 
+    row_attention: bool | None = Field(
+        None,
+        description="With padding_free on an sdpa model: attention row by row, not over the "
+        "whole batch under its block-diagonal mask. None: as padding_free.",
+    )
+
     def applied(self, device: str) -> dict[str, bool]:
-        """What this run uses on ``device``: each switch, or its default there."""
+        """What this run asks for on ``device``: each switch, or its default there.
+
+        ``row_attention`` is what is asked; whether the model could switch (it must use sdpa)
+        is known once it is loaded, and the run records that instead.
+        """
         cpu = device == "cpu"
         padding_free = cpu if self.padding_free is None else self.padding_free
         shared = padding_free if self.shared_prefix is None else self.shared_prefix
+        rows = padding_free if self.row_attention is None else self.row_attention
         scored = True if self.scored_logits_only is None else self.scored_logits_only
         return {
             "scored_logits_only": scored,
             "padding_free": padding_free,
             "shared_prefix": shared and padding_free,
+            "row_attention": rows and padding_free,
         }
 
 
@@ -151,6 +167,8 @@ class FlatCollator:
             "input_ids": torch.tensor([tokens], dtype=torch.long),
             "position_ids": position[None],
             "attention_mask": allowed[None, None],
+            # For row attention (plain ints: the trainer moves tensors, not these).
+            ROW_LAYOUT: (prefix, tuple(len(row) - prefix for row in ids)),
             "where": where,
         }
 
@@ -208,7 +226,8 @@ def flat_loss(model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None
     import torch.nn.functional as F
 
     mask = inputs["attention_mask"]
-    if mask.dim() == 4:  # additive, in the model's dtype: what eager and sdpa attention both take
+    by_row = ROW_LAYOUT in inputs and uses_row_attention(model)
+    if mask.dim() == 4 and not by_row:  # additive, in the model's dtype: eager and sdpa take it
         dtype = next(p.dtype for p in model.parameters() if p.is_floating_point())
         mask = torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(
             ~mask, torch.finfo(dtype).min
@@ -220,6 +239,7 @@ def flat_loss(model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None
         position_ids=inputs.get("position_ids"),
         logits_to_keep=keep if keep.numel() else 1,
         use_cache=False,
+        **({ROW_LAYOUT: inputs[ROW_LAYOUT]} if by_row else {}),
     )
     logits = outputs.logits[inputs[PICK_ROW], inputs[PICK_COL]].float()
     targets = inputs[TARGETS][0]
