@@ -47,7 +47,8 @@ def profile(spec: dict[str, Any]) -> dict[str, Any]:
     from trl import SFTConfig, SFTTrainer
 
     from evsys.backends.local.models import load_model
-    from evsys.backends.local.sft_speed import FlatCollator
+    from evsys.backends.local.row_attention import row_attention
+    from evsys.backends.local.sft_speed import FlatCollator, SFTSpeed
 
     device, dtype = spec["device"], getattr(torch, spec["dtype"])
     torch.set_num_threads(spec["threads"])
@@ -98,20 +99,29 @@ def profile(spec: dict[str, Any]) -> dict[str, Any]:
         f"  {'layout':<20} {'data':>6} {'fwd':>6} {'head+loss':>9} {'bwd':>6} {'optim':>6} "
         f"{'step s':>7} {'tokens in':>9} {'GFLOP':>6} {'GFLOP/s':>7} {'of peak':>7}"
     )
+    work = {}
     for label, collate in layouts.items():
         phases: list[dict[str, float]] = []
-        for rows_ in batches * 2:  # the first pass warms up
-            phases.append(_step(peft_model, causal_lm, collate, rows_, optimizer, device))
+        by_row = label == "evsys" and SFTSpeed().applied(device)["row_attention"]
+        with row_attention(causal_lm, enabled=by_row):
+            for rows_ in batches * 2:  # the first pass warms up
+                phases.append(_step(peft_model, causal_lm, collate, rows_, optimizer, device))
         timed = phases[len(batches) :]
         median = {k: statistics.median(p[k] for p in timed) for k in timed[0]}
         step = sum(median[k] for k in ("data", "fwd", "head", "bwd", "optim"))
         flops = 4 * body * median["tokens"] + 6 * head * median["projected"]
+        work[label] = flops
         lines.append(
             f"  {label:<20} {median['data']:>6.3f} {median['fwd']:>6.3f} {median['head']:>9.3f} "
             f"{median['bwd']:>6.3f} {median['optim']:>6.3f} {step:>7.3f} "
             f"{median['tokens']:>9.0f} {flops / 1e9:>6.1f} {flops / step / 1e9:>7.1f} "
             f"{flops / step / peak:>7.1%}"
         )
+    plain, evsys = work.values()
+    lines.append(
+        f"  FLOPs a step, plain / evsys: {plain / evsys:.2f}× (the speed-up the layout gives at "
+        "equal FLOP/s; more needs a higher share of the peak than the plain script's)"
+    )
     if device == "cuda":
         lines.append(f"  peak GPU memory {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB")
     return {"report": "\n".join(lines)}
@@ -121,7 +131,7 @@ def _evsys_layout(device: str) -> dict[str, bool]:
     from evsys.backends.local.sft_speed import SFTSpeed
 
     applied = SFTSpeed().applied(device)
-    return {
+    return {  # the collator's switches (row attention is the model's)
         "padding_free": applied["padding_free"],
         "shared_prefix": applied["shared_prefix"],
         "scored_only": applied["scored_logits_only"],
@@ -133,6 +143,7 @@ def _step(
 ) -> dict[str, float]:
     import torch
 
+    from evsys.backends.local.row_attention import ROW_LAYOUT, uses_row_attention
     from evsys.backends.local.sft_speed import KEEP, PICK_COL, PICK_ROW, TARGETS
 
     marks = [time.perf_counter()]
@@ -144,13 +155,17 @@ def _step(
     batch = {k: v.to(device) if hasattr(v, "to") else v for k, v in collate(rows).items()}
     mark()
     mask = batch.get("attention_mask")
-    if mask is not None and mask.dim() == 4:
+    by_row = ROW_LAYOUT in batch and uses_row_attention(causal_lm)
+    if mask is not None and mask.dim() == 4 and not by_row:
         dtype = causal_lm.lm_head.weight.dtype
         mask = torch.zeros(mask.shape, dtype=dtype, device=device).masked_fill(
             ~mask, torch.finfo(dtype).min
         )
     hidden = causal_lm.model(
-        input_ids=batch["input_ids"], attention_mask=mask, position_ids=batch.get("position_ids")
+        input_ids=batch["input_ids"],
+        attention_mask=mask,
+        position_ids=batch.get("position_ids"),
+        **({ROW_LAYOUT: batch[ROW_LAYOUT]} if by_row else {}),
     ).last_hidden_state
     mark()
     leaf = hidden.detach().requires_grad_()
