@@ -282,6 +282,77 @@ def test_a_failed_download_exits_with_one_line_and_leaves_the_run_as_it_was(
     assert not (run.parent / "escaped.json").exists() and not Path("/tmp/abs.json").exists()
 
 
+@pytest.mark.parametrize(
+    ("limit", "value", "message"),
+    [
+        ("MAX_FILES", 1, "listed 2 files to download, more than 1"),
+        ("MAX_DOWNLOAD_BYTES", 2000, "exceed 2,000 bytes in all"),
+    ],
+    ids=["too many files", "too many bytes"],
+)
+def test_a_download_larger_than_an_adapter_is_refused(
+    run: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    limit: str,
+    value: int,
+    message: str,
+) -> None:
+    """A service that lists or sends more than an adapter holds cannot fill this machine's disk:
+    the limits (lowered here below the test adapter's two files) hold before and while writing."""
+    from evsys.deploy import tinker_download
+
+    monkeypatch.setattr(tinker_download, limit, value)
+    before = sorted(p.relative_to(run) for p in run.rglob("*"))
+    with FakeFireworks() as fireworks:
+        got = _cli(["deploy", str(run), "--to", "fireworks", *_flags(fireworks_params(fireworks))])
+    err = capsys.readouterr().err
+    assert got == 1 and message in err and "Traceback" not in err, err
+    assert fireworks.requests == []
+    assert sorted(p.relative_to(run) for p in run.rglob("*")) == before
+
+
+def test_a_stream_past_the_limit_stops_at_the_limit(tmp_path: Path) -> None:
+    """Without an announced length, the bytes are counted as they arrive: one past the room and
+    the file is refused; the part written is never more than the room."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from types import SimpleNamespace
+
+    from evsys.deploy import tinker_download
+    from evsys.errors import BackendError
+
+    class Endless(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Connection", "close")  # no Content-Length: read until closed
+            self.end_headers()
+            for _ in range(64):
+                self.wfile.write(b"x" * 1024)
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Endless)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/file"
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(tinker_download, "MAX_DOWNLOAD_BYTES", 10_000)
+            with pytest.raises(BackendError, match="exceed"):
+                tinker_download.download_files(
+                    {"a.bin": url},
+                    tmp_path,
+                    "http://service.invalid",
+                    "key",
+                    SimpleNamespace(request_timeout_s=10),
+                )
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert (tmp_path / "a.bin").stat().st_size <= 10_000
+
+
 def test_a_run_directory_that_cannot_hold_the_adapter_fails_with_one_line(
     run: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -11,7 +11,10 @@ The file names and URLs of the reply are the service's text, so they are data: e
 a plain relative path (no ``..``, no absolute path, no odd characters) before anything is fetched,
 each file is created fresh (``O_EXCL | O_NOFOLLOW``) inside a new temporary directory, and only
 ``http(s)`` URLs are opened. The API key goes only to the configured Tinker base URL, never with
-a signed URL on another host, and never through a redirect.
+a signed URL on another host, and never through a redirect. What a reply may make this machine
+store is bounded too: at most :data:`MAX_FILES` files and :data:`MAX_DOWNLOAD_BYTES` in all (a
+LoRA adapter is megabytes to a few GiB), checked against each announced length before a file is
+written and against the bytes as they arrive.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ from evsys.errors import BackendError, ConfigError, Problem
 
 EXPORT_NAME = "evsys-deploy"
 EXPORT_TTL_S = 3600  # the temporary export outlives a slow download, then expires by itself
+MAX_FILES = 1000
+MAX_DOWNLOAD_BYTES = 64 << 30
 _CHUNK = 1 << 20
 _PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,199}$")
 _DOWNLOADABLE = "tinker://<run>/weights/<name> (a run's final_checkpoint) or an external weights "
@@ -103,13 +108,19 @@ def download_files(
     """Fetch each ``name → signed URL`` into ``into``; every name is checked before any fetch."""
     if not isinstance(urls, Mapping) or not urls:
         raise BackendError("the Tinker service listed no files to download")
+    if len(urls) > MAX_FILES:
+        raise BackendError(
+            f"the Tinker service listed {len(urls)} files to download, more than {MAX_FILES}: "
+            "the download was refused, nothing was written"
+        )
     targets = {name: member_path(into, name) for name in urls}
     for name in urls:
         _check_url(name, urls[name])
+    room = MAX_DOWNLOAD_BYTES
     for name in sorted(urls):
         target = targets[name]
         target.parent.mkdir(parents=True, exist_ok=True)
-        _fetch(name, urls[name], target, base_url, api_key, params.request_timeout_s)
+        room -= _fetch(name, urls[name], target, base_url, api_key, params.request_timeout_s, room)
 
 
 def member_path(into: Path, name: Any) -> Path:
@@ -138,7 +149,10 @@ def _origin(url: str) -> tuple[str, str, int | None]:
     return parts.scheme, (parts.hostname or "").lower(), port
 
 
-def _fetch(name: str, url: str, target: Path, base_url: str, key: str, timeout_s: float) -> None:
+def _fetch(
+    name: str, url: str, target: Path, base_url: str, key: str, timeout_s: float, room: int
+) -> int:
+    """Download ``url`` into ``target``; the bytes written, at most ``room``."""
     request = urllib.request.Request(url)
     if _origin(url) == _origin(base_url):
         # The configured service itself: its key, which a redirect does not carry along.
@@ -149,11 +163,21 @@ def _fetch(name: str, url: str, target: Path, base_url: str, key: str, timeout_s
         with urllib.request.urlopen(request, timeout=timeout_s) as response:
             length = response.headers.get("Content-Length")
             expected = int(length) if length and length.isdigit() else None
+            if expected is not None and expected > room:
+                raise _TooLarge()
             fd = os.open(target, flags, 0o644)
             with os.fdopen(fd, "wb") as out:
-                for block in iter(lambda: response.read(_CHUNK), b""):
-                    out.write(block)
+                # One byte past the room at most: enough to know it is exceeded.
+                while block := response.read(min(_CHUNK, room - received + 1)):
                     received += len(block)
+                    if received > room:
+                        raise _TooLarge()
+                    out.write(block)
+    except _TooLarge:
+        raise BackendError(
+            f"downloading {name} failed: the checkpoint's files exceed {_size(MAX_DOWNLOAD_BYTES)} "
+            "in all, more than an adapter holds: refused"
+        ) from None
     except urllib.error.HTTPError as exc:
         exc.close()
         why = "the signed URL expired or was refused" if 400 <= exc.code < 500 else "server error"
@@ -170,6 +194,15 @@ def _fetch(name: str, url: str, target: Path, base_url: str, key: str, timeout_s
         raise BackendError(
             f"downloading {name} failed: {received} of {expected} bytes arrived (truncated)"
         )
+    return received
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**30:g} GiB" if n >= 2**30 else f"{n:,} bytes"
+
+
+class _TooLarge(Exception):
+    """More bytes than the download may store."""
 
 
 def _delete_quietly(rest: Any, export: str, params: Any) -> None:
