@@ -59,6 +59,12 @@ def test_rl_trains_logs_rewards_and_checkpoints(rl_run: tuple[ArmOutcome, Path])
         assert m["train/lr"] > 0
     assert record["metrics"]["train/steps"] == STEPS
     assert record["metrics"]["train/final_reward_mean"] == steps[-1]["train/reward_mean"]
+    # The decode loop's threads: one or the arm's, whichever the timed steps found faster.
+    threads, arms = record["extras"]["decode_threads"], record["runtime"]["torch_threads"]
+    assert set(threads["median_step_ms"]) == {"1", str(arms)}
+    assert threads["chosen"] == min(
+        (1, arms), key=lambda n: threads["median_step_ms"][str(n)] or 0.0
+    )
 
     checkpoints = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
     assert checkpoints == ["final", "step_2"]
@@ -214,6 +220,7 @@ def test_the_lean_decode_loop_draws_what_generate_draws() -> None:
     import torch
     from transformers import GenerationConfig
 
+    from evsys.backends.local.decode_threads import DecodeThreads
     from evsys.backends.local.sampling import sample_completions
 
     model = lora_on_tiny()
@@ -252,6 +259,8 @@ def test_the_lean_decode_loop_draws_what_generate_draws() -> None:
             stop = row.index(end) if end in row else len(row) - 1
             expected.append(row[: stop + 1])
         torch.manual_seed(seed)
+        # Seed 1 decodes while the thread count is still being chosen, step by step.
+        threads = DecodeThreads(2, trials=3) if seed else None
         ours = sample_completions(
             model.get_base_model(),
             prompts,
@@ -259,10 +268,28 @@ def test_the_lean_decode_loop_draws_what_generate_draws() -> None:
             temperature=0.7,
             pad_token_id=0,
             eos_token_ids=[end],
+            threads=threads,
         )
         assert ours == expected
         shorter += sum(len(c) < new for c in ours)
     assert shorter > 0
+    assert threads is not None and threads.chosen in (1, 2)  # seed 2: after the choice
+
+
+def test_the_decode_threads_are_the_faster_side_by_the_median() -> None:
+    from evsys.backends.local.decode_threads import DecodeThreads
+
+    threads = DecodeThreads(4, trials=3)
+    sides = []
+    timed = {1: iter([0.3, 0.1, 0.1]), 4: iter([0.2, 0.2, 0.05])}
+    while threads.chosen is None:
+        side = threads.next()
+        sides.append(side)
+        threads.record(side, next(timed[side]))
+    assert sides == [1, 4, 1, 4, 1, 4]  # alternating, one thread first
+    assert threads.chosen == 1  # median 0.1 s against 0.2 s: one slow step does not decide
+    assert threads.next() == 1 and threads.summary()["median_step_ms"] == {"1": 100.0, "4": 200.0}
+    assert DecodeThreads(1).chosen == 1  # one thread has nothing to choose from
 
 
 def test_a_step_runs_one_training_forward_and_one_prefill(

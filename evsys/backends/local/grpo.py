@@ -8,7 +8,9 @@ sampling of completions changes:
 - for a plain text model with TRL's default sampling knobs (temperature only: no top-k, top-p,
   min-p or repetition penalty, no extra ``generation_kwargs``), it runs evsys's decode loop
   (:mod:`evsys.backends.local.sampling`): each group's prompt prefilled once, no ``generate``
-  machinery per token, the same draws. Anything else goes through TRL's own ``generate`` call.
+  machinery per token, the same draws, each step on the faster of one thread and the arm's
+  (:mod:`evsys.backends.local.decode_threads`). Anything else goes through TRL's own
+  ``generate`` call.
 
 The loss forward (and the reference forward at ``kl_coef > 0``) runs each group's prompt once,
 shared by its completions through the KV cache (:mod:`evsys.backends.local.shared_prompt`).
@@ -22,9 +24,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from evsys.backends.local.decode_threads import DecodeThreads
 
-def fast_grpo_trainer() -> type:
-    """``GRPOTrainer`` whose transformers-generation rollouts take the faster path above."""
+
+def fast_grpo_trainer(threads: DecodeThreads | None = None) -> type:
+    """``GRPOTrainer`` whose transformers-generation rollouts take the faster path above;
+    ``threads`` chooses the torch threads of the decode loop's steps."""
     from trl import GRPOTrainer
 
     from evsys.backends.local.lora_merge import merged_lora
@@ -56,6 +61,7 @@ def fast_grpo_trainer() -> type:
                         temperature=self.temperature,
                         pad_token_id=self._tokenizer.pad_token_id,
                         eos_token_ids=list(self.eos_token_ids),
+                        threads=threads,
                     )
                 finally:
                     base.train(training)

@@ -56,10 +56,12 @@ class LocalRL:
         self.cfg = RL.Config(**params)
 
     def train(self, ctx: RunContext) -> RunResult:
+        import torch
         from datasets import Dataset
         from transformers import set_seed
         from trl import GRPOConfig
 
+        from evsys.backends.local.decode_threads import DecodeThreads
         from evsys.backends.local.grpo import fast_grpo_trainer
 
         cfg, handles = self.cfg, ctx.handles
@@ -104,9 +106,10 @@ class LocalRL:
         )
 
         # Train: a LoRA adapter, metrics and checkpoints through the shared evsys callback.
+        threads = DecodeThreads(torch.get_num_threads())  # as the backend sized them
         result = train_adapter(
             ctx,
-            fast_grpo_trainer(),
+            fast_grpo_trainer(threads),
             cfg,
             label="local rl",
             metric_names=_METRICS,
@@ -116,6 +119,7 @@ class LocalRL:
             train_dataset=dataset,
         )
         result.metrics |= verifier.judge_usage()  # an LLM judge's cost and latency, if any
+        result.extras["decode_threads"] = threads.summary()
         return result
 
 

@@ -18,7 +18,10 @@ from each row's first real token, as ``generate`` counts them.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Any
+
+from evsys.backends.local.decode_threads import DecodeThreads
 
 
 def sample_completions(
@@ -29,8 +32,12 @@ def sample_completions(
     temperature: float,
     pad_token_id: int,
     eos_token_ids: list[int],
+    threads: DecodeThreads | None = None,
 ) -> list[list[int]]:
-    """Each prompt's sampled completion, up to and including its first end token."""
+    """Each prompt's sampled completion, up to and including its first end token.
+
+    ``threads`` picks the torch threads of each decode step (the prefill keeps the arm's).
+    """
     import torch
     from transformers import DynamicCache
 
@@ -76,14 +83,15 @@ def sample_completions(
                 break
             mask = torch.cat([mask, mask.new_ones((len(owner), 1))], dim=-1)
             last = last + 1
-            out = model(
-                input_ids=tokens[:, None],
-                attention_mask=mask,
-                position_ids=last[:, None],
-                cache=cache,
-                use_cache=True,
-            )
-            logits = out.logits[:, -1, :].to(torch.float32)
+            with threads.step() if threads is not None else nullcontext():
+                out = model(
+                    input_ids=tokens[:, None],
+                    attention_mask=mask,
+                    position_ids=last[:, None],
+                    cache=cache,
+                    use_cache=True,
+                )
+                logits = out.logits[:, -1, :].to(torch.float32)
     completions = []
     ends = set(eos_token_ids)
     for row in torch.stack(steps, dim=1).tolist():
