@@ -117,7 +117,8 @@ def _attention(
                 queries[i], keys[i], values[i], is_causal=True, **options
             )
         outputs.append(out)
-    return torch.cat(outputs, dim=2).transpose(1, 2).contiguous(), None
+    # [batch, heads, tokens, dim] pieces, joined in one copy as [batch, tokens, heads, dim].
+    return torch.cat([out.transpose(1, 2) for out in outputs], dim=1), None
 
 
 @lru_cache(maxsize=128)
