@@ -2,7 +2,7 @@
 
 Measured on SmolLM2-135M (bench/sft.py), a CPU step's time goes to the backbone on every token
 of every row, padding included, and to the LM head (a 49k-token vocabulary) on every position,
-though assistant-only loss scores a fifth of them. Three changes, each with a switch in
+though assistant-only loss scores a fifth of them. Four changes, each with a switch in
 ``backend.params.sft_speed`` and each recorded in run_result.json (``extras.sft_speed``):
 
 - ``scored_logits_only``: the LM head and the loss run only at the positions whose next token is
