@@ -73,21 +73,22 @@ def run_arm(
     run_dir.mkdir(parents=True, exist_ok=True)
     started_at = datetime.now(UTC)
     run_id = new_run_id(config.name)
-    write_run_started(
-        run_dir,
-        run_id=run_id,
-        name=config.name,
-        config=config.model_dump(mode="json"),
-        overrides=list(overrides),
-        started_at=started_at,
-    )
-    git_state()  # looked up now, so the record names the code the run started from
     log_store: _LatestMetrics | None = None
     dashboard: DashboardLogStore | None = None
     lineage: list[dict[str, Any]] = []
     error_type, trace, stopped = None, None, None
     with signals_raise():
         try:
+            # Inside the try: a Ctrl-C from the moment the started record exists is recorded.
+            write_run_started(
+                run_dir,
+                run_id=run_id,
+                name=config.name,
+                config=config.model_dump(mode="json"),
+                overrides=list(overrides),
+                started_at=started_at,
+            )
+            git_state()  # looked up now, so the record names the code the run started from
             data_store = DATA_STORES.build(config.data_store.kind, config.data_store.params)
             callbacks = Callbacks.build(config.callbacks)
             built = LOG_STORES.build(
