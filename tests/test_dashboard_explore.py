@@ -204,3 +204,109 @@ def test_grouped_curves_are_the_mean_and_std_of_their_runs_step_by_step() -> Non
     assert math.isclose(one.high[0] - one.y[0], statistics.stdev([1.0, 3.0]))
     assert one.low[2] == one.high[2] == 5.0  # one run at that step: no spread
     assert grouped["lr=2"].y == [10.0, 10.0]
+
+
+def reference_buckets(
+    runs: dict[str, dict[int, float]], points: int
+) -> dict[str, list[tuple[float, float, float, float]]]:
+    """The bucketing ``curve_reads.curves`` asks of the database, done in Python: one grid of
+    equal buckets of steps from the first step any run logged, ``points`` at most."""
+    steps = [s for values in runs.values() for s in values]
+    low, high = min(steps), max(steps)
+    width = max(1, math.ceil((high - low + 1) / points))
+    out: dict[str, list[tuple[float, float, float, float]]] = {}
+    for run_id, values in runs.items():
+        buckets: dict[int, list[int]] = {}
+        for step in sorted(values):
+            buckets.setdefault((step - low) // width, []).append(step)
+        out[run_id] = [
+            (
+                statistics.fmean(b),
+                statistics.fmean(values[s] for s in b),
+                min(values[s] for s in b),
+                max(values[s] for s in b),
+            )
+            for _, b in sorted(buckets.items())
+        ]
+    return out
+
+
+def test_curves_match_a_python_reference_whatever_the_runs_steps(dashboard, monkeypatch) -> None:
+    """Runs of any steps (gaps, different ranges, none at all) and metrics: the database's
+    buckets are the reference's, on one grid across every ``IN (…)`` chunk of runs (chunks
+    of two here), and the metric names are every name any run logged."""
+    from hypothesis import HealthCheck
+    from sqlalchemy import insert
+
+    from evsys.dashboard.models import Run, StepMetric
+
+    monkeypatch.setattr(curve_reads, "IN_CHUNK", 2)
+    monkeypatch.setattr(curve_reads, "PG_IN_CHUNK", 2)
+    values = st.floats(-1e6, 1e6, allow_nan=False)
+    run_steps = st.dictionaries(st.integers(0, 500), values, max_size=30)
+    names = st.sets(st.sampled_from(["loss", "acc", "eval/x", "z"]), max_size=3)
+
+    @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.lists(st.tuples(run_steps, names), min_size=1, max_size=5), st.integers(2, 40))
+    def check(runs: list[tuple[dict[int, float], set[str]]], points: int) -> None:
+        project = dashboard.new_project()
+        ids = [f"r{i}" for i in range(len(runs))]
+        rows = [
+            {"project_id": project.id, "run_id": run_id, "step": step, "name": name, "value": v}
+            for run_id, (steps, extra) in zip(ids, runs, strict=True)
+            for name in {"loss"} | extra
+            if steps
+            for step, v in steps.items()
+        ]
+        with dashboard.app.state.sessions() as db:
+            db.execute(insert(Run), [{"project_id": project.id, "id": i} for i in ids])
+            if rows:
+                db.execute(insert(StepMetric), rows)
+            db.commit()
+            found = curve_reads.curves(db, project.id, ids, "loss", points=points)
+            every = curve_reads.curves(db, project.id, ids, "loss", points=None)
+            logged = curve_reads.metric_names(db, project.id, ids)
+        with_steps = {i: steps for i, (steps, _) in zip(ids, runs, strict=True) if steps}
+        expected_names = {"loss"} | {n for steps, extra in runs if steps for n in extra}
+        assert logged == sorted(expected_names if with_steps else set())
+        assert list(found) == list(every) == list(with_steps)  # in the order asked
+        for run_id, steps in with_steps.items():
+            assert every[run_id].x == sorted(steps)
+            assert every[run_id].y == [steps[s] for s in sorted(steps)]
+        if not with_steps:
+            return
+        for run_id, expected in reference_buckets(with_steps, points).items():
+            curve = found[run_id]
+            got = list(zip(curve.x, curve.y, curve.low, curve.high, strict=True))
+            assert len(got) == len(expected), run_id
+            for g, e in zip(got, expected, strict=True):
+                assert g[0] == e[0] and g[2:] == e[2:]  # x and the extremes exactly
+                assert math.isclose(g[1], e[1], rel_tol=1e-9, abs_tol=1e-6)  # a sum's order
+
+    check()
+
+
+def test_a_mean_that_overflows_is_a_gap_not_an_infinity(dashboard) -> None:
+    """Two values near the largest float average to an infinity on SQLite (PostgreSQL refuses
+    the sum): the curve has a gap there, so its JSON stays JSON."""
+    from sqlalchemy import insert
+
+    from evsys.dashboard.models import Run, StepMetric
+
+    if dashboard.database != "sqlite":
+        pytest.skip("PostgreSQL raises on the overflowing sum instead")
+    project = dashboard.new_project()
+    big = [1.5e308, 1.6e308, 1.0, 2.0]
+    with dashboard.app.state.sessions() as db:
+        db.execute(insert(Run), [{"project_id": project.id, "id": "a"}])
+        db.execute(
+            insert(StepMetric),
+            [
+                {"project_id": project.id, "run_id": "a", "step": s, "name": "m", "value": v}
+                for s, v in enumerate(big * 10)
+            ],
+        )
+        db.commit()
+        curve = curve_reads.curves(db, project.id, ["a"], "m", points=20)["a"]
+    assert None in curve.y and all(y is None or math.isfinite(y) for y in curve.y)
+    assert max(curve.high) == 1.6e308  # the extremes are still there
