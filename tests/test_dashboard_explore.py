@@ -310,3 +310,59 @@ def test_a_mean_that_overflows_is_a_gap_not_an_infinity(dashboard) -> None:
         curve = curve_reads.curves(db, project.id, ["a"], "m", points=20)["a"]
     assert None in curve.y and all(y is None or math.isfinite(y) for y in curve.y)
     assert max(curve.high) == 1.6e308  # the extremes are still there
+
+
+# ---- the live part of the page: 304 while nothing it shows has changed ----------------------
+
+
+def test_a_live_poll_answers_304_until_what_it_shows_changes(dashboard) -> None:
+    """The fragment's ETag (the page carries it for the first poll) comes back 304 while only
+    steps stream in, and changes with an arm's end, a new arm, a conclusion, and a write whose
+    client time is older than the row's: the version is the rows' text, not their times."""
+    import html
+
+    import httpx
+    from dashboard_server import ProjectClient, write
+
+    project = dashboard.new_project()
+    writes = ProjectClient(dashboard, project)
+    live = "/experiments/e/live?sort=name"
+    with writes.http, httpx.Client(base_url=dashboard.url, timeout=30) as ui:
+        writes.send(
+            write("experiment.create", {"id": "e", "name": "live", "success_metric": "acc"}),
+            write("run.create", {"id": "a", "experiment_id": "e", "name": "arm a"}),
+        )
+        assert ui.post("/login", data={"api_key": project.key}).status_code == 303
+        page = ui.get("/experiments/e?sort=name").text
+        shown = html.unescape(page.split('data-live-version="')[1].split('"')[0])
+
+        def poll(etag: str) -> httpx.Response:
+            return ui.get(live, headers={"If-None-Match": etag})
+
+        assert poll(shown).status_code == 304  # the page's own fragment: nothing to swap
+        first = ui.get(live)
+        assert first.status_code == 200 and first.headers["etag"] == shown
+        steps = {"run_id": "a", "steps": [{"step": 1, "metrics": {"loss": 0.5}}]}
+        writes.send(write("run.steps", steps))
+        unchanged = poll(shown)
+        assert unchanged.status_code == 304 and unchanged.content == b""
+        assert poll('"another"').status_code == 200
+        assert (
+            ui.get("/experiments/e/live?sort=status", headers={"If-None-Match": shown}).status_code
+            == 200
+        )
+
+        etag = shown
+        for change in (
+            write("run.update", {"id": "a", "status": "completed", "summary": {"acc": 0.9}}),
+            write("run.create", {"id": "b", "experiment_id": "e", "name": "arm b"}),
+            write("experiment.update", {"id": "e", "conclusion": "a wins"}),
+            write("run.update", {"id": "b", "error": "oom"}) | {"time": 1.0},  # 1970
+        ):
+            writes.send(change)
+            answer = poll(etag)
+            assert answer.status_code == 200 and answer.headers["etag"] != etag, change["data"]
+            etag = answer.headers["etag"]
+            assert poll(etag).status_code == 304
+        assert "a wins" in answer.text and "arm b" in answer.text
+        assert ui.get("/experiments/nope/live", headers={"If-None-Match": etag}).status_code == 404
