@@ -186,7 +186,12 @@ def test_every_page_and_endpoint_answers_within_a_second(big) -> None:
     assert f'href="/runs/{arm_id(*best[1])}"' in page
     assert HOSTILE not in page  # escaped
 
-    timed(client, db, "/experiments/big/live")
+    live = timed(client, db, "/experiments/big/live")
+    # the page's poll while nothing it shows has changed: its version alone, no arm read
+    began = time.perf_counter()
+    unchanged = client.get("/experiments/big/live", headers={"If-None-Match": live.headers["etag"]})
+    TIMINGS[db]["/experiments/big/live (If-None-Match: 304)"] = time.perf_counter() - began
+    assert unchanged.status_code == 304
     later = timed(client, db, "/experiments/big", page=21).text
     assert later.count("<tr data-run-id=") == 1001 - 20 * 50
     found = timed(client, db, "/experiments/big", q="rank=128,seed=9").text

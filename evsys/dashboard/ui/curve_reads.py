@@ -18,7 +18,7 @@ from itertools import groupby
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Float, Integer, Select, bindparam, cast, func, select, text
+from sqlalchemy import Float, Integer, Select, and_, bindparam, cast, func, select, text
 from sqlalchemy.orm import Session
 
 from evsys.dashboard.models import Run, StepMetric
@@ -169,7 +169,10 @@ def _step_range(
 def _step_buckets(scopes: list[tuple[Any, ...]], low: int, high: int, points: int) -> list[Select]:
     """A query a chunk of runs, on the grid of all the runs: from step ``low`` to ``high``."""
     width = max(1, math.ceil((high - low + 1) / points))
-    bucket = ((STEPS.step - low) // width).label("bucket")
+    # inline numbers (ours, not the request's): GROUP BY and ORDER BY then read the same, and
+    # SQLite sorts once instead of twice
+    first, size = (bindparam(None, n, literal_execute=True) for n in (low, width))
+    bucket = ((STEPS.step - first) // size).label("bucket")
     x = func.avg(STEPS.step) if width > 1 else func.min(STEPS.step)
     return [
         select(
@@ -190,14 +193,19 @@ def _time_buckets(db: Session, scopes: list[tuple[Any, ...]], points: int | None
     """Seconds since each run's first value (the client's clock), bucketed on a grid shared
     by the runs; values written before the service kept times have no place here."""
     timed = [(*scope, STEPS.written_at.is_not(None)) for scope in scopes]
+    # Each run's first and last time, with the index's leading columns: the bucketing joins
+    # back on all three, so SQLite reads each run's steps by the index from its start (not each
+    # step looking its run's start up: a quarter faster).
     starts = [
         select(
-            STEPS.run_id.label("run_id"),
+            STEPS.project_id,
+            STEPS.name,
+            STEPS.run_id,
             func.min(STEPS.written_at).label("t0"),
             func.max(STEPS.written_at).label("t1"),
         )
         .where(*where)
-        .group_by(STEPS.run_id)
+        .group_by(STEPS.project_id, STEPS.name, STEPS.run_id)
         .subquery()
         for where in timed
     ]
@@ -207,9 +215,14 @@ def _time_buckets(db: Session, scopes: list[tuple[Any, ...]], points: int | None
         return []
     width = span / points if points and span > 0 else 1e-3
     queries = []
-    for where, start in zip(timed, starts, strict=True):
+    for start in starts:
         since = STEPS.written_at - start.c.t0
         bucket = cast(since / width, Integer).label("bucket")  # PostgreSQL rounds, SQLite truncates
+        same_run = and_(
+            STEPS.project_id == start.c.project_id,
+            STEPS.name == start.c.name,
+            STEPS.run_id == start.c.run_id,
+        )
         queries.append(
             select(
                 STEPS.run_id,
@@ -218,8 +231,8 @@ def _time_buckets(db: Session, scopes: list[tuple[Any, ...]], points: int | None
                 func.min(STEPS.value),
                 func.max(STEPS.value),
             )
-            .join_from(StepMetric.__table__, start, start.c.run_id == STEPS.run_id)
-            .where(*where)
+            .select_from(start.join(StepMetric.__table__, same_run))
+            .where(STEPS.written_at.is_not(None))
             .group_by(STEPS.run_id, bucket)
             .order_by(STEPS.run_id, bucket)
         )
