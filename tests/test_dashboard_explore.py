@@ -366,3 +366,45 @@ def test_a_live_poll_answers_304_until_what_it_shows_changes(dashboard) -> None:
             assert poll(etag).status_code == 304
         assert "a wins" in answer.text and "arm b" in answer.text
         assert ui.get("/experiments/nope/live", headers={"If-None-Match": etag}).status_code == 404
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.text(max_size=12),
+            st.text(max_size=12),
+            st.lists(
+                st.tuples(
+                    st.floats(allow_nan=False, allow_infinity=False),
+                    st.none() | st.floats(allow_nan=False, allow_infinity=False),
+                ),
+                max_size=5,
+            ),
+        ),
+        max_size=4,
+    ),
+    st.text(max_size=12),
+)
+def test_the_curves_csv_is_what_the_csv_module_writes_cell_by_cell(
+    runs: list[tuple[str, str, list[tuple[float, float | None]]]], metric: str
+) -> None:
+    """The curves' CSV writes a run's id and name once for all its lines; any id, name or
+    metric (quotes, commas, new lines, a formula's ``=``) reads back as the plain writer's."""
+    import csv
+    import io
+
+    from evsys.dashboard.ui import explore_routes
+
+    header = ["run_id", "name", "step", metric]
+    rows = [
+        {"id": run_id, "name": name, "x": [x for x, _ in points], "y": [y for _, y in points]}
+        for run_id, name, points in runs
+    ]
+    plain = io.StringIO()
+    writer = csv.writer(plain)
+    writer.writerow([explore_routes._csv_cell(h) for h in header])
+    for row in rows:
+        for x, y in zip(row["x"], row["y"], strict=True):
+            writer.writerow([explore_routes._csv_cell(v) for v in (row["id"], row["name"], x, y)])
+    assert explore_routes._curves_csv(header, rows) == plain.getvalue()
