@@ -241,7 +241,6 @@ def test_curves_match_a_python_reference_whatever_the_runs_steps(dashboard, monk
     from evsys.dashboard.models import Run, StepMetric
 
     monkeypatch.setattr(curve_reads, "IN_CHUNK", 2)
-    monkeypatch.setattr(curve_reads, "PG_IN_CHUNK", 2)
     values = st.floats(-1e6, 1e6, allow_nan=False)
     run_steps = st.dictionaries(st.integers(0, 500), values, max_size=30)
     names = st.sets(st.sampled_from(["loss", "acc", "eval/x", "z"]), max_size=3)
@@ -253,6 +252,7 @@ def test_curves_match_a_python_reference_whatever_the_runs_steps(dashboard, monk
         ids = [f"r{i}" for i in range(len(runs))]
         rows = [
             {"project_id": project.id, "run_id": run_id, "step": step, "name": name, "value": v}
+            | {"written_at": 1e9 + 60 * int(run_id[1:]) + step * 0.37}  # runs start apart
             for run_id, (steps, extra) in zip(ids, runs, strict=True)
             for name in {"loss"} | extra
             if steps
@@ -266,6 +266,14 @@ def test_curves_match_a_python_reference_whatever_the_runs_steps(dashboard, monk
             found = curve_reads.curves(db, project.id, ids, "loss", points=points)
             every = curve_reads.curves(db, project.id, ids, "loss", points=None)
             logged = curve_reads.metric_names(db, project.id, ids)
+            by_time = curve_reads.curves(db, project.id, ids, "loss", x_mode="time", points=points)
+            monkeypatch.setattr(curve_reads, "IN_CHUNK", 10_000)  # one statement, same grid
+            at_once = curve_reads.curves(db, project.id, ids, "loss", x_mode="time", points=points)
+            monkeypatch.setattr(curve_reads, "IN_CHUNK", 2)
+        assert list(by_time) == list(at_once)
+        for run_id, curve in by_time.items():
+            for got, one in zip(vars(curve).values(), vars(at_once[run_id]).values(), strict=True):
+                assert len(got) == len(one) and all(map(math.isclose, got, one)), run_id
         with_steps = {i: steps for i, (steps, _) in zip(ids, runs, strict=True) if steps}
         expected_names = {"loss"} | {n for steps, extra in runs if steps for n in extra}
         assert logged == sorted(expected_names if with_steps else set())

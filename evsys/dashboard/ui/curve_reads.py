@@ -11,6 +11,7 @@ mean would hide travel as ``low`` and ``high``). A bucket of one step is that st
 from __future__ import annotations
 
 import math
+import sqlite3
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from itertools import groupby
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Float, Integer, Select, and_, bindparam, cast, func, select, text
+from sqlalchemy import Float, Integer, Select, and_, bindparam, case, cast, func, select, text
 from sqlalchemy.orm import Session
 
 from evsys.dashboard.models import Run, StepMetric
@@ -32,10 +33,11 @@ POINT_BUDGET = 50_000
 MIN_POINTS = 20
 BAND_RUNS = 20
 """Up to this many runs, each bucket's lowest and highest value travel too (a band)."""
-IN_CHUNK = 500
-"""Run ids per ``IN (…)`` on SQLite: under the 999 bound parameters of SQLite before 3.32."""
-PG_IN_CHUNK = 10_000
-"""Run ids per ``IN (…)`` on PostgreSQL (65,535 parameters): every arm of a sweep at once."""
+IN_CHUNK = 10_000
+"""Run ids per ``IN (…)`` at most (PostgreSQL takes 65,535 parameters); SQLite's own limit
+lowers it (999 parameters before 3.32, 32,766 since)."""
+OTHER_PARAMETERS = 99
+"""Bound parameters of a curve query beside its run ids, at most."""
 
 STEPS = StepMetric.__table__.c
 """The table's columns: selects of them come back as plain rows (no ORM objects to build)."""
@@ -206,14 +208,19 @@ def _time_buckets(db: Session, scopes: list[tuple[Any, ...]], points: int | None
         )
         .where(*where)
         .group_by(STEPS.project_id, STEPS.name, STEPS.run_id)
-        .subquery()
+        .cte()
         for where in timed
     ]
-    spans = [db.execute(select(func.max(s.c.t1 - s.c.t0))).scalar() for s in starts]
-    span = max((s for s in spans if s is not None), default=None)
-    if span is None:
-        return []
-    width = span / points if points and span > 0 else 1e-3
+    width: Any = 1e-3  # seconds: every point as logged
+    if len(starts) == 1 and points:  # the grid from the same starts, in the one statement
+        span = select(func.max(starts[0].c.t1 - starts[0].c.t0)).scalar_subquery()
+        width = case((span > 0, span / points), else_=1e-3)
+    elif points:  # the grid of all the chunks' runs, a statement each
+        spans = [db.execute(select(func.max(s.c.t1 - s.c.t0))).scalar() for s in starts]
+        span = max((s for s in spans if s is not None), default=None)
+        if span is None:
+            return []
+        width = span / points if span > 0 else 1e-3
     queries = []
     for start in starts:
         since = STEPS.written_at - start.c.t0
@@ -275,6 +282,10 @@ def curve_rows(names: dict[str, str], found: dict[str, Curve]) -> list[dict[str,
 
 def _chunks(db: Session, ids: Sequence[str]) -> list[Sequence[str]]:
     """``ids`` in as few ``IN (…)`` lists as the database takes: each chunk is a query (and a
-    read of the index) of its own, so PostgreSQL takes them all at once."""
-    size = IN_CHUNK if db.get_bind().dialect.name == "sqlite" else PG_IN_CHUNK
+    read of the index) of its own, so a sweep's arms go all at once where they can."""
+    size = IN_CHUNK
+    if db.get_bind().dialect.name == "sqlite":
+        connection = db.connection().connection.dbapi_connection
+        limit = connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+        size = min(size, limit - OTHER_PARAMETERS)
     return [ids[i : i + size] for i in range(0, len(ids), size)]
