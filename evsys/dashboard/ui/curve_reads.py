@@ -286,6 +286,7 @@ def _chunks(db: Session, ids: Sequence[str]) -> list[Sequence[str]]:
     size = IN_CHUNK
     if db.get_bind().dialect.name == "sqlite":
         connection = db.connection().connection.dbapi_connection
-        limit = connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+        getlimit = getattr(connection, "getlimit", None)  # the sqlite3 module's, Python 3.11+
+        limit = getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) if getlimit else 999
         size = min(size, limit - OTHER_PARAMETERS)
     return [ids[i : i + size] for i in range(0, len(ids), size)]
