@@ -204,3 +204,215 @@ def test_grouped_curves_are_the_mean_and_std_of_their_runs_step_by_step() -> Non
     assert math.isclose(one.high[0] - one.y[0], statistics.stdev([1.0, 3.0]))
     assert one.low[2] == one.high[2] == 5.0  # one run at that step: no spread
     assert grouped["lr=2"].y == [10.0, 10.0]
+
+
+def reference_buckets(
+    runs: dict[str, dict[int, float]], points: int
+) -> dict[str, list[tuple[float, float, float, float]]]:
+    """The bucketing ``curve_reads.curves`` asks of the database, done in Python: one grid of
+    equal buckets of steps from the first step any run logged, ``points`` at most."""
+    steps = [s for values in runs.values() for s in values]
+    low, high = min(steps), max(steps)
+    width = max(1, math.ceil((high - low + 1) / points))
+    out: dict[str, list[tuple[float, float, float, float]]] = {}
+    for run_id, values in runs.items():
+        buckets: dict[int, list[int]] = {}
+        for step in sorted(values):
+            buckets.setdefault((step - low) // width, []).append(step)
+        out[run_id] = [
+            (
+                statistics.fmean(b),
+                statistics.fmean(values[s] for s in b),
+                min(values[s] for s in b),
+                max(values[s] for s in b),
+            )
+            for _, b in sorted(buckets.items())
+        ]
+    return out
+
+
+def test_curves_match_a_python_reference_whatever_the_runs_steps(dashboard, monkeypatch) -> None:
+    """Runs of any steps (gaps, different ranges, none at all) and metrics: the database's
+    buckets are the reference's, on one grid across every ``IN (…)`` chunk of runs (chunks
+    of two here), and the metric names are every name any run logged."""
+    from hypothesis import HealthCheck
+    from sqlalchemy import insert
+
+    from evsys.dashboard.models import Run, StepMetric
+
+    monkeypatch.setattr(curve_reads, "IN_CHUNK", 2)
+    values = st.floats(-1e6, 1e6, allow_nan=False)
+    run_steps = st.dictionaries(st.integers(0, 500), values, max_size=30)
+    names = st.sets(st.sampled_from(["loss", "acc", "eval/x", "z"]), max_size=3)
+
+    @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.lists(st.tuples(run_steps, names), min_size=1, max_size=5), st.integers(2, 40))
+    def check(runs: list[tuple[dict[int, float], set[str]]], points: int) -> None:
+        project = dashboard.new_project()
+        ids = [f"r{i}" for i in range(len(runs))]
+        rows = [
+            {"project_id": project.id, "run_id": run_id, "step": step, "name": name, "value": v}
+            | {"written_at": 1e9 + 60 * int(run_id[1:]) + step * 0.37}  # runs start apart
+            for run_id, (steps, extra) in zip(ids, runs, strict=True)
+            for name in {"loss"} | extra
+            if steps
+            for step, v in steps.items()
+        ]
+        with dashboard.app.state.sessions() as db:
+            db.execute(insert(Run), [{"project_id": project.id, "id": i} for i in ids])
+            if rows:
+                db.execute(insert(StepMetric), rows)
+            db.commit()
+            found = curve_reads.curves(db, project.id, ids, "loss", points=points)
+            every = curve_reads.curves(db, project.id, ids, "loss", points=None)
+            logged = curve_reads.metric_names(db, project.id, ids)
+            by_time = curve_reads.curves(db, project.id, ids, "loss", x_mode="time", points=points)
+            monkeypatch.setattr(curve_reads, "IN_CHUNK", 10_000)  # one statement, same grid
+            at_once = curve_reads.curves(db, project.id, ids, "loss", x_mode="time", points=points)
+            monkeypatch.setattr(curve_reads, "IN_CHUNK", 2)
+        assert list(by_time) == list(at_once)
+        for run_id, curve in by_time.items():
+            for got, one in zip(vars(curve).values(), vars(at_once[run_id]).values(), strict=True):
+                assert len(got) == len(one) and all(map(math.isclose, got, one)), run_id
+        with_steps = {i: steps for i, (steps, _) in zip(ids, runs, strict=True) if steps}
+        expected_names = {"loss"} | {n for steps, extra in runs if steps for n in extra}
+        assert logged == sorted(expected_names if with_steps else set())
+        assert list(found) == list(every) == list(with_steps)  # in the order asked
+        for run_id, steps in with_steps.items():
+            assert every[run_id].x == sorted(steps)
+            assert every[run_id].y == [steps[s] for s in sorted(steps)]
+        if not with_steps:
+            return
+        for run_id, expected in reference_buckets(with_steps, points).items():
+            curve = found[run_id]
+            got = list(zip(curve.x, curve.y, curve.low, curve.high, strict=True))
+            assert len(got) == len(expected), run_id
+            for g, e in zip(got, expected, strict=True):
+                assert g[0] == e[0] and g[2:] == e[2:]  # x and the extremes exactly
+                assert math.isclose(g[1], e[1], rel_tol=1e-9, abs_tol=1e-6)  # a sum's order
+
+    check()
+
+
+def test_a_mean_that_overflows_is_a_gap_not_an_infinity(dashboard) -> None:
+    """Two values near the largest float average to an infinity on SQLite (PostgreSQL refuses
+    the sum): the curve has a gap there, so its JSON stays JSON."""
+    from sqlalchemy import insert
+
+    from evsys.dashboard.models import Run, StepMetric
+
+    if dashboard.database != "sqlite":
+        pytest.skip("PostgreSQL raises on the overflowing sum instead")
+    project = dashboard.new_project()
+    big = [1.5e308, 1.6e308, 1.0, 2.0]
+    with dashboard.app.state.sessions() as db:
+        db.execute(insert(Run), [{"project_id": project.id, "id": "a"}])
+        db.execute(
+            insert(StepMetric),
+            [
+                {"project_id": project.id, "run_id": "a", "step": s, "name": "m", "value": v}
+                for s, v in enumerate(big * 10)
+            ],
+        )
+        db.commit()
+        curve = curve_reads.curves(db, project.id, ["a"], "m", points=20)["a"]
+    assert None in curve.y and all(y is None or math.isfinite(y) for y in curve.y)
+    assert max(curve.high) == 1.6e308  # the extremes are still there
+
+
+# ---- the live part of the page: 304 while nothing it shows has changed ----------------------
+
+
+def test_a_live_poll_answers_304_until_what_it_shows_changes(dashboard) -> None:
+    """The fragment's ETag (the page carries it for the first poll) comes back 304 while only
+    steps stream in, and changes with an arm's end, a new arm, a conclusion, and a write whose
+    client time is older than the row's: the version is the rows' text, not their times."""
+    import html
+
+    import httpx
+    from dashboard_server import ProjectClient, write
+
+    project = dashboard.new_project()
+    writes = ProjectClient(dashboard, project)
+    live = "/experiments/e/live?sort=name"
+    with writes.http, httpx.Client(base_url=dashboard.url, timeout=30) as ui:
+        writes.send(
+            write("experiment.create", {"id": "e", "name": "live", "success_metric": "acc"}),
+            write("run.create", {"id": "a", "experiment_id": "e", "name": "arm a"}),
+        )
+        assert ui.post("/login", data={"api_key": project.key}).status_code == 303
+        page = ui.get("/experiments/e?sort=name").text
+        shown = html.unescape(page.split('data-live-version="')[1].split('"')[0])
+
+        def poll(etag: str) -> httpx.Response:
+            return ui.get(live, headers={"If-None-Match": etag})
+
+        assert poll(shown).status_code == 304  # the page's own fragment: nothing to swap
+        first = ui.get(live)
+        assert first.status_code == 200 and first.headers["etag"] == shown
+        steps = {"run_id": "a", "steps": [{"step": 1, "metrics": {"loss": 0.5}}]}
+        writes.send(write("run.steps", steps))
+        unchanged = poll(shown)
+        assert unchanged.status_code == 304 and unchanged.content == b""
+        assert poll('"another"').status_code == 200
+        assert (
+            ui.get("/experiments/e/live?sort=status", headers={"If-None-Match": shown}).status_code
+            == 200
+        )
+
+        etag = shown
+        for change in (
+            write("run.update", {"id": "a", "status": "completed", "summary": {"acc": 0.9}}),
+            write("run.create", {"id": "b", "experiment_id": "e", "name": "arm b"}),
+            write("experiment.update", {"id": "e", "conclusion": "a wins"}),
+            write("run.update", {"id": "b", "error": "oom"}) | {"time": 1.0},  # 1970
+        ):
+            writes.send(change)
+            answer = poll(etag)
+            assert answer.status_code == 200 and answer.headers["etag"] != etag, change["data"]
+            etag = answer.headers["etag"]
+            assert poll(etag).status_code == 304
+        assert "a wins" in answer.text and "arm b" in answer.text
+        assert ui.get("/experiments/nope/live", headers={"If-None-Match": etag}).status_code == 404
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.text(max_size=12),
+            st.text(max_size=12),
+            st.lists(
+                st.tuples(
+                    st.floats(allow_nan=False, allow_infinity=False),
+                    st.none() | st.floats(allow_nan=False, allow_infinity=False),
+                ),
+                max_size=5,
+            ),
+        ),
+        max_size=4,
+    ),
+    st.text(max_size=12),
+)
+def test_the_curves_csv_is_what_the_csv_module_writes_cell_by_cell(
+    runs: list[tuple[str, str, list[tuple[float, float | None]]]], metric: str
+) -> None:
+    """The curves' CSV writes a run's id and name once for all its lines; any id, name or
+    metric (quotes, commas, new lines, a formula's ``=``) reads back as the plain writer's."""
+    import csv
+    import io
+
+    from evsys.dashboard.ui import explore_routes
+
+    header = ["run_id", "name", "step", metric]
+    rows = [
+        {"id": run_id, "name": name, "x": [x for x, _ in points], "y": [y for _, y in points]}
+        for run_id, name, points in runs
+    ]
+    plain = io.StringIO()
+    writer = csv.writer(plain)
+    writer.writerow([explore_routes._csv_cell(h) for h in header])
+    for row in rows:
+        for x, y in zip(row["x"], row["y"], strict=True):
+            writer.writerow([explore_routes._csv_cell(v) for v in (row["id"], row["name"], x, y)])
+    assert explore_routes._curves_csv(header, rows) == plain.getvalue()

@@ -38,12 +38,14 @@ CORES = os.cpu_count() or 1
 
 
 def margin() -> float:
-    """How much slower than BUDGET_S an answer may be here: 3×, more on a machine whose load
+    """How much slower than BUDGET_S an answer may be here: 2×, more on a machine whose load
     is over its cores (a shared test machine runs other suites at the same time; the measured
-    times and the load are printed for the record). ``EVSYS_DASHBOARD_TIME_MARGIN`` sets it."""
+    times and the load are printed for the record). ``EVSYS_DASHBOARD_TIME_MARGIN`` sets it.
+    The slowest answers, the curves of all 1,000 arms, took 0.7-0.8 s on SQLite and 0.7-1.3 s
+    on PostgreSQL on 2 cores at a load of 1.7-2.5 (other suites running)."""
     if "EVSYS_DASHBOARD_TIME_MARGIN" in os.environ:
         return float(os.environ["EVSYS_DASHBOARD_TIME_MARGIN"])
-    return max(3.0, 1.5 * os.getloadavg()[0] / CORES)
+    return max(2.0, 1.5 * os.getloadavg()[0] / CORES)
 
 
 TIMINGS: dict[str, dict[str, float]] = {}
@@ -186,7 +188,12 @@ def test_every_page_and_endpoint_answers_within_a_second(big) -> None:
     assert f'href="/runs/{arm_id(*best[1])}"' in page
     assert HOSTILE not in page  # escaped
 
-    timed(client, db, "/experiments/big/live")
+    live = timed(client, db, "/experiments/big/live")
+    # the page's poll while nothing it shows has changed: its version alone, no arm read
+    began = time.perf_counter()
+    unchanged = client.get("/experiments/big/live", headers={"If-None-Match": live.headers["etag"]})
+    TIMINGS[db]["/experiments/big/live (If-None-Match: 304)"] = time.perf_counter() - began
+    assert unchanged.status_code == 304
     later = timed(client, db, "/experiments/big", page=21).text
     assert later.count("<tr data-run-id=") == 1001 - 20 * 50
     found = timed(client, db, "/experiments/big", q="rank=128,seed=9").text

@@ -28,6 +28,7 @@ from evsys.dashboard.ui import reads, views
 from evsys.dashboard.ui.arm_query import BadQuery, parse_query
 from evsys.dashboard.ui.experiment_view import arms_page
 from evsys.dashboard.ui.explore_routes import Explore
+from evsys.dashboard.ui.live_version import experiment_version
 from evsys.dashboard.ui.sessions import (
     COOKIE,
     MAX_AGE_S,
@@ -187,6 +188,8 @@ class _UI:
     def experiment(self, request: Request, experiment_id: str) -> HTMLResponse:
         with self.sessionmaker() as db:
             project = self.project(request, db)
+            # the live part's version as the page shows it: its first poll can answer 304
+            version = experiment_version(db, project.id, experiment_id, request.url.query)
             found = reads.experiment(db, project.id, experiment_id)
         if found is None:
             return self.not_found(project, f"No experiment {experiment_id!r} in this project.")
@@ -204,12 +207,18 @@ class _UI:
             project=project,
             section="experiments",
             live_url=live_url,
+            live_version=version or "",
             **context,
         )
 
-    def experiment_live(self, request: Request, experiment_id: str) -> HTMLResponse:
+    def experiment_live(self, request: Request, experiment_id: str) -> Response:
+        """The live fragment, or 304 when what it shows is as the poll's ``If-None-Match``
+        says (the version is read first: what is rendered is at least as new as its tag)."""
         with self.sessionmaker() as db:
             project = self.project(request, db, fragment=True)
+            etag = experiment_version(db, project.id, experiment_id, request.url.query)
+            if etag is not None and etag in request.headers.get("if-none-match", ""):
+                return Response(status_code=304, headers=SECURITY_HEADERS | {"ETag": etag})
             found = reads.experiment(db, project.id, experiment_id)
         if found is None:
             return self.render("error.html", 404, status="Not found", message="no such experiment")
@@ -217,7 +226,10 @@ class _UI:
             context = self._experiment_context(found, request)
         except BadQuery as error:
             return self.render("error.html", 400, status="Bad query", message=str(error))
-        return self.render("experiment_live.html", **context)
+        answer = self.render("experiment_live.html", **context)
+        if etag is not None:
+            answer.headers["ETag"] = etag
+        return answer
 
     def _experiment_context(self, found: dict[str, Any], request: Request) -> dict[str, Any]:
         """The arms as the query string asks (search, filters, sort, page, columns, group);

@@ -1,6 +1,8 @@
 // evsys dashboard: the one script. It keeps an experiment's page current by fetching the
 // server-rendered (escaped) fragment of its live part, with the session cookie, and swapping it
 // in: every 2 s while the sweep runs, every 30 s once it has finished (a resumed sweep still shows).
+// Each poll sends back the fragment's ETag; the service answers 304 (nothing to swap) while the
+// experiment, its arms and generations are as they were.
 "use strict";
 
 const FINISHED = new Set(["completed", "failed", "cancelled", "canceled"]);
@@ -8,6 +10,7 @@ const FINISHED = new Set(["completed", "failed", "cancelled", "canceled"]);
 function startLiveUpdates(section) {
   const url = section.dataset.liveUrl;
   const running = Number(section.dataset.pollMs) || 2000;
+  let version = section.dataset.liveVersion || null; // the ETag of the fragment shown
 
   function delay() {
     const outcome = section.querySelector("[data-status]");
@@ -17,9 +20,12 @@ function startLiveUpdates(section) {
   async function refresh() {
     if (!document.hidden) {
       try {
-        const answer = await fetch(url, { credentials: "same-origin", headers: { Accept: "text/html" } });
+        const headers = { Accept: "text/html" };
+        if (version) headers["If-None-Match"] = version;
+        const answer = await fetch(url, { credentials: "same-origin", cache: "no-store", headers });
         if (answer.status === 401 || answer.redirected) return; // logged out: stop polling
         if (answer.ok) {
+          version = answer.headers.get("ETag");
           const html = await answer.text();
           const ticked = new Set([...section.querySelectorAll("input[name=run]:checked")].map((box) => box.value));
           section.innerHTML = html;
