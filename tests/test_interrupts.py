@@ -80,6 +80,31 @@ def test_a_signal_in_training_ends_the_arm_recorded_with_its_metrics(
     assert {s: signal.getsignal(s) for s in STATUS} == handlers_before  # restored
 
 
+@pytest.mark.parametrize("phase", ["started record", "log store closed"])
+def test_a_signal_at_either_end_of_an_arm_still_leaves_its_record(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, phase: str
+) -> None:
+    """Ctrl-C just after the started record is written, or while the log stores hear of the
+    end (the dashboard's HTTP call, slow on a busy machine): the arm ends with its record, never
+    left 'running' on disk."""
+    import evsys.run.runner as runner
+
+    target = "write_run_started" if phase == "started record" else "_close_quietly"
+    real = getattr(runner, target)
+
+    def then_ctrl_c(*args: Any, **kwargs: Any) -> None:
+        real(*args, **kwargs)
+        _signal_self(signal.SIGINT)
+
+    monkeypatch.setattr(runner, target, then_ctrl_c)
+    with pytest.raises(ArmInterrupted):
+        _run(["algorithm.params.max_steps=2"], workdir / "r")
+    record = _record(workdir / "r")
+    # An arm stopped before its work records that; one stopped after it keeps what it did.
+    expected = "cancelled" if phase == "started record" else "completed"
+    assert (record["status"], record["finished"]) == (expected, True)
+
+
 def _signalling_client(signum: int, calls: list[str]) -> Any:
     def factory(config: Any, checkpoint: str | None) -> Any:
         calls.append(str(checkpoint))

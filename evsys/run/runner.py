@@ -127,13 +127,14 @@ def run_arm(
                 metrics=log_store.latest if log_store is not None else {},
             )
             log.error("run %s %s: %s", run_id, result.status, result.error)
-        finally:
+
+        # From here to the record, a signal waits: one that came while the dashboard heard of
+        # the end (an HTTP call, slow on a busy machine) left the arm 'running' on disk.
+        with signals_deferred():
             if dashboard is not None:
                 _finish_quietly(dashboard, config, result)
             if log_store is not None:
                 _close_quietly(log_store)
-
-        with signals_deferred():  # a second signal must not cost the arm its record
             record = run_record(
                 run_dir,
                 result,
