@@ -85,6 +85,48 @@ def test_a_local_directory_of_that_name_comes_before_the_hub(offline_cache: Path
     assert load_rows(data, store) == ROWS[:1]
 
 
+def test_the_lineage_of_a_hub_dataset_changes_with_its_cached_data(
+    offline_cache: Path, tmp_path: Path
+):
+    """Two caches of ``owner/name`` with different rows: different sha256s; a miss is an
+    entry with its error."""
+    from types import SimpleNamespace
+
+    from evsys.data.lineage import data_lineage
+
+    store = LocalDataStore(root=str(tmp_path / "store"))
+    data = DataConfig(source_kind="hf_dataset", hf_dataset="owner/name")
+    config = SimpleNamespace(
+        data=data,
+        continual=None,
+        eval=SimpleNamespace(eval_data=None),
+        metadata=SimpleNamespace(benchmark=[]),
+    )
+    for side in ("a", "b"):
+        (tmp_path / side).mkdir()
+    cache_hub_dataset(offline_cache, "owner/name", ROWS, tmp_path / "a")
+    (first,) = data_lineage(config, store)
+    assert first == {
+        "role": "data",
+        "source": "hub",
+        "id": "owner/name",
+        "config": None,
+        "split": "train",
+        "sha256": first["sha256"],
+    }
+    assert len(first["sha256"]) == 64
+    import shutil
+
+    shutil.rmtree(offline_cache)
+    cache_hub_dataset(offline_cache, "owner/name", ROWS[:2], tmp_path / "b")
+    (second,) = data_lineage(config, store)
+    assert second["sha256"] != first["sha256"]
+
+    config.data = data.model_copy(update={"hf_dataset": "nobody/absent"})
+    (missing,) = data_lineage(config, store)
+    assert missing["sha256"] is None and "not in the local cache" in missing["error"]
+
+
 def test_a_deeper_path_that_is_no_directory_is_not_sent_to_the_hub(tmp_path: Path):
     store = LocalDataStore(root=str(tmp_path))
     data = DataConfig(source_kind="hf_dataset", hf_dataset="a/b/c")
@@ -149,6 +191,11 @@ def test_cli_trains_on_a_cached_hub_dataset_offline_and_a_miss_exits_2(
     (predictions,) = (workdir / "outputs").glob("runs/*/*/predictions.jsonl")
     lines = [json.loads(line) for line in predictions.read_text().splitlines()]
     assert [line["target"] for line in lines] == [row["answer"] for row in ROWS]
+    # Its lineage names the Hub dataset and the sha256 of the cached copy.
+    record = json.loads((predictions.parent / "run_result.json").read_text())
+    (hub,) = [entry for entry in record["data_lineage"] if entry["source"] == "hub"]
+    assert hub["id"] == "owner/name" and hub["split"] == "train" and hub["config"] is None
+    assert hub["role"] == "data" and len(hub["sha256"]) == 64 and "error" not in hub
 
     missing = run_evsys(*source, "data.hf_dataset=nobody/absent", cwd=workdir, env=offline)
     assert missing.returncode == 2, missing.stdout + missing.stderr

@@ -3,21 +3,24 @@
 Recorded in ``run_result.json`` (``data_lineage``) and on the run's dashboard entry, so that a
 result can be traced to the exact bytes it trained and was scored on. A dashboard dataset or
 benchmark is named by its id (its sha256 is the one the service recorded); a local file by its
-path, resolved as the data store resolves it, with the sha256 of its bytes now.
+path, resolved as the data store resolves it, with the sha256 of its bytes now; a Hugging Face
+Hub dataset by its id, config and split, with the sha256 of the cached copy the run reads.
 """
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
+from evsys.data.hub import load_hub_dataset
 from evsys.data.references import (
     benchmark_reference,
     dataset_reference,
     file_sha256,
     is_benchmark_reference,
 )
-from evsys.data.sources import resolve_path
+from evsys.data.sources import hub_dataset, resolve_path
 from evsys.errors import DataError
 
 TASKS_FILE, METADATA_FILE = "tasks.jsonl", "metadata.yaml"
@@ -50,10 +53,28 @@ def _data_entries(role: str, data: Any, store: Any) -> list[dict[str, Any]]:
         files = [data.eval_path] if data.eval_path is not None else []
     elif data.source_kind in ("jsonl", "json"):
         files = [p for p in (data.path, data.eval_path) if p is not None]
+    elif (hub := hub_dataset(data, store)) is not None:
+        entries.append(_hub_entry(role, hub, data.hf_config, data.hf_split))
     elif data.source_kind == "hf_dataset" and data.hf_data_files is not None:
         names = data.hf_data_files
         files = [names] if isinstance(names, str) else list(names)
     return entries + [_file_entry(role, resolve_path(name, store)) for name in files]
+
+
+def _hub_entry(role: str, name: str, config: str | None, split: str) -> dict[str, Any]:
+    """The Hub dataset with the sha256 of the cached copy the run reads: of its Arrow files'
+    sha256s, in order (read once more here; a multi-GiB dataset takes seconds)."""
+    entry: dict[str, Any] = {"role": role, "source": "hub", "id": name}
+    entry |= {"config": config, "split": split}
+    try:  # from the cache once it is there: the run reads the same copy right after
+        files = [Path(f["filename"]) for f in load_hub_dataset(name, config, split).cache_files]
+        digest = hashlib.sha256("".join(file_sha256(f) for f in files).encode())
+        entry["sha256"] = digest.hexdigest()
+    except DataError as exc:
+        entry["sha256"], entry["error"] = None, str(exc)
+    except OSError as exc:
+        entry["sha256"], entry["error"] = None, f"{type(exc).__name__}: {exc}"
+    return entry
 
 
 def _benchmark_entries(role: str, spec: Any, store: Any) -> list[dict[str, Any]]:

@@ -145,7 +145,7 @@ def _load_hf_dataset(data: DataConfig, store: DataStore, path: str | None) -> li
                 data_files=data.hf_data_files,
                 split=data.hf_split,
             )
-    elif path is None and name.count("/") <= 1:
+    elif path is None and is_hub_id(name):
         dataset = load_hub_dataset(name, data.hf_config, data.hf_split)
     elif path is not None:
         raise DataError(
@@ -172,6 +172,21 @@ _LOADERS: dict[str, Callable[[DataConfig, DataStore, str | None], list[Row]]] = 
 
 
 # -- hf_dataset helpers -----------------------------------------------------------------------
+
+
+def hub_dataset(data: DataConfig, store: DataStore) -> str | None:
+    """The Hub id ``data`` loads its rows from; None when they come from elsewhere (a builder
+    over local files, a local directory, another source kind)."""
+    name = data.hf_dataset
+    if data.source_kind != "hf_dataset" or name is None or name in _LOCAL_BUILDERS:
+        return None
+    if resolve_path(name, store).is_dir() or not is_hub_id(name):
+        return None
+    return name
+
+
+def is_hub_id(name: str) -> bool:
+    return name.count("/") <= 1
 
 
 def resolve_path(path: str, store: DataStore) -> Path:
