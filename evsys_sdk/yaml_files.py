@@ -64,12 +64,21 @@ def expand_matrix(config: ReferenceConfig) -> ReferenceConfig:
 
 
 def _unique(names: list[str]) -> list[str]:
-    """Names that repeat get ``-1``, ``-2``, … as evsys's sweeps name such arms."""
-    seen: dict[str, int] = {}
+    """Names that repeat get ``-1``, ``-2``, … as evsys's sweeps name such arms, skipping a
+    suffix another name already is (``seed-1`` beside two ``seed``: ``seed-2``, ``seed-3``)."""
+    taken = set(names)
+    last: dict[str, int] = {}
     out = []
     for name in names:
-        seen[name] = seen.get(name, 0) + 1
-        out.append(name if names.count(name) == 1 else f"{name}-{seen[name]}")
+        if names.count(name) == 1:
+            out.append(name)
+            continue
+        n = last.get(name, 0) + 1
+        while f"{name}-{n}" in taken:
+            n += 1
+        last[name] = n
+        taken.add(f"{name}-{n}")
+        out.append(f"{name}-{n}")
     return out
 
 

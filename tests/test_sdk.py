@@ -13,7 +13,7 @@ import pickle
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import evsys
@@ -310,6 +310,7 @@ AXIS_VALUES = st.lists(
     ),
     template=st.one_of(st.none(), st.text(max_size=20)),
 )
+@example(axes={"seed": [-1, "", ""]}, template=None)  # "seed-1" beside two "seed" cells
 def test_every_cell_is_one_named_run(axes: dict, template: str | None) -> None:
     """Any axes and template: one run per cell, its values set, names unique and directory-safe."""
     import math
