@@ -143,8 +143,7 @@ def _step(
 ) -> dict[str, float]:
     import torch
 
-    from evsys.backends.local.row_attention import ROW_LAYOUT, uses_row_attention
-    from evsys.backends.local.sft_speed import KEEP, PICK_COL, PICK_ROW, TARGETS
+    from evsys.backends.local.sft_speed import KEEP, PICK_COL, PICK_ROW, TARGETS, model_inputs
 
     marks = [time.perf_counter()]
 
@@ -154,19 +153,7 @@ def _step(
 
     batch = {k: v.to(device) if hasattr(v, "to") else v for k, v in collate(rows).items()}
     mark()
-    mask = batch.get("attention_mask")
-    by_row = ROW_LAYOUT in batch and uses_row_attention(causal_lm)
-    if mask is not None and mask.dim() == 4 and not by_row:
-        dtype = causal_lm.lm_head.weight.dtype
-        mask = torch.zeros(mask.shape, dtype=dtype, device=device).masked_fill(
-            ~mask, torch.finfo(dtype).min
-        )
-    hidden = causal_lm.model(
-        input_ids=batch["input_ids"],
-        attention_mask=mask,
-        position_ids=batch.get("position_ids"),
-        **({ROW_LAYOUT: batch[ROW_LAYOUT]} if by_row else {}),
-    ).last_hidden_state
+    hidden = causal_lm.model(**model_inputs(causal_lm, batch)).last_hidden_state
     mark()
     leaf = hidden.detach().requires_grad_()
     if KEEP in batch:  # evsys: the head at the kept positions, cross-entropy of the picked ones

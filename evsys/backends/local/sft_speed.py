@@ -220,26 +220,37 @@ def _data_parallel_ranks(trainer: Any) -> int:
     return int(trainer.accelerator.num_processes // tensor_parallel)
 
 
+def model_inputs(model: Any, batch: dict[str, Any]) -> dict[str, Any]:
+    """The token inputs of a batch as ``model`` takes them. A padding-free batch's boolean
+    block-diagonal mask becomes additive in the model's dtype (what eager and sdpa take),
+    unless the model attends row by row: then it reads the batch's row layout instead."""
+    import torch
+
+    mask = batch.get("attention_mask")
+    by_row = ROW_LAYOUT in batch and uses_row_attention(model)
+    if mask is not None and mask.dim() == 4 and not by_row:
+        dtype = next(p.dtype for p in model.parameters() if p.is_floating_point())
+        mask = torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(
+            ~mask, torch.finfo(dtype).min
+        )
+    inputs = {
+        "input_ids": batch["input_ids"],
+        "attention_mask": mask,
+        "position_ids": batch.get("position_ids"),
+    }
+    return inputs | ({ROW_LAYOUT: batch[ROW_LAYOUT]} if by_row else {})
+
+
 def flat_loss(model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> Any:
     """``(loss, token accuracy, model outputs)`` of a :class:`FlatCollator` batch."""
     import torch
     import torch.nn.functional as F
 
-    mask = inputs["attention_mask"]
-    by_row = ROW_LAYOUT in inputs and uses_row_attention(model)
-    if mask.dim() == 4 and not by_row:  # additive, in the model's dtype: eager and sdpa take it
-        dtype = next(p.dtype for p in model.parameters() if p.is_floating_point())
-        mask = torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(
-            ~mask, torch.finfo(dtype).min
-        )
     keep = inputs[KEEP]
     outputs = model(
-        input_ids=inputs["input_ids"],
-        attention_mask=mask,
-        position_ids=inputs.get("position_ids"),
+        **model_inputs(model, inputs),
         logits_to_keep=keep if keep.numel() else 1,
         use_cache=False,
-        **({ROW_LAYOUT: inputs[ROW_LAYOUT]} if by_row else {}),
     )
     logits = outputs.logits[inputs[PICK_ROW], inputs[PICK_COL]].float()
     targets = inputs[TARGETS][0]
