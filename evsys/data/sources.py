@@ -145,7 +145,7 @@ def _load_hf_dataset(data: DataConfig, store: DataStore, path: str | None) -> li
                 data_files=data.hf_data_files,
                 split=data.hf_split,
             )
-    elif path is None and is_hub_id(name):
+    elif path is None and hub_dataset(data, store) is not None:  # lineage decides alike
         dataset = load_hub_dataset(name, data.hf_config, data.hf_split)
     elif path is not None:
         raise DataError(
@@ -180,13 +180,9 @@ def hub_dataset(data: DataConfig, store: DataStore) -> str | None:
     name = data.hf_dataset
     if data.source_kind != "hf_dataset" or name is None or name in _LOCAL_BUILDERS:
         return None
-    if resolve_path(name, store).is_dir() or not is_hub_id(name):
+    if resolve_path(name, store).is_dir() or name.count("/") > 1:  # a Hub id: name, owner/name
         return None
     return name
-
-
-def is_hub_id(name: str) -> bool:
-    return name.count("/") <= 1
 
 
 def resolve_path(path: str, store: DataStore) -> Path:
