@@ -139,10 +139,10 @@ def test_optuna_sweeps_are_checked_before_any_trial(workdir: Path) -> None:
 
 
 def test_the_basic_sweeper_refuses_a_bad_arm_and_resumes(workdir: Path) -> None:
-    # each value alone is fine; packing and assistant_only_loss together are not
+    # each value alone is fine; two epochs with a step limit are not
     args = [
-        "--multirun", "hydra/sweeper=basic", "algorithm.params.max_steps=2",
-        "algorithm.params.packing=false,true", "algorithm.params.assistant_only_loss=false,true",
+        "--multirun", "hydra/sweeper=basic", "data.limit=8",
+        "algorithm.params.num_epochs=1,2", "algorithm.params.max_steps=null,2",
         "hydra.sweep.dir=grid",
     ]  # fmt: skip
     done = run_evsys(*args, cwd=workdir)

@@ -21,6 +21,7 @@ require("peft", "pip install 'evsys[local]'")
 from evsys.backends import models  # noqa: E402
 from evsys.backends.local.backend import LocalBackend  # noqa: E402
 from evsys.backends.local.inference import LocalInferenceClient  # noqa: E402
+from evsys.backends.local.sft_speed import SFTSpeed  # noqa: E402
 from evsys.compose.compose import compose_and_validate  # noqa: E402
 from evsys.config import ModelConfig  # noqa: E402
 from evsys.errors import BackendError, ConfigError, MissingDependencyError  # noqa: E402
@@ -271,3 +272,62 @@ def test_smollm2_converts_from_its_gguf_and_generates(
     text = client.generate(prompt="What is the capital of France?", max_tokens=8, temperature=0)
     assert text.strip()
     assert os.listdir(tmp_path / "models") == [path.name]
+
+
+PLAIN_TRL = [f"backend.params.sft_speed.{switch}=false" for switch in SFTSpeed.model_fields]
+
+
+def test_packing_keeps_the_assistant_mask_and_each_row_to_itself(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """TRL packs the rows into one sequence and keeps the assistant mask: the packed batch scores
+    the very tokens the unpacked one does, and its first loss (the base model's, LoRA's B starts
+    at zero) is the unpacked loss over the same four rows, so no row attends to another."""
+    from trl import SFTTrainer
+
+    batches: list[dict[str, Any]] = []
+    compute_loss = SFTTrainer.compute_loss
+
+    def recording(self: Any, model: Any, inputs: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        batches.append({k: v.clone() for k, v in inputs.items() if hasattr(v, "clone")})
+        return compute_loss(self, model, inputs, *args, **kwargs)
+
+    monkeypatch.setattr(SFTTrainer, "compute_loss", recording)
+    base = ["backend=local", "model=tiny", "data.limit=4", "algorithm.params.max_steps=1"]
+    base += ["algorithm.params.batch_size=4", "eval.enabled=false"]
+    first_loss, scored = {}, {}
+    for name, extra in {
+        "evsys": [],
+        "plain": PLAIN_TRL,
+        "packed": ["algorithm.params.packing=true"],
+    }.items():
+        overrides = [*base, *extra]
+        _, config = compose_and_validate(overrides)
+        outcome = run_arm(config, workdir / name, overrides=overrides)
+        assert outcome.record["status"] == "completed", outcome.record["error"]
+        metrics = (workdir / name / "metrics.jsonl").read_text().splitlines()
+        first_loss[name] = next(json.loads(m)["train/loss"] for m in metrics if "train/loss" in m)
+        if name != "evsys":  # evsys's own layout has its own loss, not TRL's
+            labels = batches[-1]["labels"]
+            scored[name] = sorted(labels[labels != -100].tolist())
+
+    packed = batches[-1]
+    assert packed["input_ids"].shape[0] == 1  # the four rows in one sequence
+    assert (packed["position_ids"] == 0).sum() == 4  # each starting its own positions
+    assert scored["packed"] == scored["plain"]
+    assert len(scored["packed"]) < packed["input_ids"].numel()  # the prompts are not scored
+    assert first_loss["packed"] == pytest.approx(first_loss["evsys"], rel=1e-4)
+    assert first_loss["plain"] == pytest.approx(first_loss["evsys"], rel=1e-4)
+
+
+def test_a_constant_schedule_warms_up_first(workdir: Path) -> None:
+    # transformers' own "constant" schedule ignores the warmup; the mock and tinker backends don't
+    overrides = ["backend=local", "model=tiny", "data.limit=16", "eval.enabled=false"]
+    overrides += ["algorithm.params.max_steps=4", "algorithm.params.lr_schedule=constant"]
+    overrides += ["algorithm.params.warmup_ratio=0.5", "algorithm.params.learning_rate=1e-3"]
+    _, config = compose_and_validate(overrides)
+    outcome = run_arm(config, workdir / "run", overrides=overrides)
+    assert outcome.record["status"] == "completed", outcome.record["error"]
+    lines = [json.loads(x) for x in (workdir / "run" / "metrics.jsonl").read_text().splitlines()]
+    lrs = [m["train/lr"] for m in lines if "train/lr" in m]
+    assert lrs == pytest.approx([0.0, 5e-4, 1e-3, 1e-3])  # transformers' warmup starts at 0

@@ -117,8 +117,8 @@ def test_nested_extension_kinds_are_checked(workdir: Path) -> None:
 
 
 def test_cross_field_rules_run_before_anything(workdir: Path) -> None:
-    problems = by_path(check(["algorithm.params.packing=true"]))
-    assert "packing and assistant_only_loss" in problems["algorithm.params"].message
+    problems = by_path(check(["algorithm.params.num_epochs=3", "algorithm.params.max_steps=5"]))
+    assert "num_epochs=3 would be ignored" in problems["algorithm.params"].message
 
 
 def test_a_val_benchmark_needs_a_cadence(workdir: Path) -> None:

@@ -62,12 +62,13 @@ class SFT:
         log_every: int = Field(1, ge=1, description="Log metrics every N steps.")
 
         @model_validator(mode="after")
-        def _packing_keeps_the_mask(self) -> SFT.Config:
-            if self.packing and self.assistant_only_loss:
-                # TRL cannot mask assistant tokens inside packed sequences.
+        def _one_length_of_training(self) -> SFT.Config:
+            if self.max_steps is not None and self.num_epochs > 1:
+                # Every backend stops at max_steps, however many passes that is.
                 raise ValueError(
-                    "packing and assistant_only_loss cannot both be true; "
-                    "set algorithm.params.packing=false or algorithm.params.assistant_only_loss=false"
+                    f"num_epochs={self.num_epochs} would be ignored: max_steps={self.max_steps} "
+                    "alone decides how long the run trains; set algorithm.params.num_epochs=1 "
+                    "or algorithm.params.max_steps=null"
                 )
             return self
 

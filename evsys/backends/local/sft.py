@@ -28,6 +28,7 @@ _METRICS = {
     "mean_token_accuracy": "train/token_accuracy",
     "num_tokens": "train/num_tokens",
 }
+_WITH_WARMUP = {"constant": "constant_with_warmup"}
 
 
 @register_algorithm("sft", backend="local")
@@ -97,7 +98,8 @@ class LocalSFT:
             seed=ctx.seed,
             data_seed=ctx.seed,
             learning_rate=cfg.learning_rate,
-            lr_scheduler_type=cfg.lr_schedule,
+            # transformers' "constant" skips the warmup; the other backends warm up, then hold.
+            lr_scheduler_type=_WITH_WARMUP.get(cfg.lr_schedule, cfg.lr_schedule),
             warmup_steps=cfg.warmup_ratio,  # a float below 1 is a ratio of the total steps
             weight_decay=cfg.weight_decay,
             per_device_train_batch_size=cfg.batch_size,
