@@ -113,20 +113,23 @@ def test_every_layout_gives_the_plain_loss_and_gradients(lora_model: Any, rows: 
             )
 
 
-def test_the_shared_prefix_is_computed_once() -> None:
+def test_the_shared_prefix_is_computed_once_and_rows_end_at_their_last_score() -> None:
     rows = [
-        {"input_ids": [1, 2, 3, 4, 5], "labels": [-100, -100, -100, 4, 5]},
-        {"input_ids": [1, 2, 3, 9], "labels": [-100, -100, -100, 9]},
+        {"input_ids": [1, 2, 3, 4, 5, 6], "labels": [-100, -100, -100, 4, 5, -100]},
+        {"input_ids": [1, 2, 3, 9, 8], "labels": [-100, -100, -100, -100, 8]},
     ]
     batch = FlatCollator(0, padding_free=True, shared_prefix=True, scored_only=True)(rows)
-    assert batch["input_ids"].tolist() == [[1, 2, 3, 4, 5, 9]]
-    assert batch["position_ids"].tolist() == [[0, 1, 2, 3, 4, 3]]
+    # 5 is predicted at 4, so 5 and 6 are not fed; 8 at 9, so 8 is not
+    assert batch["input_ids"].tolist() == [[1, 2, 3, 4, 9]]
+    assert batch["position_ids"].tolist() == [[0, 1, 2, 3, 3]]
     # Row 2's own token sees the prefix and itself, not row 1's tokens.
-    assert batch["attention_mask"][0, 0, 5].tolist() == [True, True, True, False, False, True]
-    assert batch["row_tokens"].item() == 9  # what tokens/s counts: the rows' tokens
-    assert batch["row_layout"] == (3, (2, 1))  # the prefix, then each row's own tokens
-    assert batch["shift_labels"].tolist() == [[4, 5, 9]]
+    assert batch["attention_mask"][0, 0, 4].tolist() == [True, True, True, False, True]
+    assert batch["row_tokens"].item() == 11  # what tokens/s counts: the rows' tokens
+    assert batch["row_layout"] == (3, (1, 1))  # the prefix, then each row's own tokens
+    assert batch["shift_labels"].tolist() == [[4, 5, 8]]
     assert common_prefix([[1, 2], [1, 2]]) == 1  # each row keeps a token of its own
+    every_position = FlatCollator(0, padding_free=True, shared_prefix=True, scored_only=False)
+    assert every_position(rows)["input_ids"].tolist() == [[1, 2, 3, 4, 5, 6, 9, 8]]
 
 
 def test_the_defaults_follow_the_device_and_each_switch_turns_off() -> None:

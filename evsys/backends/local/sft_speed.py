@@ -6,7 +6,9 @@ though assistant-only loss scores a fifth of them. Four changes, each with a swi
 ``backend.params.sft_speed`` and each recorded in run_result.json (``extras.sft_speed``):
 
 - ``scored_logits_only``: the LM head and the loss run only at the positions whose next token is
-  scored (``logits_to_keep``, a transformers argument), not on the prompt and the padding.
+  scored (``logits_to_keep``, a transformers argument), not on the prompt and the padding; and a
+  row's tokens after its last scored position (the chat template's closing tokens) are not fed
+  to the model at all: nothing the loss reads depends on them.
 - ``padding_free``: a batch's rows become one sequence, each row attending only to itself (a
   block-diagonal causal mask, positions restarting per row): no padding is computed.
 - ``shared_prefix``: with ``padding_free``, the prefix every row of the batch shares (the chat
@@ -111,6 +113,10 @@ class FlatCollator:
             for k, label in enumerate(row)
             if k and label != -100
         ]
+        row_tokens = sum(len(row) for row in ids)
+        if self.scored_only:  # a row's last scored token k is predicted at k - 1: cut there
+            ends = {i: k for i, k, _ in scored}  # in order, so each row's last
+            ids = [row[: ends.get(i, len(row))] for i, row in enumerate(ids)]
         batch = self._flat(ids) if self.padding_free else self._padded(ids)
         where = batch.pop("where")  # (row, token index) → (batch row, position)
         places = [where(i, k - 1) for i, k, _ in scored]
@@ -124,7 +130,7 @@ class FlatCollator:
         batch[PICK_COL] = torch.tensor([column[p] for _, p in places], dtype=torch.long)
         batch[TARGETS] = torch.tensor([[label for _, _, label in scored]], dtype=torch.long)
         batch["labels"] = batch[TARGETS]  # the trainer counts num_items_in_batch from these
-        batch[ROW_TOKENS] = torch.tensor(sum(len(row) for row in ids))
+        batch[ROW_TOKENS] = torch.tensor(row_tokens)
         return batch
 
     def _padded(self, ids: list[list[int]]) -> dict[str, Any]:
