@@ -207,12 +207,14 @@ def report_start_up(baseline: Command, same_tree: Command, evsys: list, repeats:
             target, ok = f"≤ {limit} s", command.median <= limit
         verdict = "ok" if ok else "MISSED"
         print(f"{figures(command)}  {target} {verdict}")
-    evsys_cfg = evsys[0][0]
-    print(
-        "evsys --cfg job against the same config tree in plain Hydra: "
-        f"{evsys_cfg.median / same_tree.median:.2f}× "
-        f"(CPU {evsys_cfg.cpu_median / same_tree.cpu_median:.2f}×)"
-    )
+    # validate composes the same tree through Hydra before checking it: a plain Hydra app doing
+    # that is its floor, whatever a limit in seconds says on a slower machine.
+    for command in (evsys[0][0], evsys[1][0]):
+        print(
+            f"{command.label} against the same config tree in plain Hydra: "
+            f"{command.median / same_tree.median:.2f}× "
+            f"(CPU {command.cpu_median / same_tree.cpu_median:.2f}×)"
+        )
 
 
 def report_multirun(commands: dict[tuple[str, int], Command], arms: int, repeats: int) -> None:
