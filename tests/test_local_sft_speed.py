@@ -19,7 +19,11 @@ require("peft", "pip install 'evsys[local]'")
 
 import torch  # noqa: E402
 
-from evsys.backends.local.row_attention import row_attention, uses_row_attention  # noqa: E402
+from evsys.backends.local.row_attention import (  # noqa: E402
+    ROW_LAYOUT,
+    row_attention,
+    uses_row_attention,
+)
 from evsys.backends.local.sft_speed import FlatCollator, SFTSpeed, common_prefix, flat_loss  # noqa: E402
 
 LAYOUTS = [
@@ -149,3 +153,42 @@ def test_the_defaults_follow_the_device_and_each_switch_turns_off() -> None:
     assert SFTSpeed(shared_prefix=False).applied("cpu")["shared_prefix"] is False
     assert SFTSpeed(padding_free=False, shared_prefix=True).applied("cpu")["shared_prefix"] is False
     assert SFTSpeed(scored_logits_only=False).applied("cpu")["scored_logits_only"] is False
+
+
+@pytest.mark.parametrize("reentrant", [False, True])
+def test_gradient_checkpointing_recomputes_each_row_with_its_layout(
+    lora_model: Any, reentrant: bool
+) -> None:
+    # Without its row layout the recomputed attention would be sdpa over the whole sequence
+    # with no mask, every row seeing the others: other gradients.
+    rows = [
+        {"input_ids": [5, 6, 7, 8, 9, 10], "labels": [-100, -100, -100, 8, 9, 10]},
+        {"input_ids": [5, 6, 7, 11, 12], "labels": [-100, -100, -100, -100, 12]},
+        {"input_ids": [5, 6, 7, 13, 14, 15, 16], "labels": [-100, -100, -100, 13, -100, 15, 16]},
+    ]
+    expected, expected_grads = loss_and_grads(lora_model, lambda: plain_loss(lora_model, rows))
+    batch = FlatCollator(0, **LAYOUTS[3])(rows)
+    base = lora_model.get_base_model()
+    base.activation_checkpointing_enable({"use_reentrant": reentrant})
+    if reentrant:  # the reentrant kind only recomputes what a grad-requiring input reaches
+        base.enable_input_require_grads()
+    was_training = lora_model.training
+    lora_model.train()  # transformers checkpoints only in training mode
+    layouts = []  # whether each run of layer 0's attention had the layout
+    hook = base.model.layers[0].self_attn.register_forward_pre_hook(
+        lambda _, args, kwargs: layouts.append(ROW_LAYOUT in kwargs), with_kwargs=True
+    )
+    try:
+        with row_attention(lora_model, enabled=True) as by_row:
+            got, grads = loss_and_grads(lora_model, lambda: flat_loss(lora_model, batch)[0])
+    finally:
+        hook.remove()
+        lora_model.train(was_training)
+        base.activation_checkpointing_disable()
+        if reentrant:
+            base.disable_input_require_grads()
+    assert not base.is_activation_checkpointing
+    assert layouts == [by_row, by_row]  # forward, and again in the backward pass (sdpa)
+    assert got == pytest.approx(expected, rel=1e-5, abs=1e-6)
+    for name, grad in expected_grads.items():
+        torch.testing.assert_close(grads[name], grad, rtol=1e-4, atol=2e-5, msg=name)
