@@ -123,7 +123,7 @@ def test_the_shared_prefix_is_computed_once_and_rows_end_at_their_last_score() -
         {"input_ids": [1, 2, 3, 9, 8], "labels": [-100, -100, -100, -100, 8]},
     ]
     batch = FlatCollator(0, padding_free=True, shared_prefix=True, scored_only=True)(rows)
-    # 5 is predicted at 4, so 5 and 6 are not fed; 8 at 9, so 8 is not
+    # 5 is predicted at 4, so neither 5 nor 6 is fed; 8 is predicted at 9, so 8 is not
     assert batch["input_ids"].tolist() == [[1, 2, 3, 4, 9]]
     assert batch["position_ids"].tolist() == [[0, 1, 2, 3, 3]]
     # Row 2's own token sees the prefix and itself, not row 1's tokens.
