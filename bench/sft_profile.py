@@ -86,9 +86,10 @@ def profile(spec: dict[str, Any]) -> dict[str, Any]:
     )
     head = causal_lm.lm_head.weight.numel()
     optimizer = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad])
+    applied = SFTSpeed().applied(device)  # evsys's defaults here
     layouts = {
         "TRL padded (plain)": trainer.data_collator,
-        "evsys": FlatCollator(tokenizer.pad_token_id or 0, **_evsys_layout(device)),
+        "evsys": FlatCollator(tokenizer.pad_token_id or 0, **_collator_switches(applied)),
     }
     peak = matmul_flops(device, dtype)
     lines = [
@@ -102,7 +103,7 @@ def profile(spec: dict[str, Any]) -> dict[str, Any]:
     work = {}
     for label, collate in layouts.items():
         phases: list[dict[str, float]] = []
-        by_row = label == "evsys" and SFTSpeed().applied(device)["row_attention"]
+        by_row = label == "evsys" and applied["row_attention"]
         with row_attention(causal_lm, enabled=by_row):
             for rows_ in batches * 2:  # the first pass warms up
                 phases.append(_step(peft_model, causal_lm, collate, rows_, optimizer, device))
@@ -127,10 +128,7 @@ def profile(spec: dict[str, Any]) -> dict[str, Any]:
     return {"report": "\n".join(lines)}
 
 
-def _evsys_layout(device: str) -> dict[str, bool]:
-    from evsys.backends.local.sft_speed import SFTSpeed
-
-    applied = SFTSpeed().applied(device)
+def _collator_switches(applied: dict[str, bool]) -> dict[str, bool]:
     return {  # the collator's switches (row attention is the model's)
         "padding_free": applied["padding_free"],
         "shared_prefix": applied["shared_prefix"],

@@ -20,7 +20,7 @@ from evsys.reference_yaml.source import MatrixSpec, ReferenceConfig
 
 # evsys's own arm naming (the matrix's arms get these names when it sweeps with Hydra).
 from evsys.reference_yaml.translate import _reference_names as reference_names
-from evsys.sweep.plan import _fill, _slug
+from evsys.sweep.arm_names import fill, slug, unique_names
 
 ExperimentConfig = ReferenceConfig
 """The root of a reference YAML file: ``name``, stores, ``metadata``, one of run/runs/matrix."""
@@ -55,31 +55,12 @@ def expand_matrix(config: ReferenceConfig) -> ReferenceConfig:
         for key, value in zip(matrix.axes, values, strict=True):
             _set_dotted(run, key, copy.deepcopy(value), f"matrix.axes.{key}")
         # {base} is the base run's name: the cell is named before its name is replaced.
-        runs.append((run, _slug(_fill(template, SimpleNamespace(resolved=run)))))
-    names = _unique([name for _, name in runs])
+        runs.append((run, slug(fill(template, SimpleNamespace(resolved=run)))))
+    names = unique_names([name for _, name in runs])  # as evsys names a sweep's arms
     named = [{**run, "name": name} for (run, _), name in zip(runs, names, strict=True)]
     expanded = config.model_copy(update={"matrix": None, "runs": named})
     expanded._path, expanded._lines = config._path, config._lines
     return expanded
-
-
-def _unique(names: list[str]) -> list[str]:
-    """Names that repeat get ``-1``, ``-2``, … as evsys's sweeps name such arms, skipping a
-    suffix another name already is (``seed-1`` beside two ``seed``: ``seed-2``, ``seed-3``)."""
-    taken = set(names)
-    last: dict[str, int] = {}
-    out = []
-    for name in names:
-        if names.count(name) == 1:
-            out.append(name)
-            continue
-        n = last.get(name, 0) + 1
-        while f"{name}-{n}" in taken:
-            n += 1
-        last[name] = n
-        taken.add(f"{name}-{n}")
-        out.append(f"{name}-{n}")
-    return out
 
 
 def _set_dotted(node: dict[str, Any], dotted: str, value: Any, where: str) -> None:

@@ -7,9 +7,12 @@ from pathlib import Path
 
 import pytest
 from conftest import run_evsys
+from hypothesis import given
+from hypothesis import strategies as st
 
 from evsys.compose.compose import compose
 from evsys.errors import ConfigError
+from evsys.sweep.arm_names import unique_names
 from evsys.sweep.plan import SweepAxes, enumerate_arms, preflight
 
 EXPERIMENT = """\
@@ -167,6 +170,20 @@ def test_the_fast_preflight_is_exactly_what_compose_gives(
     for arm in arms:
         assert not arm.problems, arm.problems
         assert arm.resolved == compose(arm.overrides).config, arm.overrides
+
+
+def test_each_arm_has_a_directory_of_its_own(workdir: Path) -> None:
+    # The two arms named "a" are numbered past the arm already called "a-1".
+    arms = preflight(enumerate_arms(["name=a-1,a,a"], SweepAxes()))
+    assert [arm.name for arm in arms] == ["a-1", "a-2", "a-3"]
+
+
+@given(st.lists(st.sampled_from(["a", "a-1", "a-2", "a-1-1", "b"]), max_size=8))
+def test_repeated_names_are_numbered_apart_from_every_other(names: list[str]) -> None:
+    unique = unique_names(names)
+    assert len(set(unique)) == len(unique) == len(names)
+    for name, given_name in zip(unique, names, strict=True):
+        assert name == given_name if names.count(given_name) == 1 else name.startswith(given_name)
 
 
 def test_output_directories_are_claimed_by_one_process(workdir: Path) -> None:

@@ -13,9 +13,7 @@ differ, so each arm costs a copy, the overrides and the validation.
 from __future__ import annotations
 
 import copy
-import hashlib
 import itertools
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,8 +34,7 @@ from evsys.config import ExperimentConfig
 from evsys.errors import ConfigError, Problem
 from evsys.run.record import config_hash, redact
 from evsys.sweep.aggregate import group_id
-
-MAX_NAME_LENGTH = 80
+from evsys.sweep.arm_names import PLACEHOLDER, name_arms
 
 
 @dataclass
@@ -243,7 +240,7 @@ def template_problems(template: str | None, resolved: dict[str, Any]) -> list[Pr
         return []
     path = "hydra.sweeper.name_template"
     problems = []
-    if "{" in _PLACEHOLDER.sub("", template) or "}" in _PLACEHOLDER.sub("", template):
+    if "{" in PLACEHOLDER.sub("", template) or "}" in PLACEHOLDER.sub("", template):
         problems.append(
             Problem(
                 path=path,
@@ -251,7 +248,7 @@ def template_problems(template: str | None, resolved: dict[str, Any]) -> list[Pr
                 value=template,
             )
         )
-    for field_path in _PLACEHOLDER.findall(template):
+    for field_path in PLACEHOLDER.findall(template):
         if field_path != "base" and _lookup(resolved, field_path) is _ABSENT:
             problems.append(
                 Problem(
@@ -309,91 +306,9 @@ def preflight(
             safe = redact(arm.config.model_dump(mode="json"))
             arm.config_hash, arm.group_id = config_hash(safe), group_id(safe)
         arms.append(arm)
-    _name(arms, name_template)
+    name_arms(arms, name_template)
     return arms
 
 
 def bad_arms(arms: list[Arm]) -> list[Arm]:
     return [arm for arm in arms if arm.problems]
-
-
-# -- names ---------------------------------------------------------------------------------------
-
-
-def _name(arms: list[Arm], template: str | None) -> None:
-    varying = _varying_keys(arms)
-    names = [
-        _slug(_fill(template, arm) if template else _from_overrides(arm, varying) or "arm")
-        for arm in arms
-    ]
-    seen: dict[str, int] = {}
-    for arm, name in zip(arms, names, strict=True):
-        seen[name] = seen.get(name, 0) + 1
-        arm.name = name if names.count(name) == 1 else f"{name}-{seen[name]}"
-
-
-def _varying_keys(arms: list[Arm]) -> list[str]:
-    """Override keys whose value is not the same in every arm, in first-seen order."""
-    values: dict[str, set[str]] = {}
-    for arm in arms:
-        for line in arm.overrides:
-            key, _, value = line.partition("=")
-            values.setdefault(key, set()).add(value)
-    missing_in_some = {k for k in values if any(not _has_key(a, k) for a in arms)}
-    return [k for k, v in values.items() if len(v) > 1 or k in missing_in_some]
-
-
-def _has_key(arm: Arm, key: str) -> bool:
-    return any(line.partition("=")[0] == key for line in arm.overrides)
-
-
-def _from_overrides(arm: Arm, varying: list[str]) -> str:
-    parts = []
-    for line in arm.overrides:
-        key, _, value = line.partition("=")
-        if key in varying:
-            is_group = "." not in key.lstrip("+~")
-            label = key.lstrip("+~").rsplit(".", 1)[-1]
-            parts.append(
-                _slug_value(value) if is_group and key != "seed" else label + _slug_value(value)
-            )
-    return "__".join(parts)
-
-
-_PLACEHOLDER = re.compile(r"\{([A-Za-z0-9_.]+)\}")
-
-
-def _fill(template: str, arm: Arm) -> str:
-    """``{base}`` is the config's name; ``{dotted.key}`` the arm's resolved value there."""
-
-    def value(match: re.Match[str]) -> str:
-        path = match.group(1)
-        if path == "base":
-            return str(arm.resolved.get("name", "arm"))
-        node: Any = arm.resolved
-        for part in path.split("."):
-            node = node.get(part) if isinstance(node, dict) else None
-        return _slug_value(node)
-
-    return _PLACEHOLDER.sub(value, template)
-
-
-def _slug_value(value: Any) -> str:
-    """Floats as ``%g`` with ``.`` → ``p`` and no ``+`` (1e-4 → 0p0001), others as text."""
-    if isinstance(value, str):
-        try:
-            value = float(value) if not value.lstrip("-").isdigit() else int(value)
-        except ValueError:
-            return value
-    if isinstance(value, float):
-        return f"{value:g}".replace(".", "p").replace("+", "")
-    return str(value)
-
-
-def _slug(name: str) -> str:
-    """Filesystem-safe, no slashes, bounded length (long names keep a hash for uniqueness)."""
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.") or "arm"
-    if len(safe) <= MAX_NAME_LENGTH:
-        return safe
-    digest = hashlib.sha1(safe.encode()).hexdigest()[:8]
-    return f"{safe[: MAX_NAME_LENGTH - 9]}-{digest}"
